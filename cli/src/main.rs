@@ -1,0 +1,71 @@
+//! `hwnas`: hardware-aware neural architecture search from the command line.
+
+mod doctor;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Hardware-aware neural architecture search: find a network that is accurate and fast on
+/// your device, with latency measured on the device itself.
+#[derive(Debug, Parser)]
+#[command(name = "hwnas", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check what a search needs: ONNX Runtime, wgpu adapters, CPU and memory.
+    Doctor(doctor::DoctorArgs),
+}
+
+fn main() -> ExitCode {
+    prepare_environment();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Doctor(args) => doctor::run(&args),
+    }
+}
+
+/// Mesa's Vulkan drivers warn on every start when `XDG_RUNTIME_DIR` is unset; give them a
+/// private directory before any thread exists.
+#[allow(unsafe_code)]
+fn prepare_environment() {
+    let usable = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .is_some_and(|dir| dir.is_dir());
+    if usable {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hwnas-runtime-{}", whoami_uid()));
+    if std::fs::create_dir_all(&dir).is_ok() {
+        set_private_permissions(&dir);
+        // SAFETY: called first thing in `main`, before any other thread is started.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+}
+
+fn whoami_uid() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "user".to_string())
+}
+
+#[cfg(unix)]
+fn set_private_permissions(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+#[cfg(not(unix))]
+fn set_private_permissions(_dir: &std::path::Path) {}

@@ -1,0 +1,8 @@
+//! Latency for hwnas: ONNX Runtime discovery and loading, ONNX export of subnets, profiling,
+//! lookup tables and predictors.
+
+pub mod error;
+pub mod runtime;
+
+pub use error::{Error, Result};
+pub use runtime::{OrtRuntime, PINNED_ORT_VERSION, SETUP_COMMAND};
