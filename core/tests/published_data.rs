@@ -1,0 +1,109 @@
+//! Checks against the real published data in `../shared/data/` (see its SOURCES.md). Each
+//! test skips, saying why, when the data is absent.
+
+use std::sync::Arc;
+
+use hwnas_core::benchmark::nb201::{Nb201Table, SHARED_TABLE, TABLE_ENV};
+use hwnas_core::benchmark::ofa::{
+    NOTE10_DIR, Note10Lut, OfaPredictor, PREDICTOR_FILE, locate_ofa_dir,
+};
+use hwnas_core::space::SearchSpace;
+use hwnas_core::space::nb201::Nb201Space;
+use hwnas_core::space::ofa::{OfaConfig, OfaSpace};
+use hwnas_core::{Evaluator, LatencyModel, data};
+
+fn real_table() -> Option<Nb201Table> {
+    let Some(path) = data::locate(TABLE_ENV, SHARED_TABLE) else {
+        println!(
+            "skipped: the NAS-Bench-201 table is absent (set {TABLE_ENV} or provide ../shared/data/{SHARED_TABLE})"
+        );
+        return None;
+    };
+    Some(Nb201Table::load(&path, "cifar10").expect("the real table loads"))
+}
+
+#[test]
+fn nb201_table_indices_strings_and_optimum() {
+    let Some(table) = real_table() else { return };
+    assert_eq!(table.len(), 15_625);
+    let space = Nb201Space::new();
+    for index in 0..table.len() {
+        let arch = table.arch_at(index).unwrap();
+        let text = space.format(&arch);
+        let parsed = space.parse(&text).unwrap();
+        assert_eq!(table.index_of(&parsed), Some(index), "{text}");
+    }
+    let best = table.best_by_test();
+    assert_eq!(table.index_of(&best), Some(6111));
+    assert!((table.test(&best).unwrap() - 94.3733).abs() < 1e-3);
+    let first = table.arch_at(0).unwrap();
+    assert_eq!(
+        space.format(&first),
+        "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+    );
+}
+
+#[test]
+fn nb201_device_latencies_are_table_targets() {
+    let Some(table) = real_table() else { return };
+    let table = Arc::new(table);
+    let devices = table.latency_devices();
+    for device in ["pixel3", "raspi4", "hwnb-edgegpu"] {
+        assert!(devices.contains(&device.to_string()), "{devices:?}");
+    }
+    let pixel3 = table.latency_column("pixel3").unwrap();
+    let arch = table.arch_at(1).unwrap();
+    assert!((pixel3.latency_ms(&arch).unwrap() - 17.2381).abs() < 1e-6);
+    // HW-NAS-Bench columns are empty for some cells: a clear error, not a zero.
+    let edge = table.latency_column("hwnb-edgegpu").unwrap();
+    assert!(edge.latency_ms(&table.arch_at(0).unwrap()).is_err());
+}
+
+fn ofa_dir() -> Option<std::path::PathBuf> {
+    match locate_ofa_dir(None) {
+        Ok(dir) if dir.join(PREDICTOR_FILE).is_file() => Some(dir),
+        _ => {
+            println!("skipped: Once-for-All's files are absent (../shared/data/ofa-mobilenetv3)");
+            None
+        }
+    }
+}
+
+fn uniform(ks: u32, e: u32, d: u32, r: u32) -> OfaConfig {
+    OfaConfig {
+        ks: vec![ks; 20],
+        e: vec![e; 20],
+        d: vec![d; 5],
+        r,
+    }
+}
+
+#[test]
+fn ofa_predictor_matches_the_published_figures() {
+    let Some(dir) = ofa_dir() else { return };
+    let predictor = OfaPredictor::load(&dir.join(PREDICTOR_FILE), OfaSpace::default()).unwrap();
+    let largest = predictor.predict(&uniform(7, 6, 4, 224));
+    let smallest = predictor.predict(&uniform(3, 3, 2, 160));
+    assert!((largest - 0.836).abs() < 0.0005, "largest {largest}");
+    assert!((smallest - 0.753).abs() < 0.0005, "smallest {smallest}");
+    let space = OfaSpace::default();
+    let arch = space.from_config(&uniform(7, 6, 4, 224)).unwrap();
+    assert!((predictor.evaluate(&arch).unwrap().accuracy - 83.6).abs() < 0.05);
+}
+
+#[test]
+fn note10_lookup_table_matches_the_published_figure() {
+    let Some(dir) = ofa_dir() else { return };
+    let lut = Note10Lut::load(&dir.join(NOTE10_DIR)).unwrap();
+    let largest = lut.latency_of(&uniform(7, 6, 4, 224)).unwrap();
+    assert!((largest - 92.4).abs() < 0.05, "largest {largest}");
+    // Every subnet at every tabulated resolution has all its layers in the table.
+    let space = lut.space().clone();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    for _ in 0..200 {
+        let arch = space.sample(&mut rng);
+        let latency = lut.latency_ms(&arch).unwrap();
+        assert!(latency > 5.0 && latency < 92.5, "{latency}");
+    }
+    assert!(lut.latency_of(&uniform(3, 3, 2, 128)).is_err());
+}
