@@ -1,12 +1,22 @@
 //! The search side of hwnas: search spaces, strategies, evaluators and the search loop.
 
+pub mod bench;
 pub mod benchmark;
 pub mod data;
 pub mod error;
 pub mod evaluate;
+pub mod history;
+pub mod objective;
+pub mod optim;
+pub mod search;
 pub mod space;
+pub mod strategy;
 
 pub use error::{Error, Result};
 pub use evaluate::{Evaluation, Evaluator, LatencyModel};
+pub use history::{History, Record};
 pub use hwnas_kernels as kernels;
+pub use objective::Objective;
+pub use search::{Budget, Oracle, SearchConfig, run_search};
 pub use space::{Arch, Decision, SearchSpace};
+pub use strategy::Strategy;

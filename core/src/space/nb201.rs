@@ -127,32 +127,48 @@ impl SearchSpace for Nb201Space {
     }
 
     /// Edges into nodes that never reach the output are dead; skip and pooling edges out of
-    /// nodes the input never reaches carry zeros. Both become `none`. (A convolution of zeros
-    /// is not zero after batch norm's shift, so those edges are kept.)
+    /// nodes the input never reaches carry zeros. Both become `none`, repeatedly, until
+    /// nothing changes. (A convolution of zeros is not zero after batch norm's shift, so those
+    /// edges are kept.)
     fn canonical(&self, arch: &Arch) -> Arch {
-        let live = |op: u8| op != NONE;
-        let mut reachable = [true, false, false, false];
-        for (e, &(to, from)) in EDGES.iter().enumerate() {
-            if live(arch.0[e]) && reachable[from] {
-                reachable[to] = true;
+        let mut current = arch.clone();
+        loop {
+            let next = prune_once(&current);
+            if next == current {
+                return current;
             }
+            current = next;
         }
-        let mut useful = [false, false, false, true];
-        for (e, &(to, from)) in EDGES.iter().enumerate().rev() {
-            if live(arch.0[e]) && useful[to] {
-                useful[from] = true;
-            }
-        }
-        let mut out = arch.clone();
-        for (e, &(to, from)) in EDGES.iter().enumerate() {
-            let op = arch.0[e];
-            let carries_zeros = !reachable[from] && (op == SKIP || op == AVG_POOL);
-            if !useful[to] || carries_zeros {
-                out.0[e] = NONE;
-            }
-        }
-        out
     }
+}
+
+fn prune_once(arch: &Arch) -> Arch {
+    let live = |op: u8| op != NONE;
+    let is_conv = |op: u8| op != NONE && op != SKIP && op != AVG_POOL;
+    // A node's output is non-zero when a live edge brings it a non-zero input, or a
+    // convolution (whose batch norm shifts even zeros).
+    let mut nonzero = [true, false, false, false];
+    for (e, &(to, from)) in EDGES.iter().enumerate() {
+        let op = arch.0[e];
+        if live(op) && (nonzero[from] || is_conv(op)) {
+            nonzero[to] = true;
+        }
+    }
+    let mut useful = [false, false, false, true];
+    for (e, &(to, from)) in EDGES.iter().enumerate().rev() {
+        if live(arch.0[e]) && useful[to] {
+            useful[from] = true;
+        }
+    }
+    let mut out = arch.clone();
+    for (e, &(to, from)) in EDGES.iter().enumerate() {
+        let op = arch.0[e];
+        let carries_zeros = !nonzero[from] && (op == SKIP || op == AVG_POOL);
+        if !useful[to] || carries_zeros {
+            out.0[e] = NONE;
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,226 @@
+//! Benchmarking strategies the way the NAS literature does: many seeded runs per strategy
+//! against a table, each run's answer selected by validation accuracy and reported by test
+//! accuracy, summarised at budget checkpoints.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::evaluate::{Evaluator, LatencyModel};
+use crate::history::History;
+use crate::objective::Objective;
+use crate::search::{Budget, Oracle, SearchConfig, run_search};
+use crate::space::{Arch, SearchSpace};
+use crate::strategy;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchSpec {
+    /// Strategy names (see [`strategy::NAMES`]).
+    pub strategies: Vec<String>,
+    /// Runs per strategy; run `i` uses seed `first_seed + i`.
+    pub seeds: usize,
+    /// The first seed.
+    pub first_seed: u64,
+    /// Distinct architectures each run may evaluate.
+    pub queries: usize,
+    /// What the strategies maximise.
+    pub objective: Objective,
+}
+
+/// One finished run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The strategy's name.
+    pub strategy: String,
+    /// The run's seed.
+    pub seed: u64,
+    /// Everything it evaluated.
+    pub history: History,
+}
+
+/// Runs every (strategy, seed) pair, in parallel; `progress` is called after each run.
+pub fn run_bench(
+    space: &dyn SearchSpace,
+    evaluator: &dyn Evaluator,
+    latency: Option<&dyn LatencyModel>,
+    spec: &BenchSpec,
+    progress: &(dyn Fn(&RunOutcome) + Sync),
+) -> Result<Vec<RunOutcome>> {
+    for name in &spec.strategies {
+        strategy::by_name(name, space)?;
+    }
+    let jobs: Vec<(String, u64)> = spec
+        .strategies
+        .iter()
+        .flat_map(|s| (0..spec.seeds as u64).map(move |i| (s.clone(), spec.first_seed + i)))
+        .collect();
+    jobs.par_iter()
+        .map(|(name, seed)| {
+            let mut strategy = strategy::by_name(name, space)?;
+            let oracle = Oracle::new(evaluator, latency);
+            let mut config = SearchConfig::new(Budget::Queries(spec.queries), *seed);
+            config.objective = spec.objective;
+            let history = run_search(space, strategy.as_mut(), &oracle, &config, &mut |_| Ok(()))?;
+            let outcome = RunOutcome {
+                strategy: name.clone(),
+                seed: *seed,
+                history,
+            };
+            progress(&outcome);
+            Ok(outcome)
+        })
+        .collect()
+}
+
+/// One row of `summary.json`: a strategy at a budget checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    /// The strategy's name.
+    pub strategy: String,
+    /// The dataset (or evaluator) the runs were scored on.
+    pub dataset: String,
+    /// The checkpoint: distinct architectures evaluated.
+    pub queries: usize,
+    /// Runs summarised.
+    pub seeds: usize,
+    /// Mean test accuracy of the selected (best-by-validation) architecture.
+    pub mean_test: f64,
+    /// Its sample standard deviation over runs.
+    pub std_test: f64,
+    /// Mean validation accuracy of the selected architecture.
+    pub mean_val: f64,
+    /// Share of runs whose selected architecture is the target (the table's best feasible
+    /// architecture by validation accuracy).
+    pub hit_rate: f64,
+    /// Median over runs of the queries until the target was first evaluated; `None` when
+    /// fewer than half the runs had found it by this checkpoint.
+    pub median_queries_to_best: Option<f64>,
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// The summary of each strategy at each checkpoint (checkpoints past a run's length use
+/// the whole run).
+pub fn summarise(
+    runs: &[RunOutcome],
+    dataset: &str,
+    target: &Arch,
+    checkpoints: &[usize],
+) -> Vec<SummaryRow> {
+    let mut strategies: Vec<&str> = Vec::new();
+    for run in runs {
+        if !strategies.contains(&run.strategy.as_str()) {
+            strategies.push(&run.strategy);
+        }
+    }
+    let mut rows = Vec::new();
+    for name in strategies {
+        let mine: Vec<&RunOutcome> = runs.iter().filter(|r| r.strategy == name).collect();
+        for &q in checkpoints {
+            let selected: Vec<_> = mine.iter().filter_map(|r| r.history.selected(q)).collect();
+            let tests: Vec<f64> = selected
+                .iter()
+                .map(|r| r.test_accuracy.unwrap_or(r.accuracy))
+                .collect();
+            let vals: Vec<f64> = selected.iter().map(|r| r.accuracy).collect();
+            let (mean_test, std_test) = mean_std(&tests);
+            let hits = selected.iter().filter(|r| &r.arch == target).count();
+            let mut found: Vec<f64> = mine
+                .iter()
+                .map(|r| {
+                    r.history
+                        .get(target)
+                        .filter(|rec| rec.query <= q)
+                        .map_or(f64::INFINITY, |rec| rec.query as f64)
+                })
+                .collect();
+            found.sort_by(f64::total_cmp);
+            let median = found
+                .get(found.len().saturating_sub(1) / 2)
+                .copied()
+                .filter(|m| m.is_finite());
+            rows.push(SummaryRow {
+                strategy: name.to_string(),
+                dataset: dataset.to_string(),
+                queries: q,
+                seeds: mine.len(),
+                mean_test,
+                std_test,
+                mean_val: mean_std(&vals).0,
+                hit_rate: hits as f64 / mine.len().max(1) as f64,
+                median_queries_to_best: median,
+            });
+        }
+    }
+    rows
+}
+
+/// Mean and spread of the selected architecture's test accuracy after each query.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Curve {
+    /// The strategy's name.
+    pub strategy: String,
+    /// Mean over runs, index `q - 1` for `q` queries.
+    pub mean: Vec<f64>,
+    /// Sample standard deviation over runs.
+    pub std: Vec<f64>,
+}
+
+/// One curve per strategy, up to `queries`.
+pub fn curves(runs: &[RunOutcome], queries: usize) -> Vec<Curve> {
+    let mut names: Vec<&str> = Vec::new();
+    for run in runs {
+        if !names.contains(&run.strategy.as_str()) {
+            names.push(&run.strategy);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let mine: Vec<&RunOutcome> = runs.iter().filter(|r| r.strategy == name).collect();
+            let mut mean = Vec::with_capacity(queries);
+            let mut std = Vec::with_capacity(queries);
+            for q in 1..=queries {
+                let tests: Vec<f64> = mine
+                    .iter()
+                    .filter_map(|r| r.history.selected(q))
+                    .map(|r| r.test_accuracy.unwrap_or(r.accuracy))
+                    .collect();
+                let (m, s) = mean_std(&tests);
+                mean.push(m);
+                std.push(s);
+            }
+            Curve {
+                strategy: name.to_string(),
+                mean,
+                std,
+            }
+        })
+        .collect()
+}
+
+/// Budget checkpoints for a run of `queries`: 10, 25, 50, 100, 150, 200, 300, 500, 1000 and
+/// every further 1000 up to the budget, plus the budget itself.
+pub fn default_checkpoints(queries: usize) -> Vec<usize> {
+    let mut points: Vec<usize> = [10, 25, 50, 100, 150, 200, 300, 500]
+        .into_iter()
+        .chain((1..).map(|k| k * 1000).take_while(|&p| p < queries))
+        .filter(|&p| p < queries)
+        .collect();
+    points.push(queries);
+    points.dedup();
+    points
+}

@@ -1,0 +1,91 @@
+//! The record of a search: every distinct architecture evaluated, in order.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::space::Arch;
+
+/// One evaluated architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// 1-based position among the distinct architectures evaluated.
+    pub query: usize,
+    /// The architecture's decisions.
+    pub arch: Arch,
+    /// The architecture in its space's text format.
+    pub arch_text: String,
+    /// The search signal (validation accuracy, predictor or proxy score).
+    pub accuracy: f64,
+    /// The reported accuracy, where the evaluator knows it.
+    pub test_accuracy: Option<f64>,
+    /// Latency in milliseconds, where a latency model was given.
+    pub latency_ms: Option<f64>,
+    /// What the strategy maximises (see [`crate::Objective`]).
+    pub reward: f64,
+    /// Whether the architecture meets the objective's constraints.
+    pub feasible: bool,
+    /// Simulated training seconds spent up to and including this query.
+    pub seconds: f64,
+}
+
+/// Every distinct architecture evaluated so far, with a look-up by architecture.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    records: Vec<Record>,
+    by_arch: HashMap<Arch, usize>,
+}
+
+impl History {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The records in query order.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Distinct architectures evaluated.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True before the first evaluation.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The record of an architecture, if it was evaluated.
+    pub fn get(&self, arch: &Arch) -> Option<&Record> {
+        self.by_arch.get(arch).map(|&i| &self.records[i])
+    }
+
+    /// Appends a record (its architecture must be new).
+    pub fn push(&mut self, record: Record) {
+        debug_assert!(!self.by_arch.contains_key(&record.arch));
+        self.by_arch.insert(record.arch.clone(), self.records.len());
+        self.records.push(record);
+    }
+
+    /// The answer among the first `queries` records: the feasible record with the highest
+    /// search signal (validation accuracy), earliest on ties — the literature's protocol.
+    pub fn selected(&self, queries: usize) -> Option<&Record> {
+        let mut best: Option<&Record> = None;
+        for record in self.records.iter().take(queries).filter(|r| r.feasible) {
+            if best.is_none_or(|b| record.accuracy > b.accuracy) {
+                best = Some(record);
+            }
+        }
+        best
+    }
+
+    /// The `k` records with the highest reward, best first.
+    pub fn top_k(&self, k: usize) -> Vec<&Record> {
+        let mut sorted: Vec<&Record> = self.records.iter().collect();
+        sorted.sort_by(|a, b| b.reward.total_cmp(&a.reward).then(a.query.cmp(&b.query)));
+        sorted.truncate(k);
+        sorted
+    }
+}

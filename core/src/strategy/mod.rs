@@ -1,0 +1,49 @@
+//! Search strategies: each proposes architectures and learns from what it is told.
+
+pub mod evolution;
+pub mod random;
+pub mod reinforce;
+
+use rand::RngCore;
+
+use crate::error::{Error, Result};
+use crate::history::{History, Record};
+use crate::space::{Arch, SearchSpace};
+
+pub use evolution::RegularizedEvolution;
+pub use random::RandomSearch;
+pub use reinforce::Reinforce;
+
+/// A search strategy. The loop calls [`Strategy::propose`] for the next architecture and
+/// [`Strategy::observe`] with its record (a new one, or the earlier record of a repeat).
+pub trait Strategy: Send {
+    /// The strategy's name on the command line.
+    fn name(&self) -> &'static str;
+
+    /// The next architecture to evaluate.
+    fn propose(
+        &mut self,
+        space: &dyn SearchSpace,
+        history: &History,
+        rng: &mut dyn RngCore,
+    ) -> Arch;
+
+    /// Learns from the record of the last proposal; `history` already contains it.
+    fn observe(&mut self, space: &dyn SearchSpace, history: &History, record: &Record);
+}
+
+/// The strategies `hwnas bench --strategies` and `hwnas search --strategy` accept.
+pub const NAMES: [&str; 3] = ["random", "rea", "reinforce"];
+
+/// A strategy with its default settings, by name.
+pub fn by_name(name: &str, space: &dyn SearchSpace) -> Result<Box<dyn Strategy>> {
+    match name {
+        "random" => Ok(Box::new(RandomSearch)),
+        "rea" => Ok(Box::new(RegularizedEvolution::default())),
+        "reinforce" => Ok(Box::new(Reinforce::new(space))),
+        other => Err(Error::Setting {
+            name: "--strategy".to_string(),
+            problem: format!("unknown strategy `{other}`; allowed: {}", NAMES.join(", ")),
+        }),
+    }
+}

@@ -1,0 +1,132 @@
+//! The search loop and the baseline strategies on a synthetic table: determinism, budgets,
+//! latency constraints, and that learning strategies beat random search.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use hwnas_core::bench::{BenchSpec, run_bench, summarise};
+use hwnas_core::benchmark::Nb201Table;
+use hwnas_core::space::SearchSpace;
+use hwnas_core::space::nb201::Nb201Space;
+use hwnas_core::{Budget, Objective, Oracle, SearchConfig, run_search, strategy};
+
+/// A full synthetic table where accuracy rises with 3x3 convolutions and falls with `none`,
+/// plus a per-cell wobble, and latency rises with convolutions.
+fn synthetic_table(dir: &std::path::Path) -> Arc<Nb201Table> {
+    let path = dir.join("toy.csv");
+    let mut file = std::fs::File::create(&path).unwrap();
+    writeln!(
+        file,
+        "index,arch_str,toy_val_12ep,toy_test_200ep,lat_help_toyphone"
+    )
+    .unwrap();
+    let space = Nb201Space::new();
+    for c in 0..15_625usize {
+        let ops: Vec<u8> = (0..6).map(|e| ((c / 5usize.pow(e)) % 5) as u8).collect();
+        let arch = hwnas_core::Arch(ops.clone());
+        let count = |op: u8| ops.iter().filter(|&&o| o == op).count() as f64;
+        let wobble = ((c * 7919) % 101) as f64 / 100.0;
+        let val = 50.0 + 6.0 * count(3) + 3.0 * count(2) - 4.0 * count(0) + wobble;
+        let latency = 1.0 + 3.0 * count(3) + 1.0 * count(2);
+        writeln!(
+            file,
+            "{c},{},{val:.4},{:.4},{latency}",
+            space.format(&arch),
+            val + 2.0
+        )
+        .unwrap();
+    }
+    Arc::new(Nb201Table::load(&path, "toy").unwrap())
+}
+
+fn run(name: &str, table: &Nb201Table, seed: u64, queries: usize) -> hwnas_core::History {
+    let space = Nb201Space::new();
+    let mut strategy = strategy::by_name(name, &space).unwrap();
+    let oracle = Oracle::new(table, None);
+    let config = SearchConfig::new(Budget::Queries(queries), seed);
+    run_search(&space, strategy.as_mut(), &oracle, &config, &mut |_| Ok(())).unwrap()
+}
+
+#[test]
+fn the_same_seed_gives_the_same_history_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = synthetic_table(dir.path());
+    for name in strategy::NAMES {
+        let a = run(name, &table, 11, 120);
+        let b = run(name, &table, 11, 120);
+        assert_eq!(a.records(), b.records(), "{name}");
+        let c = run(name, &table, 12, 120);
+        assert_ne!(
+            a.records(),
+            c.records(),
+            "{name}: another seed, another run"
+        );
+        assert_eq!(
+            a.len(),
+            120,
+            "{name}: the budget counts distinct architectures"
+        );
+    }
+}
+
+#[test]
+fn learning_strategies_beat_random_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = synthetic_table(dir.path());
+    let space = Nb201Space::new();
+    let spec = BenchSpec {
+        strategies: vec!["random".into(), "rea".into(), "reinforce".into()],
+        seeds: 12,
+        first_seed: 0,
+        queries: 200,
+        objective: Objective::Accuracy,
+    };
+    let runs = run_bench(&space, table.as_ref(), None, &spec, &|_| {}).unwrap();
+    let best = table.best_by_validation();
+    let rows = summarise(&runs, "toy", &best, &[200]);
+    let mean = |name: &str| rows.iter().find(|r| r.strategy == name).unwrap().mean_test;
+    assert!(mean("rea") > mean("random"), "{rows:?}");
+    assert!(mean("reinforce") > mean("random") - 0.5, "{rows:?}");
+    let optimum = table.test(&best).unwrap();
+    assert!(mean("rea") > optimum - 3.0, "{rows:?}");
+}
+
+#[test]
+fn a_latency_budget_is_respected_by_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = synthetic_table(dir.path());
+    let space = Nb201Space::new();
+    let latency = table.latency_column("toyphone").unwrap();
+    for name in strategy::NAMES {
+        let mut strategy = strategy::by_name(name, &space).unwrap();
+        let oracle = Oracle::new(table.as_ref(), Some(&latency));
+        let mut config = SearchConfig::new(Budget::Queries(150), 5);
+        config.objective = Objective::latency_budget(8.0);
+        let history =
+            run_search(&space, strategy.as_mut(), &oracle, &config, &mut |_| Ok(())).unwrap();
+        let answer = history.selected(150).expect("some feasible cell was found");
+        assert!(answer.latency_ms.unwrap() <= 8.0, "{name}: {answer:?}");
+    }
+}
+
+#[test]
+fn a_seconds_budget_without_training_times_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = synthetic_table(dir.path());
+    let space = Nb201Space::new();
+    let mut strategy = strategy::by_name("random", &space).unwrap();
+    let oracle = Oracle::new(table.as_ref(), None);
+    let config = SearchConfig::new(Budget::Seconds(1000.0), 1);
+    let error = run_search(&space, strategy.as_mut(), &oracle, &config, &mut |_| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("training-time") && error.contains("query budget"),
+        "{error}"
+    );
+    let error = strategy::by_name("bogus", &space)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("bogus") && error.contains("rea"), "{error}");
+}
