@@ -1,6 +1,9 @@
 //! `hwnas`: hardware-aware neural architecture search from the command line.
 
+mod bench;
 mod doctor;
+mod plot;
+mod sources;
 
 use std::process::ExitCode;
 
@@ -15,10 +18,14 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check what a search needs: ONNX Runtime, wgpu adapters, CPU and memory.
     Doctor(doctor::DoctorArgs),
+    /// Compare strategies over many seeds against a benchmark table.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +43,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Doctor(args) => doctor::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

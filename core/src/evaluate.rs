@@ -45,3 +45,17 @@ pub trait LatencyModel: Send + Sync {
     /// Latency of one architecture in milliseconds.
     fn latency_ms(&self, arch: &Arch) -> Result<f64>;
 }
+
+impl<E: Evaluator + ?Sized> Evaluator for std::sync::Arc<E> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn evaluate(&self, arch: &Arch) -> Result<Evaluation> {
+        (**self).evaluate(arch)
+    }
+
+    fn has_cost(&self) -> bool {
+        (**self).has_cost()
+    }
+}

@@ -38,7 +38,7 @@ impl Decision {
 }
 
 /// An architecture: the chosen index of each decision of its space, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Arch(pub Vec<u8>);
 
 impl Arch {

@@ -1,0 +1,117 @@
+//! SVG plots of benchmark curves and Pareto fronts (plotters' SVG backend).
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use hwnas_core::bench::Curve;
+use plotters::prelude::*;
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// Mean test accuracy of the selected architecture vs queries, one line per strategy with a
+/// band of one standard deviation, and an optional horizontal reference line.
+pub fn curves_svg(
+    path: &Path,
+    title: &str,
+    curves: &[Curve],
+    reference: Option<(&str, f64)>,
+) -> Result<()> {
+    let queries = curves
+        .iter()
+        .map(|c| c.mean.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let skip = (queries / 20).max(1);
+    let mut low = f64::INFINITY;
+    let mut high = f64::NEG_INFINITY;
+    for curve in curves {
+        for q in skip..curve.mean.len() {
+            let (m, s) = (curve.mean[q], curve.std[q]);
+            if m.is_finite() {
+                low = low.min(m - s);
+                high = high.max(m + s);
+            }
+        }
+    }
+    if let Some((_, y)) = reference {
+        high = high.max(y);
+    }
+    if !low.is_finite() {
+        low = 0.0;
+        high = 100.0;
+    }
+    let pad = ((high - low) * 0.05).max(0.05);
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    let draw = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| draw(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(1f64..queries as f64, (low - pad)..(high + pad))
+        .map_err(|e| draw(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("queries (distinct architectures evaluated)")
+        .y_desc("test accuracy of the selected architecture (%)")
+        .draw()
+        .map_err(|e| draw(&e))?;
+    for (i, curve) in curves.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let points = |sign: f64| -> Vec<(f64, f64)> {
+            curve
+                .mean
+                .iter()
+                .zip(&curve.std)
+                .enumerate()
+                .filter(|(_, (m, _))| m.is_finite())
+                .map(|(q, (m, s))| ((q + 1) as f64, m + sign * s))
+                .collect()
+        };
+        let mut band = points(1.0);
+        band.extend(points(-1.0).into_iter().rev());
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                band,
+                color.mix(0.15).filled(),
+            )))
+            .map_err(|e| draw(&e))?;
+        chart
+            .draw_series(LineSeries::new(points(0.0), color.stroke_width(2)))
+            .map_err(|e| draw(&e))?
+            .label(curve.strategy.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    if let Some((label, y)) = reference {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(1.0, y), (queries as f64, y)],
+                BLACK.mix(0.6).stroke_width(1),
+            ))
+            .map_err(|e| draw(&e))?
+            .label(label.to_string())
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.6)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| draw(&e))?;
+    root.present().map_err(|e| draw(&e))?;
+    Ok(())
+}

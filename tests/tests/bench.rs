@@ -1,0 +1,137 @@
+//! `hwnas bench` end to end on a small generated table: the files it writes and the
+//! fields of summary.json that scripts rely on.
+
+use std::io::Write;
+
+use hwnas_tests::{hwnas, stderr_text, stdout_text};
+use serde_json::Value;
+
+const OPS: [&str; 5] = [
+    "none",
+    "skip_connect",
+    "nor_conv_1x1",
+    "nor_conv_3x3",
+    "avg_pool_3x3",
+];
+
+fn write_table(path: &std::path::Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    writeln!(
+        file,
+        "index,arch_str,toy_val_12ep,toy_test_200ep,lat_help_toyphone"
+    )
+    .unwrap();
+    for c in 0..15_625usize {
+        let ops: Vec<usize> = (0..6).map(|e| (c / 5usize.pow(e)) % 5).collect();
+        let text = format!(
+            "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|",
+            OPS[ops[0]], OPS[ops[1]], OPS[ops[2]], OPS[ops[3]], OPS[ops[4]], OPS[ops[5]]
+        );
+        let convs = ops.iter().filter(|&&o| o == 3).count() as f64;
+        let val = 60.0 + 5.0 * convs + ((c * 31) % 97) as f64 / 97.0;
+        writeln!(file, "{c},{text},{val},{},{}", val + 1.0, 1.0 + convs).unwrap();
+    }
+}
+
+#[test]
+fn bench_writes_summary_runs_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("toy.csv");
+    write_table(&table);
+    let out = dir.path().join("out");
+    let output = hwnas(&[
+        "bench",
+        "--space",
+        "nb201",
+        "--table",
+        table.to_str().unwrap(),
+        "--dataset",
+        "toy",
+        "--strategies",
+        "random,rea,reinforce",
+        "--seeds",
+        "4",
+        "--queries",
+        "120",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let printed: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(printed, summary);
+    let rows = summary.as_array().unwrap();
+    for strategy in ["random", "rea", "reinforce"] {
+        for queries in [10, 100, 120] {
+            let row = rows
+                .iter()
+                .find(|r| r["strategy"] == strategy && r["queries"] == queries)
+                .unwrap_or_else(|| panic!("row {strategy} at {queries}"));
+            assert_eq!(row["dataset"], "toy");
+            assert_eq!(row["seeds"], 4);
+            assert!(row["mean_test"].as_f64().unwrap() > 60.0);
+            assert!(row["std_test"].as_f64().unwrap() >= 0.0);
+            let hit = row["hit_rate"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&hit));
+            assert!(
+                row["median_queries_to_best"].is_null()
+                    || row["median_queries_to_best"].is_number()
+            );
+        }
+    }
+    let runs = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    assert_eq!(runs.lines().count(), 3 * 4 * 120);
+    let svg = std::fs::read_to_string(out.join("curves.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("rea"));
+    assert!(out.join("summary.csv").is_file());
+}
+
+#[test]
+fn bench_refuses_bad_flags_with_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("toy.csv");
+    write_table(&table);
+    let out = dir.path().join("out");
+    let output = hwnas(&[
+        "bench",
+        "--table",
+        table.to_str().unwrap(),
+        "--dataset",
+        "cifar100",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.contains("cifar100_val_12ep") && stderr.contains("toy"),
+        "{stderr}"
+    );
+
+    let output = hwnas(&[
+        "bench",
+        "--table",
+        table.to_str().unwrap(),
+        "--dataset",
+        "toy",
+        "--strategies",
+        "annealing",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.contains("annealing") && stderr.contains("random, rea, reinforce"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
