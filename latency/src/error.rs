@@ -50,6 +50,12 @@ pub enum Error {
         /// The command that installs it.
         fix: &'static str,
     },
+    /// A setting out of range; the text names the flag.
+    #[error("invalid setting {0}")]
+    Setting(String),
+    /// An architecture could not be exported.
+    #[error("cannot export: {0}")]
+    Export(String),
     /// ONNX Runtime reported an error.
     #[error("ONNX Runtime: {0}")]
     Ort(String),

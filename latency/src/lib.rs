@@ -2,6 +2,9 @@
 //! lookup tables and predictors.
 
 pub mod error;
+pub mod export;
+pub mod onnx;
+pub mod profile;
 pub mod runtime;
 
 pub use error::{Error, Result};

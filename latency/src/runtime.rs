@@ -42,6 +42,7 @@ pub struct OrtRuntime {
 }
 
 static RUNTIME: OnceLock<OrtRuntime> = OnceLock::new();
+static ENVIRONMENT: OnceLock<ort::environment::Environment> = OnceLock::new();
 static LOADING: Mutex<()> = Mutex::new(());
 
 impl OrtRuntime {
@@ -63,6 +64,15 @@ impl OrtRuntime {
         let runtime = load_from(&path, &origin)?;
         Ok(RUNTIME.get_or_init(|| runtime))
     }
+}
+
+/// The process-wide ONNX Runtime environment sessions are created in (loading the
+/// runtime first if needed).
+pub fn environment() -> Result<&'static ort::environment::Environment> {
+    OrtRuntime::load()?;
+    ENVIRONMENT
+        .get()
+        .ok_or_else(|| Error::Ort("the ONNX Runtime environment was not created".to_string()))
 }
 
 fn load_error(path: &Path, origin: &str, reason: impl ToString) -> Error {
@@ -89,8 +99,13 @@ fn load_from(path: &Path, origin: &str) -> Result<OrtRuntime> {
         });
     }
     match ort::init_from(path) {
-        // Sessions create the process-wide environment on first use.
-        Ok(_builder) => {}
+        Ok(builder) => {
+            let environment = builder
+                .with_name("hwnas")
+                .build()
+                .map_err(|e| load_error(path, origin, format!("creating the environment: {e}")))?;
+            let _ = ENVIRONMENT.set(environment);
+        }
         Err(ort::LoadDynamicError::BadVersion { version_str, path }) => {
             return Err(Error::OrtVersion {
                 path,

@@ -182,6 +182,43 @@ enum Resolution {
     One(u32),
 }
 
+/// Parses an arch dict into a config; the resolution is checked only to be 32..=1024, so
+/// subnets at resolutions outside a space's list can still be exported and measured.
+pub fn parse_config(text: &str) -> Result<OfaConfig> {
+    let error = |problem: String| Error::Parse {
+        space: "ofa-mbv3",
+        input: excerpt(text),
+        problem,
+    };
+    let dict: ArchDict = serde_json::from_str(text).map_err(|e| {
+        error(format!(
+            "{e}; expected JSON {{\"ks\": [20 of 3/5/7], \"e\": [20 of 3/4/6], \"d\": [5 of 2/3/4], \"r\": [resolution]}}"
+        ))
+    })?;
+    let r = match dict.r {
+        Resolution::One(r) => r,
+        Resolution::List(list) if list.len() == 1 => list[0],
+        Resolution::List(list) => {
+            return Err(error(format!(
+                "`r` must hold one resolution, found {}",
+                list.len()
+            )));
+        }
+    };
+    if !(32..=1024).contains(&r) {
+        return Err(error(format!("`r` value {r} is outside 32..=1024")));
+    }
+    let config = OfaConfig {
+        ks: dict.ks,
+        e: dict.e,
+        d: dict.d,
+        r,
+    };
+    // Validates ks, e and d with the same messages as the space.
+    OfaSpace::new(vec![r])?.from_config(&config)?;
+    Ok(config)
+}
+
 impl SearchSpace for OfaSpace {
     fn name(&self) -> &'static str {
         "ofa-mbv3"
@@ -203,30 +240,7 @@ impl SearchSpace for OfaSpace {
     }
 
     fn parse(&self, text: &str) -> Result<Arch> {
-        let dict: ArchDict = serde_json::from_str(text).map_err(|e| Error::Parse {
-            space: "ofa-mbv3",
-            input: excerpt(text),
-            problem: format!(
-                "{e}; expected JSON {{\"ks\": [20 of 3/5/7], \"e\": [20 of 3/4/6], \"d\": [5 of 2/3/4], \"r\": [resolution]}}"
-            ),
-        })?;
-        let r = match dict.r {
-            Resolution::One(r) => r,
-            Resolution::List(list) if list.len() == 1 => list[0],
-            Resolution::List(list) => {
-                return Err(Error::Parse {
-                    space: "ofa-mbv3",
-                    input: excerpt(text),
-                    problem: format!("`r` must hold one resolution, found {}", list.len()),
-                });
-            }
-        };
-        self.from_config(&OfaConfig {
-            ks: dict.ks,
-            e: dict.e,
-            d: dict.d,
-            r,
-        })
+        self.from_config(&parse_config(text)?)
     }
 
     fn active(&self, arch: &Arch) -> Vec<bool> {
