@@ -57,7 +57,7 @@ impl Protocol {
         if self.min_runs == 0 || self.max_runs < self.min_runs {
             return bad("--runs", "needs 1 <= minimum runs <= maximum runs");
         }
-        if !(self.rel_ci > 0.0) {
+        if self.rel_ci.is_nan() || self.rel_ci <= 0.0 {
             return bad("--rel-ci", "must be positive");
         }
         Ok(())
