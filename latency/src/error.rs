@@ -50,6 +50,25 @@ pub enum Error {
         /// The command that installs it.
         fix: &'static str,
     },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The measurement cache could not encode an entry.
+    #[error("measurement cache: {0}")]
+    Cache(String),
+    /// A file with unexpected content (a lookup table); the text says what and the fix.
+    #[error("{}: {problem}", path.display())]
+    Data {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// A setting out of range; the text names the flag.
     #[error("invalid setting {0}")]
     Setting(String),

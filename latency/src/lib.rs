@@ -1,8 +1,11 @@
 //! Latency for hwnas: ONNX Runtime discovery and loading, ONNX export of subnets, profiling,
 //! lookup tables and predictors.
 
+pub mod cache;
 pub mod error;
 pub mod export;
+pub mod lut;
+pub mod measured;
 pub mod onnx;
 pub mod profile;
 pub mod runtime;

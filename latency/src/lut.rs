@@ -1,0 +1,409 @@
+//! Latency lookup tables for the user's own device: every distinct Once-for-All layer is
+//! exported as its own small model and measured; a subnet's latency is predicted as the sum
+//! of its layers, corrected by a line fitted on a few subnets measured end to end.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use hwnas_core::space::ofa::{MAX_DEPTH, OfaConfig, OfaSpace};
+use hwnas_core::space::{Arch, SearchSpace};
+use hwnas_core::{LatencyModel, benchmark::ofa::STAGE_SETTINGS, benchmark::ofa::STEM_WIDTH};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::MeasurementCache;
+use crate::error::{Error, Result};
+use crate::export::ExportOptions;
+use crate::export::ofa::{OfaLayer, layer_model, layers};
+use crate::measured::{export_for_profiling, profile_cached};
+use crate::onnx::RandomWeights;
+use crate::onnx::builder::encode;
+use crate::profile::{Fingerprint, Protocol, Stats};
+use crate::runtime::OrtRuntime;
+
+/// Format version of the lookup-table file.
+pub const LUT_VERSION: u32 = 1;
+
+/// One measured layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LutEntry {
+    /// The layer.
+    pub layer: OfaLayer,
+    /// Its timings.
+    pub stats: Stats,
+}
+
+/// The correction from the sum of layer latencies to end-to-end latency:
+/// `predicted = slope * sum + intercept`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Multiplier of the layer sum.
+    pub slope: f64,
+    /// Fixed overhead in milliseconds.
+    pub intercept: f64,
+    /// Subnets measured end to end for the fit.
+    pub subnets: usize,
+    /// Root-mean-square error of the fit on those subnets, in milliseconds.
+    pub fit_rmse_ms: f64,
+}
+
+/// A lookup table of Once-for-All MobileNetV3 layer latencies on one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerLut {
+    /// File format version.
+    pub version: u32,
+    /// Where the layers were measured.
+    pub fingerprint: Fingerprint,
+    /// How they were measured.
+    pub protocol: Protocol,
+    /// Resolutions the table covers.
+    pub resolutions: Vec<u32>,
+    /// Measured layers.
+    pub entries: Vec<LutEntry>,
+    /// The end-to-end correction, once fitted.
+    pub calibration: Option<Calibration>,
+}
+
+/// Every distinct layer of the subnets at these resolutions.
+pub fn distinct_layers(resolutions: &[u32]) -> Vec<OfaLayer> {
+    let mut set = BTreeSet::new();
+    for &r in resolutions {
+        let mut h = r.div_ceil(2);
+        set.insert(OfaLayer::FirstConv { r });
+        set.insert(OfaLayer::FirstBlock { h });
+        let mut cin = STEM_WIDTH;
+        for &(cout, stage_stride, se, hswish) in &STAGE_SETTINGS {
+            for position in 0..2 {
+                let (stride, input_channels) = if position == 0 {
+                    (stage_stride, cin)
+                } else {
+                    (1, cout)
+                };
+                let input_size = if position == 0 {
+                    h
+                } else {
+                    h.div_ceil(stage_stride)
+                };
+                for kernel in [3, 5, 7] {
+                    for expand in [3, 4, 6] {
+                        set.insert(OfaLayer::MbConv {
+                            h: input_size,
+                            cin: input_channels,
+                            cout,
+                            mid: input_channels * expand,
+                            kernel,
+                            stride,
+                            se,
+                            hswish,
+                        });
+                    }
+                }
+            }
+            h = h.div_ceil(stage_stride);
+            cin = cout;
+        }
+        set.insert(OfaLayer::Head { h, cin });
+    }
+    set.into_iter().collect()
+}
+
+/// Progress of a long step: `(done, total, what)`.
+pub type Progress<'a> = &'a dyn Fn(usize, usize, &str);
+
+impl LayerLut {
+    /// Reads a table written by [`LayerLut::save`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let lut: LayerLut = serde_json::from_str(&text).map_err(|e| Error::Data {
+            path: path.to_path_buf(),
+            problem: format!("not an hwnas lookup table ({e}); build one with `hwnas lut build`"),
+        })?;
+        if lut.version != LUT_VERSION {
+            return Err(Error::Data {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "lookup-table version {} (this hwnas reads {LUT_VERSION}); rebuild it with `hwnas lut build`",
+                    lut.version
+                ),
+            });
+        }
+        Ok(lut)
+    }
+
+    /// Writes the table as JSON (to a temporary file, then renamed into place).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Cache(e.to_string()))?;
+        let partial = path.with_extension("json.partial");
+        std::fs::write(&partial, text).map_err(|source| Error::Io {
+            path: partial.clone(),
+            source,
+        })?;
+        std::fs::rename(&partial, path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Builds (or resumes building) the table at `path`: measures every layer not yet in it,
+    /// saving after each, then fits the calibration on `calibration_subnets` subnets.
+    pub fn build(
+        path: &Path,
+        resolutions: &[u32],
+        protocol: &Protocol,
+        calibration_subnets: usize,
+        cache: Option<&MeasurementCache>,
+        progress: Progress<'_>,
+        warn: &dyn Fn(&str),
+    ) -> Result<Self> {
+        let fingerprint = Fingerprint::local(OrtRuntime::load()?, protocol.threads);
+        let mut lut = match path.exists() {
+            true => {
+                let existing = Self::load(path)?;
+                if existing.fingerprint != fingerprint || existing.protocol != *protocol {
+                    return Err(Error::Data {
+                        path: path.to_path_buf(),
+                        problem: "this table was measured elsewhere or by another protocol; give another -o FILE or delete it".to_string(),
+                    });
+                }
+                existing
+            }
+            false => LayerLut {
+                version: LUT_VERSION,
+                fingerprint,
+                protocol: *protocol,
+                resolutions: Vec::new(),
+                entries: Vec::new(),
+                calibration: None,
+            },
+        };
+        let mut all: BTreeSet<u32> = lut.resolutions.iter().copied().collect();
+        all.extend(resolutions);
+        lut.resolutions = all.into_iter().collect();
+        let todo: Vec<OfaLayer> = distinct_layers(resolutions)
+            .into_iter()
+            .filter(|layer| !lut.entries.iter().any(|e| e.layer == *layer))
+            .collect();
+        let total = todo.len();
+        for (done, layer) in todo.into_iter().enumerate() {
+            progress(done, total, &layer.label());
+            let model = encode(&layer_model(
+                &layer,
+                &mut RandomWeights::new(0),
+                ExportOptions::default(),
+            ));
+            let (measurement, _) = profile_cached(&model, protocol, cache, warn)?;
+            lut.entries.push(LutEntry {
+                layer,
+                stats: measurement.stats,
+            });
+            lut.calibration = None;
+            lut.save(path)?;
+        }
+        progress(total, total, "layers measured");
+        if lut.calibration.is_none() && calibration_subnets > 0 {
+            lut.calibrate(calibration_subnets, protocol, cache, progress, warn)?;
+            lut.save(path)?;
+        }
+        Ok(lut)
+    }
+
+    /// The space of subnets the table covers.
+    pub fn space(&self) -> Result<OfaSpace> {
+        OfaSpace::new(self.resolutions.clone()).map_err(|e| Error::Setting(e.to_string()))
+    }
+
+    /// The sum of a subnet's layer medians.
+    pub fn layer_sum_ms(&self, config: &OfaConfig) -> Result<f64> {
+        layers(config)
+            .iter()
+            .map(|layer| {
+                self.entries
+                    .iter()
+                    .find(|e| e.layer == *layer)
+                    .map(|e| e.stats.median_ms)
+                    .ok_or_else(|| Error::Setting(format!(
+                        "the lookup table has no entry for {} (resolution {} not built? run `hwnas lut build --resolutions {}`)",
+                        layer.label(), config.r, config.r
+                    )))
+            })
+            .sum()
+    }
+
+    /// Predicted end-to-end latency: the calibrated layer sum.
+    pub fn predict_ms(&self, config: &OfaConfig) -> Result<f64> {
+        let sum = self.layer_sum_ms(config)?;
+        Ok(match self.calibration {
+            Some(c) => c.slope * sum + c.intercept,
+            None => sum,
+        })
+    }
+
+    /// Fits the calibration on `count` random subnets measured end to end (seed 1, so the
+    /// evaluation's subnets, drawn with another seed, are held out).
+    pub fn calibrate(
+        &mut self,
+        count: usize,
+        protocol: &Protocol,
+        cache: Option<&MeasurementCache>,
+        progress: Progress<'_>,
+        warn: &dyn Fn(&str),
+    ) -> Result<Calibration> {
+        let points = self.measure_subnets(count, 1, protocol, cache, progress, warn)?;
+        let calibration = fit_line(&points);
+        self.calibration = Some(calibration);
+        Ok(calibration)
+    }
+
+    /// `(layer sum, measured)` for `count` random subnets drawn with `seed`.
+    pub fn measure_subnets(
+        &self,
+        count: usize,
+        seed: u64,
+        protocol: &Protocol,
+        cache: Option<&MeasurementCache>,
+        progress: Progress<'_>,
+        warn: &dyn Fn(&str),
+    ) -> Result<Vec<(f64, f64)>> {
+        let space = self.space()?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut points = Vec::with_capacity(count);
+        for i in 0..count {
+            progress(i, count, "subnets measured end to end");
+            let arch = space.sample(&mut rng);
+            let config = space.config(&arch);
+            let model = export_for_profiling(&space, &arch)?;
+            let (measurement, _) = profile_cached(&model, protocol, cache, warn)?;
+            points.push((self.layer_sum_ms(&config)?, measurement.stats.median_ms));
+        }
+        progress(count, count, "subnets measured end to end");
+        Ok(points)
+    }
+}
+
+/// Least-squares line through `(x, y)` points.
+pub fn fit_line(points: &[(f64, f64)]) -> Calibration {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let (slope, intercept) = if sxx > 0.0 {
+        (sxy / sxx, my - sxy / sxx * mx)
+    } else {
+        (1.0, my - mx)
+    };
+    let rmse = (points
+        .iter()
+        .map(|p| (slope * p.0 + intercept - p.1).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    Calibration {
+        slope,
+        intercept,
+        subnets: points.len(),
+        fit_rmse_ms: rmse,
+    }
+}
+
+/// Accuracy of predictions against measurements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LutReport {
+    /// Subnets compared.
+    pub samples: usize,
+    /// Root-mean-square error in milliseconds.
+    pub rmse_ms: f64,
+    /// Mean absolute percentage error, as a share (0.05 = 5%).
+    pub mape: f64,
+    /// Share of subnets predicted within ±5%.
+    pub within_5pct: f64,
+    /// Share within ±10%.
+    pub within_10pct: f64,
+}
+
+/// Compares `(predicted, measured)` pairs.
+pub fn report(pairs: &[(f64, f64)]) -> LutReport {
+    let n = pairs.len() as f64;
+    let rel: Vec<f64> = pairs.iter().map(|(p, m)| (p - m).abs() / m).collect();
+    LutReport {
+        samples: pairs.len(),
+        rmse_ms: (pairs.iter().map(|(p, m)| (p - m).powi(2)).sum::<f64>() / n).sqrt(),
+        mape: rel.iter().sum::<f64>() / n,
+        within_5pct: rel.iter().filter(|r| **r <= 0.05).count() as f64 / n,
+        within_10pct: rel.iter().filter(|r| **r <= 0.10).count() as f64 / n,
+    }
+}
+
+/// A lookup table as the search's latency model.
+pub struct LutLatency {
+    lut: LayerLut,
+    space: OfaSpace,
+}
+
+impl LutLatency {
+    /// The latency model of a table.
+    pub fn new(lut: LayerLut) -> Result<Self> {
+        let space = lut.space()?;
+        Ok(LutLatency { lut, space })
+    }
+
+    /// The space the table covers.
+    pub fn space(&self) -> &OfaSpace {
+        &self.space
+    }
+
+    /// The table.
+    pub fn lut(&self) -> &LayerLut {
+        &self.lut
+    }
+}
+
+impl LatencyModel for LutLatency {
+    fn name(&self) -> String {
+        "lut:host".to_string()
+    }
+
+    fn latency_ms(&self, arch: &Arch) -> hwnas_core::Result<f64> {
+        let config = self.space.config(arch);
+        self.lut
+            .predict_ms(&config)
+            .map_err(|e| hwnas_core::Error::Missing {
+                source_name: "lookup table".to_string(),
+                arch: self.space.format(arch),
+                problem: e.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_layers_cover_every_subnet() {
+        let layers_224 = distinct_layers(&[224]);
+        assert_eq!(layers_224.len(), 2 + 5 * 2 * 9 + 1);
+        let space = OfaSpace::new(vec![224]).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..200 {
+            let config = space.config(&space.sample(&mut rng));
+            for layer in layers(&config) {
+                assert!(layers_224.contains(&layer), "{layer:?}");
+            }
+        }
+        assert_eq!(MAX_DEPTH, 4);
+    }
+
+    #[test]
+    fn line_fit_and_report() {
+        let points = [(1.0, 3.0), (2.0, 5.0), (3.0, 7.0)];
+        let c = fit_line(&points);
+        assert!((c.slope - 2.0).abs() < 1e-12 && (c.intercept - 1.0).abs() < 1e-12);
+        let r = report(&[(10.0, 10.0), (10.6, 10.0), (12.0, 10.0), (9.6, 10.0)]);
+        assert_eq!(r.within_5pct, 0.5);
+        assert_eq!(r.within_10pct, 0.75);
+    }
+}
