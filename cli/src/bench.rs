@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hwnas_core::bench::{self, BenchSpec, RunOutcome, SummaryRow};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::plot;
@@ -78,14 +77,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         objective: world.objective,
     };
     let total = (args.strategies.len() * args.seeds) as u64;
-    let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix("bench");
+    let bar = crate::progress::bar("bench", total);
     let started = std::time::Instant::now();
     let runs = bench::run_bench(
         world.space.as_ref(),

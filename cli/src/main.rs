@@ -2,7 +2,9 @@
 
 mod bench;
 mod doctor;
+mod latency_cmds;
 mod plot;
+mod progress;
 mod sources;
 
 use std::process::ExitCode;
@@ -26,6 +28,13 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Compare strategies over many seeds against a benchmark table.
     Bench(bench::BenchArgs),
+    /// Write an architecture as an ONNX model.
+    Export(latency_cmds::ExportArgs),
+    /// Time an ONNX model with ONNX Runtime on this machine.
+    Profile(latency_cmds::ProfileArgs),
+    /// Build and evaluate latency lookup tables for this machine.
+    #[command(subcommand)]
+    Lut(latency_cmds::LutCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Doctor(args) => doctor::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Export(args) => latency_cmds::export(&args),
+        Command::Profile(args) => latency_cmds::profile_cmd(&args),
+        Command::Lut(command) => latency_cmds::lut(&command),
     }
 }
 
