@@ -7,6 +7,6 @@ source scripts/setup.sh
 hwnas_setup_all
 cargo build --quiet --release -p hwnas
 if [ "$#" -eq 0 ]; then
-    set -- doctor
+    set -- search
 fi
 exec target/release/hwnas "$@"

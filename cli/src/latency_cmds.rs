@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::progress;
 
 /// Measurement settings shared by the commands that profile.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 pub struct ProtocolArgs {
     /// ONNX Runtime intra-op threads (fixed for every run).
     #[arg(long, default_value_t = 1)]
@@ -44,7 +44,7 @@ impl ProtocolArgs {
             }
             protocol.min_runs = runs;
             protocol.max_runs = runs;
-            protocol.max_seconds = f64::INFINITY;
+            protocol.max_seconds = 1e9;
         }
         protocol.validate()?;
         Ok(protocol)

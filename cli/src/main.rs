@@ -5,6 +5,7 @@ mod doctor;
 mod latency_cmds;
 mod plot;
 mod progress;
+mod search;
 mod sources;
 
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Search for the most accurate network within a latency budget on a target; writes a
+    /// run directory with the network as ONNX (the main job).
+    Search(search::SearchArgs),
     /// Check what a search needs: ONNX Runtime, wgpu adapters, CPU and memory.
     Doctor(doctor::DoctorArgs),
     /// Compare strategies over many seeds against a benchmark table.
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Search(args) => search::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Export(args) => latency_cmds::export(&args),

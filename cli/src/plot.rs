@@ -115,3 +115,93 @@ pub fn curves_svg(
     root.present().map_err(|e| draw(&e))?;
     Ok(())
 }
+
+/// Accuracy vs latency of every evaluated architecture, the Pareto front, the latency
+/// budget as a vertical line and the chosen point marked.
+pub fn pareto_svg(
+    path: &Path,
+    title: &str,
+    points: &[(f64, f64)],
+    front: &[(f64, f64)],
+    chosen: (f64, f64),
+    budget_ms: f64,
+) -> Result<()> {
+    let finite = |v: &f64| v.is_finite();
+    let xs = points.iter().map(|p| p.0).chain([budget_ms]).filter(finite);
+    let (x_low, x_high) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+        (l.min(x), h.max(x))
+    });
+    let ys = points.iter().map(|p| p.1).filter(finite);
+    let (y_low, y_high) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), y| {
+        (l.min(y), h.max(y))
+    });
+    if !x_low.is_finite() || !y_low.is_finite() {
+        return Err(anyhow!("no points to plot"));
+    }
+    let x_pad = ((x_high - x_low) * 0.05).max(1e-3);
+    let y_pad = ((y_high - y_low) * 0.05).max(1e-3);
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    let draw = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| draw(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(
+            (x_low - x_pad)..(x_high + x_pad),
+            (y_low - y_pad)..(y_high + y_pad),
+        )
+        .map_err(|e| draw(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms)")
+        .y_desc("accuracy estimate")
+        .draw()
+        .map_err(|e| draw(&e))?;
+    chart
+        .draw_series(
+            points
+                .iter()
+                .map(|&p| Circle::new(p, 2, PALETTE[7].mix(0.5).filled())),
+        )
+        .map_err(|e| draw(&e))?
+        .label("evaluated")
+        .legend(|(x, y)| Circle::new((x + 9, y), 3, PALETTE[7].filled()));
+    chart
+        .draw_series(LineSeries::new(
+            front.iter().copied(),
+            PALETTE[0].stroke_width(2),
+        ))
+        .map_err(|e| draw(&e))?
+        .label("Pareto front")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[0].stroke_width(2)));
+    chart
+        .draw_series(LineSeries::new(
+            vec![(budget_ms, y_low - y_pad), (budget_ms, y_high + y_pad)],
+            PALETTE[3].stroke_width(2),
+        ))
+        .map_err(|e| draw(&e))?
+        .label(format!("budget {budget_ms:.2} ms"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[3].stroke_width(2)));
+    if chosen.0.is_finite() {
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new(
+                chosen,
+                9,
+                PALETTE[2].filled(),
+            )))
+            .map_err(|e| draw(&e))?
+            .label("chosen")
+            .legend(|(x, y)| TriangleMarker::new((x + 9, y), 6, PALETTE[2].filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| draw(&e))?;
+    root.present().map_err(|e| draw(&e))?;
+    Ok(())
+}

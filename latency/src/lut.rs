@@ -378,6 +378,46 @@ impl LatencyModel for LutLatency {
     }
 }
 
+/// The lookup table for this machine, built on first use and kept in the cache folder
+/// (`<cache>/lut/<fingerprint hash>.json`); later calls load it. An interrupted build
+/// resumes.
+pub fn host_lut(
+    resolutions: &[u32],
+    protocol: &Protocol,
+    calibration_subnets: usize,
+    progress: Progress<'_>,
+    warn: &dyn Fn(&str),
+) -> Result<(LayerLut, std::path::PathBuf)> {
+    let fingerprint = Fingerprint::local(OrtRuntime::load()?, protocol.threads);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(fingerprint.key().as_bytes());
+    hasher.update(&postcard::to_allocvec(protocol).expect("a protocol serialises"));
+    for r in resolutions {
+        hasher.update(&r.to_le_bytes());
+    }
+    let cache_root = crate::cache::default_dir();
+    let dir = cache_root.parent().unwrap_or(&cache_root).join("lut");
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let path = dir.join(format!(
+        "ofa-mbv3-{}.json",
+        &hasher.finalize().to_hex()[..16]
+    ));
+    let cache = MeasurementCache::open(&cache_root).ok();
+    let lut = LayerLut::build(
+        &path,
+        resolutions,
+        protocol,
+        calibration_subnets,
+        cache.as_ref(),
+        progress,
+        warn,
+    )?;
+    Ok((lut, path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,226 @@
+//! `hwnas search` end to end: the JSON scripts read, the run directory, and a run killed
+//! with SIGKILL and resumed giving the same answer as an uninterrupted run.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hwnas_tests::{hwnas, stderr_text, stdout_text};
+use serde_json::Value;
+
+fn shared_ofa_present() -> bool {
+    let present = hwnas_core::benchmark::ofa::locate_ofa_dir(None)
+        .map(|d| d.join("acc_predictor_mbv3_w1.2.npz").is_file())
+        .unwrap_or(false);
+    if !present {
+        println!("skipped: Once-for-All's predictor is absent (../shared/data/ofa-mobilenetv3)");
+    }
+    present
+}
+
+fn search_json(out: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "search",
+        "--target",
+        "table:note10",
+        "--latency-ms",
+        "30",
+        "--budget",
+        "150",
+        "--seed",
+        "3",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = hwnas(&args).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    serde_json::from_str(&stdout_text(&output)).unwrap()
+}
+
+#[test]
+fn search_prints_the_json_and_writes_the_run_directory() {
+    if !shared_ofa_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let json = search_json(&out, &[]);
+    assert_eq!(json["space"], "ofa-mbv3");
+    assert_eq!(json["strategy"], "rea");
+    assert_eq!(json["latency_budget_ms"], 30.0);
+    assert!(json["latency_ms"].as_f64().unwrap() <= 30.0);
+    let accuracy = json["accuracy_estimate"].as_f64().unwrap();
+    assert!((75.0..85.0).contains(&accuracy), "{accuracy}");
+    let arch = json["arch"].as_str().unwrap();
+    assert!(arch.contains("\"ks\""), "{arch}");
+    assert_eq!(json["onnx"], out.join("best.onnx").display().to_string());
+    for file in [
+        "manifest.json",
+        "history.jsonl",
+        "pareto.csv",
+        "pareto.svg",
+        "best.onnx",
+        "report.md",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["latency_budget_ms"], 30.0);
+    assert_eq!(manifest["seed"], 3);
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 150);
+
+    // The same directory again is refused with the fix.
+    let output = hwnas(&[
+        "search",
+        "--target",
+        "table:note10",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr_text(&output).contains("--resume"),
+        "{}",
+        stderr_text(&output)
+    );
+}
+
+#[test]
+fn a_killed_search_resumes_to_the_uninterrupted_answer() {
+    if !shared_ofa_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let expected = search_json(&whole, &[]);
+
+    let killed = dir.path().join("killed");
+    let mut child = hwnas(&[
+        "search",
+        "--target",
+        "table:note10",
+        "--latency-ms",
+        "30",
+        "--budget",
+        "150",
+        "--seed",
+        "3",
+        "--json",
+        "--out",
+        killed.to_str().unwrap(),
+        "--throttle-ms",
+        "20",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let history = killed.join("history.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&history).map_or(0, |h| h.lines().count()) < 40 {
+        assert!(Instant::now() < deadline, "the search never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let lines_at_kill = std::fs::read_to_string(&history).unwrap().lines().count();
+    assert!(
+        lines_at_kill < 150,
+        "killed mid-run ({lines_at_kill} lines)"
+    );
+
+    let output = hwnas(&["search", "--resume", killed.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let resumed: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    for key in [
+        "arch",
+        "latency_ms",
+        "accuracy_estimate",
+        "latency_budget_ms",
+        "queries",
+    ] {
+        assert_eq!(resumed[key], expected[key], "{key}");
+    }
+    let strip = |text: String| -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let a = strip(std::fs::read_to_string(whole.join("history.jsonl")).unwrap());
+    let b = strip(std::fs::read_to_string(&history).unwrap());
+    assert_eq!(a, b, "the resumed history equals the uninterrupted one");
+}
+
+#[test]
+fn search_on_nb201_with_a_device_table_meets_the_budget() {
+    let Some(table) =
+        hwnas_core::data::locate("HWNAS_NB201_TABLE", "nas-bench-201/nb201_cifar10.csv.gz")
+    else {
+        println!("skipped: the NAS-Bench-201 table is absent");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = hwnas(&[
+        "search",
+        "--space",
+        "nb201",
+        "--target",
+        "table:raspi4",
+        "--latency-ms",
+        "40",
+        "--budget",
+        "200",
+        "--table",
+        table.to_str().unwrap(),
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert!(json["latency_ms"].as_f64().unwrap() <= 40.0);
+    assert!(json["arch"].as_str().unwrap().starts_with('|'));
+    assert!(json["accuracy_estimate"].as_f64().unwrap() > 80.0);
+}
+
+#[test]
+fn bad_search_flags_name_the_flag_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--strategy", "annealing"], "annealing"),
+        (&["--latency-ms=-3"], "--latency-ms"),
+        (&["--evaluator", "supernet"], "--evaluator supernet"),
+        (
+            &["--target", "table:pixel9000", "--space", "ofa-mbv3"],
+            "table:note10",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["search", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let output = hwnas(&args).output().unwrap();
+        assert!(!output.status.success(), "{extra:?}");
+        let stderr = stderr_text(&output);
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let output = hwnas(&[
+        "search",
+        "--resume",
+        dir.path().join("nothing").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(stderr_text(&output).contains("manifest.json"));
+}
