@@ -23,7 +23,7 @@ hwnas_setup_ort() {
         hwnas_say "installing ONNX Runtime $HWNAS_ORT_VERSION from the onnxruntime wheel (pip) into $dir"
         local tmp
         tmp="$(mktemp -d)"
-        if ! python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+        if ! python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
             --target "$tmp" "onnxruntime==$HWNAS_ORT_VERSION" >&2; then
             hwnas_say "pip could not fetch onnxruntime==$HWNAS_ORT_VERSION; check that PyPI is reachable"
             rm -rf "$tmp"

@@ -102,6 +102,9 @@ pub struct ProfileArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Profile through the agents of this target (a TOML file or a name from `hwnas targets list`).
+    #[arg(long, value_name = "TARGET")]
+    target: Option<String>,
 }
 
 /// The JSON `hwnas profile --json` prints.
@@ -115,6 +118,8 @@ pub struct ProfileJson<'a> {
     runs: usize,
     median_rel_ci: f64,
     fingerprint: &'a hwnas_latency::profile::Fingerprint,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
 }
 
 impl<'a> ProfileJson<'a> {
@@ -130,6 +135,7 @@ impl<'a> ProfileJson<'a> {
             runs: s.runs,
             median_rel_ci: s.median_rel_ci,
             fingerprint: &m.fingerprint,
+            agent: None,
         }
     }
 }
@@ -139,17 +145,29 @@ pub fn profile_cmd(args: &ProfileArgs) -> Result<ExitCode> {
     let protocol = args.protocol.protocol()?;
     let bytes = std::fs::read(&args.model)
         .with_context(|| format!("cannot read the model {}", args.model.display()))?;
-    let measurement = profile(&bytes, &protocol)
-        .with_context(|| format!("profiling {}", args.model.display()))?;
+    let (measurement, agent) = match &args.target {
+        Some(target) => {
+            let threads = (args.protocol.threads != 1).then_some(args.protocol.threads);
+            let (m, agent) = crate::targets_cmds::profile_through(target, &bytes, threads)?;
+            (m, Some(agent))
+        }
+        None => (
+            profile(&bytes, &protocol)
+                .with_context(|| format!("profiling {}", args.model.display()))?,
+            None,
+        ),
+    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&ProfileJson::new(&measurement))?
-        );
+        let mut json = ProfileJson::new(&measurement);
+        json.agent = agent;
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         let s = measurement.stats;
         let f = &measurement.fingerprint;
-        println!("{}", args.model.display());
+        match &agent {
+            Some(agent) => println!("{} (measured by agent {agent})", args.model.display()),
+            None => println!("{}", args.model.display()),
+        }
         println!(
             "  median {:.3} ms  (p10 {:.3}, p90 {:.3}, mean {:.3} ± {:.3})",
             s.median_ms, s.p10_ms, s.p90_ms, s.mean_ms, s.std_ms

@@ -7,6 +7,7 @@ mod plot;
 mod progress;
 mod search;
 mod sources;
+mod targets_cmds;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,11 @@ enum Command {
     /// Build and evaluate latency lookup tables for this machine.
     #[command(subcommand)]
     Lut(latency_cmds::LutCommand),
+    /// List and show target devices.
+    #[command(subcommand)]
+    Targets(targets_cmds::TargetsCommand),
+    /// Serve profiling requests from hosts (run this on the edge board).
+    Agent(targets_cmds::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +67,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => latency_cmds::export(&args),
         Command::Profile(args) => latency_cmds::profile_cmd(&args),
         Command::Lut(command) => latency_cmds::lut(&command),
+        Command::Targets(command) => targets_cmds::targets(&command),
+        Command::Agent(args) => targets_cmds::agent(&args),
     }
 }
 

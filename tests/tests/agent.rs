@@ -1,0 +1,291 @@
+//! The agent on loopback: a fleet survives a killed agent, wrong tokens and oversized
+//! frames are refused, and an agent's measurement agrees with a local one.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hwnas_core::space::{Nb201Space, SearchSpace};
+use hwnas_latency::export::{ExportOptions, export_arch};
+use hwnas_latency::onnx::RandomWeights;
+use hwnas_latency::onnx::builder::encode;
+use hwnas_targets::client::{AgentClient, profile_fleet};
+use hwnas_targets::protocol::WireProtocol;
+use hwnas_tests::{hwnas, stderr_text, stdout_text};
+use rand::SeedableRng;
+
+struct Agent {
+    child: Child,
+    address: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    fn start(token_file: Option<&std::path::Path>) -> Agent {
+        let mut args = vec!["agent", "--listen", "127.0.0.1:0"];
+        if let Some(file) = token_file {
+            args.extend(["--token-file", file.to_str().unwrap()]);
+        }
+        let mut child = hwnas(&args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.split(';').next().unwrap().to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let address = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the agent starts");
+        Agent {
+            child,
+            address,
+            log,
+        }
+    }
+
+    fn log_contains(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    fn jobs_done(&self) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(": job "))
+            .count()
+    }
+
+    fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token_file(dir: &std::path::Path, token: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{token}.token"));
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    path
+}
+
+fn models(count: usize) -> Vec<Vec<u8>> {
+    let space = Nb201Space::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    (0..count)
+        .map(|_| {
+            let arch = space.format(&space.sample(&mut rng));
+            encode(
+                &export_arch(
+                    "nb201",
+                    &arch,
+                    &mut RandomWeights::new(0),
+                    ExportOptions::default(),
+                )
+                .unwrap(),
+            )
+        })
+        .collect()
+}
+
+const QUICK: WireProtocol = WireProtocol {
+    warmup: 3,
+    min_runs: 30,
+    max_runs: 30,
+    rel_ci: 0.01,
+    max_seconds: 60.0,
+    threads: 1,
+};
+
+#[test]
+fn a_fleet_finishes_the_batch_when_an_agent_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), "fleet-secret");
+    let a = Agent::start(Some(&token));
+    let mut b = Agent::start(Some(&token));
+    let batch = models(20);
+    let b_address = b.address.clone();
+    let agents = vec![a.address.clone(), b_address.clone()];
+    let killed_after = std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while b.jobs_done() < 3 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let done = b.jobs_done();
+            b.child.kill().unwrap(); // SIGKILL
+            done
+        });
+        let results = profile_fleet(
+            &agents,
+            b"fleet-secret",
+            &batch,
+            &QUICK,
+            Duration::from_secs(60),
+            &|line| println!("{line}"),
+        )
+        .unwrap();
+        assert_eq!(results.len(), 20, "all 20 results arrive");
+        for result in &results {
+            let (stats, fingerprint) = result.outcome.as_ref().unwrap();
+            assert!(stats.median_ms > 0.0);
+            assert_eq!(stats.runs, 30);
+            assert!(fingerprint.ort_version.starts_with("1.31."));
+        }
+        let by_a = results.iter().filter(|r| r.agent == a.address).count();
+        let by_b = results.iter().filter(|r| r.agent == b_address).count();
+        assert!(
+            by_a > 0 && by_b > 0,
+            "both agents measured ({by_a} + {by_b})"
+        );
+        assert!(by_b < 20);
+        killer.join().unwrap()
+    });
+    assert!(
+        killed_after >= 3,
+        "the second agent was killed mid-batch after {killed_after} jobs"
+    );
+}
+
+#[test]
+fn a_wrong_token_is_refused_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), "right");
+    let agent = Agent::start(Some(&token));
+    let error = AgentClient::connect(&agent.address, b"wrong", Duration::from_secs(10))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("does not know the token") || error.contains("refused"),
+        "{error}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent.log_contains("wrong token") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        agent.log_contains("wrong token"),
+        "{:?}",
+        agent.log.lock().unwrap()
+    );
+    // The right token still works.
+    let client = AgentClient::connect(&agent.address, b"right", Duration::from_secs(10)).unwrap();
+    assert!(client.fingerprint().ort_version.starts_with("1.31."));
+    client.close();
+}
+
+#[test]
+fn a_4_gib_frame_is_refused_without_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), "cap");
+    let agent = Agent::start(Some(&token));
+    let before = agent.peak_memory_kib();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(&agent.address).unwrap();
+        stream.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        stream.write_all(&[0u8; 1024]).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buffer = [0u8; 16];
+        // The agent closes the connection instead of reading 4 GiB.
+        let _ = std::io::Read::read(&mut stream, &mut buffer);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent.log_contains("over the") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        agent.log_contains("announced 4294967295 bytes"),
+        "{:?}",
+        agent.log.lock().unwrap()
+    );
+    let after = agent.peak_memory_kib();
+    println!(
+        "agent peak memory (VmHWM): {before} KiB before, {after} KiB after three 4 GiB announcements"
+    );
+    assert!(
+        after < before + 64 * 1024,
+        "peak memory grew from {before} to {after} KiB"
+    );
+    // Still serving.
+    AgentClient::connect(&agent.address, b"cap", Duration::from_secs(10))
+        .unwrap()
+        .close();
+}
+
+#[test]
+fn an_agent_measurement_agrees_with_a_local_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), "agree");
+    let agent = Agent::start(Some(&token));
+    let model = dir.path().join("model.onnx");
+    std::fs::write(&model, &models(1)[0]).unwrap();
+    let target = dir.path().join("board.toml");
+    std::fs::write(
+        &target,
+        format!("name = \"board\"\nkind = \"agent\"\nagents = [\"{}\"]\ntoken_file = \"agree.token\"\n[protocol]\nmin_runs = 100\n", agent.address),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["profile", model.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        let output = hwnas(&args).output().unwrap();
+        assert!(output.status.success(), "{}", stderr_text(&output));
+        serde_json::from_str(&stdout_text(&output)).unwrap()
+    };
+    let remote = run(&["--target", target.to_str().unwrap()]);
+    let local = run(&[]);
+    assert_eq!(remote["agent"], agent.address.as_str());
+    assert!(local.get("agent").is_none());
+    let (rm, lm) = (
+        remote["median_ms"].as_f64().unwrap(),
+        local["median_ms"].as_f64().unwrap(),
+    );
+    let spread =
+        |j: &serde_json::Value| j["p90_ms"].as_f64().unwrap() - j["p10_ms"].as_f64().unwrap();
+    let allowed = spread(&remote).max(spread(&local)).max(0.05 * lm);
+    println!(
+        "agent median {rm:.4} ms, local median {lm:.4} ms, allowed difference {allowed:.4} ms"
+    );
+    assert!(
+        (rm - lm).abs() <= allowed,
+        "agent {rm} vs local {lm} (allowed {allowed})"
+    );
+}
+
+#[test]
+fn without_a_token_the_agent_stays_on_loopback() {
+    let output = hwnas(&["agent", "--listen", "0.0.0.0:0"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.contains("loopback") && stderr.contains("--token-file"),
+        "{stderr}"
+    );
+    let agent = Agent::start(None);
+    assert!(agent.log_contains("loopback only"));
+    AgentClient::connect(&agent.address, b"", Duration::from_secs(10))
+        .unwrap()
+        .close();
+}
