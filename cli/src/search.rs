@@ -47,8 +47,9 @@ pub struct SearchArgs {
     /// ofa-mbv3) or `table` (the NAS-Bench-201 table, for nb201). Default: the space's.
     #[arg(long)]
     evaluator: Option<String>,
-    /// Latency target: `host` (this machine, measured with ONNX Runtime) or table:DEVICE
-    /// (a published latency table: table:note10 for ofa-mbv3, table:pixel3 etc. for nb201).
+    /// Latency target: `host` (this machine, measured with ONNX Runtime), table:DEVICE (a
+    /// published latency table: table:note10 for ofa-mbv3, table:pixel3 etc. for nb201), or
+    /// a target's name or TOML file (`hwnas targets list`; agent targets measure on the board).
     #[arg(long, default_value = "host")]
     target: String,
     /// Latency budget in ms. Default: 50% of the reference network's latency on the target
@@ -133,7 +134,7 @@ struct World {
     evaluator_name: String,
     search_latency: Box<dyn LatencyModel>,
     /// End-to-end measurement for finalists (host targets).
-    measured: Option<MeasuredLatency>,
+    measured: Option<Box<dyn FinalMeasure>>,
     fingerprint: Option<Fingerprint>,
     budget_ms: f64,
     budget_origin: String,
@@ -158,6 +159,78 @@ impl Evaluator for Throttled<'_> {
     fn evaluate(&self, arch: &Arch) -> hwnas_core::Result<Evaluation> {
         throttle(self.ms);
         self.inner.evaluate(arch)
+    }
+}
+
+/// End-to-end measurement of finalists on the target.
+trait FinalMeasure {
+    /// Median latency of an architecture (through the measurement cache).
+    fn arch_ms(&self, arch: &Arch) -> Result<f64>;
+    /// Median latency of a model's bytes, measured afresh.
+    fn model_ms(&self, model: &[u8]) -> Result<f64>;
+}
+
+/// This machine, through ONNX Runtime.
+struct LocalMeasure(MeasuredLatency, Protocol);
+
+impl FinalMeasure for LocalMeasure {
+    fn arch_ms(&self, arch: &Arch) -> Result<f64> {
+        Ok(self.0.measure(arch)?.stats.median_ms)
+    }
+    fn model_ms(&self, model: &[u8]) -> Result<f64> {
+        Ok(profile(model, &self.1)?.stats.median_ms)
+    }
+}
+
+/// A board, through the agents of a target file.
+struct RemoteMeasure {
+    space: Box<dyn SearchSpace>,
+    target: hwnas_targets::Target,
+    token: Vec<u8>,
+}
+
+impl RemoteMeasure {
+    fn model_median(&self, model: &[u8]) -> Result<f64> {
+        let log = |line: &str| eprintln!("{line}");
+        let results = hwnas_targets::client::profile_fleet(
+            &self.target.agents,
+            &self.token,
+            &[model.to_vec()],
+            &self.target.wire_protocol(),
+            Duration::from_secs(600),
+            &log,
+        )?;
+        let result = results.into_iter().next().context("one result")?;
+        let (stats, _) = result.outcome.map_err(|reason| {
+            anyhow::anyhow!(
+                "agent {} could not profile the model: {reason}",
+                result.agent
+            )
+        })?;
+        Ok(stats.median_ms)
+    }
+}
+
+impl FinalMeasure for RemoteMeasure {
+    fn arch_ms(&self, arch: &Arch) -> Result<f64> {
+        let model = hwnas_latency::measured::export_for_profiling(self.space.as_ref(), arch)?;
+        self.model_median(&model)
+    }
+    fn model_ms(&self, model: &[u8]) -> Result<f64> {
+        self.model_median(model)
+    }
+}
+
+impl LatencyModel for RemoteMeasure {
+    fn name(&self) -> String {
+        format!("agents:{}", self.target.name)
+    }
+    fn latency_ms(&self, arch: &Arch) -> hwnas_core::Result<f64> {
+        self.arch_ms(arch).map_err(|e| hwnas_core::Error::Missing {
+            source_name: self.name(),
+            arch: self.space.format(arch),
+            problem: format!("{e:#}"),
+        })
     }
 }
 
@@ -196,10 +269,32 @@ impl SearchArgs {
                 "--evaluator {other} is not available for --space {space}; use `predictor` for ofa-mbv3 or `table` for nb201 (training-free proxies and supernets come with the kernels issue)"
             ),
         }
-        let protocol = self.protocol.protocol()?;
+        let mut protocol = self.protocol.protocol()?;
+        let mut resolved = self.clone();
+        if self.target != "host" && !self.target.starts_with("table:") {
+            let target = hwnas_targets::description::find(&self.target)?;
+            protocol.threads = target.ort.threads as usize;
+            match target.kind {
+                hwnas_targets::TargetKind::Local => resolved.target = "host".into(),
+                hwnas_targets::TargetKind::Table => {
+                    let table = target.table.clone().unwrap_or_default();
+                    let device = table.split_once(':').map(|(_, d)| d).unwrap_or(&table);
+                    resolved.target = format!("table:{device}");
+                }
+                hwnas_targets::TargetKind::Agent => {
+                    if space_name != "nb201" {
+                        bail!(
+                            "--target {}: an agent target measures every architecture end to end, which suits nb201; for ofa-mbv3 run `hwnas search` on the board itself, where it builds the board's lookup table",
+                            self.target
+                        );
+                    }
+                    return self.nb201_remote_world(target);
+                }
+            }
+        }
         match space_name {
-            "ofa-mbv3" => self.ofa_world(&protocol, quiet),
-            _ => self.nb201_world(&protocol, quiet),
+            "ofa-mbv3" => resolved.ofa_world(&protocol, quiet),
+            _ => resolved.nb201_world(&protocol, quiet),
         }
     }
 
@@ -246,7 +341,7 @@ impl SearchArgs {
                     evaluator_name: "ofa-predictor".into(),
                     evaluator: Box::new(predictor),
                     search_latency: Box::new(latency),
-                    measured: Some(measured),
+                    measured: Some(Box::new(LocalMeasure(measured, *protocol))),
                     fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
                     budget_ms,
                     budget_origin,
@@ -305,7 +400,7 @@ impl SearchArgs {
                 evaluator_name: table.name(),
                 evaluator: Box::new(table),
                 search_latency: Box::new(search),
-                measured: Some(measured),
+                measured: Some(Box::new(LocalMeasure(measured, *protocol))),
                 fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
                 budget_ms,
                 budget_origin,
@@ -325,6 +420,34 @@ impl SearchArgs {
             evaluator: Box::new(table),
             search_latency: Box::new(latency),
             measured: None,
+            fingerprint: None,
+            budget_ms,
+            budget_origin,
+            reference: Some((what.into(), reference_ms)),
+            space: Box::new(space),
+        })
+    }
+
+    fn nb201_remote_world(&self, target: hwnas_targets::Target) -> Result<World> {
+        let path = Nb201Table::locate(self.table.as_deref())?;
+        let table = std::sync::Arc::new(Nb201Table::load(&path, &self.dataset)?);
+        let space = Nb201Space::new();
+        let token = target.token()?;
+        let remote = |space: &Nb201Space| RemoteMeasure {
+            space: Box::new(space.clone()),
+            target: target.clone(),
+            token: token.clone(),
+        };
+        let reference_arch = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")?;
+        let search = remote(&space);
+        let reference_ms = search.arch_ms(&reference_arch)?;
+        let what = "the NAS-Bench-201 cell of all 3x3 convolutions";
+        let (budget_ms, budget_origin) = self.budget_from(reference_ms, what);
+        Ok(World {
+            evaluator_name: table.name(),
+            evaluator: Box::new(table),
+            search_latency: Box::new(search),
+            measured: Some(Box::new(remote(&space))),
             fingerprint: None,
             budget_ms,
             budget_origin,
@@ -525,7 +648,6 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
     let mut chosen: Option<(Record, f64, bool)> = None;
     let mut verified = None;
     if let Some(measured) = &world.measured {
-        let protocol = settings.protocol.protocol()?;
         let wanted = settings.finalists.max(1);
         let bar = progress::bar("finalists", wanted as u64);
         if quiet {
@@ -533,10 +655,10 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
         }
         for record in candidates.iter().take(wanted * 4) {
             bar.set_position(finalists.len().min(wanted) as u64);
-            let ms = measured.measure(&record.arch)?.stats.median_ms;
+            let ms = measured.arch_ms(&record.arch)?;
             finalists.push(((*record).clone(), Some(ms)));
             if ms <= world.budget_ms && chosen.is_none() {
-                let check = profile(&write_onnx(record)?, &protocol)?.stats.median_ms;
+                let check = measured.model_ms(&write_onnx(record)?)?;
                 if check <= world.budget_ms {
                     chosen = Some(((*record).clone(), ms, true));
                     verified = Some(check);

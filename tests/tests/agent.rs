@@ -289,3 +289,50 @@ fn without_a_token_the_agent_stays_on_loopback() {
         .unwrap()
         .close();
 }
+
+#[test]
+fn search_measures_through_an_agent_target() {
+    let Some(table) =
+        hwnas_core::data::locate("HWNAS_NB201_TABLE", "nas-bench-201/nb201_cifar10.csv.gz")
+    else {
+        println!("skipped: the NAS-Bench-201 table is absent");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), "search");
+    let agent = Agent::start(Some(&token));
+    let target = dir.path().join("board.toml");
+    std::fs::write(
+        &target,
+        format!("name = \"board\"\nkind = \"agent\"\nagents = [\"{}\"]\ntoken_file = \"search.token\"\n[protocol]\nwarmup = 2\nmin_runs = 15\nmax_runs = 15\n", agent.address),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let output = hwnas(&[
+        "search",
+        "--space",
+        "nb201",
+        "--target",
+        target.to_str().unwrap(),
+        "--budget",
+        "12",
+        "--finalists",
+        "2",
+        "--table",
+        table.to_str().unwrap(),
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert!(json["latency_ms"].as_f64().unwrap() <= json["latency_budget_ms"].as_f64().unwrap());
+    assert!(
+        agent.jobs_done() >= 12,
+        "the agent measured the search's architectures"
+    );
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(manifest.contains("agents:board"), "{manifest}");
+}
