@@ -299,6 +299,12 @@ impl SearchArgs {
     }
 
     fn ofa_world(&self, protocol: &Protocol, quiet: bool) -> Result<World> {
+        if self.target != "host" && self.target != "table:note10" {
+            bail!(
+                "--target {}: for ofa-mbv3 use `host`, `table:note10`, or a target file",
+                self.target
+            );
+        }
         let dir = locate_ofa_dir(self.ofa_dir.as_deref())?;
         match self.target.as_str() {
             "host" => {
@@ -372,7 +378,7 @@ impl SearchArgs {
                     space: Box::new(space),
                 })
             }
-            other => bail!("--target {other}: for ofa-mbv3 use `host` or `table:note10`"),
+            other => unreachable!("target {other} was checked above"),
         }
     }
 
