@@ -27,7 +27,8 @@ pub struct AdapterSummary {
 }
 
 impl AdapterSummary {
-    fn from_adapter(adapter: &wgpu::Adapter) -> Self {
+    /// The summary of an adapter.
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Self {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let driver = [info.driver.as_str(), info.driver_info.as_str()]

@@ -17,6 +17,12 @@ pub enum Error {
         /// wgpu's explanation.
         message: String,
     },
+    /// Tensors whose shapes do not fit the op.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// The GPU failed while running a kernel.
+    #[error("GPU: {0}")]
+    Gpu(String),
 }
 
 /// The kernels crate's result type.

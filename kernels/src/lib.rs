@@ -1,8 +1,15 @@
 //! The compute engine under hwnas: tensors, WGSL compute kernels run through wgpu on any GPU
-//! (or on the CPU through Mesa's lavapipe), and a CPU reference backend.
+//! (or on the CPU through Mesa's lavapipe), and a CPU reference backend that checks them.
 
 pub mod adapters;
+pub mod cpu;
 pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod tensor;
+pub mod wgsl;
 
 pub use adapters::{AdapterSummary, list_adapters};
 pub use error::{Error, Result};
+pub use ops::{Activation, Conv2dSpec};
+pub use tensor::{Tensor, Tolerance};

@@ -1,0 +1,21 @@
+//! The CPU reference backend: every op forward and backward, written plainly (im2col +
+//! a GEMM crate for convolutions and matrix products, rayon across the batch). Every GPU
+//! kernel is checked against it, and every backward here against finite differences.
+
+pub mod conv;
+pub mod gemm;
+pub mod matmul;
+pub mod mixed;
+pub mod pool;
+pub mod unary;
+
+pub use conv::{conv2d, conv2d_backward};
+pub use matmul::{matmul, matmul_backward};
+pub use mixed::{mixed_op, mixed_op_backward};
+pub use pool::{
+    avg_pool, avg_pool_backward, global_avg_pool, global_avg_pool_backward, max_pool,
+    max_pool_backward,
+};
+pub use unary::{
+    activation, activation_backward, cross_entropy, cross_entropy_backward, log_softmax,
+};

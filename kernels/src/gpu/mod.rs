@@ -1,0 +1,338 @@
+//! The wgpu backend: one device and queue, compute pipelines compiled once and cached by a
+//! typed key, buffers uploaded with bytemuck, results read back after the queue finishes.
+//! Runs on any Vulkan, Metal or DX12 adapter, and on the CPU through Mesa's lavapipe.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use wgpu::util::DeviceExt;
+
+use crate::adapters::{AdapterSummary, instance};
+use crate::error::{Error, Result};
+use crate::ops::{Activation, Conv2dSpec};
+use crate::tensor::Tensor;
+use crate::wgsl::{ActivationParams, Conv2dParams, MatmulParams, Shader};
+
+/// A compiled pipeline: a shader's entry point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    /// The shader.
+    pub shader: Shader,
+    /// The entry point.
+    pub entry: &'static str,
+}
+
+/// A wgpu device with its pipeline cache.
+pub struct GpuContext {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+impl GpuContext {
+    /// The first adapter wgpu offers (honouring `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`).
+    pub fn new() -> Result<Self> {
+        let instance = instance();
+        let filter = std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .or_else(|| std::env::var("WGPU_BACKEND").ok());
+        let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(
+            &instance, None,
+        ))
+        .map_err(|_| Error::NoAdapter {
+            filter: filter.clone(),
+        })?;
+        let summary = AdapterSummary::from_adapter(&adapter);
+        let limits = wgpu::Limits::downlevel_defaults().using_resolution(adapter.limits());
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: adapter.limits().max_storage_buffer_binding_size,
+            max_buffer_size: adapter.limits().max_buffer_size,
+            ..limits
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("hwnas"),
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: summary.name.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(GpuContext {
+            device,
+            queue,
+            adapter: summary,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The adapter in use.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    fn pipeline(&self, key: PipelineKey) -> wgpu::ComputePipeline {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let module = self
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(key.shader.path()),
+                        source: wgpu::ShaderSource::Wgsl(key.shader.source().into()),
+                    });
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(key.entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(key.entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+            })
+            .clone()
+    }
+
+    fn storage(&self, data: &[f32]) -> wgpu::Buffer {
+        // wgpu refuses empty bindings: pad to one value.
+        let padded: &[f32] = if data.is_empty() { &[0.0] } else { data };
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(padded),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            })
+    }
+
+    fn output(&self, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn uniform<T: bytemuck::Pod>(&self, value: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// Runs one dispatch over `(binding, buffer)` pairs and reads `output` back.
+    fn run(
+        &self,
+        key: PipelineKey,
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: (u32, u32),
+        output: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        let pipeline = self.pipeline(key);
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .map(|(binding, b)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(workgroups.0, workgroups.1, 1);
+        }
+        encoder.copy_buffer_to_buffer(output, 0, &readback, 0, (len.max(1) * 4) as u64);
+        self.queue.submit([encoder.finish()]);
+        let slice = readback.slice(..);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = sender.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        receiver
+            .recv()
+            .map_err(|_| Error::Gpu("the readback never completed".into()))?
+            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+        let values = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("mapping the readback: {e:?}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
+        };
+        readback.unmap();
+        Ok(values)
+    }
+
+    /// `a x b` for `[M, K] x [K, N]`.
+    pub fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let (&[m, k], &[k2, n]) = (a.shape(), b.shape()) else {
+            return Err(Error::Shape(format!(
+                "matmul: {:?} x {:?}",
+                a.shape(),
+                b.shape()
+            )));
+        };
+        if k != k2 {
+            return Err(Error::Shape(format!(
+                "matmul: {:?} x {:?}",
+                a.shape(),
+                b.shape()
+            )));
+        }
+        let params = self.uniform(&MatmulParams {
+            m: m as u32,
+            k: k as u32,
+            n: n as u32,
+            pad: 0,
+        });
+        let (ab, bb, out) = (
+            self.storage(a.data()),
+            self.storage(b.data()),
+            self.output(m * n),
+        );
+        let key = PipelineKey {
+            shader: Shader::Matmul,
+            entry: "main",
+        };
+        let groups = (n.div_ceil(16) as u32, m.div_ceil(16) as u32);
+        Tensor::new(
+            &[m, n],
+            self.run(
+                key,
+                &[(0, &params), (1, &ab), (2, &bb), (3, &out)],
+                groups,
+                &out,
+                m * n,
+            )?,
+        )
+    }
+
+    fn elementwise_groups(len: usize) -> (u32, u32) {
+        let groups = len.div_ceil(256);
+        let x = groups.min(65_535);
+        (x as u32, groups.div_ceil(x.max(1)) as u32)
+    }
+
+    /// `f(x)`.
+    pub fn activation(&self, x: &Tensor, f: Activation) -> Result<Tensor> {
+        self.activation_pass(x, None, f, "activation_forward")
+    }
+
+    /// `dy * f'(x)`.
+    pub fn activation_backward(&self, x: &Tensor, dy: &Tensor, f: Activation) -> Result<Tensor> {
+        if x.shape() != dy.shape() {
+            return Err(Error::Shape(format!(
+                "activation backward: x {:?}, dy {:?}",
+                x.shape(),
+                dy.shape()
+            )));
+        }
+        self.activation_pass(x, Some(dy), f, "activation_backward")
+    }
+
+    fn activation_pass(
+        &self,
+        x: &Tensor,
+        dy: Option<&Tensor>,
+        f: Activation,
+        entry: &'static str,
+    ) -> Result<Tensor> {
+        let len = x.len();
+        let params = self.uniform(&ActivationParams {
+            len: len as u32,
+            kind: f.code(),
+            pad: [0; 2],
+        });
+        let xb = self.storage(x.data());
+        let out = self.output(len);
+        let key = PipelineKey {
+            shader: Shader::Activation,
+            entry,
+        };
+        let groups = Self::elementwise_groups(len);
+        let values = match dy {
+            // The forward entry point does not read `dy`, so its layout has no binding 2.
+            None => self.run(key, &[(0, &params), (1, &xb), (3, &out)], groups, &out, len)?,
+            Some(dy) => {
+                let dyb = self.storage(dy.data());
+                self.run(
+                    key,
+                    &[(0, &params), (1, &xb), (2, &dyb), (3, &out)],
+                    groups,
+                    &out,
+                    len,
+                )?
+            }
+        };
+        Tensor::new(x.shape(), values)
+    }
+
+    /// Convolution without bias (same contract as [`crate::cpu::conv2d`]).
+    pub fn conv2d(&self, x: &Tensor, weight: &Tensor, spec: &Conv2dSpec) -> Result<Tensor> {
+        let reference = crate::cpu::conv::geometry_of(x, weight, spec)?;
+        let [n, cin, h, w, cout, k, oh, ow] = reference;
+        let params = self.uniform(&Conv2dParams {
+            n: n as u32,
+            cin: cin as u32,
+            h: h as u32,
+            w: w as u32,
+            cout: cout as u32,
+            k: k as u32,
+            oh: oh as u32,
+            ow: ow as u32,
+            stride: spec.stride as u32,
+            padding: spec.padding as u32,
+            dilation: spec.dilation as u32,
+            groups: spec.groups.max(1) as u32,
+        });
+        let len = n * cout * oh * ow;
+        let (xb, wb, out) = (
+            self.storage(x.data()),
+            self.storage(weight.data()),
+            self.output(len),
+        );
+        let key = PipelineKey {
+            shader: Shader::Conv2d,
+            entry: "main",
+        };
+        let groups = len.div_ceil(64);
+        let gx = groups.min(65_535);
+        let dims = (gx as u32, groups.div_ceil(gx.max(1)) as u32);
+        Tensor::new(
+            &[n, cout, oh, ow],
+            self.run(
+                key,
+                &[(0, &params), (1, &xb), (2, &wb), (3, &out)],
+                dims,
+                &out,
+                len,
+            )?,
+        )
+    }
+}
