@@ -1,0 +1,476 @@
+//! Reverse-mode automatic differentiation: a tape records each op as it runs forward on a
+//! [`Backend`]; [`Tape::backward`] walks it in reverse, accumulating gradients for every
+//! value that needs one (weights, inputs, architecture parameters alike).
+
+use crate::backend::Backend;
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::ops::{Activation, Conv2dSpec};
+use crate::tensor::Tensor;
+
+/// A value on the tape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Var(usize);
+
+#[derive(Debug, Clone)]
+enum Op {
+    Leaf,
+    Conv2d {
+        x: Var,
+        weight: Var,
+        bias: Option<Var>,
+        spec: Conv2dSpec,
+    },
+    Matmul {
+        a: Var,
+        b: Var,
+    },
+    AddBias {
+        x: Var,
+        bias: Var,
+    },
+    Activation {
+        x: Var,
+        f: Activation,
+    },
+    Add {
+        a: Var,
+        b: Var,
+    },
+    Scale {
+        x: Var,
+        factor: f32,
+    },
+    AvgPool {
+        x: Var,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
+    MaxPool {
+        x: Var,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
+    GlobalAvgPool {
+        x: Var,
+    },
+    Flatten {
+        x: Var,
+    },
+    Mixed {
+        candidates: Vec<Option<Var>>,
+        weights: Var,
+    },
+    Softmax {
+        x: Var,
+    },
+    CrossEntropy {
+        logits: Var,
+        labels: Vec<usize>,
+    },
+    Sum {
+        x: Var,
+    },
+}
+
+struct Node {
+    value: Tensor,
+    grad: Option<Tensor>,
+    op: Op,
+    needs_grad: bool,
+}
+
+/// A tape over one backend.
+pub struct Tape<'b> {
+    backend: &'b dyn Backend,
+    nodes: Vec<Node>,
+}
+
+fn add_into(slot: &mut Option<Tensor>, delta: &Tensor) {
+    match slot {
+        Some(g) => g
+            .data_mut()
+            .iter_mut()
+            .zip(delta.data())
+            .for_each(|(a, b)| *a += b),
+        None => *slot = Some(delta.clone()),
+    }
+}
+
+impl<'b> Tape<'b> {
+    /// An empty tape on `backend`.
+    pub fn new(backend: &'b dyn Backend) -> Self {
+        Tape {
+            backend,
+            nodes: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, value: Tensor, op: Op, inputs: &[Var]) -> Var {
+        let needs_grad = inputs.iter().any(|v| self.nodes[v.0].needs_grad);
+        self.nodes.push(Node {
+            value,
+            grad: None,
+            op,
+            needs_grad,
+        });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// A value from outside: a parameter (`needs_grad`) or data.
+    pub fn leaf(&mut self, value: Tensor, needs_grad: bool) -> Var {
+        self.nodes.push(Node {
+            value,
+            grad: None,
+            op: Op::Leaf,
+            needs_grad,
+        });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// The value of a variable.
+    pub fn value(&self, v: Var) -> &Tensor {
+        &self.nodes[v.0].value
+    }
+
+    /// The gradient of the last [`Tape::backward`]'s loss with respect to `v`.
+    pub fn grad(&self, v: Var) -> Option<&Tensor> {
+        self.nodes[v.0].grad.as_ref()
+    }
+
+    /// Convolution.
+    pub fn conv2d(
+        &mut self,
+        x: Var,
+        weight: Var,
+        bias: Option<Var>,
+        spec: Conv2dSpec,
+    ) -> Result<Var> {
+        let value = self.backend.conv2d(
+            self.value(x),
+            self.value(weight),
+            bias.map(|b| self.value(b)),
+            &spec,
+        )?;
+        let mut inputs = vec![x, weight];
+        inputs.extend(bias);
+        Ok(self.push(
+            value,
+            Op::Conv2d {
+                x,
+                weight,
+                bias,
+                spec,
+            },
+            &inputs,
+        ))
+    }
+
+    /// `x W + b` for `x [N, in]`, `W [in, out]`, `b [out]`.
+    pub fn linear(&mut self, x: Var, weight: Var, bias: Var) -> Result<Var> {
+        let product = self.matmul(x, weight)?;
+        self.add_bias(product, bias)
+    }
+
+    /// Matrix product.
+    pub fn matmul(&mut self, a: Var, b: Var) -> Result<Var> {
+        let value = self.backend.matmul(self.value(a), self.value(b))?;
+        Ok(self.push(value, Op::Matmul { a, b }, &[a, b]))
+    }
+
+    /// Adds a bias along the last axis of `[N, F]`.
+    pub fn add_bias(&mut self, x: Var, bias: Var) -> Result<Var> {
+        let (xv, bv) = (self.value(x), self.value(bias));
+        let features = *xv.shape().last().unwrap_or(&0);
+        if bv.len() != features {
+            return Err(Error::Shape(format!(
+                "bias of {} for {features} features",
+                bv.len()
+            )));
+        }
+        let data = xv
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + bv.data()[i % features])
+            .collect();
+        let value = Tensor::new(xv.shape(), data)?;
+        Ok(self.push(value, Op::AddBias { x, bias }, &[x, bias]))
+    }
+
+    /// An activation.
+    pub fn activation(&mut self, x: Var, f: Activation) -> Result<Var> {
+        let value = self.backend.activation(self.value(x), f)?;
+        Ok(self.push(value, Op::Activation { x, f }, &[x]))
+    }
+
+    /// `a + b` (same shapes).
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        let value = cpu::mixed_op(&[Some(self.value(a)), Some(self.value(b))], &[1.0, 1.0])?;
+        Ok(self.push(value, Op::Add { a, b }, &[a, b]))
+    }
+
+    /// `factor * x`.
+    pub fn scale(&mut self, x: Var, factor: f32) -> Var {
+        let xv = self.value(x);
+        let value = Tensor::new(xv.shape(), xv.data().iter().map(|v| v * factor).collect())
+            .expect("same shape");
+        self.push(value, Op::Scale { x, factor }, &[x])
+    }
+
+    /// Average pooling (padding not counted).
+    pub fn avg_pool(
+        &mut self,
+        x: Var,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Var> {
+        let value = cpu::avg_pool(self.value(x), kernel, stride, padding)?;
+        Ok(self.push(
+            value,
+            Op::AvgPool {
+                x,
+                kernel,
+                stride,
+                padding,
+            },
+            &[x],
+        ))
+    }
+
+    /// Max pooling.
+    pub fn max_pool(
+        &mut self,
+        x: Var,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Var> {
+        let value = cpu::max_pool(self.value(x), kernel, stride, padding)?;
+        Ok(self.push(
+            value,
+            Op::MaxPool {
+                x,
+                kernel,
+                stride,
+                padding,
+            },
+            &[x],
+        ))
+    }
+
+    /// Global average pooling to `[N, C, 1, 1]`.
+    pub fn global_avg_pool(&mut self, x: Var) -> Result<Var> {
+        let value = cpu::global_avg_pool(self.value(x))?;
+        Ok(self.push(value, Op::GlobalAvgPool { x }, &[x]))
+    }
+
+    /// `[N, ...]` to `[N, rest]`.
+    pub fn flatten(&mut self, x: Var) -> Result<Var> {
+        let xv = self.value(x);
+        let n = xv.shape()[0];
+        let value = xv.clone().reshape(&[n, xv.len() / n.max(1)])?;
+        Ok(self.push(value, Op::Flatten { x }, &[x]))
+    }
+
+    /// The mixed op: `sum_k weights[k] * candidates[k]`, skipped candidates (`None`) having
+    /// weight 0; `weights` is a `[K]` variable (e.g. a softmax of architecture parameters).
+    pub fn mixed(&mut self, candidates: &[Option<Var>], weights: Var) -> Result<Var> {
+        let values: Vec<Option<&Tensor>> = candidates
+            .iter()
+            .map(|c| c.map(|v| self.value(v)))
+            .collect();
+        let value = cpu::mixed_op(&values, self.value(weights).data())?;
+        let mut inputs: Vec<Var> = candidates.iter().flatten().copied().collect();
+        inputs.push(weights);
+        Ok(self.push(
+            value,
+            Op::Mixed {
+                candidates: candidates.to_vec(),
+                weights,
+            },
+            &inputs,
+        ))
+    }
+
+    /// Softmax of a `[K]` vector (architecture weights).
+    pub fn softmax(&mut self, x: Var) -> Result<Var> {
+        let xv = self.value(x);
+        let row = xv.clone().reshape(&[1, xv.len()])?;
+        let probs: Vec<f32> = cpu::log_softmax(&row)?
+            .data()
+            .iter()
+            .map(|v| v.exp())
+            .collect();
+        let value = Tensor::new(xv.shape(), probs)?;
+        Ok(self.push(value, Op::Softmax { x }, &[x]))
+    }
+
+    /// Mean cross-entropy of `[N, C]` logits.
+    pub fn cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Result<Var> {
+        let loss = cpu::cross_entropy(self.value(logits), labels)?;
+        let value = Tensor::new(&[1], vec![loss])?;
+        Ok(self.push(
+            value,
+            Op::CrossEntropy {
+                logits,
+                labels: labels.to_vec(),
+            },
+            &[logits],
+        ))
+    }
+
+    /// The sum of all values, as `[1]`.
+    pub fn sum(&mut self, x: Var) -> Var {
+        let value = Tensor::new(&[1], vec![self.value(x).data().iter().sum()]).expect("one value");
+        self.push(value, Op::Sum { x }, &[x])
+    }
+
+    /// Computes the gradient of the scalar `loss` with respect to every value that needs one.
+    pub fn backward(&mut self, loss: Var) -> Result<()> {
+        if self.value(loss).len() != 1 {
+            return Err(Error::Shape(format!(
+                "backward needs a scalar loss, got {:?}",
+                self.value(loss).shape()
+            )));
+        }
+        for node in &mut self.nodes {
+            node.grad = None;
+        }
+        self.nodes[loss.0].grad = Some(Tensor::new(&[1], vec![1.0])?);
+        for index in (0..=loss.0).rev() {
+            let (Some(dy), true) = (self.nodes[index].grad.clone(), self.nodes[index].needs_grad)
+            else {
+                continue;
+            };
+            let op = self.nodes[index].op.clone();
+            self.backward_op(&op, index, &dy)?;
+        }
+        Ok(())
+    }
+
+    fn accumulate(&mut self, v: Var, delta: &Tensor) {
+        if self.nodes[v.0].needs_grad {
+            add_into(&mut self.nodes[v.0].grad, delta);
+        }
+    }
+
+    fn backward_op(&mut self, op: &Op, index: usize, dy: &Tensor) -> Result<()> {
+        let backend = self.backend;
+        match op {
+            Op::Leaf => {}
+            Op::Conv2d {
+                x,
+                weight,
+                bias,
+                spec,
+            } => {
+                let (dx, dw, db) =
+                    backend.conv2d_backward(self.value(*x), self.value(*weight), dy, spec)?;
+                self.accumulate(*x, &dx);
+                self.accumulate(*weight, &dw);
+                if let Some(b) = bias {
+                    self.accumulate(*b, &db);
+                }
+            }
+            Op::Matmul { a, b } => {
+                let (da, db) = backend.matmul_backward(self.value(*a), self.value(*b), dy)?;
+                self.accumulate(*a, &da);
+                self.accumulate(*b, &db);
+            }
+            Op::AddBias { x, bias } => {
+                self.accumulate(*x, dy);
+                let features = self.value(*bias).len();
+                let mut db = vec![0.0; features];
+                for (i, g) in dy.data().iter().enumerate() {
+                    db[i % features] += g;
+                }
+                let db = Tensor::new(&[features], db)?;
+                self.accumulate(*bias, &db);
+            }
+            Op::Activation { x, f } => {
+                let dx = backend.activation_backward(self.value(*x), dy, *f)?;
+                self.accumulate(*x, &dx);
+            }
+            Op::Add { a, b } => {
+                self.accumulate(*a, dy);
+                self.accumulate(*b, dy);
+            }
+            Op::Scale { x, factor } => {
+                let dx = Tensor::new(dy.shape(), dy.data().iter().map(|g| g * factor).collect())?;
+                self.accumulate(*x, &dx);
+            }
+            Op::AvgPool {
+                x,
+                kernel,
+                stride,
+                padding,
+            } => {
+                let dx = cpu::avg_pool_backward(self.value(*x), dy, *kernel, *stride, *padding)?;
+                self.accumulate(*x, &dx);
+            }
+            Op::MaxPool {
+                x,
+                kernel,
+                stride,
+                padding,
+            } => {
+                let dx = cpu::max_pool_backward(self.value(*x), dy, *kernel, *stride, *padding)?;
+                self.accumulate(*x, &dx);
+            }
+            Op::GlobalAvgPool { x } => {
+                let dx = cpu::global_avg_pool_backward(self.value(*x), dy)?;
+                self.accumulate(*x, &dx);
+            }
+            Op::Flatten { x } => {
+                let dx = dy.clone().reshape(self.value(*x).shape())?;
+                self.accumulate(*x, &dx);
+            }
+            Op::Mixed {
+                candidates,
+                weights,
+            } => {
+                let values: Vec<Option<&Tensor>> = candidates
+                    .iter()
+                    .map(|c| c.map(|v| self.value(v)))
+                    .collect();
+                let (dweights, dcandidates) =
+                    cpu::mixed_op_backward(&values, self.value(*weights).data(), dy)?;
+                for (candidate, grad) in candidates.iter().zip(dcandidates) {
+                    if let (Some(c), Some(g)) = (candidate, grad) {
+                        self.accumulate(*c, &g);
+                    }
+                }
+                let dw = Tensor::new(self.value(*weights).shape(), dweights)?;
+                self.accumulate(*weights, &dw);
+            }
+            Op::Softmax { x } => {
+                let p = self.nodes[index].value.data().to_vec();
+                let inner: f32 = p.iter().zip(dy.data()).map(|(p, g)| p * g).sum();
+                let dx = Tensor::new(
+                    dy.shape(),
+                    p.iter()
+                        .zip(dy.data())
+                        .map(|(p, g)| p * (g - inner))
+                        .collect(),
+                )?;
+                self.accumulate(*x, &dx);
+            }
+            Op::CrossEntropy { logits, labels } => {
+                let mut dx = cpu::cross_entropy_backward(self.value(*logits), labels)?;
+                let scale = dy.data()[0];
+                dx.data_mut().iter_mut().for_each(|v| *v *= scale);
+                self.accumulate(*logits, &dx);
+            }
+            Op::Sum { x } => {
+                let shape = self.value(*x).shape().to_vec();
+                let dx = Tensor::new(&shape, vec![dy.data()[0]; shape.iter().product()])?;
+                self.accumulate(*x, &dx);
+            }
+        }
+        Ok(())
+    }
+}
