@@ -8,15 +8,13 @@ use hwnas_kernels::{Activation, Backend, Conv2dSpec, Cpu, Tape, Tensor, Toleranc
 fn tiny_supernet(
     backend: &dyn Backend,
     x: &Tensor,
-    w: &Tensor,
-    alpha: &Tensor,
-    fc: &Tensor,
-    b: &Tensor,
+    params: [&Tensor; 4],
     labels: &[usize],
     grads: bool,
 ) -> (f32, Vec<Tensor>) {
     let mut tape = Tape::new(backend);
     let xv = tape.leaf(x.clone(), false);
+    let [w, alpha, fc, b] = params;
     let wv = tape.leaf(w.clone(), true);
     let av = tape.leaf(alpha.clone(), true);
     let fv = tape.leaf(fc.clone(), true);
@@ -60,7 +58,7 @@ fn tape_gradients_match_finite_differences() {
     let fc = Tensor::randn(&[3, 4], 0.5, 3);
     let b = Tensor::randn(&[4], 0.1, 4);
     let labels = [1, 3];
-    let (_, grads) = tiny_supernet(&Cpu, &x, &w, &alpha, &fc, &b, &labels, true);
+    let (_, grads) = tiny_supernet(&Cpu, &x, [&w, &alpha, &fc, &b], &labels, true);
     let params = [&w, &alpha, &fc, &b];
     for (which, (param, grad)) in params.iter().zip(&grads).enumerate() {
         let mut numeric = Vec::new();
@@ -71,10 +69,7 @@ fn tape_gradients_match_finite_differences() {
             let plus = tiny_supernet(
                 &Cpu,
                 &x,
-                &perturbed[0],
-                &perturbed[1],
-                &perturbed[2],
-                &perturbed[3],
+                [&perturbed[0], &perturbed[1], &perturbed[2], &perturbed[3]],
                 &labels,
                 false,
             )
@@ -83,10 +78,7 @@ fn tape_gradients_match_finite_differences() {
             let minus = tiny_supernet(
                 &Cpu,
                 &x,
-                &perturbed[0],
-                &perturbed[1],
-                &perturbed[2],
-                &perturbed[3],
+                [&perturbed[0], &perturbed[1], &perturbed[2], &perturbed[3]],
                 &labels,
                 false,
             )
