@@ -337,11 +337,25 @@ impl<'b> Tape<'b> {
                 self.value(loss).shape()
             )));
         }
+        self.backward_from(loss, Tensor::new(&[1], vec![1.0])?)
+    }
+
+    /// Vector-Jacobian product: propagates `seed` (the gradient of some scalar with respect
+    /// to `output`, computed outside the tape, e.g. of a pinball or policy-gradient loss)
+    /// back to every value that needs a gradient.
+    pub fn backward_from(&mut self, output: Var, seed: Tensor) -> Result<()> {
+        if seed.shape() != self.value(output).shape() {
+            return Err(Error::Shape(format!(
+                "seed {:?} for a value of shape {:?}",
+                seed.shape(),
+                self.value(output).shape()
+            )));
+        }
         for node in &mut self.nodes {
             node.grad = None;
         }
-        self.nodes[loss.0].grad = Some(Tensor::new(&[1], vec![1.0])?);
-        for index in (0..=loss.0).rev() {
+        self.nodes[output.0].grad = Some(seed);
+        for index in (0..=output.0).rev() {
             let (Some(dy), true) = (self.nodes[index].grad.clone(), self.nodes[index].needs_grad)
             else {
                 continue;

@@ -1,6 +1,9 @@
 //! Search strategies: each proposes architectures and learns from what it is told.
 
 pub mod evolution;
+pub mod ganas;
+pub mod l2nas;
+pub mod nets;
 pub mod random;
 pub mod reinforce;
 
@@ -11,6 +14,8 @@ use crate::history::{History, Record};
 use crate::space::{Arch, SearchSpace};
 
 pub use evolution::RegularizedEvolution;
+pub use ganas::GaNas;
+pub use l2nas::L2Nas;
 pub use random::RandomSearch;
 pub use reinforce::Reinforce;
 
@@ -33,7 +38,7 @@ pub trait Strategy: Send {
 }
 
 /// The strategies `hwnas bench --strategies` and `hwnas search --strategy` accept.
-pub const NAMES: [&str; 3] = ["random", "rea", "reinforce"];
+pub const NAMES: [&str; 5] = ["random", "rea", "reinforce", "l2nas", "ganas"];
 
 /// A strategy with its default settings, by name.
 pub fn by_name(name: &str, space: &dyn SearchSpace) -> Result<Box<dyn Strategy>> {
@@ -41,6 +46,8 @@ pub fn by_name(name: &str, space: &dyn SearchSpace) -> Result<Box<dyn Strategy>>
         "random" => Ok(Box::new(RandomSearch)),
         "rea" => Ok(Box::new(RegularizedEvolution::default())),
         "reinforce" => Ok(Box::new(Reinforce::new(space))),
+        "l2nas" => Ok(Box::new(L2Nas::new(space))),
+        "ganas" => Ok(Box::new(GaNas::new(space))),
         other => Err(Error::Setting {
             name: "--strategy".to_string(),
             problem: format!("unknown strategy `{other}`; allowed: {}", NAMES.join(", ")),
