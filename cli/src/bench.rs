@@ -172,12 +172,18 @@ fn write_outputs(
 
 fn print_table(rows: &[SummaryRow], best_test: Option<f64>, target: String) {
     println!(
-        "{:<12} {:>7} {:>16} {:>10} {:>9} {:>14}",
-        "strategy", "queries", "test acc (%)", "val acc", "hit rate", "median q->best"
+        "{:<12} {:>7} {:>16} {:>10} {:>9} {:>14} {:>12}",
+        "strategy",
+        "queries",
+        "test acc (%)",
+        "val acc",
+        "hit rate",
+        "median q->best",
+        "hypervolume"
     );
     for row in rows {
         println!(
-            "{:<12} {:>7} {:>9.2} ± {:<4.2} {:>10.2} {:>9.2} {:>14}",
+            "{:<12} {:>7} {:>9.2} ± {:<4.2} {:>10.2} {:>9.2} {:>14} {:>12}",
             row.strategy,
             row.queries,
             row.mean_test,
@@ -185,7 +191,9 @@ fn print_table(rows: &[SummaryRow], best_test: Option<f64>, target: String) {
             row.mean_val,
             row.hit_rate,
             row.median_queries_to_best
-                .map_or("-".to_string(), |m| format!("{m:.0}"))
+                .map_or("-".to_string(), |m| format!("{m:.0}")),
+            row.hypervolume
+                .map_or("-".to_string(), |h| format!("{h:.1}"))
         );
     }
     if let Some(best) = best_test {

@@ -31,9 +31,13 @@ pub struct TableArgs {
     /// or table:note10 for Once-for-All).
     #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
-    /// Latency budget in milliseconds: architectures over it are never the answer.
-    #[arg(long, value_name = "MS")]
+    /// Latency budget in milliseconds: architectures over it are never the answer
+    /// (the constrained reward).
+    #[arg(long, value_name = "MS", conflicts_with = "latency_weight")]
     pub latency_ms: Option<f64>,
+    /// MONAS's weighted reward instead: accuracy minus this many points per millisecond.
+    #[arg(long, value_name = "POINTS_PER_MS")]
+    pub latency_weight: Option<f64>,
 }
 
 /// A space with its evaluator, latency model and the best feasible architecture.
@@ -65,9 +69,19 @@ impl TableArgs {
                 bail!("--latency-ms needs a latency target: add --target table:DEVICE");
             }
         }
-        let objective = self
-            .latency_ms
-            .map_or(Objective::Accuracy, Objective::latency_budget);
+        if let Some(weight) = self.latency_weight {
+            if !(weight.is_finite() && weight >= 0.0) {
+                bail!("--latency-weight must be a non-negative number, got {weight}");
+            }
+            if self.target.is_none() {
+                bail!("--latency-weight needs a latency target: add --target table:DEVICE");
+            }
+        }
+        let objective = match (self.latency_ms, self.latency_weight) {
+            (Some(budget), _) => Objective::latency_budget(budget),
+            (None, Some(weight)) => Objective::Weighted { weight },
+            (None, None) => Objective::Accuracy,
+        };
         let device = match &self.target {
             None => None,
             Some(t) => Some(

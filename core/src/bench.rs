@@ -96,6 +96,44 @@ pub struct SummaryRow {
     /// Median over runs of the queries until the target was first evaluated; `None` when
     /// fewer than half the runs had found it by this checkpoint.
     pub median_queries_to_best: Option<f64>,
+    /// Mean hypervolume of each run's accuracy-latency Pareto front (latency down, search
+    /// signal up) against the bench's reference point; `None` without latencies.
+    pub hypervolume: Option<f64>,
+}
+
+/// The worst latency and the worst accuracy over every run: the hypervolume reference.
+pub fn hypervolume_reference(runs: &[RunOutcome]) -> Option<(f64, f64)> {
+    let points = runs
+        .iter()
+        .flat_map(|r| r.history.records())
+        .filter_map(|r| r.latency_ms.map(|l| (l, r.accuracy)));
+    points.fold(None, |acc, (l, a)| match acc {
+        None => Some((l, a)),
+        Some((ml, ma)) => Some((f64::max(ml, l), f64::min(ma, a))),
+    })
+}
+
+/// The area dominated by `points` (latency to minimise, accuracy to maximise) and bounded by
+/// the reference `(latency, accuracy)`.
+pub fn hypervolume(points: &[(f64, f64)], reference: (f64, f64)) -> f64 {
+    let mut sorted: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|&(l, a)| l <= reference.0 && a >= reference.1)
+        .collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let mut front: Vec<(f64, f64)> = Vec::new();
+    for p in sorted {
+        if front.last().is_none_or(|last| p.1 > last.1) {
+            front.push(p);
+        }
+    }
+    let mut area = 0.0;
+    for (i, &(l, a)) in front.iter().enumerate() {
+        let next = front.get(i + 1).map_or(reference.0, |p| p.0);
+        area += (next - l) * (a - reference.1);
+    }
+    area
 }
 
 /// Mean and sample standard deviation.
@@ -126,6 +164,7 @@ pub fn summarise(
             strategies.push(&run.strategy);
         }
     }
+    let reference = hypervolume_reference(runs);
     let mut rows = Vec::new();
     for name in strategies {
         let mine: Vec<&RunOutcome> = runs.iter().filter(|r| r.strategy == name).collect();
@@ -162,6 +201,22 @@ pub fn summarise(
                 mean_val: mean_std(&vals).0,
                 hit_rate: hits as f64 / mine.len().max(1) as f64,
                 median_queries_to_best: median,
+                hypervolume: reference.map(|reference| {
+                    let volumes: Vec<f64> = mine
+                        .iter()
+                        .map(|r| {
+                            let points: Vec<(f64, f64)> = r
+                                .history
+                                .records()
+                                .iter()
+                                .take(q)
+                                .filter_map(|rec| rec.latency_ms.map(|l| (l, rec.accuracy)))
+                                .collect();
+                            hypervolume(&points, reference)
+                        })
+                        .collect();
+                    mean_std(&volumes).0
+                }),
             });
         }
     }
@@ -223,4 +278,17 @@ pub fn default_checkpoints(queries: usize) -> Vec<usize> {
     points.push(queries);
     points.dedup();
     points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypervolume_of_a_staircase() {
+        // Two points: (1 ms, 90) and (2 ms, 95) against (4 ms, 80): 1*10 + 2*15 = 40.
+        let hv = hypervolume(&[(1.0, 90.0), (2.0, 95.0), (3.0, 85.0)], (4.0, 80.0));
+        assert!((hv - 40.0).abs() < 1e-12, "{hv}");
+        assert_eq!(hypervolume(&[(5.0, 99.0)], (4.0, 80.0)), 0.0);
+    }
 }

@@ -17,6 +17,12 @@ pub enum Objective {
         /// How steeply the reward falls past the budget.
         exponent: f64,
     },
+    /// MONAS's weighted form: `accuracy - weight * latency_ms`; every architecture is
+    /// feasible, and the trade-off is set by `weight` (accuracy points per millisecond).
+    Weighted {
+        /// Accuracy points one millisecond is worth.
+        weight: f64,
+    },
 }
 
 impl Objective {
@@ -31,6 +37,7 @@ impl Objective {
     /// The reward of an accuracy and, where known, a latency.
     pub fn reward(&self, accuracy: f64, latency_ms: Option<f64>) -> f64 {
         match (*self, latency_ms) {
+            (Objective::Weighted { weight }, Some(latency)) => accuracy - weight * latency,
             (
                 Objective::LatencyBudget {
                     budget_ms,
@@ -47,13 +54,16 @@ impl Objective {
         match (*self, latency_ms) {
             (Objective::LatencyBudget { budget_ms, .. }, Some(latency)) => latency <= budget_ms,
             (Objective::LatencyBudget { .. }, None) => false,
-            (Objective::Accuracy, _) => true,
+            (Objective::Accuracy, _) | (Objective::Weighted { .. }, _) => true,
         }
     }
 
     /// Whether the objective needs a latency model.
     pub fn needs_latency(&self) -> bool {
-        matches!(self, Objective::LatencyBudget { .. })
+        matches!(
+            self,
+            Objective::LatencyBudget { .. } | Objective::Weighted { .. }
+        )
     }
 }
 
@@ -69,5 +79,8 @@ mod tests {
         assert!(objective.reward(90.0, Some(20.0)) < objective.reward(90.0, Some(11.0)));
         assert!(objective.feasible(Some(10.0)) && !objective.feasible(Some(10.01)));
         assert_eq!(Objective::Accuracy.reward(90.0, Some(1e9)), 90.0);
+        let weighted = Objective::Weighted { weight: 0.5 };
+        assert_eq!(weighted.reward(90.0, Some(4.0)), 88.0);
+        assert!(weighted.feasible(Some(1e6)));
     }
 }

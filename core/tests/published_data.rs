@@ -107,3 +107,64 @@ fn note10_lookup_table_matches_the_published_figure() {
     }
     assert!(lut.latency_of(&uniform(3, 3, 2, 128)).is_err());
 }
+
+/// Once-for-All's own published Note10 subnets, scored by the same predictor and lookup
+/// table the searches use: their table latency must meet the constraint they were
+/// specialised for (the check that the table's keys are built as Once-for-All builds them).
+#[test]
+fn ofa_published_note10_subnets_meet_their_constraints() {
+    let Some(dir) = ofa_dir() else { return };
+    let archive = dir.join("ofa_specialized_configs.tar.gz");
+    let listing = std::fs::read_to_string(dir.join("ofa_specialized.csv")).unwrap();
+    let unpacked = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar")
+        .args([
+            "xzf",
+            archive.to_str().unwrap(),
+            "-C",
+            unpacked.path().to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let lut = Note10Lut::load(&dir.join(NOTE10_DIR)).unwrap();
+    let predictor = OfaPredictor::load(&dir.join(PREDICTOR_FILE), OfaSpace::default()).unwrap();
+    let mut checked = 0;
+    for line in listing.lines().filter(|l| l.starts_with("note10_")) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (name, constraint, top1, r) = (
+            fields[0],
+            fields[3].parse::<f64>().unwrap(),
+            fields[6],
+            fields[8].parse::<u32>().unwrap(),
+        );
+        if !(160..=224).contains(&r) {
+            println!("{name}: resolution {r} is outside the tables (160..224), not scored");
+            continue;
+        }
+        let text = std::fs::read_to_string(
+            unpacked
+                .path()
+                .join("ofa_specialized")
+                .join(name)
+                .join("net.config"),
+        )
+        .unwrap();
+        let config = match OfaConfig::from_net_config(&text, r) {
+            Ok(config) => config,
+            Err(e) => {
+                println!("{name}: not the w1.2 supernet's widths, not scored ({e})");
+                continue;
+            }
+        };
+        let latency = lut.latency_of(&config).unwrap();
+        let predicted = predictor.predict(&config) * 100.0;
+        println!(
+            "{name}: r {r}, d {:?}, table {latency:.2} ms (constraint {constraint}), predictor {predicted:.2}% (published top-1 after fine-tuning {top1}%)",
+            config.d
+        );
+        assert!(latency <= constraint * 1.05, "{name}: {latency} ms");
+        checked += 1;
+    }
+    assert!(checked >= 3, "{checked} subnets checked");
+}

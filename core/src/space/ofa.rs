@@ -38,6 +38,54 @@ pub struct OfaConfig {
 }
 
 impl OfaConfig {
+    /// The config of a subnet written as Once-for-All's `net.config` JSON (the published
+    /// specialised subnets), at input resolution `r`. Blocks past a stage's depth take
+    /// kernel 3 and expand 3 (they do not exist).
+    pub fn from_net_config(text: &str, r: u32) -> Result<Self> {
+        let bad = |problem: String| Error::Parse {
+            space: "ofa-mbv3",
+            input: excerpt(text),
+            problem,
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let blocks = json["blocks"]
+            .as_array()
+            .ok_or_else(|| bad("no `blocks` list".into()))?;
+        let widths = [32u64, 48, 96, 136, 192];
+        let mut per_stage: Vec<Vec<(u32, u32)>> = vec![Vec::new(); STAGES];
+        for block in blocks.iter().skip(1) {
+            let conv = &block["mobile_inverted_conv"];
+            let out = conv["out_channels"]
+                .as_u64()
+                .ok_or_else(|| bad("a block without `out_channels`".into()))?;
+            let stage = widths.iter().position(|&w| w == out).ok_or_else(|| {
+                bad(format!(
+                    "a block with {out} output channels; stages have {widths:?}"
+                ))
+            })?;
+            let k = conv["kernel_size"].as_u64().unwrap_or(0) as u32;
+            let e = conv["expand_ratio"].as_u64().unwrap_or(0) as u32;
+            per_stage[stage].push((k, e));
+        }
+        let mut config = OfaConfig {
+            ks: Vec::new(),
+            e: Vec::new(),
+            d: Vec::new(),
+            r,
+        };
+        for stage in per_stage {
+            config.d.push(stage.len() as u32);
+            for i in 0..MAX_DEPTH {
+                let (k, e) = stage.get(i).copied().unwrap_or((3, 3));
+                config.ks.push(k);
+                config.e.push(e);
+            }
+        }
+        OfaSpace::new(vec![r])?.from_config(&config)?;
+        Ok(config)
+    }
+
     /// Whether block `block` (0..20) exists at this depth setting.
     pub fn block_active(&self, block: usize) -> bool {
         (block % MAX_DEPTH) < self.d[block / MAX_DEPTH] as usize
