@@ -58,8 +58,8 @@ impl Default for GaNasConfig {
             warmup: 20,
             top_k: 10,
             batch: 10,
-            discriminator_steps: 20,
-            generator_steps: 10,
+            discriminator_steps: 50,
+            generator_steps: 50,
             train_batch: 32,
             entropy: 0.01,
         }

@@ -63,8 +63,8 @@ impl Default for L2NasConfig {
             quantile: 0.9,
             noise: 0.3,
             epsilon: 0.1,
-            critic_steps: 8,
-            actor_steps: 4,
+            critic_steps: 32,
+            actor_steps: 16,
             batch: 32,
         }
     }
