@@ -5,6 +5,7 @@ mod doctor;
 mod latency_cmds;
 mod plot;
 mod progress;
+mod proxies_cmd;
 mod search;
 mod sources;
 mod targets_cmds;
@@ -33,6 +34,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Compare strategies over many seeds against a benchmark table.
     Bench(bench::BenchArgs),
+    /// Training-free proxies on NAS-Bench-201 cells: rank correlation with the table.
+    Proxies(proxies_cmd::ProxiesArgs),
     /// Write an architecture as an ONNX model.
     Export(latency_cmds::ExportArgs),
     /// Time an ONNX model with ONNX Runtime on this machine.
@@ -64,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => search::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Proxies(args) => proxies_cmd::run(&args),
         Command::Export(args) => latency_cmds::export(&args),
         Command::Profile(args) => latency_cmds::profile_cmd(&args),
         Command::Lut(command) => latency_cmds::lut(&command),

@@ -1,0 +1,240 @@
+//! The proxies themselves, and the rank correlations that judge them.
+
+use hwnas_kernels::{Cpu, Tape, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::nb201_net::{Nb201Net, ParamSource};
+use crate::space::Arch;
+
+/// Scores of one architecture (higher is predicted better).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProxyScores {
+    /// log10 of synflow.
+    pub synflow: f64,
+    /// NASWOT's log-determinant.
+    pub naswot: f64,
+    /// Sum over layers of the gradient's L2 norm.
+    pub grad_norm: f64,
+    /// Sum of |weight x gradient|.
+    pub snip: f64,
+}
+
+/// log10 of synflow: with all weights replaced by their absolute values and an all-ones
+/// input, `R = sum(output)`, the score is `sum(theta * dR/dtheta)`. The network is
+/// positively homogeneous in its input, so an input scaled by `s` scales the score by `s`;
+/// a smaller input is used, and divided out, when the float range would overflow.
+pub fn synflow(net: &Nb201Net, arch: &Arch, resolution: usize) -> f64 {
+    for exponent in [0i32, -10, -20, -30] {
+        let scale = 10f32.powi(exponent);
+        let backend = Cpu;
+        let mut tape = Tape::new(&backend);
+        let mut params = ParamSource::new(0, true);
+        let x = tape.leaf(
+            Tensor::new(
+                &[1, 3, resolution, resolution],
+                vec![scale; 3 * resolution * resolution],
+            )
+            .expect("size"),
+            false,
+        );
+        let (logits, _) = net.forward(&mut tape, &mut params, arch, x);
+        let r = tape.sum(logits);
+        if !tape.value(r).data()[0].is_finite() {
+            continue;
+        }
+        tape.backward(r).expect("scalar");
+        let score: f64 = params
+            .created
+            .iter()
+            .map(|(v, t)| {
+                tape.grad(*v).map_or(0.0, |g| {
+                    t.data()
+                        .iter()
+                        .zip(g.data())
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum()
+                })
+            })
+            .sum();
+        if score.is_finite() && score > 0.0 {
+            return score.log10() - f64::from(exponent);
+        }
+        if score == 0.0 {
+            return f64::NEG_INFINITY;
+        }
+    }
+    f64::NEG_INFINITY
+}
+
+/// NASWOT (Mellor et al. 2021): binary codes of every ReLU unit for a batch; the kernel
+/// `K[i][j]` counts the units on which images `i` and `j` agree; the score is log|K|.
+pub fn naswot(net: &Nb201Net, arch: &Arch, batch: &Tensor) -> f64 {
+    let backend = Cpu;
+    let mut tape = Tape::new(&backend);
+    let mut params = ParamSource::new(0, false);
+    let x = tape.leaf(batch.clone(), false);
+    let (_, relus) = net.forward(&mut tape, &mut params, arch, x);
+    let n = batch.shape()[0];
+    let mut kernel = vec![0.0f64; n * n];
+    for relu in relus {
+        let value = tape.value(relu);
+        let units = value.len() / n;
+        let on: Vec<f32> = value.data().iter().map(|&v| f32::from(v > 0.0)).collect();
+        let off: Vec<f32> = on.iter().map(|v| 1.0 - v).collect();
+        let mut agree = vec![0.0f32; n * n];
+        hwnas_kernels::cpu::gemm::sgemm(n, units, n, &on, false, &on, true, 0.0, &mut agree);
+        hwnas_kernels::cpu::gemm::sgemm(n, units, n, &off, false, &off, true, 1.0, &mut agree);
+        kernel
+            .iter_mut()
+            .zip(agree)
+            .for_each(|(k, a)| *k += f64::from(a));
+    }
+    log_det_psd(&kernel, n)
+}
+
+/// log|det K| of a symmetric positive semi-definite matrix by Cholesky (with a tiny ridge).
+fn log_det_psd(k: &[f64], n: usize) -> f64 {
+    let mut l = vec![0.0f64; n * n];
+    let ridge = 1e-9 * (0..n).map(|i| k[i * n + i]).fold(0.0, f64::max).max(1.0);
+    let mut log_det = 0.0;
+    for i in 0..n {
+        for j in 0..=i {
+            let mut sum = k[i * n + j] + if i == j { ridge } else { 0.0 };
+            for p in 0..j {
+                sum -= l[i * n + p] * l[j * n + p];
+            }
+            if i == j {
+                if sum <= 0.0 {
+                    return f64::NEG_INFINITY;
+                }
+                l[i * n + i] = sum.sqrt();
+                log_det += 2.0 * sum.sqrt().ln();
+            } else {
+                l[i * n + j] = sum / l[j * n + j];
+            }
+        }
+    }
+    log_det
+}
+
+/// grad-norm (sum over layers of the L2 norm of the loss gradient) and snip (sum of
+/// |weight x gradient|) for one labelled batch.
+pub fn grad_norm_and_snip(
+    net: &Nb201Net,
+    arch: &Arch,
+    batch: &Tensor,
+    labels: &[usize],
+) -> (f64, f64) {
+    let backend = Cpu;
+    let mut tape = Tape::new(&backend);
+    let mut params = ParamSource::new(0, false);
+    let x = tape.leaf(batch.clone(), false);
+    let (logits, _) = net.forward(&mut tape, &mut params, arch, x);
+    let loss = tape.cross_entropy(logits, labels).expect("labels fit");
+    tape.backward(loss).expect("scalar");
+    let mut grad_norm = 0.0;
+    let mut snip = 0.0;
+    for (v, t) in &params.created {
+        if let Some(g) = tape.grad(*v) {
+            grad_norm += g
+                .data()
+                .iter()
+                .map(|x| f64::from(*x).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            snip += t
+                .data()
+                .iter()
+                .zip(g.data())
+                .map(|(a, b)| f64::from(*a * *b).abs())
+                .sum::<f64>();
+        }
+    }
+    (grad_norm, snip)
+}
+
+fn ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let average = (i + j) as f64 / 2.0;
+        for &k in &order[i..=j] {
+            ranks[k] = average;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+/// Spearman's rank correlation (ties get average ranks).
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// Kendall's tau-b.
+pub fn kendall_tau(a: &[f64], b: &[f64]) -> f64 {
+    let (mut concordant, mut discordant, mut ties_a, mut ties_b) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for i in 0..a.len() {
+        for j in i + 1..a.len() {
+            let (da, db) = ((a[i] - a[j]).signum(), (b[i] - b[j]).signum());
+            if da == 0.0 && db == 0.0 {
+                continue;
+            } else if da == 0.0 {
+                ties_a += 1.0;
+            } else if db == 0.0 {
+                ties_b += 1.0;
+            } else if da == db {
+                concordant += 1.0;
+            } else {
+                discordant += 1.0;
+            }
+        }
+    }
+    (concordant - discordant)
+        / ((concordant + discordant + ties_a) * (concordant + discordant + ties_b)).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_correlations_of_known_orders() {
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert!((spearman(&a, &[2.0, 4.0, 6.0, 8.0, 10.0]) - 1.0).abs() < 1e-12);
+        assert!((spearman(&a, &[5.0, 4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert!((kendall_tau(&a, &[1.0, 3.0, 2.0, 4.0, 5.0]) - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn log_det_of_a_diagonal() {
+        let k = [2.0, 0.0, 0.0, 3.0];
+        assert!((log_det_psd(&k, 2) - 6f64.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn synflow_ranks_a_conv_cell_above_an_empty_one() {
+        let net = Nb201Net {
+            channels: 4,
+            cells: 1,
+            classes: 10,
+        };
+        let conv = synflow(&net, &Arch(vec![3; 6]), 8);
+        let skip = synflow(&net, &Arch(vec![1; 6]), 8);
+        let none = synflow(&net, &Arch(vec![0; 6]), 8);
+        assert!(conv > skip, "{conv} vs {skip}");
+        assert!(none < skip, "{none} vs {skip}");
+    }
+}
