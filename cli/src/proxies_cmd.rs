@@ -10,7 +10,9 @@ use clap::Args;
 use hwnas_core::benchmark::Nb201Table;
 use hwnas_core::images::ImageSet;
 use hwnas_core::kernels::Tensor;
-use hwnas_core::proxies::{Nb201Net, grad_norm_and_snip, kendall_tau, naswot, spearman, synflow};
+use hwnas_core::proxies::{
+    Nb201Net, SYNFLOW_NET, grad_norm_and_snip, kendall_tau, naswot, spearman, synflow,
+};
 use hwnas_core::space::{Nb201Space, SearchSpace};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -118,7 +120,7 @@ pub fn run(args: &ProxiesArgs) -> Result<ExitCode> {
     let scores: Vec<[f64; 4]> = archs
         .par_iter()
         .map(|arch| {
-            let s = synflow(&net, arch, 32);
+            let s = synflow(&SYNFLOW_NET, arch, 32);
             let n = naswot(&net, arch, &batch);
             let (g, sn) = labels.as_ref().map_or((f64::NAN, f64::NAN), |l| {
                 grad_norm_and_snip(&net, arch, &batch, l)
@@ -162,7 +164,7 @@ pub fn run(args: &ProxiesArgs) -> Result<ExitCode> {
         let scores: Vec<f64> = all
             .par_iter()
             .map(|a| {
-                let s = synflow(&net, a, 32);
+                let s = synflow(&SYNFLOW_NET, a, 32);
                 bar.inc(1);
                 s
             })

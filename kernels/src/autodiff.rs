@@ -73,6 +73,12 @@ enum Op {
     Sum {
         x: Var,
     },
+    BatchNorm {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        cache: Box<cpu::BatchNormCache>,
+    },
 }
 
 struct Node {
@@ -323,6 +329,23 @@ impl<'b> Tape<'b> {
         ))
     }
 
+    /// Batch normalisation in training mode (the batch's statistics), `gamma` and `beta`
+    /// of shape `[C]`.
+    pub fn batch_norm(&mut self, x: Var, gamma: Var, beta: Var) -> Result<Var> {
+        let (value, cache) =
+            cpu::batch_norm_train(self.value(x), self.value(gamma), self.value(beta), 1e-5)?;
+        Ok(self.push(
+            value,
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                cache: Box::new(cache),
+            },
+            &[x, gamma, beta],
+        ))
+    }
+
     /// The sum of all values, as `[1]`.
     pub fn sum(&mut self, x: Var) -> Var {
         let value = Tensor::new(&[1], vec![self.value(x).data().iter().sum()]).expect("one value");
@@ -478,6 +501,18 @@ impl<'b> Tape<'b> {
                 let scale = dy.data()[0];
                 dx.data_mut().iter_mut().for_each(|v| *v *= scale);
                 self.accumulate(*logits, &dx);
+            }
+            Op::BatchNorm {
+                x,
+                gamma,
+                beta,
+                cache,
+            } => {
+                let (dx, dgamma, dbeta) =
+                    cpu::batch_norm_train_backward(cache, self.value(*gamma), dy)?;
+                self.accumulate(*x, &dx);
+                self.accumulate(*gamma, &dgamma);
+                self.accumulate(*beta, &dbeta);
             }
             Op::Sum { x } => {
                 let shape = self.value(*x).shape().to_vec();

@@ -140,3 +140,25 @@ fn cross_entropy_and_mixed_op_gradients() {
         )
     });
 }
+
+#[test]
+fn batch_norm_gradients() {
+    let x = Tensor::randn(&[3, 2, 3, 4], 1.5, 21);
+    let gamma = Tensor::new(&[2], vec![1.3, 0.7]).unwrap();
+    let beta = Tensor::new(&[2], vec![0.1, -0.2]).unwrap();
+    let (y, cache) = cpu::batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
+    let r = Tensor::randn(y.shape(), 1.0, 22);
+    let (dx, dgamma, dbeta) = cpu::batch_norm_train_backward(&cache, &gamma, &r).unwrap();
+    check("bn dx", &x, &dx, &|x| {
+        dot(
+            &cpu::batch_norm_train(x, &gamma, &beta, 1e-5).unwrap().0,
+            &r,
+        )
+    });
+    check("bn dgamma", &gamma, &dgamma, &|g| {
+        dot(&cpu::batch_norm_train(&x, g, &beta, 1e-5).unwrap().0, &r)
+    });
+    check("bn dbeta", &beta, &dbeta, &|b| {
+        dot(&cpu::batch_norm_train(&x, &gamma, b, 1e-5).unwrap().0, &r)
+    });
+}

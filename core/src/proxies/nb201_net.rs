@@ -13,6 +13,7 @@ use crate::space::nb201::EDGES;
 pub struct ParamSource {
     rng: rand_chacha::ChaCha8Rng,
     absolute: bool,
+    scale: f32,
     /// The parameters created so far, with their tape variables.
     pub created: Vec<(Var, Tensor)>,
 }
@@ -23,12 +24,20 @@ impl ParamSource {
         ParamSource {
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
             absolute,
+            scale: 1.0,
             created: Vec::new(),
         }
     }
 
+    /// Every parameter multiplied by `scale` (e.g. to match another initialisation's
+    /// magnitudes).
+    pub fn scaled(mut self, scale: f32) -> Self {
+        self.scale = scale;
+        self
+    }
+
     fn param(&mut self, tape: &mut Tape<'_>, shape: &[usize], fan_in: usize) -> Var {
-        let std = (2.0 / fan_in as f32).sqrt();
+        let std = self.scale * (2.0 / fan_in as f32).sqrt();
         let data: Vec<f32> = (0..shape.iter().product::<usize>())
             .map(|_| {
                 let v = std
@@ -52,15 +61,18 @@ pub struct Nb201Net {
     pub cells: usize,
     /// Classes.
     pub classes: usize,
+    /// Batch norm (training mode) after every convolution, as NAS-Bench-201's ReLU-Conv-BN.
+    pub batch_norm: bool,
 }
 
 impl Default for Nb201Net {
-    /// The benchmark's network: 16 channels, 5 cells per stage, 10 classes.
+    /// The benchmark's network: 16 channels, 5 cells per stage, 10 classes, batch norm.
     fn default() -> Self {
         Nb201Net {
             channels: 16,
             cells: 5,
             classes: 10,
+            batch_norm: true,
         }
     }
 }
@@ -69,6 +81,7 @@ struct Builder<'t, 'b, 'p> {
     tape: &'t mut Tape<'b>,
     params: &'p mut ParamSource,
     relus: Vec<Var>,
+    batch_norm: bool,
 }
 
 impl Builder<'_, '_, '_> {
@@ -87,9 +100,18 @@ impl Builder<'_, '_, '_> {
             dilation: 1,
             groups: 1,
         };
-        self.tape
+        let y = self
+            .tape
             .conv2d(x, w, None, spec)
-            .expect("conv shapes agree")
+            .expect("conv shapes agree");
+        if !self.batch_norm {
+            return y;
+        }
+        let gamma = self
+            .tape
+            .leaf(Tensor::new(&[out], vec![1.0; out]).expect("size"), false);
+        let beta = self.tape.leaf(Tensor::zeros(&[out]), false);
+        self.tape.batch_norm(y, gamma, beta).expect("batch norm")
     }
 
     fn relu_conv(&mut self, x: Var, out: usize, k: usize, stride: usize) -> Var {
@@ -149,6 +171,7 @@ impl Nb201Net {
             tape,
             params,
             relus: Vec::new(),
+            batch_norm: self.batch_norm,
         };
         let mut h = b.conv(x, self.channels, 3, 1);
         let mut channels = self.channels;

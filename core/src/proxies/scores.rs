@@ -19,6 +19,21 @@ pub struct ProxyScores {
     pub snip: f64,
 }
 
+/// The network synflow is computed on: one cell per stage, no batch norm. Synflow is a
+/// product of per-layer gains along paths, which overflows `f32` in the 5-cell network
+/// (the reference implementations use `f64`); the cell is the same, so the 1-cell network
+/// ranks cells as the 5-cell one does up to its stem and reduction terms.
+pub const SYNFLOW_NET: Nb201Net = Nb201Net {
+    channels: 16,
+    cells: 1,
+    classes: 10,
+    batch_norm: false,
+};
+
+/// The ratio of PyTorch's default convolution initialisation's mean |w| (uniform with bound
+/// `1/sqrt(fan_in)`) to He-normal's, so synflow sees the magnitudes the published scores saw.
+const PYTORCH_DEFAULT_SCALE: f32 = 0.5 / 1.128;
+
 /// log10 of synflow: with all weights replaced by their absolute values and an all-ones
 /// input, `R = sum(output)`, the score is `sum(theta * dR/dtheta)`. The network is
 /// positively homogeneous in its input, so an input scaled by `s` scales the score by `s`;
@@ -28,7 +43,7 @@ pub fn synflow(net: &Nb201Net, arch: &Arch, resolution: usize) -> f64 {
         let scale = 10f32.powi(exponent);
         let backend = Cpu;
         let mut tape = Tape::new(&backend);
-        let mut params = ParamSource::new(0, true);
+        let mut params = ParamSource::new(0, true).scaled(PYTORCH_DEFAULT_SCALE);
         let x = tape.leaf(
             Tensor::new(
                 &[1, 3, resolution, resolution],
@@ -230,6 +245,7 @@ mod tests {
             channels: 4,
             cells: 1,
             classes: 10,
+            batch_norm: false,
         };
         let conv = synflow(&net, &Arch(vec![3; 6]), 8);
         let skip = synflow(&net, &Arch(vec![1; 6]), 8);

@@ -1,0 +1,99 @@
+//! Batch normalisation in training mode (statistics of the batch, per channel over N, H and
+//! W) and its backward.
+
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// What the backward pass needs from the forward pass.
+#[derive(Debug, Clone)]
+pub struct BatchNormCache {
+    /// The normalised input.
+    pub normalised: Tensor,
+    /// `1 / sqrt(var + eps)` per channel.
+    pub inv_std: Vec<f32>,
+    /// The batch mean per channel.
+    pub mean: Vec<f32>,
+    /// The batch (biased) variance per channel.
+    pub var: Vec<f32>,
+}
+
+/// `gamma * (x - mean) / sqrt(var + eps) + beta` with the batch's per-channel statistics.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, BatchNormCache)> {
+    let [n, c, h, w] = x.nchw()?;
+    let plane = h * w;
+    let count = (n * plane) as f32;
+    let mut mean = vec![0.0f32; c];
+    let mut var = vec![0.0f32; c];
+    for b in 0..n {
+        for ch in 0..c {
+            let values = &x.data()[(b * c + ch) * plane..][..plane];
+            mean[ch] += values.iter().sum::<f32>() / count;
+        }
+    }
+    for b in 0..n {
+        for ch in 0..c {
+            let values = &x.data()[(b * c + ch) * plane..][..plane];
+            var[ch] += values.iter().map(|v| (v - mean[ch]).powi(2)).sum::<f32>() / count;
+        }
+    }
+    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let mut normalised = Tensor::zeros(x.shape());
+    let mut y = Tensor::zeros(x.shape());
+    for (i, (&v, (xn, out))) in x
+        .data()
+        .iter()
+        .zip(normalised.data_mut().iter_mut().zip(y.data_mut()))
+        .enumerate()
+    {
+        let ch = (i / plane) % c;
+        *xn = (v - mean[ch]) * inv_std[ch];
+        *out = gamma.data()[ch] * *xn + beta.data()[ch];
+    }
+    Ok((
+        y,
+        BatchNormCache {
+            normalised,
+            inv_std,
+            mean,
+            var,
+        },
+    ))
+}
+
+/// `(dx, dgamma, dbeta)`.
+pub fn batch_norm_train_backward(
+    cache: &BatchNormCache,
+    gamma: &Tensor,
+    dy: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let [n, c, h, w] = dy.nchw()?;
+    let plane = h * w;
+    let m = (n * plane) as f32;
+    let mut dgamma = vec![0.0f32; c];
+    let mut dbeta = vec![0.0f32; c];
+    for (i, (&g, &xn)) in dy.data().iter().zip(cache.normalised.data()).enumerate() {
+        let ch = (i / plane) % c;
+        dgamma[ch] += g * xn;
+        dbeta[ch] += g;
+    }
+    let mut dx = Tensor::zeros(dy.shape());
+    for (i, (out, (&g, &xn))) in dx
+        .data_mut()
+        .iter_mut()
+        .zip(dy.data().iter().zip(cache.normalised.data()))
+        .enumerate()
+    {
+        let ch = (i / plane) % c;
+        let dxhat = g * gamma.data()[ch];
+        // dx = inv_std / m * (m dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with
+        // sum(dxhat) = gamma dbeta and sum(dxhat xhat) = gamma dgamma.
+        *out = cache.inv_std[ch] / m
+            * (m * dxhat - gamma.data()[ch] * dbeta[ch] - xn * gamma.data()[ch] * dgamma[ch]);
+    }
+    Ok((dx, Tensor::new(&[c], dgamma)?, Tensor::new(&[c], dbeta)?))
+}
