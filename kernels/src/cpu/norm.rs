@@ -29,17 +29,12 @@ pub fn batch_norm_train(
     let count = (n * plane) as f32;
     let mut mean = vec![0.0f32; c];
     let mut var = vec![0.0f32; c];
-    for b in 0..n {
-        for ch in 0..c {
-            let values = &x.data()[(b * c + ch) * plane..][..plane];
-            mean[ch] += values.iter().sum::<f32>() / count;
-        }
+    for (i, values) in x.data().chunks(plane).enumerate() {
+        mean[i % c] += values.iter().sum::<f32>() / count;
     }
-    for b in 0..n {
-        for ch in 0..c {
-            let values = &x.data()[(b * c + ch) * plane..][..plane];
-            var[ch] += values.iter().map(|v| (v - mean[ch]).powi(2)).sum::<f32>() / count;
-        }
+    for (i, values) in x.data().chunks(plane).enumerate() {
+        let m = mean[i % c];
+        var[i % c] += values.iter().map(|v| (v - m).powi(2)).sum::<f32>() / count;
     }
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let mut normalised = Tensor::zeros(x.shape());
