@@ -70,11 +70,13 @@ impl History {
     }
 
     /// The answer among the first `queries` records: the feasible record with the highest
-    /// search signal (validation accuracy), earliest on ties — the literature's protocol.
+    /// reward, earliest on ties. Within a latency budget (or without one) the reward is the
+    /// search signal (validation accuracy) — the literature's protocol; under MONAS's
+    /// weighted form it is the weighted reward.
     pub fn selected(&self, queries: usize) -> Option<&Record> {
         let mut best: Option<&Record> = None;
         for record in self.records.iter().take(queries).filter(|r| r.feasible) {
-            if best.is_none_or(|b| record.accuracy > b.accuracy) {
+            if best.is_none_or(|b| record.reward > b.reward) {
                 best = Some(record);
             }
         }

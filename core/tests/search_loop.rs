@@ -52,10 +52,10 @@ fn the_same_seed_gives_the_same_history_twice() {
     let dir = tempfile::tempdir().unwrap();
     let table = synthetic_table(dir.path());
     for name in strategy::NAMES {
-        let a = run(name, &table, 11, 120);
-        let b = run(name, &table, 11, 120);
+        let a = run(name, &table, 11, 60);
+        let b = run(name, &table, 11, 60);
         assert_eq!(a.records(), b.records(), "{name}");
-        let c = run(name, &table, 12, 120);
+        let c = run(name, &table, 12, 60);
         assert_ne!(
             a.records(),
             c.records(),
@@ -63,7 +63,7 @@ fn the_same_seed_gives_the_same_history_twice() {
         );
         assert_eq!(
             a.len(),
-            120,
+            60,
             "{name}: the budget counts distinct architectures"
         );
     }

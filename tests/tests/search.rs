@@ -224,3 +224,41 @@ fn bad_search_flags_name_the_flag_and_the_fix() {
     .unwrap();
     assert!(stderr_text(&output).contains("manifest.json"));
 }
+
+#[test]
+fn proxies_report_rank_correlations() {
+    let Some(table) =
+        hwnas_core::data::locate("HWNAS_NB201_TABLE", "nas-bench-201/nb201_cifar10.csv.gz")
+    else {
+        println!("skipped: the NAS-Bench-201 table is absent");
+        return;
+    };
+    let output = hwnas(&[
+        "proxies",
+        "--samples",
+        "6",
+        "--batch",
+        "4",
+        "--table",
+        table.to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    let correlations = json["correlations"].as_array().unwrap();
+    let names: Vec<&str> = correlations
+        .iter()
+        .map(|c| c["proxy"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"synflow") && names.contains(&"naswot"),
+        "{names:?}"
+    );
+    for c in correlations {
+        let rho = c["spearman"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&rho), "{c}");
+        assert_eq!(c["samples"], 6);
+    }
+}
