@@ -264,9 +264,9 @@ impl SearchArgs {
             .to_string()
         });
         match (space_name, evaluator.as_str()) {
-            ("ofa-mbv3", "predictor") | ("nb201", "table") => {}
+            ("ofa-mbv3", "predictor") | ("nb201", "table") | ("nb201", "proxy") => {}
             (space, other) => bail!(
-                "--evaluator {other} is not available for --space {space}; use `predictor` for ofa-mbv3 or `table` for nb201 (training-free proxies and supernets come with the kernels issue)"
+                "--evaluator {other} is not available for --space {space}; use `predictor` for ofa-mbv3, or `table` or `proxy` (synflow, training-free) for nb201; supernet evaluation is not built yet"
             ),
         }
         let mut protocol = self.protocol.protocol()?;
@@ -385,6 +385,7 @@ impl SearchArgs {
     fn nb201_world(&self, protocol: &Protocol, _quiet: bool) -> Result<World> {
         let path = Nb201Table::locate(self.table.as_deref())?;
         let table = std::sync::Arc::new(Nb201Table::load(&path, &self.dataset)?);
+        let (evaluator, evaluator_name) = self.nb201_evaluator(&table);
         let space = Nb201Space::new();
         let reference_arch = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")?;
         let what = "the NAS-Bench-201 cell of all 3x3 convolutions";
@@ -403,8 +404,8 @@ impl SearchArgs {
                     .ok(),
             );
             return Ok(World {
-                evaluator_name: table.name(),
-                evaluator: Box::new(table),
+                evaluator_name,
+                evaluator,
                 search_latency: Box::new(search),
                 measured: Some(Box::new(LocalMeasure(measured, *protocol))),
                 fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
@@ -422,8 +423,8 @@ impl SearchArgs {
         let reference_ms = latency.latency_ms(&reference_arch)?;
         let (budget_ms, budget_origin) = self.budget_from(reference_ms, what);
         Ok(World {
-            evaluator_name: table.name(),
-            evaluator: Box::new(table),
+            evaluator_name,
+            evaluator,
             search_latency: Box::new(latency),
             measured: None,
             fingerprint: None,
@@ -437,6 +438,7 @@ impl SearchArgs {
     fn nb201_remote_world(&self, target: hwnas_targets::Target) -> Result<World> {
         let path = Nb201Table::locate(self.table.as_deref())?;
         let table = std::sync::Arc::new(Nb201Table::load(&path, &self.dataset)?);
+        let (evaluator, evaluator_name) = self.nb201_evaluator(&table);
         let space = Nb201Space::new();
         let token = target.token()?;
         let remote = |space: &Nb201Space| RemoteMeasure {
@@ -450,8 +452,8 @@ impl SearchArgs {
         let what = "the NAS-Bench-201 cell of all 3x3 convolutions";
         let (budget_ms, budget_origin) = self.budget_from(reference_ms, what);
         Ok(World {
-            evaluator_name: table.name(),
-            evaluator: Box::new(table),
+            evaluator_name,
+            evaluator,
             search_latency: Box::new(search),
             measured: Some(Box::new(remote(&space))),
             fingerprint: None,
@@ -460,6 +462,20 @@ impl SearchArgs {
             reference: Some((what.into(), reference_ms)),
             space: Box::new(space),
         })
+    }
+
+    /// The NAS-Bench-201 evaluator the flags ask for: the table, or synflow (with the table
+    /// only reporting test accuracy).
+    fn nb201_evaluator(&self, table: &std::sync::Arc<Nb201Table>) -> (Box<dyn Evaluator>, String) {
+        if self.evaluator.as_deref() == Some("proxy") {
+            let proxy = hwnas_core::proxies::SynflowEvaluator {
+                table: Some(std::sync::Arc::clone(table)),
+            };
+            let name = proxy.name();
+            (Box::new(proxy), name)
+        } else {
+            (Box::new(std::sync::Arc::clone(table)), table.name())
+        }
     }
 
     fn budget_from(&self, reference_ms: f64, what: &str) -> (f64, String) {

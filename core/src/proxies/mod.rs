@@ -13,3 +13,30 @@ pub use nb201_net::{Nb201Net, ParamSource};
 pub use scores::{
     ProxyScores, SYNFLOW_NET, grad_norm_and_snip, kendall_tau, naswot, spearman, synflow,
 };
+
+use std::sync::Arc;
+
+use crate::benchmark::Nb201Table;
+use crate::evaluate::{Evaluation, Evaluator};
+use crate::space::Arch;
+
+/// Synflow as an evaluator of NAS-Bench-201 cells: the search signal is log10 synflow (no
+/// training, no data); the reported accuracy comes from a table when one is given.
+pub struct SynflowEvaluator {
+    /// A table for reporting test accuracy (not seen by the search).
+    pub table: Option<Arc<Nb201Table>>,
+}
+
+impl Evaluator for SynflowEvaluator {
+    fn name(&self) -> String {
+        "proxy:synflow".to_string()
+    }
+
+    fn evaluate(&self, arch: &Arch) -> crate::Result<Evaluation> {
+        Ok(Evaluation {
+            accuracy: synflow(&SYNFLOW_NET, arch, 32),
+            test_accuracy: self.table.as_ref().and_then(|t| t.test(arch)),
+            cost_seconds: 0.0,
+        })
+    }
+}
