@@ -150,6 +150,27 @@ impl L2Nas {
         (q, [ps, pa, ph])
     }
 
+    /// Indices of a random minibatch of the `n` experiences (with replacement).
+    fn minibatch(&self, n: usize, rng: &mut dyn RngCore) -> Vec<usize> {
+        (0..self.config.batch.min(n))
+            .map(|_| rng.random_range(0..n))
+            .collect()
+    }
+
+    /// The chosen experiences' states or actions as one `[batch, width]` tensor.
+    fn stack(
+        &self,
+        batch: &[usize],
+        field: impl Fn(&(Vec<f32>, Vec<f32>, Arch)) -> &Vec<f32>,
+    ) -> Tensor {
+        rows(
+            &batch
+                .iter()
+                .map(|&i| field(&self.experience[i]))
+                .collect::<Vec<_>>(),
+        )
+    }
+
     fn train(&mut self, history: &History, rng: &mut dyn RngCore) {
         let rewards: Vec<f32> = self
             .experience
@@ -167,28 +188,10 @@ impl L2Nas {
         let normalised: Vec<f32> = rewards.iter().map(|r| (r - mean) / std).collect();
         let backend = Cpu;
         for _ in 0..self.config.critic_steps {
-            let batch: Vec<usize> = (0..self.config.batch.min(n))
-                .map(|_| rng.random_range(0..n))
-                .collect();
+            let batch = self.minibatch(n, rng);
             let mut tape = Tape::new(&backend);
-            let s = tape.leaf(
-                rows(
-                    &batch
-                        .iter()
-                        .map(|&i| &self.experience[i].0)
-                        .collect::<Vec<_>>(),
-                ),
-                false,
-            );
-            let a = tape.leaf(
-                rows(
-                    &batch
-                        .iter()
-                        .map(|&i| &self.experience[i].1)
-                        .collect::<Vec<_>>(),
-                ),
-                false,
-            );
+            let s = tape.leaf(self.stack(&batch, |e| &e.0), false);
+            let a = tape.leaf(self.stack(&batch, |e| &e.1), false);
             let (q, params) = self.critic_forward(&mut tape, s, a);
             let targets: Vec<f32> = batch.iter().map(|&i| normalised[i]).collect();
             let (_, grad) = pinball(tape.value(q).data(), &targets, self.config.quantile);
@@ -202,19 +205,9 @@ impl L2Nas {
             self.critic_head.step(&tape, &params[2]);
         }
         for _ in 0..self.config.actor_steps {
-            let batch: Vec<usize> = (0..self.config.batch.min(n))
-                .map(|_| rng.random_range(0..n))
-                .collect();
+            let batch = self.minibatch(n, rng);
             let mut tape = Tape::new(&backend);
-            let s = tape.leaf(
-                rows(
-                    &batch
-                        .iter()
-                        .map(|&i| &self.experience[i].0)
-                        .collect::<Vec<_>>(),
-                ),
-                false,
-            );
+            let s = tape.leaf(self.stack(&batch, |e| &e.0), false);
             let actor = self.actor.on_tape(&mut tape);
             let a = Mlp::forward(&mut tape, &actor, s);
             let (q, _) = self.critic_forward(&mut tape, s, a);
