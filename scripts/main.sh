@@ -7,6 +7,7 @@ source scripts/setup.sh
 hwnas_setup_all
 cargo build --quiet --release -p hwnas
 if [ "$#" -eq 0 ]; then
-    set -- search
+    # A new run directory each time, so the command can be run again.
+    set -- search --out "hwnas-runs/$(date +%Y%m%d-%H%M%S)"
 fi
 exec target/release/hwnas "$@"
