@@ -34,6 +34,11 @@ use crate::{plot, progress};
 /// Share of the reference network's measured latency used as the default budget.
 pub const DEFAULT_BUDGET_FRACTION: f64 = 0.5;
 
+/// The answer's fresh re-profile must come in this far under the budget, so that a later
+/// `hwnas profile best.onnx` confirms it despite run-to-run spread (medians of separate
+/// processes vary by about 0.7%, see docs/BENCHMARKS.md; 2% covers three of those).
+pub const CONFIRMATION_MARGIN: f64 = 0.02;
+
 /// Options of `hwnas search`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct SearchArgs {
@@ -681,7 +686,7 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
             finalists.push(((*record).clone(), Some(ms)));
             if ms <= world.budget_ms && chosen.is_none() {
                 let check = measured.model_ms(&write_onnx(record)?)?;
-                if check <= world.budget_ms {
+                if check <= world.budget_ms * (1.0 - CONFIRMATION_MARGIN) {
                     chosen = Some(((*record).clone(), ms, true));
                     verified = Some(check);
                 }
@@ -694,7 +699,7 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
         if chosen.is_none() {
             let _ = std::fs::remove_file(&onnx_path);
             bail!(
-                "none of the {} finalists measured within {:.3} ms end to end, twice (the lookup table is optimistic here, or the machine is busy); raise --latency-ms, or run again on a quiet machine",
+                "none of the {} finalists measured within {:.3} ms end to end, with 2% to spare on a second profile (the lookup table is optimistic here, or the machine is busy); raise --latency-ms, or run again on a quiet machine",
                 finalists.len(),
                 world.budget_ms
             );
@@ -927,7 +932,7 @@ impl Summary<'_> {
         ));
         md.push_str("![accuracy vs latency](pareto.svg)\n\n");
         if self.finalists.iter().any(|(_, m)| m.is_some()) {
-            md.push_str("## Finalists re-measured end to end\n\nThe search ranks architectures by the lookup table's prediction; the most accurate ones within budget were then exported and measured whole.\n\n| accuracy | predicted ms | measured ms | within budget |\n| --- | --- | --- | --- |\n");
+            md.push_str("## Finalists re-measured end to end\n\nThe search ranks architectures by the lookup table's prediction; the most accurate ones within budget were then exported and measured whole, and the answer profiled once more from the written file, with 2% to spare for run-to-run spread.\n\n| accuracy | predicted ms | measured ms | within budget |\n| --- | --- | --- | --- |\n");
             for (r, m) in self.finalists {
                 md.push_str(&format!(
                     "| {:.2} | {:.3} | {} | {} |\n",
