@@ -388,9 +388,15 @@ impl SearchArgs {
     }
 
     fn nb201_world(&self, protocol: &Protocol, _quiet: bool) -> Result<World> {
-        let path = Nb201Table::locate(self.table.as_deref())?;
-        let table = std::sync::Arc::new(Nb201Table::load(&path, &self.dataset)?);
-        let (evaluator, evaluator_name) = self.nb201_evaluator(&table);
+        // The proxy needs no data: on this machine's own latency it runs without the table,
+        // which then only reports test accuracy when present.
+        let proxy_on_host = self.evaluator.as_deref() == Some("proxy") && self.target == "host";
+        let table = match Nb201Table::locate(self.table.as_deref()) {
+            Ok(path) => Some(std::sync::Arc::new(Nb201Table::load(&path, &self.dataset)?)),
+            Err(_) if proxy_on_host => None,
+            Err(e) => return Err(e.into()),
+        };
+        let (evaluator, evaluator_name) = self.nb201_evaluator(table.as_ref());
         let space = Nb201Space::new();
         let reference_arch = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")?;
         let what = "the NAS-Bench-201 cell of all 3x3 convolutions";
@@ -424,6 +430,7 @@ impl SearchArgs {
             .target
             .strip_prefix("table:")
             .with_context(|| format!("--target {}: use `host` or table:DEVICE", self.target))?;
+        let table = table.context("a table target needs the NAS-Bench-201 table")?;
         let latency = table.latency_column(device)?;
         let reference_ms = latency.latency_ms(&reference_arch)?;
         let (budget_ms, budget_origin) = self.budget_from(reference_ms, what);
@@ -443,7 +450,7 @@ impl SearchArgs {
     fn nb201_remote_world(&self, target: hwnas_targets::Target) -> Result<World> {
         let path = Nb201Table::locate(self.table.as_deref())?;
         let table = std::sync::Arc::new(Nb201Table::load(&path, &self.dataset)?);
-        let (evaluator, evaluator_name) = self.nb201_evaluator(&table);
+        let (evaluator, evaluator_name) = self.nb201_evaluator(Some(&table));
         let space = Nb201Space::new();
         let token = target.token()?;
         let remote = |space: &Nb201Space| RemoteMeasure {
@@ -471,15 +478,21 @@ impl SearchArgs {
 
     /// The NAS-Bench-201 evaluator the flags ask for: the table, or synflow (with the table
     /// only reporting test accuracy).
-    fn nb201_evaluator(&self, table: &std::sync::Arc<Nb201Table>) -> (Box<dyn Evaluator>, String) {
-        if self.evaluator.as_deref() == Some("proxy") {
-            let proxy = hwnas_core::proxies::SynflowEvaluator {
-                table: Some(std::sync::Arc::clone(table)),
-            };
-            let name = proxy.name();
-            (Box::new(proxy), name)
-        } else {
-            (Box::new(std::sync::Arc::clone(table)), table.name())
+    fn nb201_evaluator(
+        &self,
+        table: Option<&std::sync::Arc<Nb201Table>>,
+    ) -> (Box<dyn Evaluator>, String) {
+        match table {
+            Some(table) if self.evaluator.as_deref() != Some("proxy") => {
+                (Box::new(std::sync::Arc::clone(table)), table.name())
+            }
+            _ => {
+                let proxy = hwnas_core::proxies::SynflowEvaluator {
+                    table: table.cloned(),
+                };
+                let name = proxy.name();
+                (Box::new(proxy), name)
+            }
         }
     }
 

@@ -24,7 +24,7 @@ pub enum Error {
         problem: String,
     },
     /// A file that could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

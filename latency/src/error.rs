@@ -51,7 +51,7 @@ pub enum Error {
         fix: &'static str,
     },
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A network or file operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error (part of the message, not a separate cause).
+        error: std::io::Error,
     },
     /// A frame announced more bytes than allowed; nothing was allocated for it.
     #[error("a frame announced {announced} bytes, over the {max}-byte cap")]
@@ -53,7 +53,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 }
