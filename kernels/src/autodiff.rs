@@ -41,14 +41,9 @@ enum Op {
         x: Var,
         factor: f32,
     },
-    AvgPool {
+    Pool {
         x: Var,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    },
-    MaxPool {
-        x: Var,
+        max: bool,
         kernel: usize,
         stride: usize,
         padding: usize,
@@ -79,6 +74,13 @@ enum Op {
         beta: Var,
         cache: Box<cpu::BatchNormCache>,
     },
+    BatchNormInference {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        inv_std: Vec<f32>,
+        normalised: Tensor,
+    },
 }
 
 struct Node {
@@ -92,6 +94,8 @@ struct Node {
 pub struct Tape<'b> {
     backend: &'b dyn Backend,
     nodes: Vec<Node>,
+    live_bytes: usize,
+    peak_bytes: usize,
 }
 
 fn add_into(slot: &mut Option<Tensor>, delta: &Tensor) {
@@ -111,6 +115,8 @@ impl<'b> Tape<'b> {
         Tape {
             backend,
             nodes: Vec::new(),
+            live_bytes: 0,
+            peak_bytes: 0,
         }
     }
 
@@ -141,7 +147,8 @@ impl<'b> Tape<'b> {
         &self.nodes[v.0].value
     }
 
-    /// The gradient of the last [`Tape::backward`]'s loss with respect to `v`.
+    /// The gradient of the last [`Tape::backward`]'s loss with respect to `v`, a leaf
+    /// (intermediate gradients are freed once propagated).
     pub fn grad(&self, v: Var) -> Option<&Tensor> {
         self.nodes[v.0].grad.as_ref()
     }
@@ -234,17 +241,7 @@ impl<'b> Tape<'b> {
         stride: usize,
         padding: usize,
     ) -> Result<Var> {
-        let value = cpu::avg_pool(self.value(x), kernel, stride, padding)?;
-        Ok(self.push(
-            value,
-            Op::AvgPool {
-                x,
-                kernel,
-                stride,
-                padding,
-            },
-            &[x],
-        ))
+        self.pool(x, false, kernel, stride, padding)
     }
 
     /// Max pooling.
@@ -255,17 +252,27 @@ impl<'b> Tape<'b> {
         stride: usize,
         padding: usize,
     ) -> Result<Var> {
-        let value = cpu::max_pool(self.value(x), kernel, stride, padding)?;
-        Ok(self.push(
-            value,
-            Op::MaxPool {
-                x,
-                kernel,
-                stride,
-                padding,
-            },
-            &[x],
-        ))
+        self.pool(x, true, kernel, stride, padding)
+    }
+
+    fn pool(
+        &mut self,
+        x: Var,
+        max: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Var> {
+        let f = if max { cpu::max_pool } else { cpu::avg_pool };
+        let value = f(self.value(x), kernel, stride, padding)?;
+        let op = Op::Pool {
+            x,
+            max,
+            kernel,
+            stride,
+            padding,
+        };
+        Ok(self.push(value, op, &[x]))
     }
 
     /// Global average pooling to `[N, C, 1, 1]`.
@@ -346,6 +353,64 @@ impl<'b> Tape<'b> {
         ))
     }
 
+    /// Batch normalisation in inference mode: fixed per-channel `mean` and `var` (running
+    /// or recalibrated statistics), `gamma` and `beta` of shape `[C]`.
+    pub fn batch_norm_inference(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        mean: &[f32],
+        var: &[f32],
+    ) -> Result<Var> {
+        let (y, normalised, inv_std) = cpu::batch_norm_inference(
+            self.value(x),
+            self.value(gamma),
+            self.value(beta),
+            mean,
+            var,
+            1e-5,
+        )?;
+        Ok(self.push(
+            y,
+            Op::BatchNormInference {
+                x,
+                gamma,
+                beta,
+                inv_std,
+                normalised,
+            },
+            &[x, gamma, beta],
+        ))
+    }
+
+    /// The batch mean and (biased) variance per channel of a training-mode
+    /// [`Tape::batch_norm`] output, for running averages and batch-norm recalibration.
+    pub fn batch_stats(&self, v: Var) -> Option<(&[f32], &[f32])> {
+        match &self.nodes[v.0].op {
+            Op::BatchNorm { cache, .. } => Some((&cache.mean, &cache.var)),
+            _ => None,
+        }
+    }
+
+    /// Bytes of `f32` data the tape holds now: every value, gradient and saved
+    /// intermediate.
+    pub fn bytes(&self) -> usize {
+        let floats: usize = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let saved = match &n.op {
+                    Op::BatchNorm { cache, .. } => cache.normalised.len(),
+                    Op::BatchNormInference { normalised, .. } => normalised.len(),
+                    _ => 0,
+                };
+                n.value.len() + n.grad.as_ref().map_or(0, Tensor::len) + saved
+            })
+            .sum();
+        floats * std::mem::size_of::<f32>()
+    }
+
     /// The sum of all values, as `[1]`.
     pub fn sum(&mut self, x: Var) -> Var {
         let value = Tensor::new(&[1], vec![self.value(x).data().iter().sum()]).expect("one value");
@@ -378,6 +443,9 @@ impl<'b> Tape<'b> {
             node.grad = None;
         }
         self.nodes[output.0].grad = Some(seed);
+        let held = self.bytes();
+        self.peak_bytes = self.peak_bytes.max(held);
+        self.live_bytes = held;
         for index in (0..=output.0).rev() {
             let (Some(dy), true) = (self.nodes[index].grad.clone(), self.nodes[index].needs_grad)
             else {
@@ -385,12 +453,28 @@ impl<'b> Tape<'b> {
             };
             let op = self.nodes[index].op.clone();
             self.backward_op(&op, index, &dy)?;
+            // An intermediate's gradient is spent once propagated (as in PyTorch): only
+            // leaves keep theirs, for the optimiser.
+            if !matches!(self.nodes[index].op, Op::Leaf) {
+                self.nodes[index].grad = None;
+                self.live_bytes -= dy.len() * std::mem::size_of::<f32>();
+            }
         }
         Ok(())
     }
 
+    /// The most bytes the tape held at any moment of its forward and backward passes so
+    /// far (values, saved intermediates and live gradients): a step's peak memory.
+    pub fn peak_bytes(&self) -> usize {
+        self.peak_bytes.max(self.bytes())
+    }
+
     fn accumulate(&mut self, v: Var, delta: &Tensor) {
         if self.nodes[v.0].needs_grad {
+            if self.nodes[v.0].grad.is_none() {
+                self.live_bytes += delta.len() * std::mem::size_of::<f32>();
+                self.peak_bytes = self.peak_bytes.max(self.live_bytes);
+            }
             add_into(&mut self.nodes[v.0].grad, delta);
         }
     }
@@ -440,22 +524,19 @@ impl<'b> Tape<'b> {
                 let dx = Tensor::new(dy.shape(), dy.data().iter().map(|g| g * factor).collect())?;
                 self.accumulate(*x, &dx);
             }
-            Op::AvgPool {
+            Op::Pool {
                 x,
+                max,
                 kernel,
                 stride,
                 padding,
             } => {
-                let dx = cpu::avg_pool_backward(self.value(*x), dy, *kernel, *stride, *padding)?;
-                self.accumulate(*x, &dx);
-            }
-            Op::MaxPool {
-                x,
-                kernel,
-                stride,
-                padding,
-            } => {
-                let dx = cpu::max_pool_backward(self.value(*x), dy, *kernel, *stride, *padding)?;
+                let f = if *max {
+                    cpu::max_pool_backward
+                } else {
+                    cpu::avg_pool_backward
+                };
+                let dx = f(self.value(*x), dy, *kernel, *stride, *padding)?;
                 self.accumulate(*x, &dx);
             }
             Op::GlobalAvgPool { x } => {
@@ -510,6 +591,23 @@ impl<'b> Tape<'b> {
             } => {
                 let (dx, dgamma, dbeta) =
                     cpu::batch_norm_train_backward(cache, self.value(*gamma), dy)?;
+                self.accumulate(*x, &dx);
+                self.accumulate(*gamma, &dgamma);
+                self.accumulate(*beta, &dbeta);
+            }
+            Op::BatchNormInference {
+                x,
+                gamma,
+                beta,
+                inv_std,
+                normalised,
+            } => {
+                let (dx, dgamma, dbeta) = cpu::batch_norm_inference_backward(
+                    normalised,
+                    inv_std,
+                    self.value(*gamma),
+                    dy,
+                )?;
                 self.accumulate(*x, &dx);
                 self.accumulate(*gamma, &dgamma);
                 self.accumulate(*beta, &dbeta);

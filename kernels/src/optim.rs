@@ -1,6 +1,8 @@
 //! Optimisers over lists of parameter tensors: SGD with momentum (optionally Nesterov) and
 //! weight decay, Adam and AdamW, and gradient-norm clipping.
 
+use serde::{Deserialize, Serialize};
+
 use crate::tensor::Tensor;
 
 /// Scales gradients so their global L2 norm is at most `max_norm`; returns the norm before.
@@ -21,7 +23,7 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> f32 {
 }
 
 /// SGD with momentum, Nesterov momentum and L2 weight decay (PyTorch's formulation).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sgd {
     /// Step size.
     pub learning_rate: f32,
@@ -67,7 +69,7 @@ impl Sgd {
 }
 
 /// Adam, or AdamW when `decoupled` (weight decay applied to the weights, not the gradient).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Adam {
     /// Step size.
     pub learning_rate: f32,

@@ -157,3 +157,62 @@ fn a_two_layer_network_trains_on_both_backends() {
         Err(e) => println!("skipped the wgpu half: {e}"),
     }
 }
+
+/// `sum(r * bn_inference(x))` and its tape gradients with respect to x, gamma and beta.
+fn bn_inference_objective(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    r: &Tensor,
+) -> (f32, [Tensor; 3]) {
+    let mut tape = Tape::new(&Cpu);
+    let (xv, gv, bv) = (
+        tape.leaf(x.clone(), true),
+        tape.leaf(gamma.clone(), true),
+        tape.leaf(beta.clone(), true),
+    );
+    let y = tape
+        .batch_norm_inference(xv, gv, bv, &[0.5, -0.25], &[2.0, 0.3])
+        .unwrap();
+    let value: f32 = tape
+        .value(y)
+        .data()
+        .iter()
+        .zip(r.data())
+        .map(|(a, b)| a * b)
+        .sum();
+    tape.backward_from(y, r.clone()).unwrap();
+    let grads = [xv, gv, bv].map(|v| tape.grad(v).unwrap().clone());
+    (value, grads)
+}
+
+#[test]
+fn inference_batch_norm_gradients_match_finite_differences() {
+    let x = Tensor::randn(&[2, 2, 3, 3], 1.0, 11);
+    let gamma = Tensor::new(&[2], vec![1.5, -0.7]).unwrap();
+    let beta = Tensor::new(&[2], vec![0.1, 0.2]).unwrap();
+    let r = Tensor::randn(&[2, 2, 3, 3], 1.0, 12);
+    let (_, grads) = bn_inference_objective(&x, &gamma, &beta, &r);
+    let inputs = [&x, &gamma, &beta];
+    let tolerance = Tolerance {
+        rtol: 1e-2,
+        atol: 1e-3,
+    };
+    for (which, analytic) in grads.iter().enumerate() {
+        for i in 0..inputs[which].len() {
+            let shifted = |delta: f32| {
+                let mut owned: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
+                owned[which].data_mut()[i] += delta;
+                bn_inference_objective(&owned[0], &owned[1], &owned[2], &r).0
+            };
+            let numeric = (shifted(1e-2) - shifted(-1e-2)) / 2e-2;
+            assert!(
+                tolerance
+                    .first_mismatch(&[analytic.data()[i]], &[numeric])
+                    .is_none(),
+                "input {which} index {i}: tape {} vs finite difference {numeric}",
+                analytic.data()[i]
+            );
+        }
+    }
+}

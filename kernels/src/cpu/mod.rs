@@ -13,7 +13,10 @@ pub mod unary;
 pub use conv::{conv2d, conv2d_backward};
 pub use matmul::{matmul, matmul_backward};
 pub use mixed::{mixed_op, mixed_op_backward};
-pub use norm::{BatchNormCache, batch_norm_train, batch_norm_train_backward};
+pub use norm::{
+    BatchNormCache, batch_norm_inference, batch_norm_inference_backward, batch_norm_train,
+    batch_norm_train_backward,
+};
 pub use pool::{
     avg_pool, avg_pool_backward, global_avg_pool, global_avg_pool_backward, max_pool,
     max_pool_backward,

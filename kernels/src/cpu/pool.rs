@@ -28,8 +28,15 @@ fn window(
     (start.max(0) as usize)..(end.max(0) as usize)
 }
 
-/// Average pooling, dividing by the number of in-image values in each window.
-pub fn avg_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+/// Pools every window of every plane with `reduce` (the window's in-image values and
+/// their count).
+fn pool_forward(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    reduce: impl Fn(&mut dyn Iterator<Item = f32>, usize) -> f32,
+) -> Result<Tensor> {
     let [n, c, h, w] = x.nchw()?;
     let (oh, ow) = (
         out_size(h, kernel, stride, padding)?,
@@ -48,14 +55,19 @@ pub fn avg_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Res
                     window(ox, stride, padding, kernel, w),
                 );
                 let count = rows.len() * cols.len();
-                let sum: f32 = rows
-                    .flat_map(|iy| cols.clone().map(move |ix| plane[iy * w + ix]))
-                    .sum();
-                y[oy * ow + ox] = sum / count.max(1) as f32;
+                let mut values = rows.flat_map(|iy| cols.clone().map(move |ix| plane[iy * w + ix]));
+                y[oy * ow + ox] = reduce(&mut values, count);
             }
         }
     }
     Ok(out)
+}
+
+/// Average pooling, dividing by the number of in-image values in each window.
+pub fn avg_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    pool_forward(x, kernel, stride, padding, |values, count| {
+        values.sum::<f32>() / count.max(1) as f32
+    })
 }
 
 /// Gradient of [`avg_pool`].
@@ -94,30 +106,9 @@ pub fn avg_pool_backward(
 
 /// Max pooling (padding never wins).
 pub fn max_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    let [n, c, h, w] = x.nchw()?;
-    let (oh, ow) = (
-        out_size(h, kernel, stride, padding)?,
-        out_size(w, kernel, stride, padding)?,
-    );
-    let mut out = Tensor::zeros(&[n, c, oh, ow]);
-    for (plane, y) in x
-        .data()
-        .chunks(h * w)
-        .zip(out.data_mut().chunks_mut(oh * ow))
-    {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let (rows, cols) = (
-                    window(oy, stride, padding, kernel, h),
-                    window(ox, stride, padding, kernel, w),
-                );
-                y[oy * ow + ox] = rows
-                    .flat_map(|iy| cols.clone().map(move |ix| plane[iy * w + ix]))
-                    .fold(f32::NEG_INFINITY, f32::max);
-            }
-        }
-    }
-    Ok(out)
+    pool_forward(x, kernel, stride, padding, |values, _| {
+        values.fold(f32::NEG_INFINITY, f32::max)
+    })
 }
 
 /// Gradient of [`max_pool`]: each output's gradient goes to its first maximal input.
