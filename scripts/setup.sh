@@ -91,6 +91,26 @@ hwnas_setup_vulkan() {
     fi
 }
 
+# Fashion-MNIST, the image set one-shot searches train on here: Debian's package, unless
+# the shared data beside the project (or the package) already provides it.
+hwnas_setup_fashion_mnist() {
+    local shared
+    shared="$(cd "$hwnas_root/.." && pwd)/shared/data/image-datasets/fashion-mnist"
+    if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
+        [ -f "$shared/train-images-idx3-ubyte.gz" ] || [ -n "${HWNAS_DATA_DIR:-}" ]; then
+        hwnas_say "Fashion-MNIST is present (nothing installed)"
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != "0" ]; then
+        hwnas_say "Fashion-MNIST is absent and apt-get is not usable: one-shot searches need --data"
+        return 0
+    fi
+    hwnas_say "installing Fashion-MNIST (Debian's dataset-fashion-mnist) with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >&2 ||
+        { apt-get update -qq >&2 || true; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >&2; } ||
+        hwnas_say "apt-get could not install dataset-fashion-mnist: one-shot searches need --data"
+}
+
 # Mesa warns on every start when XDG_RUNTIME_DIR is unset; give it a private directory.
 hwnas_setup_runtime_dir() {
     if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR:-}" ]; then
@@ -103,6 +123,7 @@ hwnas_setup_all() {
     mkdir -p "$hwnas_cache"
     hwnas_setup_ort || return 1
     hwnas_setup_vulkan
+    hwnas_setup_fashion_mnist
     hwnas_setup_runtime_dir
 }
 

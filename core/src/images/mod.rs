@@ -1,5 +1,11 @@
-//! Image sets in the formats NAS users have. Here: MNIST-style IDX files (optionally gzip),
-//! e.g. Fashion-MNIST; images come back as `f32` in `[0, 1]`, `[N, 1, H, W]`.
+//! Image sets in the formats NAS users have: MNIST-style IDX files (optionally gzip, e.g.
+//! Fashion-MNIST), CIFAR-10/100 binary batches ([`cifar`]) and a folder of images per class
+//! ([`folder`]); images come back as `f32` in `[0, 1]`, `[N, C, H, W]`. [`batches`] splits,
+//! normalises, augments and batches them.
+
+pub mod batches;
+pub mod cifar;
+pub mod folder;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,7 +23,7 @@ pub struct ImageSet {
     pub shape: [usize; 4],
 }
 
-fn read_all(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
