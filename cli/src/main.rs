@@ -3,6 +3,7 @@
 mod bench;
 mod doctor;
 mod latency_cmds;
+mod oneshot_cmd;
 mod plot;
 mod progress;
 mod proxies_cmd;

@@ -44,60 +44,87 @@ pub const CONFIRMATION_MARGIN: f64 = 0.02;
 pub struct SearchArgs {
     /// Search space: ofa-mbv3 (Once-for-All MobileNetV3) or nb201 (NAS-Bench-201).
     #[arg(long, default_value = "ofa-mbv3")]
-    space: String,
+    pub(crate) space: String,
     /// Strategy: random, rea or reinforce.
     #[arg(long, default_value = "rea")]
-    strategy: String,
+    pub(crate) strategy: String,
     /// Accuracy estimate: `predictor` (Once-for-All's published ImageNet predictor, for
     /// ofa-mbv3) or `table` (the NAS-Bench-201 table, for nb201). Default: the space's.
     #[arg(long)]
-    evaluator: Option<String>,
+    pub(crate) evaluator: Option<String>,
     /// Latency target: `host` (this machine, measured with ONNX Runtime), table:DEVICE (a
     /// published latency table: table:note10 for ofa-mbv3, table:pixel3 etc. for nb201), or
     /// a target's name or TOML file (`hwnas targets list`; agent targets measure on the board).
     #[arg(long, default_value = "host")]
-    target: String,
+    pub(crate) target: String,
     /// Latency budget in ms. Default: 50% of the reference network's latency on the target
     /// (ofa-mbv3: the largest subnet, kernel 7, expand 6, depth 4, at 224; nb201: the cell of
     /// all 3x3 convolutions).
     #[arg(long, value_name = "MS")]
-    latency_ms: Option<f64>,
+    pub(crate) latency_ms: Option<f64>,
     /// Distinct architectures to evaluate.
     #[arg(long, default_value_t = 500)]
-    budget: usize,
+    pub(crate) budget: usize,
     /// Seeds every random choice.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Run directory.
     #[arg(long, value_name = "DIR", default_value = "hwnas-run")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Continue the interrupted run in DIR (its settings are read from DIR/manifest.json).
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     #[serde(skip)]
-    resume: Option<PathBuf>,
+    pub(crate) resume: Option<PathBuf>,
     /// NAS-Bench-201 table (nb201); default: $HWNAS_NB201_TABLE or the shared data.
     #[arg(long, value_name = "FILE")]
-    table: Option<PathBuf>,
+    pub(crate) table: Option<PathBuf>,
     /// Dataset columns of the NAS-Bench-201 table.
     #[arg(long, default_value = "cifar10")]
-    dataset: String,
+    pub(crate) dataset: String,
     /// Folder with Once-for-All's predictor and lookup tables; default: $HWNAS_OFA_DIR or
     /// the shared data.
     #[arg(long, value_name = "DIR")]
-    ofa_dir: Option<PathBuf>,
+    pub(crate) ofa_dir: Option<PathBuf>,
+    /// Images for `--evaluator supernet`: `fashion-mnist` (the Debian package or the
+    /// shared data), `cifar:DIR` (CIFAR-10/100 binary batches) or `folder:DIR` (a folder of
+    /// images per class).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub(crate) data: String,
+    /// Epochs of a one-shot (`--evaluator supernet`) search.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) epochs: usize,
+    /// Training images a one-shot search uses (half for weights, half for the
+    /// architecture); 0 for all.
+    #[arg(long, default_value_t = 8000)]
+    pub(crate) train_images: usize,
+    /// Held-out images the supernet's argmax architecture is scored on.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) eval_images: usize,
+    /// Supernet channels of the first stage (NAS-Bench-201: 16; reduced default for CPUs).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) channels: usize,
+    /// Supernet cells per stage (NAS-Bench-201: 5; reduced default for CPUs).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) cells: usize,
+    /// Images per batch of a one-shot search.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch_size: usize,
+    /// Side images of a `folder:DIR` data set are resized to.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) image_size: usize,
     /// Finalists re-measured end to end before the answer is given.
     #[arg(long, default_value_t = 5)]
-    finalists: usize,
+    pub(crate) finalists: usize,
     #[command(flatten)]
-    protocol: ProtocolArgs,
+    pub(crate) protocol: ProtocolArgs,
     /// Print one JSON object for scripts.
     #[arg(long)]
     #[serde(skip)]
-    json: bool,
+    pub(crate) json: bool,
     /// Testing aid: sleep this long after each evaluation.
     #[arg(long, hide = true, default_value_t = 0)]
     #[serde(skip)]
-    throttle_ms: u64,
+    pub(crate) throttle_ms: u64,
 }
 
 /// `manifest.json`.
@@ -120,7 +147,7 @@ struct Manifest {
 
 /// The object `--json` prints.
 #[derive(Debug, Serialize)]
-struct SearchJson {
+pub(crate) struct SearchJson {
     space: String,
     strategy: String,
     arch: String,
@@ -133,17 +160,19 @@ struct SearchJson {
 }
 
 /// Everything a search needs, built from the flags.
-struct World {
-    space: Box<dyn SearchSpace>,
-    evaluator: Box<dyn Evaluator>,
-    evaluator_name: String,
-    search_latency: Box<dyn LatencyModel>,
+pub(crate) struct World {
+    pub(crate) space: Box<dyn SearchSpace>,
+    pub(crate) evaluator: Box<dyn Evaluator>,
+    pub(crate) evaluator_name: String,
+    pub(crate) search_latency: Box<dyn LatencyModel>,
     /// End-to-end measurement for finalists (host targets).
-    measured: Option<Box<dyn FinalMeasure>>,
-    fingerprint: Option<Fingerprint>,
-    budget_ms: f64,
-    budget_origin: String,
-    reference: Option<(String, f64)>,
+    pub(crate) measured: Option<Box<dyn FinalMeasure>>,
+    pub(crate) fingerprint: Option<Fingerprint>,
+    pub(crate) budget_ms: f64,
+    pub(crate) budget_origin: String,
+    pub(crate) reference: Option<(String, f64)>,
+    /// The NAS-Bench-201 table, when the space is nb201 and the table was found.
+    pub(crate) nb201_table: Option<std::sync::Arc<Nb201Table>>,
 }
 
 fn throttle(ms: u64) {
@@ -168,7 +197,7 @@ impl Evaluator for Throttled<'_> {
 }
 
 /// End-to-end measurement of finalists on the target.
-trait FinalMeasure {
+pub(crate) trait FinalMeasure {
     /// Median latency of an architecture (through the measurement cache).
     fn arch_ms(&self, arch: &Arch) -> Result<f64>;
     /// Median latency of a model's bytes, measured afresh.
@@ -258,7 +287,15 @@ impl SearchArgs {
         if self.budget == 0 {
             bail!("--budget must be at least 1 architecture");
         }
-        strategy::by_name(&self.strategy, &Nb201Space::new())?;
+        if self.evaluator.as_deref() == Some("supernet") {
+            hwnas_core::oneshot::by_name(
+                &self.strategy,
+                hwnas_core::oneshot::ArchSchedule::default(),
+                None,
+            )?;
+        } else {
+            strategy::by_name(&self.strategy, &Nb201Space::new())?;
+        }
         let space_name = hwnas_core::space::space_by_name(&self.space)?.name();
         let evaluator = self.evaluator.clone().unwrap_or_else(|| {
             if space_name == "nb201" {
@@ -269,9 +306,12 @@ impl SearchArgs {
             .to_string()
         });
         match (space_name, evaluator.as_str()) {
-            ("ofa-mbv3", "predictor") | ("nb201", "table") | ("nb201", "proxy") => {}
+            ("ofa-mbv3", "predictor")
+            | ("nb201", "table")
+            | ("nb201", "proxy")
+            | ("nb201", "supernet") => {}
             (space, other) => bail!(
-                "--evaluator {other} is not available for --space {space}; use `predictor` for ofa-mbv3, or `table` or `proxy` (synflow, training-free) for nb201; supernet evaluation is not built yet"
+                "--evaluator {other} is not available for --space {space}; use `predictor` for ofa-mbv3, or `table`, `proxy` (synflow, training-free) or `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce) for nb201"
             ),
         }
         let mut protocol = self.protocol.protocol()?;
@@ -358,6 +398,7 @@ impl SearchArgs {
                     budget_origin,
                     reference: Some(("largest OFA subnet at 224".into(), reference_ms)),
                     space: Box::new(space),
+                    nb201_table: None,
                 })
             }
             "table:note10" => {
@@ -381,6 +422,7 @@ impl SearchArgs {
                     budget_origin,
                     reference: Some(("largest OFA subnet at 224".into(), reference_ms)),
                     space: Box::new(space),
+                    nb201_table: None,
                 })
             }
             other => unreachable!("target {other} was checked above"),
@@ -390,7 +432,8 @@ impl SearchArgs {
     fn nb201_world(&self, protocol: &Protocol, _quiet: bool) -> Result<World> {
         // The proxy needs no data: on this machine's own latency it runs without the table,
         // which then only reports test accuracy when present.
-        let proxy_on_host = self.evaluator.as_deref() == Some("proxy") && self.target == "host";
+        let proxy_on_host = matches!(self.evaluator.as_deref(), Some("proxy" | "supernet"))
+            && self.target == "host";
         let table = match Nb201Table::locate(self.table.as_deref()) {
             Ok(path) => Some(std::sync::Arc::new(Nb201Table::load(&path, &self.dataset)?)),
             Err(_) if proxy_on_host => None,
@@ -424,6 +467,7 @@ impl SearchArgs {
                 budget_origin,
                 reference: Some((what.into(), reference_ms)),
                 space: Box::new(space),
+                nb201_table: table.clone(),
             });
         }
         let device = self
@@ -444,6 +488,7 @@ impl SearchArgs {
             budget_origin,
             reference: Some((what.into(), reference_ms)),
             space: Box::new(space),
+            nb201_table: Some(table),
         })
     }
 
@@ -473,6 +518,7 @@ impl SearchArgs {
             budget_origin,
             reference: Some((what.into(), reference_ms)),
             space: Box::new(space),
+            nb201_table: Some(table),
         })
     }
 
@@ -589,6 +635,9 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
             out.join("manifest.json"),
             serde_json::to_string_pretty(&manifest)?,
         )?;
+    }
+    if settings.evaluator.as_deref() == Some("supernet") {
+        return crate::oneshot_cmd::run(&settings, world, &out, args.resume.is_some(), started);
     }
 
     // The search: every new record is appended and flushed before the next evaluation.

@@ -57,6 +57,9 @@ pub enum Error {
         /// What is wrong and what is allowed.
         problem: String,
     },
+    /// A kernel op failed (a shape mismatch inside a network, or the GPU device).
+    #[error("kernel: {0}")]
+    Kernel(#[from] hwnas_kernels::Error),
 }
 
 /// The core crate's result type.

@@ -8,11 +8,12 @@ pub mod evaluate;
 pub mod history;
 pub mod images;
 pub mod objective;
-pub mod optim;
+pub mod oneshot;
 pub mod proxies;
 pub mod search;
 pub mod space;
 pub mod strategy;
+pub mod supernet;
 
 pub use error::{Error, Result};
 pub use evaluate::{Evaluation, Evaluator, LatencyModel};

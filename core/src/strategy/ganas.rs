@@ -29,7 +29,7 @@ use hwnas_kernels::{Cpu, Tape, Tensor};
 use rand::{Rng, RngCore};
 
 use super::Strategy;
-use super::nets::Mlp;
+use super::nets::{Mlp, softmax};
 use crate::history::{History, Record};
 use crate::space::{Arch, SearchSpace};
 
@@ -267,13 +267,6 @@ impl GaNas {
         }
         self.queue.extend(fresh);
     }
-}
-
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -91,6 +91,14 @@ impl Mlp {
     }
 }
 
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
 /// Pinball (quantile) loss of predictions `q` for targets `y` at quantile `tau`, and its
 /// gradient with respect to `q` (mean over the batch).
 pub fn pinball(q: &[f32], y: &[f32], tau: f32) -> (f32, Vec<f32>) {

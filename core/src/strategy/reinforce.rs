@@ -2,11 +2,13 @@
 //! per decision, the reward minus an exponential-moving-average baseline as the advantage,
 //! and Adam on the logits.
 
+use hwnas_kernels::Tensor;
+use hwnas_kernels::optim::Adam;
 use rand::{Rng, RngCore};
 
 use super::Strategy;
+use super::nets::softmax;
 use crate::history::{History, Record};
-use crate::optim::Adam;
 use crate::space::{Arch, SearchSpace};
 
 /// A per-decision softmax policy trained by REINFORCE with a moving-average baseline.
@@ -16,7 +18,9 @@ use crate::space::{Arch, SearchSpace};
 /// momentum 0.9, as in the NAS-Bench-201 paper's REINFORCE.
 #[derive(Debug, Clone)]
 pub struct Reinforce {
-    logits: Vec<Vec<f64>>,
+    /// Every decision's logits, one after the other.
+    logits: Tensor,
+    sizes: Vec<usize>,
     optimiser: Adam,
     /// Baseline momentum: `baseline = m * baseline + (1 - m) * reward`.
     pub momentum: f64,
@@ -30,33 +34,29 @@ impl Reinforce {
     }
 
     /// A uniform policy with the given Adam learning rate and baseline momentum.
-    pub fn with_settings(space: &dyn SearchSpace, learning_rate: f64, momentum: f64) -> Self {
-        let logits: Vec<Vec<f64>> = space
-            .decisions()
-            .iter()
-            .map(|d| vec![0.0; d.choices.len()])
-            .collect();
-        let size = logits.iter().map(Vec::len).sum();
+    pub fn with_settings(space: &dyn SearchSpace, learning_rate: f32, momentum: f64) -> Self {
+        let sizes: Vec<usize> = space.decisions().iter().map(|d| d.choices.len()).collect();
         Reinforce {
-            logits,
-            optimiser: Adam::new(size, learning_rate),
+            logits: Tensor::zeros(&[sizes.iter().sum()]),
+            sizes,
+            optimiser: Adam::new(learning_rate),
             momentum,
             baseline: None,
         }
     }
 
     /// The policy's probabilities for each decision.
-    pub fn probabilities(&self) -> Vec<Vec<f64>> {
-        self.logits.iter().map(|l| softmax(l)).collect()
+    pub fn probabilities(&self) -> Vec<Vec<f32>> {
+        let mut at = 0;
+        self.sizes
+            .iter()
+            .map(|&n| {
+                let probs = softmax(&self.logits.data()[at..at + n]);
+                at += n;
+                probs
+            })
+            .collect()
     }
-}
-
-/// Numerically stable softmax.
-pub fn softmax(logits: &[f64]) -> Vec<f64> {
-    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exp: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
 }
 
 impl Strategy for Reinforce {
@@ -69,7 +69,7 @@ impl Strategy for Reinforce {
             self.probabilities()
                 .iter()
                 .map(|p| {
-                    let u: f64 = rng.random();
+                    let u: f32 = rng.random();
                     let mut acc = 0.0;
                     for (i, pi) in p.iter().enumerate() {
                         acc += pi;
@@ -90,22 +90,17 @@ impl Strategy for Reinforce {
             Some(b) => self.momentum * b + (1.0 - self.momentum) * reward,
         };
         self.baseline = Some(baseline);
-        let advantage = reward - baseline;
+        let advantage = (reward - baseline) as f32;
         // Gradient of -advantage * log pi(arch) with respect to the logits.
-        let mut gradient = Vec::with_capacity(self.optimiser.len());
+        let mut gradient = Vec::with_capacity(self.logits.len());
         for (probs, &choice) in self.probabilities().iter().zip(&record.arch.0) {
             for (i, p) in probs.iter().enumerate() {
-                let indicator = if i == usize::from(choice) { 1.0 } else { 0.0 };
+                let indicator = f32::from(i == usize::from(choice));
                 gradient.push(-advantage * (indicator - p));
             }
         }
-        let mut flat: Vec<f64> = self.logits.iter().flatten().copied().collect();
-        self.optimiser.step(&mut flat, &gradient);
-        let mut at = 0;
-        for logits in &mut self.logits {
-            let n = logits.len();
-            logits.copy_from_slice(&flat[at..at + n]);
-            at += n;
-        }
+        let gradient = Tensor::new(self.logits.shape(), gradient).expect("one per logit");
+        self.optimiser
+            .step(std::slice::from_mut(&mut self.logits), &[gradient]);
     }
 }

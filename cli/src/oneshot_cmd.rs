@@ -1,0 +1,266 @@
+//! `hwnas search --evaluator supernet`: a one-shot search (DARTS, GDAS, AdvantageNAS, UNAS,
+//! REINFORCE) of NAS-Bench-201 cells on a weight-sharing supernet trained on real images,
+//! checkpointed every trace point, resumable, answered with the same JSON object as every
+//! search, the architecture's latency measured on the target, and its NAS-Bench-201
+//! CIFAR-10 test accuracy looked up as a transfer check where the table is present.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use hwnas_core::Evaluator;
+use hwnas_core::images::ImageSet;
+use hwnas_core::images::batches::{Augmentation, Normalisation};
+use hwnas_core::oneshot::{
+    AdditiveLatency, ArchSchedule, LatencyPenalty, LatencySource, OneShotConfig, OneShotData,
+    OneShotRun, SupernetTrainer, WeightSchedule, by_name,
+};
+use hwnas_core::space::{Nb201Space, SearchSpace};
+use hwnas_core::supernet::{Nb201Supernet, Nb201SupernetConfig};
+use hwnas_latency::export::{ExportOptions, export_arch};
+use hwnas_latency::onnx::RandomWeights;
+use hwnas_latency::onnx::builder::encode;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::progress;
+use crate::search::{SearchArgs, World};
+
+/// The object `--json` prints: the main job's fields, and the one-shot search's own.
+#[derive(Debug, Serialize)]
+struct OneShotJson {
+    space: String,
+    strategy: String,
+    arch: String,
+    latency_ms: f64,
+    latency_budget_ms: f64,
+    within_budget: bool,
+    accuracy_estimate: f64,
+    onnx: String,
+    measured: bool,
+    queries: usize,
+    steps: usize,
+    epochs: usize,
+    data: String,
+    supernet: String,
+    table_test_accuracy: Option<f64>,
+    wall_seconds: f64,
+}
+
+/// Reads `--data`.
+fn load_images(args: &SearchArgs) -> Result<ImageSet> {
+    let data = args.data.as_str();
+    if data == "fashion-mnist" {
+        return Ok(ImageSet::fashion_mnist_train(None)?);
+    }
+    if let Some(dir) = data.strip_prefix("cifar:") {
+        return Ok(ImageSet::cifar_train(Path::new(dir))?);
+    }
+    if let Some(dir) = data.strip_prefix("folder:") {
+        return Ok(ImageSet::read_folder(Path::new(dir), args.image_size)?.0);
+    }
+    bail!(
+        "--data {data}: use fashion-mnist, cifar:DIR (CIFAR-10/100 binary batches) or folder:DIR (a folder of images per class)"
+    )
+}
+
+/// Runs the one-shot search into `out`.
+pub fn run(
+    args: &SearchArgs,
+    world: World,
+    out: &Path,
+    resume: bool,
+    started: Instant,
+) -> Result<ExitCode> {
+    if args.space != "nb201" {
+        bail!("--evaluator supernet searches --space nb201 (the NAS-Bench-201 supernet)");
+    }
+    if args.epochs == 0 || args.batch_size == 0 {
+        bail!("--epochs and --batch-size must be at least 1");
+    }
+    let images = load_images(args)?;
+    let wanted = if args.train_images == 0 {
+        images.len().saturating_sub(args.eval_images)
+    } else {
+        args.train_images
+    };
+    if wanted + args.eval_images > images.len() || wanted < 2 * args.batch_size {
+        bail!(
+            "--data {} holds {} images: not enough for --train-images {wanted} (at least two batches of {}) plus --eval-images {}",
+            args.data,
+            images.len(),
+            args.batch_size,
+            args.eval_images
+        );
+    }
+    let (search, rest) = images.split(wanted, args.seed);
+    let (train, valid) = search.split(wanted / 2, args.seed.wrapping_add(1));
+    let eval = rest.subset(&(0..args.eval_images).collect::<Vec<_>>());
+    let [_, channels, side, _] = images.shape;
+    let data = OneShotData {
+        normalisation: Normalisation::of(&train),
+        augmentation: Augmentation::standard(side),
+        train,
+        valid,
+        eval,
+    };
+    let classes = images.classes();
+    let net_config = Nb201SupernetConfig {
+        in_channels: channels,
+        channels: args.channels,
+        cells: args.cells,
+        classes,
+    };
+
+    // UNAS's latency term: a table target is fitted to a linear table (differentiable);
+    // a measured target enters through the REINFORCE term only.
+    let space = Nb201Space::new();
+    let latency_model: Arc<dyn hwnas_core::LatencyModel> = Arc::from(world.search_latency);
+    let source = if args.target.starts_with("table:") {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+        let archs: Vec<_> = (0..2000).map(|_| space.sample(&mut rng)).collect();
+        LatencySource::Table(AdditiveLatency::fit(latency_model.as_ref(), &archs, 6)?)
+    } else {
+        LatencySource::Measured(Arc::clone(&latency_model))
+    };
+    let penalty = LatencyPenalty {
+        source,
+        target_ms: world.budget_ms,
+        weight: (1.0 / world.budget_ms) as f32,
+    };
+    let strategy = by_name(&args.strategy, ArchSchedule::default(), Some(penalty))?;
+    let checkpoint = out.join("checkpoint.bin");
+    let mut run = if resume && checkpoint.exists() {
+        OneShotRun::resume(&checkpoint, strategy)?
+    } else {
+        let net = Nb201Supernet::new(net_config, args.seed)?;
+        OneShotRun::new(
+            SupernetTrainer::new(net, WeightSchedule::default()),
+            strategy,
+        )
+    };
+    let mut config = OneShotConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        eval_every: 1,
+        recalibration_batches: 4,
+    };
+    let per_epoch = OneShotRun::steps_per_epoch(&data, &config);
+    // Four trace points per epoch.
+    config.eval_every = (per_epoch / 4).max(1);
+    let total = per_epoch * config.epochs;
+    let backend = hwnas_core::kernels::Cpu;
+    let trace_path = out.join("trace.jsonl");
+    let mut trace_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&trace_path)
+        .with_context(|| format!("cannot write {}", trace_path.display()))?;
+    let bar = progress::bar("supernet steps", total as u64);
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_position(run.step as u64);
+    run.run(
+        &backend,
+        &data,
+        &config,
+        Some(&checkpoint),
+        None,
+        &mut |trace| {
+            let mut line = serde_json::to_string(trace).expect("traces serialise");
+            line.push('\n');
+            trace_file
+                .write_all(line.as_bytes())
+                .and_then(|()| trace_file.flush())
+                .map_err(|source| hwnas_core::Error::Io {
+                    path: trace_path.clone(),
+                    source,
+                })?;
+            bar.set_position(trace.step as u64);
+            bar.set_message(format!("{:.1}% held-out", trace.eval_accuracy));
+            Ok(())
+        },
+    )?;
+    bar.finish_and_clear();
+
+    let (arch, accuracy, _) = run.evaluate(&backend, &data, &config)?;
+    let arch_text = space.format(&arch);
+    let (latency_ms, measured) = match &world.measured {
+        Some(m) => (m.arch_ms(&arch)?, true),
+        None => (latency_model.latency_ms(&arch)?, false),
+    };
+    let onnx_path = out.join("best.onnx");
+    let model = export_arch(
+        "nb201",
+        &arch_text,
+        &mut RandomWeights::new(0),
+        ExportOptions::default(),
+    )?;
+    std::fs::write(&onnx_path, encode(&model))
+        .with_context(|| format!("cannot write {}", onnx_path.display()))?;
+    // The table the world already loaded (for --dataset, cifar10 by default).
+    let table_test_accuracy = world
+        .nb201_table
+        .as_ref()
+        .and_then(|t| t.evaluate(&arch).ok())
+        .and_then(|e| e.test_accuracy);
+    let json = OneShotJson {
+        space: "nb201".into(),
+        strategy: args.strategy.clone(),
+        arch: arch_text.clone(),
+        latency_ms,
+        latency_budget_ms: world.budget_ms,
+        within_budget: latency_ms <= world.budget_ms,
+        accuracy_estimate: accuracy,
+        onnx: onnx_path.display().to_string(),
+        measured,
+        queries: 0,
+        steps: run.step,
+        epochs: config.epochs,
+        data: args.data.clone(),
+        supernet: format!(
+            "{} channels, {} cell(s) per stage, {} scalar weights",
+            net_config.channels,
+            net_config.cells,
+            run.trainer.net.params.scalars()
+        ),
+        table_test_accuracy,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    };
+    let report = format!(
+        "# hwnas one-shot search\n\n- strategy: {}\n- data: {} ({} + {} search images, {} held out)\n- supernet: {}\n- steps: {} ({} epochs)\n- architecture: `{}`\n- held-out accuracy with inherited weights (after batch-norm recalibration): {:.2}%\n- NAS-Bench-201 {} test accuracy of this cell (transfer check): {}\n- latency: {:.3} ms ({}), budget {:.3} ms ({})\n- best.onnx: the cell's network for latency; its weights are random (inherited-weight export is not built yet)\n- wall time: {:.0} s\n",
+        json.strategy,
+        json.data,
+        data.train.len(),
+        data.valid.len(),
+        data.eval.len(),
+        json.supernet,
+        json.steps,
+        json.epochs,
+        json.arch,
+        json.accuracy_estimate,
+        args.dataset,
+        table_test_accuracy.map_or("table not found".into(), |a| format!("{a:.2}%")),
+        latency_ms,
+        if measured {
+            "measured end to end"
+        } else {
+            "from the latency model"
+        },
+        world.budget_ms,
+        world.budget_origin,
+        json.wall_seconds
+    );
+    std::fs::write(out.join("report.md"), &report)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,67 @@
+//! DARTS, first order (Liu et al., ICLR 2019): every candidate runs, weighted by
+//! `softmax(alpha)`; the architecture descends the validation loss's gradient, the
+//! weights the training loss's.
+
+use serde::{Deserialize, Serialize};
+
+use super::arch::{ArchLogits, ArchSchedule, softmax_backward};
+use super::{OneShotStrategy, StepContext, StepReport};
+use crate::error::Result;
+use crate::supernet::Route;
+use crate::supernet::nb201::CANDIDATES;
+
+/// First-order DARTS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Darts {
+    logits: ArchLogits,
+}
+
+impl Darts {
+    /// Uniform logits for `edges` edges.
+    pub fn new(edges: usize, schedule: ArchSchedule) -> Self {
+        Darts {
+            logits: ArchLogits::new(edges, CANDIDATES, schedule),
+        }
+    }
+}
+
+impl OneShotStrategy for Darts {
+    fn name(&self) -> &'static str {
+        "darts"
+    }
+
+    fn logits(&self) -> &ArchLogits {
+        &self.logits
+    }
+
+    fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
+        let probs = self.logits.probabilities();
+        let routes: Vec<Route> = probs.iter().map(|p| Route::Dense(p.clone())).collect();
+        let valid = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, true)?;
+        let grad: Vec<Vec<f32>> = probs
+            .iter()
+            .zip(&valid.route_grads)
+            .map(|(p, g)| softmax_backward(p, g))
+            .collect();
+        self.logits.descend(&grad);
+        let routes: Vec<Route> = self
+            .logits
+            .probabilities()
+            .into_iter()
+            .map(Route::Dense)
+            .collect();
+        let train = ctx
+            .trainer
+            .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)?;
+        Ok(StepReport::new(&train, Some(&valid)))
+    }
+
+    fn save(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("serialisable")
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        *self = super::decode(bytes)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,382 @@
+//! One-shot (weight-sharing) search on a supernet: DARTS, GDAS, AdvantageNAS, UNAS and
+//! REINFORCE behind one [`OneShotStrategy`] trait and one loop ([`OneShotRun`]) that
+//! alternates architecture and weight steps on the two halves of the training set, scores
+//! the current argmax architecture with inherited weights (after batch-norm
+//! recalibration) as it goes, and checkpoints so a stopped search continues exactly.
+
+pub mod advantage;
+pub mod arch;
+pub mod darts;
+pub mod gdas;
+pub mod reinforce;
+pub mod trainer;
+pub mod unas;
+
+use std::path::Path;
+use std::time::Instant;
+
+use hwnas_kernels::Backend;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+pub use advantage::AdvantageNas;
+pub use arch::{ArchLogits, ArchSchedule};
+pub use darts::Darts;
+pub use gdas::Gdas;
+pub use reinforce::SupernetReinforce;
+pub use trainer::{SupernetTrainer, WeightSchedule};
+pub use unas::{AdditiveLatency, LatencyPenalty, LatencySource, Unas, UnasSettings};
+
+use crate::error::{Error, Result};
+use crate::images::ImageSet;
+use crate::images::batches::{Augmentation, Batch, Normalisation};
+use crate::space::Arch;
+use crate::supernet::StepOutput;
+use crate::supernet::checkpoint;
+
+/// The one-shot strategies `hwnas search --evaluator supernet` accepts.
+pub const NAMES: [&str; 5] = ["darts", "gdas", "advantagenas", "unas", "reinforce"];
+
+/// What a strategy's step sees.
+pub struct StepContext<'a> {
+    /// The supernet and its weight optimiser.
+    pub trainer: &'a mut SupernetTrainer,
+    /// The backend the kernels run on.
+    pub backend: &'a dyn Backend,
+    /// A batch of the weights' half of the training set.
+    pub train: &'a Batch,
+    /// A batch of the architecture's half.
+    pub valid: &'a Batch,
+    /// Share of the search done, in `[0, 1]` (schedules).
+    pub progress: f32,
+    /// This step's random numbers.
+    pub rng: &'a mut ChaCha8Rng,
+}
+
+/// What one step reports.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Training loss of the weight step.
+    pub train_loss: f32,
+    /// Validation loss of the architecture step, where it computed one.
+    pub valid_loss: Option<f32>,
+}
+
+impl StepReport {
+    /// From the weight step's and the architecture step's outputs.
+    pub fn new(train: &StepOutput, valid: Option<&StepOutput>) -> Self {
+        StepReport {
+            train_loss: train.loss,
+            valid_loss: valid.map(|v| v.loss),
+        }
+    }
+}
+
+/// A one-shot strategy: one architecture update and one weight update per step.
+pub trait OneShotStrategy: Send {
+    /// Its name on the command line.
+    fn name(&self) -> &'static str;
+
+    /// The architecture logits.
+    fn logits(&self) -> &ArchLogits;
+
+    /// One search step.
+    fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport>;
+
+    /// Its state, for a checkpoint.
+    fn save(&self) -> Vec<u8>;
+
+    /// Restores a state written by [`OneShotStrategy::save`].
+    fn restore(&mut self, bytes: &[u8]) -> Result<()>;
+}
+
+/// The weight step of the sampling strategies: one path drawn from the current
+/// architecture distribution, trained on the weights' batch.
+fn train_sampled_path(ctx: &mut StepContext<'_>, logits: &ArchLogits) -> Result<StepOutput> {
+    let routes: Vec<crate::supernet::Route> = logits
+        .probabilities()
+        .iter()
+        .map(|p| crate::supernet::Route::Fixed(arch::sample(p, ctx.rng)))
+        .collect();
+    ctx.trainer
+        .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Setting {
+        name: "checkpoint".into(),
+        problem: format!("the strategy state does not decode ({e}); start afresh"),
+    })
+}
+
+/// A one-shot strategy with default settings, by name, for NAS-Bench-201's six edges.
+/// `latency` is UNAS's latency term (ignored by the others).
+pub fn by_name(
+    name: &str,
+    schedule: ArchSchedule,
+    latency: Option<LatencyPenalty>,
+) -> Result<Box<dyn OneShotStrategy>> {
+    let edges = crate::space::nb201::EDGES.len();
+    Ok(match name {
+        "darts" => Box::new(Darts::new(edges, schedule)),
+        "gdas" => Box::new(Gdas::new(edges, schedule)),
+        "advantagenas" => Box::new(AdvantageNas::new(edges, schedule, Some(0.9))),
+        "unas" => Box::new(Unas::new(edges, schedule, UnasSettings::default(), latency)),
+        "reinforce" => Box::new(SupernetReinforce::new(edges, schedule)),
+        other => {
+            return Err(Error::Setting {
+                name: "--strategy".into(),
+                problem: format!(
+                    "`{other}` is not a one-shot strategy; with --evaluator supernet use one of {}",
+                    NAMES.join(", ")
+                ),
+            });
+        }
+    })
+}
+
+/// The images of a one-shot search.
+#[derive(Debug, Clone)]
+pub struct OneShotData {
+    /// The weights' half of the training set.
+    pub train: ImageSet,
+    /// The architecture's half.
+    pub valid: ImageSet,
+    /// Held-out images the argmax architecture is scored on.
+    pub eval: ImageSet,
+    /// Normalisation (of the training set).
+    pub normalisation: Normalisation,
+    /// Augmentation of the search batches.
+    pub augmentation: Augmentation,
+}
+
+/// Settings of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OneShotConfig {
+    /// Passes over the smaller half.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Seeds batches and samples.
+    pub seed: u64,
+    /// Score the argmax architecture every this many steps (and at the end).
+    pub eval_every: usize,
+    /// Training batches used to recalibrate batch norm before scoring.
+    pub recalibration_batches: usize,
+}
+
+/// One point of a search's trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// Steps done.
+    pub step: usize,
+    /// The epoch the step belongs to.
+    pub epoch: usize,
+    /// The argmax architecture.
+    pub arch: Arch,
+    /// Its held-out accuracy with inherited weights, percent.
+    pub eval_accuracy: f64,
+    /// Its held-out loss.
+    pub eval_loss: f64,
+    /// Mean training loss since the previous point.
+    pub train_loss: f64,
+    /// Architecture probabilities per edge.
+    pub probabilities: Vec<Vec<f32>>,
+    /// Seconds of search so far (this process).
+    pub seconds: f64,
+}
+
+/// A checkpoint's contents.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    step: usize,
+    strategy: String,
+    trainer: SupernetTrainer,
+    state: Vec<u8>,
+}
+
+/// A search in progress.
+pub struct OneShotRun {
+    /// The supernet and its optimiser.
+    pub trainer: SupernetTrainer,
+    /// The strategy.
+    pub strategy: Box<dyn OneShotStrategy>,
+    /// Steps done.
+    pub step: usize,
+}
+
+impl OneShotRun {
+    /// A fresh search.
+    pub fn new(trainer: SupernetTrainer, strategy: Box<dyn OneShotStrategy>) -> Self {
+        OneShotRun {
+            trainer,
+            strategy,
+            step: 0,
+        }
+    }
+
+    /// Continues the search saved at `path` with `strategy` (which must be the same kind).
+    pub fn resume(path: &Path, mut strategy: Box<dyn OneShotStrategy>) -> Result<Self> {
+        let mut saved: Saved = checkpoint::load(path)?;
+        if saved.strategy != strategy.name() {
+            return Err(Error::Setting {
+                name: "--strategy".into(),
+                problem: format!(
+                    "{} holds a {} search, not {}",
+                    path.display(),
+                    saved.strategy,
+                    strategy.name()
+                ),
+            });
+        }
+        strategy.restore(&saved.state)?;
+        saved.trainer.net.params.reindex();
+        Ok(OneShotRun {
+            trainer: saved.trainer,
+            strategy,
+            step: saved.step,
+        })
+    }
+
+    /// Writes a checkpoint.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        checkpoint::save(
+            path,
+            &Saved {
+                step: self.step,
+                strategy: self.strategy.name().to_string(),
+                trainer: self.trainer.clone(),
+                state: self.strategy.save(),
+            },
+        )
+    }
+
+    /// Steps per epoch for `data` and `config`.
+    pub fn steps_per_epoch(data: &OneShotData, config: &OneShotConfig) -> usize {
+        let b = config.batch_size.max(1);
+        (data.train.len() / b).min(data.valid.len() / b).max(1)
+    }
+
+    /// Scores the current argmax architecture on the held-out images.
+    pub fn evaluate(
+        &self,
+        backend: &dyn Backend,
+        data: &OneShotData,
+        config: &OneShotConfig,
+    ) -> Result<(Arch, f64, f64)> {
+        let b = config.batch_size.max(1);
+        let recalibration: Vec<Batch> = (0..config.recalibration_batches.max(1))
+            .map(|i| {
+                let idx: Vec<usize> = (i * b..(i + 1) * b).map(|j| j % data.train.len()).collect();
+                data.train.batch(&idx, &data.normalisation)
+            })
+            .collect();
+        let eval: Vec<Batch> = (0..data.eval.len())
+            .collect::<Vec<_>>()
+            .chunks(b)
+            .map(|idx| data.eval.batch(idx, &data.normalisation))
+            .collect();
+        let arch = self.strategy.logits().argmax();
+        let (acc, loss) = self
+            .trainer
+            .evaluate(backend, &arch, &recalibration, &eval)?;
+        Ok((arch, acc, loss))
+    }
+
+    /// Runs until `config.epochs` are done, or until `stop_at` steps (a checkpoint is then
+    /// written, as when stopped by a signal between steps); checkpoints to `checkpoint`
+    /// at every trace point; `on_trace` sees each point.
+    pub fn run(
+        &mut self,
+        backend: &dyn Backend,
+        data: &OneShotData,
+        config: &OneShotConfig,
+        checkpoint_path: Option<&Path>,
+        stop_at: Option<usize>,
+        on_trace: &mut dyn FnMut(&Trace) -> Result<()>,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let per_epoch = Self::steps_per_epoch(data, config);
+        let total = per_epoch * config.epochs.max(1);
+        let mut losses = Vec::new();
+        let mut epoch_batches: Option<(usize, Vec<Batch>, Vec<Batch>)> = None;
+        while self.step < total {
+            if stop_at.is_some_and(|s| self.step >= s) {
+                if let Some(path) = checkpoint_path {
+                    self.save(path)?;
+                }
+                return Ok(());
+            }
+            let epoch = self.step / per_epoch;
+            if epoch_batches.as_ref().is_none_or(|(e, _, _)| *e != epoch) {
+                let train = data
+                    .train
+                    .epoch_batches(
+                        config.batch_size,
+                        config.seed,
+                        epoch,
+                        &data.normalisation,
+                        data.augmentation,
+                    )
+                    .take(per_epoch)
+                    .collect();
+                let valid = data
+                    .valid
+                    .epoch_batches(
+                        config.batch_size,
+                        config.seed ^ 0x5A5A,
+                        epoch,
+                        &data.normalisation,
+                        data.augmentation,
+                    )
+                    .take(per_epoch)
+                    .collect();
+                epoch_batches = Some((epoch, train, valid));
+            }
+            let (_, train, valid) = epoch_batches.as_ref().expect("batches of this epoch");
+            let index = self.step % per_epoch;
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.step as u64,
+            );
+            let report = self.strategy.step(&mut StepContext {
+                trainer: &mut self.trainer,
+                backend,
+                train: &train[index],
+                valid: &valid[index],
+                progress: self.step as f32 / total as f32,
+                rng: &mut rng,
+            })?;
+            if !report.train_loss.is_finite() {
+                return Err(Error::Setting {
+                    name: "search".into(),
+                    problem: format!(
+                        "the training loss diverged at step {}; lower the learning rate",
+                        self.step
+                    ),
+                });
+            }
+            losses.push(f64::from(report.train_loss));
+            self.step += 1;
+            if self.step.is_multiple_of(config.eval_every.max(1)) || self.step == total {
+                let (arch, eval_accuracy, eval_loss) = self.evaluate(backend, data, config)?;
+                let trace = Trace {
+                    step: self.step,
+                    epoch,
+                    arch,
+                    eval_accuracy,
+                    eval_loss,
+                    train_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+                    probabilities: self.strategy.logits().probabilities(),
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                losses.clear();
+                if let Some(path) = checkpoint_path {
+                    self.save(path)?;
+                }
+                on_trace(&trace)?;
+            }
+        }
+        Ok(())
+    }
+}

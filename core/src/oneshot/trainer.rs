@@ -1,0 +1,157 @@
+//! The supernet's weights in training: SGD with momentum and weight decay on a cosine
+//! schedule, gradient clipping, running batch-norm statistics; and the scoring of a subnet
+//! with inherited weights after batch-norm recalibration.
+
+use hwnas_kernels::Backend;
+use hwnas_kernels::optim::{Sgd, clip_grad_norm};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::images::batches::Batch;
+use crate::space::Arch;
+use crate::supernet::{BnMode, BnStats, Nb201Supernet, Route, StepOutput, StepRequest};
+
+/// Settings of the weight optimiser (DARTS' defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WeightSchedule {
+    /// Learning rate at the start of the cosine schedule.
+    pub initial_lr: f32,
+    /// Learning rate at its end.
+    pub final_lr: f32,
+    /// Momentum.
+    pub momentum: f32,
+    /// L2 weight decay.
+    pub weight_decay: f32,
+    /// Gradient-norm clipping.
+    pub clip: f32,
+}
+
+impl Default for WeightSchedule {
+    fn default() -> Self {
+        WeightSchedule {
+            initial_lr: 0.025,
+            final_lr: 0.001,
+            momentum: 0.9,
+            weight_decay: 3e-4,
+            clip: 5.0,
+        }
+    }
+}
+
+/// A supernet with its weight optimiser and batch-norm statistics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupernetTrainer {
+    /// The supernet.
+    pub net: Nb201Supernet,
+    /// The weight optimiser's state.
+    pub sgd: Sgd,
+    /// Running batch-norm statistics.
+    pub bn: BnStats,
+    /// The schedule.
+    pub schedule: WeightSchedule,
+}
+
+impl SupernetTrainer {
+    /// A trainer for `net`.
+    pub fn new(net: Nb201Supernet, schedule: WeightSchedule) -> Self {
+        SupernetTrainer {
+            net,
+            sgd: Sgd::new(
+                schedule.initial_lr,
+                schedule.momentum,
+                false,
+                schedule.weight_decay,
+            ),
+            bn: BnStats::default(),
+            schedule,
+        }
+    }
+
+    /// One SGD step of the weights on `batch` through `routes`; `progress` in `[0, 1]`
+    /// sets the cosine learning rate.
+    pub fn train_weights(
+        &mut self,
+        backend: &dyn Backend,
+        batch: &Batch,
+        routes: &[Route],
+        progress: f32,
+    ) -> Result<StepOutput> {
+        let mut out = self.net.step(
+            backend,
+            batch,
+            &StepRequest {
+                routes,
+                bn: BnMode::Batch,
+                weight_grads: true,
+                route_grads: false,
+            },
+        )?;
+        let s = self.schedule;
+        self.sgd.learning_rate = s.final_lr
+            + 0.5 * (s.initial_lr - s.final_lr) * (1.0 + (std::f32::consts::PI * progress).cos());
+        let mut grads = std::mem::take(&mut out.weight_grads);
+        clip_grad_norm(&mut grads, s.clip);
+        let mut params = self.net.params.tensors();
+        self.sgd.step(&mut params, &grads);
+        self.net.params.set_all(params);
+        self.bn
+            .update_running(&out.batch_stats, 0.1, batch.labels.len());
+        Ok(out)
+    }
+
+    /// The loss on `batch` through `routes`, with the gradient with respect to each
+    /// edge's route weights when `route_grads` (the weights are not changed).
+    pub fn probe(
+        &self,
+        backend: &dyn Backend,
+        batch: &Batch,
+        routes: &[Route],
+        route_grads: bool,
+    ) -> Result<StepOutput> {
+        self.net.step(
+            backend,
+            batch,
+            &StepRequest {
+                routes,
+                bn: BnMode::Batch,
+                weight_grads: false,
+                route_grads,
+            },
+        )
+    }
+
+    /// Accuracy (percent) and mean loss of the subnet `arch` with inherited weights on
+    /// `eval`, after re-estimating its batch-norm statistics on `recalibration` batches.
+    pub fn evaluate(
+        &self,
+        backend: &dyn Backend,
+        arch: &Arch,
+        recalibration: &[Batch],
+        eval: &[Batch],
+    ) -> Result<(f64, f64)> {
+        let routes = Nb201Supernet::fixed_routes(arch);
+        let mut batches = Vec::new();
+        for batch in recalibration {
+            batches.push(self.probe(backend, batch, &routes, false)?.batch_stats);
+        }
+        let stats = BnStats::average(&batches);
+        let (mut correct, mut count, mut loss) = (0usize, 0usize, 0.0f64);
+        for batch in eval {
+            let out = self.net.step(
+                backend,
+                batch,
+                &StepRequest {
+                    routes: &routes,
+                    bn: BnMode::Fixed(&stats),
+                    weight_grads: false,
+                    route_grads: false,
+                },
+            )?;
+            correct += out.correct;
+            count += batch.labels.len();
+            loss += f64::from(out.loss) * batch.labels.len() as f64;
+        }
+        let count = count.max(1) as f64;
+        Ok((100.0 * correct as f64 / count, loss / count))
+    }
+}

@@ -1,0 +1,233 @@
+//! One-shot search on generated images: a stopped search resumed from its checkpoint
+//! continues bit for bit on the CPU backend (every strategy); sparse steps hold less than
+//! dense ones; an additive latency table is recovered by its fit.
+
+use hwnas_core::LatencyModel;
+use hwnas_core::images::ImageSet;
+use hwnas_core::images::batches::{Augmentation, Normalisation};
+use hwnas_core::oneshot::{
+    AdditiveLatency, ArchSchedule, LatencyPenalty, LatencySource, NAMES, OneShotConfig,
+    OneShotData, OneShotRun, SupernetTrainer, WeightSchedule, by_name,
+};
+use hwnas_core::space::{Arch, Nb201Space, SearchSpace};
+use hwnas_core::supernet::{BnMode, Nb201Supernet, Nb201SupernetConfig, Route, StepRequest};
+use hwnas_kernels::Cpu;
+use rand::SeedableRng;
+
+/// Two classes of 8x8 images: a bright left half or a bright right half, with noise.
+fn images(n: usize, seed: u64) -> ImageSet {
+    let noise = hwnas_kernels::Tensor::randn(&[n * 64], 0.1, seed);
+    let mut data = Vec::with_capacity(n * 64);
+    let labels: Vec<usize> = (0..n).map(|i| i % 2).collect();
+    for (i, &label) in labels.iter().enumerate() {
+        for y in 0..8 {
+            for x in 0..8 {
+                let bright = (x < 4) == (label == 0);
+                let _ = y;
+                data.push(f32::from(u8::from(bright)) * 0.8 + noise.data()[i * 64 + y * 8 + x]);
+            }
+        }
+    }
+    ImageSet {
+        images: data,
+        labels,
+        shape: [n, 1, 8, 8],
+    }
+}
+
+fn data() -> OneShotData {
+    let train = images(32, 1);
+    OneShotData {
+        normalisation: Normalisation::of(&train),
+        valid: images(32, 2),
+        eval: images(16, 3),
+        train,
+        augmentation: Augmentation::standard(8),
+    }
+}
+
+fn config() -> OneShotConfig {
+    OneShotConfig {
+        epochs: 2,
+        batch_size: 8,
+        seed: 7,
+        eval_every: 3,
+        recalibration_batches: 2,
+    }
+}
+
+/// An additive latency model, to test the fit and to give UNAS a table.
+struct Additive(AdditiveLatency);
+
+impl LatencyModel for Additive {
+    fn name(&self) -> String {
+        "additive".into()
+    }
+
+    fn latency_ms(&self, arch: &Arch) -> hwnas_core::Result<f64> {
+        Ok(self.0.arch_ms(arch))
+    }
+}
+
+fn table() -> AdditiveLatency {
+    AdditiveLatency {
+        base: 1.0,
+        cost: (0..6)
+            .map(|e| vec![0.0, 0.01, 0.2 + 0.01 * e as f64, 0.9, 0.1])
+            .collect(),
+    }
+}
+
+fn strategy(name: &str) -> Box<dyn hwnas_core::oneshot::OneShotStrategy> {
+    let latency = LatencyPenalty {
+        source: LatencySource::Table(table()),
+        target_ms: 2.5,
+        weight: 0.1,
+    };
+    by_name(name, ArchSchedule::default(), Some(latency)).unwrap()
+}
+
+fn trainer() -> SupernetTrainer {
+    let net = Nb201Supernet::new(
+        Nb201SupernetConfig {
+            in_channels: 1,
+            channels: 4,
+            cells: 1,
+            classes: 2,
+        },
+        3,
+    )
+    .unwrap();
+    SupernetTrainer::new(net, WeightSchedule::default())
+}
+
+#[test]
+fn a_stopped_search_resumes_bit_for_bit() {
+    let data = data();
+    let config = config();
+    for name in NAMES {
+        let mut straight = OneShotRun::new(trainer(), strategy(name));
+        let mut traces = Vec::new();
+        straight
+            .run(&Cpu, &data, &config, None, None, &mut |t| {
+                traces.push(t.clone());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(straight.step, 8, "{name}: 2 epochs of 4 steps");
+        assert_eq!(traces.len(), 3, "{name}: traces at 3, 6 and 8");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.bin");
+        let mut first = OneShotRun::new(trainer(), strategy(name));
+        first
+            .run(&Cpu, &data, &config, Some(&path), Some(5), &mut |_| Ok(()))
+            .unwrap();
+        assert_eq!(first.step, 5);
+        drop(first);
+        let mut resumed = OneShotRun::resume(&path, strategy(name)).unwrap();
+        assert_eq!(resumed.step, 5);
+        let mut resumed_traces = Vec::new();
+        resumed
+            .run(&Cpu, &data, &config, Some(&path), None, &mut |t| {
+                resumed_traces.push(t.clone());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            resumed.trainer.net, straight.trainer.net,
+            "{name}: weights differ after resuming"
+        );
+        assert_eq!(
+            resumed.trainer.bn, straight.trainer.bn,
+            "{name}: batch norm"
+        );
+        assert_eq!(
+            resumed.strategy.logits().alpha,
+            straight.strategy.logits().alpha,
+            "{name}: architecture logits differ after resuming"
+        );
+        let last = |t: &[hwnas_core::oneshot::Trace]| {
+            let t = t.last().unwrap();
+            (t.arch.clone(), t.eval_accuracy, t.eval_loss)
+        };
+        assert_eq!(last(&resumed_traces), last(&traces), "{name}");
+        // The weights moved, and a wrong strategy or a damaged file is refused.
+        assert_ne!(
+            straight.trainer.net,
+            trainer().net,
+            "{name}: nothing trained"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint.bin");
+    OneShotRun::new(trainer(), strategy("gdas"))
+        .save(&path)
+        .unwrap();
+    let err = OneShotRun::resume(&path, strategy("darts"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("gdas"), "{err}");
+    std::fs::write(&path, b"hwnasck1garbage").unwrap();
+    assert!(OneShotRun::resume(&path, strategy("gdas")).is_err());
+}
+
+#[test]
+fn sparse_steps_hold_less_than_dense_ones_and_agree_with_fixed_routes() {
+    let net = trainer().net;
+    let set = images(8, 4);
+    let norm = Normalisation::of(&set);
+    let batch = set.batch(&(0..8).collect::<Vec<_>>(), &norm);
+    let run = |routes: &[Route]| {
+        net.step(
+            &Cpu,
+            &batch,
+            &StepRequest {
+                routes,
+                bn: BnMode::Batch,
+                weight_grads: true,
+                route_grads: true,
+            },
+        )
+        .unwrap()
+    };
+    let dense = run(&vec![Route::Dense(vec![0.2; 5]); 6]);
+    let sparse = run(&vec![Route::one_hot(3, 5); 6]);
+    let fixed = run(&vec![Route::Fixed(3); 6]);
+    assert!(
+        sparse.tape_bytes < dense.tape_bytes * 3 / 4,
+        "{} vs {}",
+        sparse.tape_bytes,
+        dense.tape_bytes
+    );
+    // A one-hot sparse route computes exactly the fixed subnet.
+    assert!((sparse.loss - fixed.loss).abs() < 1e-6);
+    // Only the sampled candidate's weight gets a gradient.
+    for g in &sparse.route_grads {
+        assert!(g.iter().enumerate().all(|(k, v)| k == 3 || *v == 0.0));
+        assert!(g[3] != 0.0);
+    }
+}
+
+#[test]
+fn the_additive_latency_fit_recovers_an_additive_table() {
+    let truth = Additive(table());
+    let space = Nb201Space::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let archs: Vec<Arch> = (0..300).map(|_| space.sample(&mut rng)).collect();
+    let fitted = Additive(AdditiveLatency::fit(&truth, &archs, 6).unwrap());
+    for arch in archs.iter().take(50) {
+        let one_hot: Vec<Vec<f32>> = arch
+            .0
+            .iter()
+            .map(|&k| (0..5).map(|i| f32::from(i == usize::from(k))).collect())
+            .collect();
+        assert!((truth.0.weighted_ms(&one_hot) - truth.0.arch_ms(arch)).abs() < 1e-9);
+        let (a, b) = (
+            truth.latency_ms(arch).unwrap(),
+            fitted.latency_ms(arch).unwrap(),
+        );
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+}
