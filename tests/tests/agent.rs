@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hwnas_core::space::{Nb201Space, SearchSpace};
@@ -116,8 +116,14 @@ const QUICK: WireProtocol = WireProtocol {
     threads: 1,
 };
 
+/// The timing comparison runs alone: the other tests of this file share the machine among
+/// themselves (read), the comparison holds it exclusively (write), so their agents and
+/// profiles do not load the CPU while it times.
+static MACHINE: RwLock<()> = RwLock::new(());
+
 #[test]
 fn a_fleet_finishes_the_batch_when_an_agent_dies() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), "fleet-secret");
     let a = Agent::start(Some(&token));
@@ -168,6 +174,7 @@ fn a_fleet_finishes_the_batch_when_an_agent_dies() {
 
 #[test]
 fn a_wrong_token_is_refused_and_logged() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), "right");
     let agent = Agent::start(Some(&token));
@@ -196,6 +203,7 @@ fn a_wrong_token_is_refused_and_logged() {
 
 #[test]
 fn a_4_gib_frame_is_refused_without_allocating() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), "cap");
     let agent = Agent::start(Some(&token));
@@ -236,6 +244,7 @@ fn a_4_gib_frame_is_refused_without_allocating() {
 
 #[test]
 fn an_agent_measurement_agrees_with_a_local_profile() {
+    let _alone = MACHINE.write().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), "agree");
     let agent = Agent::start(Some(&token));
@@ -254,19 +263,32 @@ fn an_agent_measurement_agrees_with_a_local_profile() {
         assert!(output.status.success(), "{}", stderr_text(&output));
         serde_json::from_str(&stdout_text(&output)).unwrap()
     };
-    let remote = run(&["--target", target.to_str().unwrap()]);
-    let local = run(&[]);
-    assert_eq!(remote["agent"], agent.address.as_str());
-    assert!(local.get("agent").is_none());
-    let (rm, lm) = (
-        remote["median_ms"].as_f64().unwrap(),
-        local["median_ms"].as_f64().unwrap(),
-    );
-    let spread =
-        |j: &serde_json::Value| j["p90_ms"].as_f64().unwrap() - j["p10_ms"].as_f64().unwrap();
-    let allowed = spread(&remote).max(spread(&local)).max(0.05 * lm);
+    // Interleaved, three each: a burst of load from outside this test (CI machines are shared)
+    // then hits both sides, and the fastest median of each side is compared.
+    let mut remote_runs = Vec::new();
+    let mut local_runs = Vec::new();
+    for _ in 0..3 {
+        remote_runs.push(run(&["--target", target.to_str().unwrap()]));
+        local_runs.push(run(&[]));
+    }
+    for remote in &remote_runs {
+        assert_eq!(remote["agent"], agent.address.as_str());
+    }
+    for local in &local_runs {
+        assert!(local.get("agent").is_none());
+    }
+    let fastest = |runs: &[serde_json::Value]| {
+        runs.iter()
+            .map(|j| j["median_ms"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (rm, lm) = (fastest(&remote_runs), fastest(&local_runs));
+    // The same model under the same protocol and thread count: the medians agree within the
+    // noise of a shared two-core machine (15%). A broken agent -- timing the transfer, a
+    // different thread count, a different model -- is off by far more.
+    let allowed = 0.15 * lm;
     println!(
-        "agent median {rm:.4} ms, local median {lm:.4} ms, allowed difference {allowed:.4} ms"
+        "agent median {rm:.4} ms, local median {lm:.4} ms (fastest of 3 each), allowed difference {allowed:.4} ms"
     );
     assert!(
         (rm - lm).abs() <= allowed,
@@ -276,6 +298,7 @@ fn an_agent_measurement_agrees_with_a_local_profile() {
 
 #[test]
 fn without_a_token_the_agent_stays_on_loopback() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let output = hwnas(&["agent", "--listen", "0.0.0.0:0"]).output().unwrap();
     assert!(!output.status.success());
     let stderr = stderr_text(&output);
@@ -292,6 +315,7 @@ fn without_a_token_the_agent_stays_on_loopback() {
 
 #[test]
 fn search_measures_through_an_agent_target() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let Some(table) =
         hwnas_core::data::locate("HWNAS_NB201_TABLE", "nas-bench-201/nb201_cifar10.csv.gz")
     else {

@@ -262,3 +262,94 @@ fn proxies_report_rank_correlations() {
         assert_eq!(c["samples"], 6);
     }
 }
+
+fn fashion_mnist_present() -> bool {
+    let present = hwnas_core::images::ImageSet::fashion_mnist_train(None).is_ok();
+    if !present {
+        println!(
+            "skipped: Fashion-MNIST is absent (install dataset-fashion-mnist or give ../shared/data/image-datasets)"
+        );
+    }
+    present
+}
+
+#[test]
+fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
+    if !fashion_mnist_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = hwnas(&[
+        "search",
+        "--space",
+        "nb201",
+        "--strategy",
+        "advantagenas",
+        "--evaluator",
+        "supernet",
+        "--data",
+        "fashion-mnist",
+        "--epochs",
+        "1",
+        "--train-images",
+        "256",
+        "--eval-images",
+        "64",
+        "--batch-size",
+        "32",
+        "--target",
+        "table:pixel3",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let stderr = stderr_text(&output);
+    if stderr.contains("NAS-Bench-201 table") && !output.status.success() {
+        println!("skipped: the NAS-Bench-201 table is absent");
+        return;
+    }
+    assert!(output.status.success(), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    let arch = json["arch"].as_str().unwrap();
+    assert!(
+        arch.starts_with('|') && arch.matches('~').count() == 6,
+        "{arch}"
+    );
+    assert_eq!(json["steps"], 4);
+    assert!(json["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(json["table_test_accuracy"].as_f64().is_some());
+    let accuracy = json["accuracy_estimate"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&accuracy));
+    for file in [
+        "checkpoint.bin",
+        "trace.jsonl",
+        "report.md",
+        "best.onnx",
+        "manifest.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    // A wrong strategy name for a one-shot search is refused with the allowed names.
+    let output = hwnas(&[
+        "search",
+        "--space",
+        "nb201",
+        "--strategy",
+        "rea",
+        "--evaluator",
+        "supernet",
+        "--out",
+        dir.path().join("other").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr_text(&output).contains("advantagenas"),
+        "{}",
+        stderr_text(&output)
+    );
+}
