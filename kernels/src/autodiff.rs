@@ -61,6 +61,32 @@ enum Op {
     Softmax {
         x: Var,
     },
+    LogSoftmax {
+        x: Var,
+    },
+    GumbelSoftmax {
+        logits: Var,
+        tau: f32,
+        soft: Tensor,
+    },
+    Mul {
+        a: Var,
+        b: Var,
+    },
+    Concat {
+        parts: Vec<Var>,
+    },
+    Slice {
+        x: Var,
+        axis: usize,
+        start: usize,
+    },
+    CentreCrop {
+        x: Var,
+    },
+    Mean {
+        x: Var,
+    },
     CrossEntropy {
         logits: Var,
         labels: Vec<usize>,
@@ -309,17 +335,71 @@ impl<'b> Tape<'b> {
         ))
     }
 
-    /// Softmax of a `[K]` vector (architecture weights).
+    /// Softmax along the last axis (e.g. of a `[K]` vector of architecture parameters).
     pub fn softmax(&mut self, x: Var) -> Result<Var> {
-        let xv = self.value(x);
-        let row = xv.clone().reshape(&[1, xv.len()])?;
-        let probs: Vec<f32> = cpu::log_softmax(&row)?
-            .data()
-            .iter()
-            .map(|v| v.exp())
-            .collect();
-        let value = Tensor::new(xv.shape(), probs)?;
+        let value = cpu::softmax(self.value(x))?;
         Ok(self.push(value, Op::Softmax { x }, &[x]))
+    }
+
+    /// Log-softmax of `[N, C]` logits, row-wise.
+    pub fn log_softmax(&mut self, x: Var) -> Result<Var> {
+        let value = cpu::log_softmax(self.value(x))?;
+        Ok(self.push(value, Op::LogSoftmax { x }, &[x]))
+    }
+
+    /// Gumbel-softmax along the last axis with the given Gumbel `noise` (see
+    /// [`cpu::gumbel_noise`]) and temperature: the relaxed sample, or with `hard` the
+    /// one-hot argmax whose gradient is the relaxed sample's (straight-through).
+    pub fn gumbel_softmax(
+        &mut self,
+        logits: Var,
+        noise: &Tensor,
+        tau: f32,
+        hard: bool,
+    ) -> Result<Var> {
+        let (value, soft) = cpu::gumbel_softmax(self.value(logits), noise, tau, hard)?;
+        Ok(self.push(value, Op::GumbelSoftmax { logits, tau, soft }, &[logits]))
+    }
+
+    /// `a * b` element-wise with NumPy-style broadcasting (e.g. `[N, C, H, W]` by
+    /// `[N, C, 1, 1]` gates).
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        let value = cpu::mul(self.value(a), self.value(b))?;
+        Ok(self.push(value, Op::Mul { a, b }, &[a, b]))
+    }
+
+    /// Concatenation along the channel axis (axis 1).
+    pub fn concat(&mut self, parts: &[Var]) -> Result<Var> {
+        let values: Vec<&Tensor> = parts.iter().map(|&v| self.value(v)).collect();
+        let value = cpu::concat_channels(&values)?;
+        Ok(self.push(
+            value,
+            Op::Concat {
+                parts: parts.to_vec(),
+            },
+            parts,
+        ))
+    }
+
+    /// Indices `start..start + len` along `axis` (elastic width: output channels of a
+    /// weight on axis 0, input channels on axis 1).
+    pub fn slice(&mut self, x: Var, axis: usize, start: usize, len: usize) -> Result<Var> {
+        let value = cpu::slice_axis(self.value(x), axis, start, len)?;
+        Ok(self.push(value, Op::Slice { x, axis, start }, &[x]))
+    }
+
+    /// The centre `size x size` window of `[..., K, K]` kernels (elastic kernel size).
+    pub fn centre_crop(&mut self, x: Var, size: usize) -> Result<Var> {
+        let value = cpu::centre_crop(self.value(x), size)?;
+        Ok(self.push(value, Op::CentreCrop { x }, &[x]))
+    }
+
+    /// The mean of all values, as `[1]`.
+    pub fn mean(&mut self, x: Var) -> Var {
+        let xv = self.value(x);
+        let mean = xv.data().iter().sum::<f32>() / xv.len().max(1) as f32;
+        let value = Tensor::new(&[1], vec![mean]).expect("one value");
+        self.push(value, Op::Mean { x }, &[x])
     }
 
     /// Mean cross-entropy of `[N, C]` logits.
@@ -403,6 +483,7 @@ impl<'b> Tape<'b> {
                 let saved = match &n.op {
                     Op::BatchNorm { cache, .. } => cache.normalised.len(),
                     Op::BatchNormInference { normalised, .. } => normalised.len(),
+                    Op::GumbelSoftmax { soft, .. } => soft.len(),
                     _ => 0,
                 };
                 n.value.len() + n.grad.as_ref().map_or(0, Tensor::len) + saved
@@ -566,15 +647,44 @@ impl<'b> Tape<'b> {
                 self.accumulate(*weights, &dw);
             }
             Op::Softmax { x } => {
-                let p = self.nodes[index].value.data().to_vec();
-                let inner: f32 = p.iter().zip(dy.data()).map(|(p, g)| p * g).sum();
-                let dx = Tensor::new(
-                    dy.shape(),
-                    p.iter()
-                        .zip(dy.data())
-                        .map(|(p, g)| p * (g - inner))
-                        .collect(),
-                )?;
+                let dx = cpu::softmax_backward(&self.nodes[index].value, dy)?;
+                self.accumulate(*x, &dx);
+            }
+            Op::LogSoftmax { x } => {
+                let dx = cpu::log_softmax_backward(&self.nodes[index].value, dy)?;
+                self.accumulate(*x, &dx);
+            }
+            Op::GumbelSoftmax { logits, tau, soft } => {
+                let dx = cpu::gumbel_softmax_backward(soft, dy, *tau)?;
+                self.accumulate(*logits, &dx);
+            }
+            Op::Mul { a, b } => {
+                let (da, db) = cpu::mul_backward(self.value(*a), self.value(*b), dy)?;
+                self.accumulate(*a, &da);
+                self.accumulate(*b, &db);
+            }
+            Op::Concat { parts } => {
+                let channels: Vec<usize> =
+                    parts.iter().map(|&p| self.value(p).shape()[1]).collect();
+                let grads = cpu::concat_channels_backward(dy, &channels)?;
+                for (part, grad) in parts.iter().zip(grads) {
+                    self.accumulate(*part, &grad);
+                }
+            }
+            Op::Slice { x, axis, start } => {
+                let shape = self.value(*x).shape().to_vec();
+                let dx = cpu::slice_axis_backward(dy, &shape, *axis, *start)?;
+                self.accumulate(*x, &dx);
+            }
+            Op::CentreCrop { x } => {
+                let shape = self.value(*x).shape().to_vec();
+                let dx = cpu::centre_crop_backward(dy, &shape)?;
+                self.accumulate(*x, &dx);
+            }
+            Op::Mean { x } => {
+                let shape = self.value(*x).shape().to_vec();
+                let len: usize = shape.iter().product();
+                let dx = Tensor::new(&shape, vec![dy.data()[0] / len.max(1) as f32; len])?;
                 self.accumulate(*x, &dx);
             }
             Op::CrossEntropy { logits, labels } => {

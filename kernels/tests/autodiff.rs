@@ -216,3 +216,78 @@ fn inference_batch_norm_gradients_match_finite_differences() {
         }
     }
 }
+
+/// An elastic (Once-for-All-like) block and a DARTS-like concat on the tape: a 7x7 kernel
+/// centre-cropped to 3x3 and sliced to its first 4 output channels, concatenated with the
+/// input, gated squeeze-excite style, mixed by a Gumbel-softmax of alpha, then a
+/// log-softmax read out through a mean.
+fn elastic_block(x: &Tensor, w7: &Tensor, alpha: &Tensor, grads: bool) -> (f32, Vec<Tensor>) {
+    let mut tape = Tape::new(&Cpu);
+    let xv = tape.leaf(x.clone(), false);
+    let wv = tape.leaf(w7.clone(), true);
+    let av = tape.leaf(alpha.clone(), true);
+    let cropped = tape.centre_crop(wv, 3).unwrap();
+    let narrow = tape.slice(cropped, 0, 0, 4).unwrap();
+    let spec = Conv2dSpec {
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let conv = tape.conv2d(xv, narrow, None, spec).unwrap();
+    let both = tape.concat(&[conv, xv]).unwrap();
+    let squeezed = tape.global_avg_pool(both).unwrap();
+    let gate = tape.activation(squeezed, Activation::Sigmoid).unwrap();
+    let excited = tape.mul(both, gate).unwrap();
+    let first = tape.slice(excited, 1, 0, 4).unwrap();
+    let noise = hwnas_kernels::cpu::gumbel_noise(&[3], 7);
+    let weights = tape.gumbel_softmax(av, &noise, 0.8, false).unwrap();
+    let pooled = tape.avg_pool(first, 3, 1, 1).unwrap();
+    let mixed = tape
+        .mixed(&[Some(first), Some(conv), Some(pooled)], weights)
+        .unwrap();
+    let flat = tape.flatten(mixed).unwrap();
+    let log_probs = tape.log_softmax(flat).unwrap();
+    let loss = tape.mean(log_probs);
+    let value = tape.value(loss).data()[0];
+    if !grads {
+        return (value, Vec::new());
+    }
+    tape.backward(loss).unwrap();
+    (
+        value,
+        vec![
+            tape.grad(wv).unwrap().clone(),
+            tape.grad(av).unwrap().clone(),
+        ],
+    )
+}
+
+#[test]
+fn layout_broadcast_and_gumbel_ops_differentiate_on_the_tape() {
+    let x = Tensor::randn(&[2, 4, 5, 5], 1.0, 31);
+    let w7 = Tensor::randn(&[6, 4, 7, 7], 0.3, 32);
+    let alpha = Tensor::new(&[3], vec![0.2, -0.4, 0.1]).unwrap();
+    let (_, grads) = elastic_block(&x, &w7, &alpha, true);
+    // Outside the cropped, sliced window the kernel gets no gradient.
+    assert_eq!(grads[0].data()[5 * 4 * 49], 0.0, "channel 5 is sliced away");
+    assert_eq!(grads[0].data()[0], 0.0, "corner (0, 0) is cropped away");
+    let params = [&w7, &alpha];
+    for (which, grad) in grads.iter().enumerate() {
+        let step = (params[which].len() / 40).max(1);
+        let (mut numeric, mut analytic) = (Vec::new(), Vec::new());
+        for i in (0..params[which].len()).step_by(step) {
+            let eps = 1e-2;
+            let mut perturbed = [w7.clone(), alpha.clone()];
+            perturbed[which].data_mut()[i] += eps;
+            let plus = elastic_block(&x, &perturbed[0], &perturbed[1], false).0;
+            perturbed[which].data_mut()[i] -= 2.0 * eps;
+            let minus = elastic_block(&x, &perturbed[0], &perturbed[1], false).0;
+            numeric.push((plus - minus) / (2.0 * eps));
+            analytic.push(grad.data()[i]);
+        }
+        if let Some((i, a, g)) = Tolerance::FINITE_DIFFERENCE.first_mismatch(&numeric, &analytic) {
+            panic!("parameter {which}, sample {i}: numeric {a} vs tape {g}");
+        }
+    }
+}

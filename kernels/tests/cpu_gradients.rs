@@ -162,3 +162,124 @@ fn batch_norm_gradients() {
         dot(&cpu::batch_norm_train(&x, &gamma, b, 1e-5).unwrap().0, &r)
     });
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn channel_layout_gradients(n in 1usize..3, c1 in 1usize..4, c2 in 1usize..4, h in 1usize..5,
+                                w in 1usize..5, seed in 0u64..1000) {
+        let a = Tensor::randn(&[n, c1, h, w], 1.0, seed);
+        let b = Tensor::randn(&[n, c2, h, w], 1.0, seed + 1);
+        let y = cpu::concat_channels(&[&a, &b]).unwrap();
+        prop_assert_eq!(y.shape(), &[n, c1 + c2, h, w]);
+        // Channel c1 of the result is channel 0 of b.
+        prop_assert_eq!(cpu::slice_axis(&y, 1, c1, c2).unwrap(), b.clone());
+        let r = Tensor::randn(y.shape(), 1.0, seed + 2);
+        let grads = cpu::concat_channels_backward(&r, &[c1, c2]).unwrap();
+        check("concat da", &a, &grads[0], &|a| dot(&cpu::concat_channels(&[a, &b]).unwrap(), &r));
+        check("concat db", &b, &grads[1], &|b| dot(&cpu::concat_channels(&[&a, b]).unwrap(), &r));
+
+        for axis in 0..4 {
+            let size = a.shape()[axis];
+            let (start, len) = (size / 2, size - size / 2);
+            let s = cpu::slice_axis(&a, axis, start, len).unwrap();
+            let r = Tensor::randn(s.shape(), 1.0, seed + 3);
+            let dx = cpu::slice_axis_backward(&r, a.shape(), axis, start).unwrap();
+            check("slice", &a, &dx, &|a| dot(&cpu::slice_axis(a, axis, start, len).unwrap(), &r));
+        }
+    }
+
+    #[test]
+    fn broadcast_product_gradients(n in 1usize..3, c in 1usize..4, h in 1usize..4, seed in 0u64..1000) {
+        // Squeeze-excite's gate, a per-channel scale and a plain element-wise product.
+        let x = Tensor::randn(&[n, c, h, h + 1], 1.0, seed);
+        for gate_shape in [vec![n, c, 1, 1], vec![c, 1, 1], vec![n, c, h, h + 1]] {
+            let g = Tensor::randn(&gate_shape, 1.0, seed + 1);
+            let y = cpu::mul(&x, &g).unwrap();
+            prop_assert_eq!(y.shape(), x.shape());
+            let r = Tensor::randn(y.shape(), 1.0, seed + 2);
+            let (dx, dg) = cpu::mul_backward(&x, &g, &r).unwrap();
+            check("mul dx", &x, &dx, &|x| dot(&cpu::mul(x, &g).unwrap(), &r));
+            check("mul dgate", &g, &dg, &|g| dot(&cpu::mul(&x, g).unwrap(), &r));
+        }
+    }
+}
+
+#[test]
+fn a_broadcast_of_mismatched_shapes_is_refused() {
+    let a = Tensor::zeros(&[2, 3, 4, 4]);
+    let b = Tensor::zeros(&[2, 2, 1, 1]);
+    let message = cpu::mul(&a, &b).unwrap_err().to_string();
+    assert!(message.contains("cannot broadcast"), "{message}");
+}
+
+#[test]
+fn centre_crop_takes_the_middle_and_its_gradient_pads_back() {
+    let w = Tensor::randn(&[3, 2, 7, 7], 1.0, 5);
+    for size in [5, 3, 1] {
+        let crop = cpu::centre_crop(&w, size).unwrap();
+        assert_eq!(crop.shape(), &[3, 2, size, size]);
+        let off = (7 - size) / 2;
+        // The top-left of the crop of kernel (2, 1) is element (off, off) of the 7x7 one.
+        assert_eq!(
+            crop.data()[(2 * 2 + 1) * size * size],
+            w.data()[(2 * 2 + 1) * 49 + off * 7 + off]
+        );
+        let r = Tensor::randn(crop.shape(), 1.0, 6);
+        let dw = cpu::centre_crop_backward(&r, w.shape()).unwrap();
+        check("centre crop", &w, &dw, &|w| {
+            dot(&cpu::centre_crop(w, size).unwrap(), &r)
+        });
+    }
+    assert!(
+        cpu::centre_crop(&w, 4).is_err(),
+        "an odd offset has no centre"
+    );
+}
+
+#[test]
+fn softmax_family_gradients() {
+    let x = Tensor::randn(&[3, 5], 1.5, 11);
+    let r = Tensor::randn(&[3, 5], 1.0, 12);
+    let p = cpu::softmax(&x).unwrap();
+    check(
+        "softmax",
+        &x,
+        &cpu::softmax_backward(&p, &r).unwrap(),
+        &|x| dot(&cpu::softmax(x).unwrap(), &r),
+    );
+    let l = cpu::log_softmax(&x).unwrap();
+    check(
+        "log-softmax",
+        &x,
+        &cpu::log_softmax_backward(&l, &r).unwrap(),
+        &|x| dot(&cpu::log_softmax(x).unwrap(), &r),
+    );
+    let noise = cpu::gumbel_noise(&[3, 5], 13);
+    let (soft, _) = cpu::gumbel_softmax(&x, &noise, 0.7, false).unwrap();
+    check(
+        "gumbel-softmax",
+        &x,
+        &cpu::gumbel_softmax_backward(&soft, &r, 0.7).unwrap(),
+        &|x| dot(&cpu::gumbel_softmax(x, &noise, 0.7, false).unwrap().0, &r),
+    );
+    // The hard form is one-hot at the relaxed sample's argmax in every row.
+    let (hard, relaxed) = cpu::gumbel_softmax(&x, &noise, 0.7, true).unwrap();
+    assert_eq!(relaxed, soft);
+    for (h, s) in hard.data().chunks(5).zip(soft.data().chunks(5)) {
+        assert_eq!(h.iter().sum::<f32>(), 1.0);
+        let argmax = (0..5).fold(0, |b, i| if s[i] > s[b] { i } else { b });
+        assert_eq!(h[argmax], 1.0);
+    }
+}
+
+#[test]
+fn gumbel_noise_is_seeded_and_has_the_gumbel_mean() {
+    let a = cpu::gumbel_noise(&[20_000], 3);
+    assert_eq!(a, cpu::gumbel_noise(&[20_000], 3));
+    assert_ne!(a, cpu::gumbel_noise(&[20_000], 4));
+    // The standard Gumbel's mean is the Euler-Mascheroni constant, 0.5772.
+    let mean = a.data().iter().map(|v| f64::from(*v)).sum::<f64>() / 20_000.0;
+    assert!((mean - 0.5772).abs() < 0.03, "mean {mean}");
+}

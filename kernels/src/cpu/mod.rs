@@ -2,15 +2,23 @@
 //! a GEMM crate for convolutions and matrix products, rayon across the batch). Every GPU
 //! kernel is checked against it, and every backward here against finite differences.
 
+pub mod broadcast;
 pub mod conv;
 pub mod gemm;
+pub mod layout;
 pub mod matmul;
 pub mod mixed;
 pub mod norm;
 pub mod pool;
+pub mod softmax;
 pub mod unary;
 
+pub use broadcast::{broadcast_shape, mul, mul_backward};
 pub use conv::{conv2d, conv2d_backward};
+pub use layout::{
+    centre_crop, centre_crop_backward, concat_channels, concat_channels_backward, slice_axis,
+    slice_axis_backward,
+};
 pub use matmul::{matmul, matmul_backward};
 pub use mixed::{mixed_op, mixed_op_backward};
 pub use norm::{
@@ -20,6 +28,10 @@ pub use norm::{
 pub use pool::{
     avg_pool, avg_pool_backward, global_avg_pool, global_avg_pool_backward, max_pool,
     max_pool_backward,
+};
+pub use softmax::{
+    gumbel_noise, gumbel_softmax, gumbel_softmax_backward, log_softmax_backward, softmax,
+    softmax_backward,
 };
 pub use unary::{
     activation, activation_backward, cross_entropy, cross_entropy_backward, log_softmax,
