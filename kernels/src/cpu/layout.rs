@@ -135,7 +135,7 @@ pub fn slice_axis_backward(
 /// or 3x3 kernel cut from the shared 7x7 one).
 pub fn centre_crop(w: &Tensor, size: usize) -> Result<Tensor> {
     let (outer, k) = square_kernels(w)?;
-    if size > k || size == 0 || (k - size) % 2 != 0 {
+    if size > k || size == 0 || !(k - size).is_multiple_of(2) {
         return Err(Error::Shape(format!(
             "centre crop of {size}x{size} from {k}x{k} kernels (sizes must differ by an even number)"
         )));
@@ -160,7 +160,7 @@ pub fn centre_crop_backward(dy: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let mut dx = Tensor::zeros(shape);
     let (outer, k) = square_kernels(&dx)?;
     let (dy_outer, size) = square_kernels(dy)?;
-    if dy_outer != outer || size > k || (k - size) % 2 != 0 {
+    if dy_outer != outer || size > k || !(k - size).is_multiple_of(2) {
         return Err(Error::Shape(format!(
             "centre crop backward: {:?} into {shape:?}",
             dy.shape()

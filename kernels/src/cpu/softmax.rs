@@ -76,7 +76,7 @@ pub fn gumbel_softmax(
     hard: bool,
 ) -> Result<(Tensor, Tensor)> {
     same_shape("gumbel-softmax", logits, noise)?;
-    if !(tau > 0.0) {
+    if tau.is_nan() || tau <= 0.0 {
         return Err(Error::Shape(format!(
             "gumbel-softmax temperature must be > 0, got {tau}"
         )));
