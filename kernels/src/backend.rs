@@ -66,9 +66,9 @@ impl Backend for Cpu {
     }
 }
 
-/// The wgpu backend: matmul (forward and backward), convolution forward and activations
-/// (forward and backward) run as WGSL kernels; convolution backward runs on the CPU
-/// reference until its kernels land.
+/// The wgpu backend: convolution, matmul and activations (forward and backward) run as
+/// WGSL kernels; the other ops (pooling, batch norm, the mixed op, losses) run on the CPU
+/// reference.
 pub struct Wgpu {
     gpu: GpuContext,
 }
@@ -119,6 +119,22 @@ impl Backend for Wgpu {
             }
         }
         Ok(y)
+    }
+
+    fn conv2d_backward(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        dy: &Tensor,
+        spec: &Conv2dSpec,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (dx, dw) = self.gpu.conv2d_backward(x, weight, dy, spec)?;
+        let [_, cout, oh, ow] = dy.nchw()?;
+        let mut db = vec![0.0; cout];
+        for (i, chunk) in dy.data().chunks(oh * ow).enumerate() {
+            db[i % cout] += chunk.iter().sum::<f32>();
+        }
+        Ok((dx, dw, Tensor::new(&[cout], db)?))
     }
 
     fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {

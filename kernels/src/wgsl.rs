@@ -10,7 +10,7 @@ pub enum Shader {
     Matmul,
     /// Activations forward and backward.
     Activation,
-    /// Direct convolution.
+    /// Convolution forward and backward: tiled implicit products and direct kernels.
     Conv2d,
 }
 
@@ -100,4 +100,9 @@ pub struct Conv2dParams {
     pub dilation: u32,
     /// Groups.
     pub groups: u32,
+    /// Which product the `tiled` entry point computes: 0 forward, 1 input gradient,
+    /// 2 weight gradient.
+    pub mode: u32,
+    /// Padding to 16 bytes.
+    pub pad: [u32; 3],
 }

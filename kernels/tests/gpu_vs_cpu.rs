@@ -86,3 +86,51 @@ fn a_depthwise_stride_2_convolution_matches() {
         &cpu::conv2d(&x, &w, None, &spec).unwrap(),
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Both paths (tiled for wide groups, direct for narrow ones) forward and backward.
+    #[test]
+    fn conv2d_backward_matches(n in 1usize..3, groups in 1usize..3, cin_g in prop::sample::select(vec![1usize, 3, 8, 11]),
+                               cout_g in prop::sample::select(vec![1usize, 2, 8, 17]), size in 3usize..10,
+                               k in prop::sample::select(vec![1usize, 3, 5]), stride in 1usize..3,
+                               dilation in 1usize..3, seed in 0u64..1000) {
+        let Some(gpu) = gpu() else { return Ok(()) };
+        let spec = Conv2dSpec { stride, padding: dilation * (k - 1) / 2, dilation, groups };
+        prop_assume!(spec.output_size(size, k).is_some());
+        let x = Tensor::randn(&[n, cin_g * groups, size, size + 1], 1.0, seed);
+        let w = Tensor::randn(&[cout_g * groups, cin_g, k, k], 0.5, seed + 1);
+        let y = cpu::conv2d(&x, &w, None, &spec).unwrap();
+        assert_close("conv2d", &gpu.conv2d(&x, &w, &spec).unwrap(), &y);
+        let dy = Tensor::randn(y.shape(), 1.0, seed + 2);
+        let (dx, dw) = gpu.conv2d_backward(&x, &w, &dy, &spec).unwrap();
+        let (cdx, cdw, _) = cpu::conv2d_backward(&x, &w, &dy, &spec).unwrap();
+        assert_close("conv2d dx", &dx, &cdx);
+        assert_close("conv2d dw", &dw, &cdw);
+    }
+}
+
+#[test]
+fn a_wide_stride_2_convolution_takes_the_tiled_path_and_matches() {
+    let Some(gpu) = gpu() else { return };
+    let spec = Conv2dSpec {
+        stride: 2,
+        padding: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let x = Tensor::randn(&[3, 16, 15, 15], 1.0, 3);
+    let w = Tensor::randn(&[24, 16, 3, 3], 0.3, 4);
+    assert!(GpuContext::conv_is_tiled(
+        [3, 16, 15, 15, 24, 3, 8, 8],
+        &spec
+    ));
+    let y = cpu::conv2d(&x, &w, None, &spec).unwrap();
+    assert_close("conv2d", &gpu.conv2d(&x, &w, &spec).unwrap(), &y);
+    let dy = Tensor::randn(y.shape(), 1.0, 5);
+    let (dx, dw) = gpu.conv2d_backward(&x, &w, &dy, &spec).unwrap();
+    let (cdx, cdw, _) = cpu::conv2d_backward(&x, &w, &dy, &spec).unwrap();
+    assert_close("conv2d dx", &dx, &cdx);
+    assert_close("conv2d dw", &dw, &cdw);
+}

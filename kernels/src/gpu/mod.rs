@@ -134,6 +134,18 @@ impl GpuContext {
         output: &wgpu::Buffer,
         len: usize,
     ) -> Result<Vec<f32>> {
+        self.run3(key, buffers, (workgroups.0, workgroups.1, 1), output, len)
+    }
+
+    /// [`Self::run`] with a three-dimensional dispatch.
+    fn run3(
+        &self,
+        key: PipelineKey,
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: (u32, u32, u32),
+        output: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<f32>> {
         let pipeline = self.pipeline(key);
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
@@ -163,7 +175,7 @@ impl GpuContext {
             });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(workgroups.0, workgroups.1, 1);
+            pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
         }
         encoder.copy_buffer_to_buffer(output, 0, &readback, 0, (len.max(1) * 4) as u64);
         self.queue.submit([encoder.finish()]);
@@ -293,46 +305,161 @@ impl GpuContext {
         Tensor::new(x.shape(), values)
     }
 
-    /// Convolution without bias (same contract as [`crate::cpu::conv2d`]).
-    pub fn conv2d(&self, x: &Tensor, weight: &Tensor, spec: &Conv2dSpec) -> Result<Tensor> {
-        let reference = crate::cpu::conv::geometry_of(x, weight, spec)?;
-        let [n, cin, h, w, cout, k, oh, ow] = reference;
-        let params = self.uniform(&Conv2dParams {
-            n: n as u32,
-            cin: cin as u32,
-            h: h as u32,
-            w: w as u32,
-            cout: cout as u32,
-            k: k as u32,
-            oh: oh as u32,
-            ow: ow as u32,
+    fn conv_params(geometry: [usize; 8], spec: &Conv2dSpec, mode: u32) -> Conv2dParams {
+        let [n, cin, h, w, cout, k, oh, ow] = geometry.map(|v| v as u32);
+        Conv2dParams {
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            k,
+            oh,
+            ow,
             stride: spec.stride as u32,
             padding: spec.padding as u32,
             dilation: spec.dilation as u32,
             groups: spec.groups.max(1) as u32,
-        });
+            mode,
+            pad: [0; 3],
+        }
+    }
+
+    /// Whether a convolution's groups are wide enough for the tiled kernel (a group's
+    /// channels fill a good part of a 16-wide tile); depthwise and other narrow groups take
+    /// the direct kernels.
+    pub fn conv_is_tiled(geometry: [usize; 8], spec: &Conv2dSpec) -> bool {
+        let groups = spec.groups.max(1);
+        let [_, cin, _, _, cout, ..] = geometry;
+        cin / groups >= 8 && cout / groups >= 8
+    }
+
+    fn workgroups_2d(count: usize) -> (u32, u32) {
+        let x = count.clamp(1, 65_535);
+        (x as u32, count.div_ceil(x) as u32)
+    }
+
+    /// The tiled dispatch for a product of `rows x columns` per group.
+    fn tiled_groups(rows: usize, columns: usize, groups: usize) -> Result<(u32, u32, u32)> {
+        let (x, y) = (columns.div_ceil(16), rows.div_ceil(16));
+        if x > 65_535 || y > 65_535 || groups > 65_535 {
+            return Err(Error::Gpu(format!(
+                "a convolution product of {rows} x {columns} in {groups} groups exceeds one dispatch; use a smaller batch"
+            )));
+        }
+        Ok((x as u32, y as u32, groups as u32))
+    }
+
+    /// Convolution without bias (same contract as [`crate::cpu::conv2d`]).
+    pub fn conv2d(&self, x: &Tensor, weight: &Tensor, spec: &Conv2dSpec) -> Result<Tensor> {
+        let geometry = crate::cpu::conv::geometry_of(x, weight, spec)?;
+        let [n, _, _, _, cout, _, oh, ow] = geometry;
+        let groups = spec.groups.max(1);
         let len = n * cout * oh * ow;
         let (xb, wb, out) = (
             self.storage(x.data()),
             self.storage(weight.data()),
             self.output(len),
         );
-        let key = PipelineKey {
-            shader: Shader::Conv2d,
-            entry: "main",
-        };
-        let groups = len.div_ceil(64);
-        let gx = groups.min(65_535);
-        let dims = (gx as u32, groups.div_ceil(gx.max(1)) as u32);
-        Tensor::new(
-            &[n, cout, oh, ow],
-            self.run(
-                key,
-                &[(0, &params), (1, &xb), (2, &wb), (3, &out)],
+        let values = if Self::conv_is_tiled(geometry, spec) {
+            let params = self.uniform(&Self::conv_params(geometry, spec, 0));
+            let dummy = self.storage(&[]);
+            let dims = Self::tiled_groups(cout / groups, n * oh * ow, groups)?;
+            self.run3(
+                Self::conv_key("tiled"),
+                &[(0, &params), (1, &xb), (2, &wb), (3, &out), (4, &dummy)],
                 dims,
                 &out,
                 len,
-            )?,
-        )
+            )?
+        } else {
+            let params = self.uniform(&Self::conv_params(geometry, spec, 0));
+            let (gx, gy) = Self::workgroups_2d(len.div_ceil(64));
+            self.run(
+                Self::conv_key("main"),
+                &[(0, &params), (1, &xb), (2, &wb), (3, &out)],
+                (gx, gy),
+                &out,
+                len,
+            )?
+        };
+        Tensor::new(&[n, cout, oh, ow], values)
+    }
+
+    /// The input and weight gradients of a convolution without bias (the bias gradient is
+    /// the per-channel sum of `dy`).
+    pub fn conv2d_backward(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        dy: &Tensor,
+        spec: &Conv2dSpec,
+    ) -> Result<(Tensor, Tensor)> {
+        let geometry = crate::cpu::conv::geometry_of(x, weight, spec)?;
+        let [n, cin, h, w, cout, k, oh, ow] = geometry;
+        if dy.shape() != [n, cout, oh, ow] {
+            return Err(Error::Shape(format!(
+                "conv backward: dy {:?} for an output of [{n}, {cout}, {oh}, {ow}]",
+                dy.shape()
+            )));
+        }
+        let groups = spec.groups.max(1);
+        let (xb, wb, dyb) = (
+            self.storage(x.data()),
+            self.storage(weight.data()),
+            self.storage(dy.data()),
+        );
+        let (dx_len, dw_len) = (x.len(), weight.len());
+        let (dxb, dwb) = (self.output(dx_len), self.output(dw_len));
+        let (dx, dw) = if Self::conv_is_tiled(geometry, spec) {
+            let dummy = self.storage(&[]);
+            let input = self.uniform(&Self::conv_params(geometry, spec, 1));
+            let dims = Self::tiled_groups(cin / groups, n * h * w, groups)?;
+            let dx = self.run3(
+                Self::conv_key("tiled"),
+                &[(0, &input), (1, &dummy), (2, &wb), (3, &dxb), (4, &dyb)],
+                dims,
+                &dxb,
+                dx_len,
+            )?;
+            let wgrad = self.uniform(&Self::conv_params(geometry, spec, 2));
+            let dims = Self::tiled_groups(cout / groups, (cin / groups) * k * k, groups)?;
+            let dw = self.run3(
+                Self::conv_key("tiled"),
+                &[(0, &wgrad), (1, &xb), (2, &dummy), (3, &dwb), (4, &dyb)],
+                dims,
+                &dwb,
+                dw_len,
+            )?;
+            (dx, dw)
+        } else {
+            let params = self.uniform(&Self::conv_params(geometry, spec, 0));
+            let dx = self.run(
+                Self::conv_key("backward_input_direct"),
+                &[(0, &params), (2, &wb), (3, &dxb), (4, &dyb)],
+                Self::workgroups_2d(dx_len.div_ceil(64)),
+                &dxb,
+                dx_len,
+            )?;
+            let dw = self.run(
+                Self::conv_key("backward_weight_direct"),
+                &[(0, &params), (1, &xb), (3, &dwb), (4, &dyb)],
+                Self::workgroups_2d(dw_len),
+                &dwb,
+                dw_len,
+            )?;
+            (dx, dw)
+        };
+        Ok((
+            Tensor::new(x.shape(), dx)?,
+            Tensor::new(weight.shape(), dw)?,
+        ))
+    }
+
+    fn conv_key(entry: &'static str) -> PipelineKey {
+        PipelineKey {
+            shader: Shader::Conv2d,
+            entry,
+        }
     }
 }
