@@ -229,13 +229,7 @@ impl<'b> Tape<'b> {
                 bv.len()
             )));
         }
-        let data = xv
-            .data()
-            .iter()
-            .enumerate()
-            .map(|(i, v)| v + bv.data()[i % features])
-            .collect();
-        let value = Tensor::new(xv.shape(), data)?;
+        let value = self.backend.binary(xv, bv, false)?;
         Ok(self.push(value, Op::AddBias { x, bias }, &[x, bias]))
     }
 
@@ -247,16 +241,23 @@ impl<'b> Tape<'b> {
 
     /// `a + b` (same shapes).
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
-        let value = cpu::mixed_op(&[Some(self.value(a)), Some(self.value(b))], &[1.0, 1.0])?;
+        if self.value(a).shape() != self.value(b).shape() {
+            return Err(Error::Shape(format!(
+                "add: {:?} + {:?}",
+                self.value(a).shape(),
+                self.value(b).shape()
+            )));
+        }
+        let value = self.backend.binary(self.value(a), self.value(b), false)?;
         Ok(self.push(value, Op::Add { a, b }, &[a, b]))
     }
 
     /// `factor * x`.
-    pub fn scale(&mut self, x: Var, factor: f32) -> Var {
-        let xv = self.value(x);
-        let value = Tensor::new(xv.shape(), xv.data().iter().map(|v| v * factor).collect())
-            .expect("same shape");
-        self.push(value, Op::Scale { x, factor }, &[x])
+    pub fn scale(&mut self, x: Var, factor: f32) -> Result<Var> {
+        let value = self
+            .backend
+            .binary(self.value(x), &Tensor::new(&[1], vec![factor])?, true)?;
+        Ok(self.push(value, Op::Scale { x, factor }, &[x]))
     }
 
     /// Average pooling (padding not counted).
@@ -289,8 +290,9 @@ impl<'b> Tape<'b> {
         stride: usize,
         padding: usize,
     ) -> Result<Var> {
-        let f = if max { cpu::max_pool } else { cpu::avg_pool };
-        let value = f(self.value(x), kernel, stride, padding)?;
+        let value = self
+            .backend
+            .pool(self.value(x), max, kernel, stride, padding)?;
         let op = Op::Pool {
             x,
             max,
@@ -303,7 +305,7 @@ impl<'b> Tape<'b> {
 
     /// Global average pooling to `[N, C, 1, 1]`.
     pub fn global_avg_pool(&mut self, x: Var) -> Result<Var> {
-        let value = cpu::global_avg_pool(self.value(x))?;
+        let value = self.backend.global_avg_pool(self.value(x))?;
         Ok(self.push(value, Op::GlobalAvgPool { x }, &[x]))
     }
 
@@ -322,7 +324,7 @@ impl<'b> Tape<'b> {
             .iter()
             .map(|c| c.map(|v| self.value(v)))
             .collect();
-        let value = cpu::mixed_op(&values, self.value(weights).data())?;
+        let value = self.backend.mixed(&values, self.value(weights).data())?;
         let mut inputs: Vec<Var> = candidates.iter().flatten().copied().collect();
         inputs.push(weights);
         Ok(self.push(
@@ -337,13 +339,13 @@ impl<'b> Tape<'b> {
 
     /// Softmax along the last axis (e.g. of a `[K]` vector of architecture parameters).
     pub fn softmax(&mut self, x: Var) -> Result<Var> {
-        let value = cpu::softmax(self.value(x))?;
+        let value = self.backend.softmax(self.value(x), None, 1.0, false)?;
         Ok(self.push(value, Op::Softmax { x }, &[x]))
     }
 
     /// Log-softmax of `[N, C]` logits, row-wise.
     pub fn log_softmax(&mut self, x: Var) -> Result<Var> {
-        let value = cpu::log_softmax(self.value(x))?;
+        let value = self.backend.softmax(self.value(x), None, 1.0, true)?;
         Ok(self.push(value, Op::LogSoftmax { x }, &[x]))
     }
 
@@ -357,21 +359,33 @@ impl<'b> Tape<'b> {
         tau: f32,
         hard: bool,
     ) -> Result<Var> {
-        let (value, soft) = cpu::gumbel_softmax(self.value(logits), noise, tau, hard)?;
+        if tau.is_nan() || tau <= 0.0 {
+            return Err(Error::Shape(format!(
+                "gumbel-softmax temperature must be > 0, got {tau}"
+            )));
+        }
+        let soft = self
+            .backend
+            .softmax(self.value(logits), Some(noise), 1.0 / tau, false)?;
+        let value = if hard {
+            cpu::one_hot_argmax(&soft)?
+        } else {
+            soft.clone()
+        };
         Ok(self.push(value, Op::GumbelSoftmax { logits, tau, soft }, &[logits]))
     }
 
     /// `a * b` element-wise with NumPy-style broadcasting (e.g. `[N, C, H, W]` by
     /// `[N, C, 1, 1]` gates).
     pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
-        let value = cpu::mul(self.value(a), self.value(b))?;
+        let value = self.backend.binary(self.value(a), self.value(b), true)?;
         Ok(self.push(value, Op::Mul { a, b }, &[a, b]))
     }
 
     /// Concatenation along the channel axis (axis 1).
     pub fn concat(&mut self, parts: &[Var]) -> Result<Var> {
         let values: Vec<&Tensor> = parts.iter().map(|&v| self.value(v)).collect();
-        let value = cpu::concat_channels(&values)?;
+        let value = self.backend.concat_channels(&values)?;
         Ok(self.push(
             value,
             Op::Concat {
@@ -384,27 +398,27 @@ impl<'b> Tape<'b> {
     /// Indices `start..start + len` along `axis` (elastic width: output channels of a
     /// weight on axis 0, input channels on axis 1).
     pub fn slice(&mut self, x: Var, axis: usize, start: usize, len: usize) -> Result<Var> {
-        let value = cpu::slice_axis(self.value(x), axis, start, len)?;
+        let value = self.backend.slice_axis(self.value(x), axis, start, len)?;
         Ok(self.push(value, Op::Slice { x, axis, start }, &[x]))
     }
 
     /// The centre `size x size` window of `[..., K, K]` kernels (elastic kernel size).
     pub fn centre_crop(&mut self, x: Var, size: usize) -> Result<Var> {
-        let value = cpu::centre_crop(self.value(x), size)?;
+        let value = self.backend.centre_crop(self.value(x), size)?;
         Ok(self.push(value, Op::CentreCrop { x }, &[x]))
     }
 
     /// The mean of all values, as `[1]`.
-    pub fn mean(&mut self, x: Var) -> Var {
+    pub fn mean(&mut self, x: Var) -> Result<Var> {
         let xv = self.value(x);
-        let mean = xv.data().iter().sum::<f32>() / xv.len().max(1) as f32;
-        let value = Tensor::new(&[1], vec![mean]).expect("one value");
-        self.push(value, Op::Mean { x }, &[x])
+        let mean = self.backend.sum(xv)? / xv.len().max(1) as f32;
+        let value = Tensor::new(&[1], vec![mean])?;
+        Ok(self.push(value, Op::Mean { x }, &[x]))
     }
 
     /// Mean cross-entropy of `[N, C]` logits.
     pub fn cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Result<Var> {
-        let loss = cpu::cross_entropy(self.value(logits), labels)?;
+        let loss = self.backend.cross_entropy(self.value(logits), labels)?;
         let value = Tensor::new(&[1], vec![loss])?;
         Ok(self.push(
             value,
@@ -419,8 +433,12 @@ impl<'b> Tape<'b> {
     /// Batch normalisation in training mode (the batch's statistics), `gamma` and `beta`
     /// of shape `[C]`.
     pub fn batch_norm(&mut self, x: Var, gamma: Var, beta: Var) -> Result<Var> {
-        let (value, cache) =
-            cpu::batch_norm_train(self.value(x), self.value(gamma), self.value(beta), 1e-5)?;
+        let (value, cache) = self.backend.batch_norm_train(
+            self.value(x),
+            self.value(gamma),
+            self.value(beta),
+            1e-5,
+        )?;
         Ok(self.push(
             value,
             Op::BatchNorm {
@@ -443,7 +461,7 @@ impl<'b> Tape<'b> {
         mean: &[f32],
         var: &[f32],
     ) -> Result<Var> {
-        let (y, normalised, inv_std) = cpu::batch_norm_inference(
+        let (y, normalised, inv_std) = self.backend.batch_norm_inference(
             self.value(x),
             self.value(gamma),
             self.value(beta),
@@ -493,9 +511,9 @@ impl<'b> Tape<'b> {
     }
 
     /// The sum of all values, as `[1]`.
-    pub fn sum(&mut self, x: Var) -> Var {
-        let value = Tensor::new(&[1], vec![self.value(x).data().iter().sum()]).expect("one value");
-        self.push(value, Op::Sum { x }, &[x])
+    pub fn sum(&mut self, x: Var) -> Result<Var> {
+        let value = Tensor::new(&[1], vec![self.backend.sum(self.value(x))?])?;
+        Ok(self.push(value, Op::Sum { x }, &[x]))
     }
 
     /// Computes the gradient of the scalar `loss` with respect to every value that needs one.
@@ -584,13 +602,9 @@ impl<'b> Tape<'b> {
                 self.accumulate(*b, &db);
             }
             Op::AddBias { x, bias } => {
-                self.accumulate(*x, dy);
-                let features = self.value(*bias).len();
-                let mut db = vec![0.0; features];
-                for (i, g) in dy.data().iter().enumerate() {
-                    db[i % features] += g;
-                }
-                let db = Tensor::new(&[features], db)?;
+                let (dx, db) =
+                    backend.binary_backward(self.value(*x), self.value(*bias), dy, false)?;
+                self.accumulate(*x, &dx);
                 self.accumulate(*bias, &db);
             }
             Op::Activation { x, f } => {
@@ -602,7 +616,7 @@ impl<'b> Tape<'b> {
                 self.accumulate(*b, dy);
             }
             Op::Scale { x, factor } => {
-                let dx = Tensor::new(dy.shape(), dy.data().iter().map(|g| g * factor).collect())?;
+                let dx = backend.binary(dy, &Tensor::new(&[1], vec![*factor])?, true)?;
                 self.accumulate(*x, &dx);
             }
             Op::Pool {
@@ -612,16 +626,12 @@ impl<'b> Tape<'b> {
                 stride,
                 padding,
             } => {
-                let f = if *max {
-                    cpu::max_pool_backward
-                } else {
-                    cpu::avg_pool_backward
-                };
-                let dx = f(self.value(*x), dy, *kernel, *stride, *padding)?;
+                let dx =
+                    backend.pool_backward(self.value(*x), dy, *max, *kernel, *stride, *padding)?;
                 self.accumulate(*x, &dx);
             }
             Op::GlobalAvgPool { x } => {
-                let dx = cpu::global_avg_pool_backward(self.value(*x), dy)?;
+                let dx = backend.global_avg_pool_backward(self.value(*x), dy)?;
                 self.accumulate(*x, &dx);
             }
             Op::Flatten { x } => {
@@ -637,7 +647,7 @@ impl<'b> Tape<'b> {
                     .map(|c| c.map(|v| self.value(v)))
                     .collect();
                 let (dweights, dcandidates) =
-                    cpu::mixed_op_backward(&values, self.value(*weights).data(), dy)?;
+                    backend.mixed_backward(&values, self.value(*weights).data(), dy)?;
                 for (candidate, grad) in candidates.iter().zip(dcandidates) {
                     if let (Some(c), Some(g)) = (candidate, grad) {
                         self.accumulate(*c, &g);
@@ -647,38 +657,38 @@ impl<'b> Tape<'b> {
                 self.accumulate(*weights, &dw);
             }
             Op::Softmax { x } => {
-                let dx = cpu::softmax_backward(&self.nodes[index].value, dy)?;
+                let dx = backend.softmax_backward(&self.nodes[index].value, dy, 1.0, false)?;
                 self.accumulate(*x, &dx);
             }
             Op::LogSoftmax { x } => {
-                let dx = cpu::log_softmax_backward(&self.nodes[index].value, dy)?;
+                let dx = backend.softmax_backward(&self.nodes[index].value, dy, 1.0, true)?;
                 self.accumulate(*x, &dx);
             }
             Op::GumbelSoftmax { logits, tau, soft } => {
-                let dx = cpu::gumbel_softmax_backward(soft, dy, *tau)?;
+                let dx = backend.softmax_backward(soft, dy, 1.0 / *tau, false)?;
                 self.accumulate(*logits, &dx);
             }
             Op::Mul { a, b } => {
-                let (da, db) = cpu::mul_backward(self.value(*a), self.value(*b), dy)?;
+                let (da, db) = backend.binary_backward(self.value(*a), self.value(*b), dy, true)?;
                 self.accumulate(*a, &da);
                 self.accumulate(*b, &db);
             }
             Op::Concat { parts } => {
                 let channels: Vec<usize> =
                     parts.iter().map(|&p| self.value(p).shape()[1]).collect();
-                let grads = cpu::concat_channels_backward(dy, &channels)?;
+                let grads = backend.concat_channels_backward(dy, &channels)?;
                 for (part, grad) in parts.iter().zip(grads) {
                     self.accumulate(*part, &grad);
                 }
             }
             Op::Slice { x, axis, start } => {
                 let shape = self.value(*x).shape().to_vec();
-                let dx = cpu::slice_axis_backward(dy, &shape, *axis, *start)?;
+                let dx = backend.slice_axis_backward(dy, &shape, *axis, *start)?;
                 self.accumulate(*x, &dx);
             }
             Op::CentreCrop { x } => {
                 let shape = self.value(*x).shape().to_vec();
-                let dx = cpu::centre_crop_backward(dy, &shape)?;
+                let dx = backend.centre_crop_backward(dy, &shape)?;
                 self.accumulate(*x, &dx);
             }
             Op::Mean { x } => {
@@ -688,7 +698,7 @@ impl<'b> Tape<'b> {
                 self.accumulate(*x, &dx);
             }
             Op::CrossEntropy { logits, labels } => {
-                let mut dx = cpu::cross_entropy_backward(self.value(*logits), labels)?;
+                let mut dx = backend.cross_entropy_backward(self.value(*logits), labels)?;
                 let scale = dy.data()[0];
                 dx.data_mut().iter_mut().for_each(|v| *v *= scale);
                 self.accumulate(*logits, &dx);
@@ -700,7 +710,7 @@ impl<'b> Tape<'b> {
                 cache,
             } => {
                 let (dx, dgamma, dbeta) =
-                    cpu::batch_norm_train_backward(cache, self.value(*gamma), dy)?;
+                    backend.batch_norm_train_backward(cache, self.value(*gamma), dy)?;
                 self.accumulate(*x, &dx);
                 self.accumulate(*gamma, &dgamma);
                 self.accumulate(*beta, &dbeta);
@@ -712,7 +722,7 @@ impl<'b> Tape<'b> {
                 inv_std,
                 normalised,
             } => {
-                let (dx, dgamma, dbeta) = cpu::batch_norm_inference_backward(
+                let (dx, dgamma, dbeta) = backend.batch_norm_inference_backward(
                     normalised,
                     inv_std,
                     self.value(*gamma),

@@ -1,6 +1,6 @@
 //! The `Backend` trait: the ops the autodiff tape runs, forward and backward, on host
-//! tensors. [`Cpu`] is the reference; [`Wgpu`] runs the ops that have WGSL kernels on the
-//! GPU and the rest on the CPU reference (each method says which).
+//! tensors. [`Cpu`] is the reference (the trait's default methods); [`Wgpu`] overrides
+//! every op with its WGSL kernels.
 
 use crate::cpu;
 use crate::error::Result;
@@ -54,6 +54,217 @@ pub trait Backend: Send + Sync {
     fn activation_backward(&self, x: &Tensor, dy: &Tensor, f: Activation) -> Result<Tensor> {
         cpu::activation_backward(x, dy, f)
     }
+
+    /// Average (padding not counted) or max pooling.
+    fn pool(
+        &self,
+        x: &Tensor,
+        max: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        if max {
+            cpu::max_pool(x, kernel, stride, padding)
+        } else {
+            cpu::avg_pool(x, kernel, stride, padding)
+        }
+    }
+
+    /// Gradient of [`Backend::pool`].
+    fn pool_backward(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        max: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        if max {
+            cpu::max_pool_backward(x, dy, kernel, stride, padding)
+        } else {
+            cpu::avg_pool_backward(x, dy, kernel, stride, padding)
+        }
+    }
+
+    /// Global average pooling to `[N, C, 1, 1]`.
+    fn global_avg_pool(&self, x: &Tensor) -> Result<Tensor> {
+        cpu::global_avg_pool(x)
+    }
+
+    /// Gradient of [`Backend::global_avg_pool`].
+    fn global_avg_pool_backward(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        cpu::global_avg_pool_backward(x, dy)
+    }
+
+    /// Training-mode batch norm: the output and what its backward needs.
+    fn batch_norm_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, cpu::BatchNormCache)> {
+        cpu::batch_norm_train(x, gamma, beta, eps)
+    }
+
+    /// `(dx, dgamma, dbeta)` of [`Backend::batch_norm_train`].
+    fn batch_norm_train_backward(
+        &self,
+        cache: &cpu::BatchNormCache,
+        gamma: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        cpu::batch_norm_train_backward(cache, gamma, dy)
+    }
+
+    /// Inference-mode batch norm: `(y, normalised, 1 / sqrt(var + eps))`.
+    fn batch_norm_inference(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        mean: &[f32],
+        var: &[f32],
+        eps: f32,
+    ) -> Result<(Tensor, Tensor, Vec<f32>)> {
+        cpu::batch_norm_inference(x, gamma, beta, mean, var, eps)
+    }
+
+    /// `(dx, dgamma, dbeta)` of [`Backend::batch_norm_inference`].
+    fn batch_norm_inference_backward(
+        &self,
+        normalised: &Tensor,
+        inv_std: &[f32],
+        gamma: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        cpu::batch_norm_inference_backward(normalised, inv_std, gamma, dy)
+    }
+
+    /// `a + b` or (`multiply`) `a * b` with broadcasting.
+    fn binary(&self, a: &Tensor, b: &Tensor, multiply: bool) -> Result<Tensor> {
+        cpu::binary(a, b, multiply)
+    }
+
+    /// `(da, db)` of [`Backend::binary`].
+    fn binary_backward(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        dy: &Tensor,
+        multiply: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        cpu::binary_backward(a, b, dy, multiply)
+    }
+
+    /// Indices `start..start + len` along `axis`.
+    fn slice_axis(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        cpu::slice_axis(x, axis, start, len)
+    }
+
+    /// Gradient of [`Backend::slice_axis`]: `dy` placed into zeros of `shape`.
+    fn slice_axis_backward(
+        &self,
+        dy: &Tensor,
+        shape: &[usize],
+        axis: usize,
+        start: usize,
+    ) -> Result<Tensor> {
+        cpu::slice_axis_backward(dy, shape, axis, start)
+    }
+
+    /// Concatenation along axis 1.
+    fn concat_channels(&self, parts: &[&Tensor]) -> Result<Tensor> {
+        cpu::concat_channels(parts)
+    }
+
+    /// Gradient of [`Backend::concat_channels`]: one channel slice per part.
+    fn concat_channels_backward(&self, dy: &Tensor, channels: &[usize]) -> Result<Vec<Tensor>> {
+        let total = dy.shape().get(1).copied().unwrap_or(0);
+        if channels.iter().sum::<usize>() != total {
+            return Err(crate::Error::Shape(format!(
+                "concat backward: parts of {channels:?} channels for a gradient of {total}"
+            )));
+        }
+        let mut offset = 0;
+        let mut grads = Vec::with_capacity(channels.len());
+        for &c in channels {
+            grads.push(self.slice_axis(dy, 1, offset, c)?);
+            offset += c;
+        }
+        Ok(grads)
+    }
+
+    /// The centre `size x size` window of `[..., K, K]` kernels.
+    fn centre_crop(&self, w: &Tensor, size: usize) -> Result<Tensor> {
+        cpu::centre_crop(w, size)
+    }
+
+    /// Gradient of [`Backend::centre_crop`].
+    fn centre_crop_backward(&self, dy: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        cpu::centre_crop_backward(dy, shape)
+    }
+
+    /// The mixed op: `sum_k weights[k] * candidates[k]` over the computed candidates.
+    fn mixed(&self, candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Tensor> {
+        cpu::mixed_op(candidates, weights)
+    }
+
+    /// `(dweights, dcandidates)` of [`Backend::mixed`].
+    fn mixed_backward(
+        &self,
+        candidates: &[Option<&Tensor>],
+        weights: &[f32],
+        dy: &Tensor,
+    ) -> Result<(Vec<f32>, Vec<Option<Tensor>>)> {
+        cpu::mixed_op_backward(candidates, weights, dy)
+    }
+
+    /// The sum of all values.
+    fn sum(&self, x: &Tensor) -> Result<f32> {
+        Ok(x.data().iter().sum())
+    }
+
+    /// Softmax, or log-softmax, along the last axis of `(x + noise) * scale` (Gumbel noise
+    /// and `1 / tau` for a Gumbel-softmax; none and 1 for a plain one).
+    fn softmax(&self, x: &Tensor, noise: Option<&Tensor>, scale: f32, log: bool) -> Result<Tensor> {
+        let mut input = x.clone();
+        if let Some(noise) = noise {
+            input = cpu::binary(&input, noise, false)?;
+        }
+        input.data_mut().iter_mut().for_each(|v| *v *= scale);
+        if log {
+            let c = *x.shape().last().unwrap_or(&1);
+            let rows = input.reshape(&[x.len() / c.max(1), c])?;
+            cpu::log_softmax(&rows)?.reshape(x.shape())
+        } else {
+            cpu::softmax(&input)
+        }
+    }
+
+    /// Gradient through [`Backend::softmax`] from its output `y` (times `scale` for a
+    /// softmax).
+    fn softmax_backward(&self, y: &Tensor, dy: &Tensor, scale: f32, log: bool) -> Result<Tensor> {
+        if log {
+            cpu::log_softmax_backward(y, dy)
+        } else {
+            let mut dx = cpu::softmax_backward(y, dy)?;
+            dx.data_mut().iter_mut().for_each(|v| *v *= scale);
+            Ok(dx)
+        }
+    }
+
+    /// Mean cross-entropy of `[N, C]` logits against integer labels.
+    fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<f32> {
+        cpu::cross_entropy(logits, labels)
+    }
+
+    /// Gradient of [`Backend::cross_entropy`].
+    fn cross_entropy_backward(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
+        cpu::cross_entropy_backward(logits, labels)
+    }
 }
 
 /// The CPU reference backend.
@@ -66,9 +277,8 @@ impl Backend for Cpu {
     }
 }
 
-/// The wgpu backend: convolution, matmul and activations (forward and backward) run as
-/// WGSL kernels; the other ops (pooling, batch norm, the mixed op, losses) run on the CPU
-/// reference.
+/// The wgpu backend: every op forward and backward as WGSL kernels (the bias gradient of a
+/// convolution, a per-channel sum of the output gradient, is summed on the host).
 pub struct Wgpu {
     gpu: GpuContext,
 }
@@ -154,6 +364,153 @@ impl Backend for Wgpu {
 
     fn activation_backward(&self, x: &Tensor, dy: &Tensor, f: Activation) -> Result<Tensor> {
         self.gpu.activation_backward(x, dy, f)
+    }
+
+    fn pool(
+        &self,
+        x: &Tensor,
+        max: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        self.gpu.pool(x, max, kernel, stride, padding)
+    }
+
+    fn pool_backward(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        max: bool,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Tensor> {
+        self.gpu.pool_backward(x, dy, max, kernel, stride, padding)
+    }
+
+    fn global_avg_pool(&self, x: &Tensor) -> Result<Tensor> {
+        self.gpu.global_avg_pool(x)
+    }
+
+    fn global_avg_pool_backward(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        self.gpu.global_avg_pool_backward(x, dy)
+    }
+
+    fn batch_norm_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, cpu::BatchNormCache)> {
+        self.gpu.batch_norm_train(x, gamma, beta, eps)
+    }
+
+    fn batch_norm_train_backward(
+        &self,
+        cache: &cpu::BatchNormCache,
+        gamma: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.gpu.batch_norm_train_backward(cache, gamma, dy)
+    }
+
+    fn batch_norm_inference(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        mean: &[f32],
+        var: &[f32],
+        eps: f32,
+    ) -> Result<(Tensor, Tensor, Vec<f32>)> {
+        self.gpu
+            .batch_norm_inference(x, gamma, beta, mean, var, eps)
+    }
+
+    fn batch_norm_inference_backward(
+        &self,
+        normalised: &Tensor,
+        inv_std: &[f32],
+        gamma: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        self.gpu
+            .batch_norm_inference_backward(normalised, inv_std, gamma, dy)
+    }
+
+    fn binary(&self, a: &Tensor, b: &Tensor, multiply: bool) -> Result<Tensor> {
+        self.gpu.binary(a, b, multiply)
+    }
+
+    fn binary_backward(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        dy: &Tensor,
+        multiply: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        self.gpu.binary_backward(a, b, dy, multiply)
+    }
+
+    fn slice_axis(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        self.gpu.slice_axis(x, axis, start, len)
+    }
+
+    fn slice_axis_backward(
+        &self,
+        dy: &Tensor,
+        shape: &[usize],
+        axis: usize,
+        start: usize,
+    ) -> Result<Tensor> {
+        self.gpu.slice_axis_backward(dy, shape, axis, start)
+    }
+
+    fn concat_channels(&self, parts: &[&Tensor]) -> Result<Tensor> {
+        self.gpu.concat_channels(parts)
+    }
+
+    fn centre_crop(&self, w: &Tensor, size: usize) -> Result<Tensor> {
+        self.gpu.centre_crop(w, size)
+    }
+
+    fn centre_crop_backward(&self, dy: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        self.gpu.centre_crop_backward(dy, shape)
+    }
+
+    fn mixed(&self, candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Tensor> {
+        self.gpu.mixed(candidates, weights)
+    }
+
+    fn mixed_backward(
+        &self,
+        candidates: &[Option<&Tensor>],
+        weights: &[f32],
+        dy: &Tensor,
+    ) -> Result<(Vec<f32>, Vec<Option<Tensor>>)> {
+        self.gpu.mixed_backward(candidates, weights, dy)
+    }
+
+    fn sum(&self, x: &Tensor) -> Result<f32> {
+        self.gpu.sum(x)
+    }
+
+    fn softmax(&self, x: &Tensor, noise: Option<&Tensor>, scale: f32, log: bool) -> Result<Tensor> {
+        self.gpu.softmax(x, noise, scale, log)
+    }
+
+    fn softmax_backward(&self, y: &Tensor, dy: &Tensor, scale: f32, log: bool) -> Result<Tensor> {
+        self.gpu.softmax_backward(y, dy, scale, log)
+    }
+
+    fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<f32> {
+        self.gpu.cross_entropy(logits, labels)
+    }
+
+    fn cross_entropy_backward(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
+        self.gpu.cross_entropy_backward(logits, labels)
     }
 }
 

@@ -248,7 +248,7 @@ fn elastic_block(x: &Tensor, w7: &Tensor, alpha: &Tensor, grads: bool) -> (f32, 
         .unwrap();
     let flat = tape.flatten(mixed).unwrap();
     let log_probs = tape.log_softmax(flat).unwrap();
-    let loss = tape.mean(log_probs);
+    let loss = tape.mean(log_probs).unwrap();
     let value = tape.value(loss).data()[0];
     if !grads {
         return (value, Vec::new());

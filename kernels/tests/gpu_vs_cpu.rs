@@ -134,3 +134,229 @@ fn a_wide_stride_2_convolution_takes_the_tiled_path_and_matches() {
     assert_close("conv2d dx", &dx, &cdx);
     assert_close("conv2d dw", &dw, &cdw);
 }
+
+/// The wgpu backend, for the op-by-op comparison through the `Backend` trait.
+fn wgpu_backend() -> Option<&'static hwnas_kernels::Wgpu> {
+    static BACKEND: OnceLock<Option<hwnas_kernels::Wgpu>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| hwnas_kernels::Wgpu::new().ok())
+        .as_ref()
+}
+
+/// Compares every layer op forward and backward, wgpu vs the CPU reference, on one set of
+/// shapes; returns how many (op, direction) pairs it checked.
+fn compare_layer_ops(n: usize, c: usize, h: usize, w: usize, seed: u64) -> usize {
+    use hwnas_kernels::Backend;
+    let Some(gpu) = wgpu_backend() else { return 0 };
+    let cpu = hwnas_kernels::Cpu;
+    let mut checked = 0;
+    let mut same = |name: &str, a: &Tensor, b: &Tensor| {
+        assert_close(name, a, b);
+        checked += 1;
+    };
+    let x = Tensor::randn(&[n, c, h, w], 1.0, seed);
+    for (max, k, s, p) in [
+        (false, 3, 1, 1),
+        (true, 3, 2, 1),
+        (false, 2, 2, 0),
+        (true, 3, 1, 1),
+    ] {
+        if h + 2 * p < k || w + 2 * p < k {
+            continue;
+        }
+        let y = cpu.pool(&x, max, k, s, p).unwrap();
+        same("pool", &gpu.pool(&x, max, k, s, p).unwrap(), &y);
+        let dy = Tensor::randn(y.shape(), 1.0, seed + 1);
+        same(
+            "pool backward",
+            &gpu.pool_backward(&x, &dy, max, k, s, p).unwrap(),
+            &cpu.pool_backward(&x, &dy, max, k, s, p).unwrap(),
+        );
+    }
+    let g = cpu.global_avg_pool(&x).unwrap();
+    same("global pool", &gpu.global_avg_pool(&x).unwrap(), &g);
+    let dg = Tensor::randn(g.shape(), 1.0, seed + 2);
+    same(
+        "global pool backward",
+        &gpu.global_avg_pool_backward(&x, &dg).unwrap(),
+        &cpu.global_avg_pool_backward(&x, &dg).unwrap(),
+    );
+
+    let gamma = Tensor::randn(&[c], 1.0, seed + 3);
+    let beta = Tensor::randn(&[c], 1.0, seed + 4);
+    let dy = Tensor::randn(x.shape(), 1.0, seed + 5);
+    let (y, cache) = cpu.batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
+    let (gy, gcache) = gpu.batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
+    same("batch norm", &gy, &y);
+    same(
+        "batch norm mean",
+        &Tensor::new(&[c], gcache.mean.clone()).unwrap(),
+        &Tensor::new(&[c], cache.mean.clone()).unwrap(),
+    );
+    let (dx, dgamma, dbeta) = cpu.batch_norm_train_backward(&cache, &gamma, &dy).unwrap();
+    let (gdx, gdgamma, gdbeta) = gpu.batch_norm_train_backward(&cache, &gamma, &dy).unwrap();
+    same("batch norm dx", &gdx, &dx);
+    same("batch norm dgamma", &gdgamma, &dgamma);
+    same("batch norm dbeta", &gdbeta, &dbeta);
+    let (y, normalised, inv_std) = cpu
+        .batch_norm_inference(&x, &gamma, &beta, &cache.mean, &cache.var, 1e-5)
+        .unwrap();
+    let gpu_inference = gpu
+        .batch_norm_inference(&x, &gamma, &beta, &cache.mean, &cache.var, 1e-5)
+        .unwrap();
+    same("inference batch norm", &gpu_inference.0, &y);
+    let (dx, dgamma, _) = cpu
+        .batch_norm_inference_backward(&normalised, &inv_std, &gamma, &dy)
+        .unwrap();
+    let (gdx, gdgamma, _) = gpu
+        .batch_norm_inference_backward(&normalised, &inv_std, &gamma, &dy)
+        .unwrap();
+    same("inference batch norm dx", &gdx, &dx);
+    same("inference batch norm dgamma", &gdgamma, &dgamma);
+
+    for other in [vec![n, c, 1, 1], vec![c, 1, 1], vec![1], vec![n, c, h, w]] {
+        let b = Tensor::randn(&other, 1.0, seed + 6);
+        for multiply in [false, true] {
+            let y = cpu.binary(&x, &b, multiply).unwrap();
+            same("broadcast", &gpu.binary(&x, &b, multiply).unwrap(), &y);
+            let dy = Tensor::randn(y.shape(), 1.0, seed + 7);
+            let (da, db) = cpu.binary_backward(&x, &b, &dy, multiply).unwrap();
+            let (gda, gdb) = gpu.binary_backward(&x, &b, &dy, multiply).unwrap();
+            same("broadcast da", &gda, &da);
+            same("broadcast db", &gdb, &db);
+        }
+    }
+
+    for axis in 0..4 {
+        let size = x.shape()[axis];
+        let (start, len) = (size / 3, size - size / 3);
+        let y = cpu.slice_axis(&x, axis, start, len).unwrap();
+        same("slice", &gpu.slice_axis(&x, axis, start, len).unwrap(), &y);
+        let dy = Tensor::randn(y.shape(), 1.0, seed + 8);
+        same(
+            "slice backward",
+            &gpu.slice_axis_backward(&dy, x.shape(), axis, start)
+                .unwrap(),
+            &cpu.slice_axis_backward(&dy, x.shape(), axis, start)
+                .unwrap(),
+        );
+    }
+    let other = Tensor::randn(&[n, c + 1, h, w], 1.0, seed + 9);
+    let y = cpu.concat_channels(&[&x, &other]).unwrap();
+    same("concat", &gpu.concat_channels(&[&x, &other]).unwrap(), &y);
+    let dy = Tensor::randn(y.shape(), 1.0, seed + 10);
+    for (g, r) in gpu
+        .concat_channels_backward(&dy, &[c, c + 1])
+        .unwrap()
+        .iter()
+        .zip(&cpu.concat_channels_backward(&dy, &[c, c + 1]).unwrap())
+    {
+        same("concat backward", g, r);
+    }
+    let kernels = Tensor::randn(&[c, 2, 7, 7], 1.0, seed + 11);
+    for size in [5, 3] {
+        let y = cpu.centre_crop(&kernels, size).unwrap();
+        same("centre crop", &gpu.centre_crop(&kernels, size).unwrap(), &y);
+        let dy = Tensor::randn(y.shape(), 1.0, seed + 12);
+        same(
+            "centre crop backward",
+            &gpu.centre_crop_backward(&dy, kernels.shape()).unwrap(),
+            &cpu.centre_crop_backward(&dy, kernels.shape()).unwrap(),
+        );
+    }
+
+    let candidates: Vec<Tensor> = (0..5)
+        .map(|k| Tensor::randn(x.shape(), 1.0, seed + 20 + k))
+        .collect();
+    for (weights, present) in [
+        (vec![0.1f32, 0.3, 0.2, 0.25, 0.15], [true; 5]),
+        (
+            vec![0.0, 0.0, 1.0, 0.0, 0.0],
+            [false, false, true, false, false],
+        ),
+    ] {
+        let refs: Vec<Option<&Tensor>> = candidates
+            .iter()
+            .zip(present)
+            .map(|(t, p)| p.then_some(t))
+            .collect();
+        let y = cpu.mixed(&refs, &weights).unwrap();
+        same("mixed", &gpu.mixed(&refs, &weights).unwrap(), &y);
+        let dy = Tensor::randn(y.shape(), 1.0, seed + 30);
+        let (dw, dc) = cpu.mixed_backward(&refs, &weights, &dy).unwrap();
+        let (gdw, gdc) = gpu.mixed_backward(&refs, &weights, &dy).unwrap();
+        same(
+            "mixed dweights",
+            &Tensor::new(&[5], gdw).unwrap(),
+            &Tensor::new(&[5], dw).unwrap(),
+        );
+        for (g, r) in gdc.iter().zip(&dc) {
+            assert_eq!(g.is_some(), r.is_some());
+            if let (Some(g), Some(r)) = (g, r) {
+                same("mixed dcandidate", g, r);
+            }
+        }
+    }
+    same(
+        "sum",
+        &Tensor::new(&[1], vec![gpu.sum(&x).unwrap()]).unwrap(),
+        &Tensor::new(&[1], vec![cpu.sum(&x).unwrap()]).unwrap(),
+    );
+
+    let logits = Tensor::randn(&[n * h, c + 1], 2.0, seed + 40);
+    let noise = hwnas_kernels::cpu::gumbel_noise(logits.shape(), seed + 41);
+    let dy = Tensor::randn(logits.shape(), 1.0, seed + 42);
+    for (noise, scale, log) in [
+        (None, 1.0, false),
+        (None, 1.0, true),
+        (Some(&noise), 2.5, false),
+    ] {
+        let y = cpu.softmax(&logits, noise, scale, log).unwrap();
+        same(
+            "softmax",
+            &gpu.softmax(&logits, noise, scale, log).unwrap(),
+            &y,
+        );
+        same(
+            "softmax backward",
+            &gpu.softmax_backward(&y, &dy, scale, log).unwrap(),
+            &cpu.softmax_backward(&y, &dy, scale, log).unwrap(),
+        );
+    }
+    let labels: Vec<usize> = (0..n * h)
+        .map(|i| (i * 7 + seed as usize) % (c + 1))
+        .collect();
+    same(
+        "cross-entropy",
+        &Tensor::new(&[1], vec![gpu.cross_entropy(&logits, &labels).unwrap()]).unwrap(),
+        &Tensor::new(&[1], vec![cpu.cross_entropy(&logits, &labels).unwrap()]).unwrap(),
+    );
+    same(
+        "cross-entropy backward",
+        &gpu.cross_entropy_backward(&logits, &labels).unwrap(),
+        &cpu.cross_entropy_backward(&logits, &labels).unwrap(),
+    );
+    checked
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn layer_ops_match(n in 1usize..3, c in 1usize..6, h in 1usize..9, w in 1usize..9, seed in 0u64..1000) {
+        compare_layer_ops(n, c, h, w, seed);
+    }
+}
+
+/// Every op of the `Backend` trait, forward and backward, on wgpu against the CPU
+/// reference at one fixed odd shape, with the count printed.
+#[test]
+fn every_backend_op_matches_the_reference_on_wgpu() {
+    if wgpu_backend().is_none() {
+        println!("skipped: no wgpu adapter");
+        return;
+    }
+    let checked = compare_layer_ops(2, 5, 9, 7, 17);
+    println!("{checked} comparisons of layer ops (wgpu vs cpu) at [2, 5, 9, 7]");
+    assert!(checked >= 50, "only {checked} comparisons ran");
+}

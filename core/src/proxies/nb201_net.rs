@@ -138,7 +138,7 @@ impl Builder<'_, '_, '_> {
                 }
             }
             let node = match inputs.split_first() {
-                None => self.tape.scale(x, 0.0),
+                None => self.tape.scale(x, 0.0).expect("scale"),
                 Some((first, rest)) => rest
                     .iter()
                     .fold(*first, |acc, v| self.tape.add(acc, *v).expect("same shape")),

@@ -53,7 +53,7 @@ pub fn synflow(net: &Nb201Net, arch: &Arch, resolution: usize) -> f64 {
             false,
         );
         let (logits, _) = net.forward(&mut tape, &mut params, arch, x);
-        let r = tape.sum(logits);
+        let r = tape.sum(logits).expect("sum");
         if !tape.value(r).data()[0].is_finite() {
             continue;
         }

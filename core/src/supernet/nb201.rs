@@ -285,7 +285,7 @@ impl Forward<'_, '_, '_> {
         edge: usize,
     ) -> Result<Var> {
         match op {
-            0 => Ok(self.tape.scale(x, 0.0)),
+            0 => Ok(self.tape.scale(x, 0.0)?),
             1 => Ok(x),
             2 => self.conv_bn(x, &conv_name(stage, cell, edge, 1), 1, true),
             3 => self.conv_bn(x, &conv_name(stage, cell, edge, 3), 1, true),

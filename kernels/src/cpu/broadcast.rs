@@ -46,6 +46,39 @@ fn source_indices(shape: &[usize], out: &[usize]) -> Vec<usize> {
     indices
 }
 
+/// `a + b` (`multiply` false) or `a * b` with broadcasting.
+pub fn binary(a: &Tensor, b: &Tensor, multiply: bool) -> Result<Tensor> {
+    if multiply {
+        return mul(a, b);
+    }
+    let shape = broadcast_shape(a.shape(), b.shape())?;
+    let (ia, ib) = (
+        source_indices(a.shape(), &shape),
+        source_indices(b.shape(), &shape),
+    );
+    let data = ia
+        .iter()
+        .zip(&ib)
+        .map(|(&i, &j)| a.data()[i] + b.data()[j])
+        .collect();
+    Tensor::new(&shape, data)
+}
+
+/// `(da, db)` of [`binary`].
+pub fn binary_backward(
+    a: &Tensor,
+    b: &Tensor,
+    dy: &Tensor,
+    multiply: bool,
+) -> Result<(Tensor, Tensor)> {
+    if multiply {
+        return mul_backward(a, b, dy);
+    }
+    // The sum's gradient is the product's with both factors read as ones.
+    let ones = |t: &Tensor| Tensor::new(t.shape(), vec![1.0; t.len()]);
+    mul_backward(&ones(a)?, &ones(b)?, dy)
+}
+
 /// `a * b` with broadcasting.
 pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let shape = broadcast_shape(a.shape(), b.shape())?;

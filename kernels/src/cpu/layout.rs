@@ -131,15 +131,33 @@ pub fn slice_axis_backward(
     Ok(dx)
 }
 
-/// The centre `size x size` window of `[..., K, K]` kernels (elastic kernel size: a 5x5
-/// or 3x3 kernel cut from the shared 7x7 one).
-pub fn centre_crop(w: &Tensor, size: usize) -> Result<Tensor> {
-    let (outer, k) = square_kernels(w)?;
+/// The shape of the centre `size x size` crop of `[..., K, K]` kernels.
+pub(crate) fn cropped_shape(shape: &[usize], size: usize) -> Result<Vec<usize>> {
+    let k = match shape {
+        [.., kh, kw] if kh == kw => *kh,
+        other => {
+            return Err(Error::Shape(format!(
+                "expected square kernels [..., K, K], got {other:?}"
+            )));
+        }
+    };
     if size > k || size == 0 || !(k - size).is_multiple_of(2) {
         return Err(Error::Shape(format!(
             "centre crop of {size}x{size} from {k}x{k} kernels (sizes must differ by an even number)"
         )));
     }
+    let mut out = shape.to_vec();
+    let rank = out.len();
+    out[rank - 2] = size;
+    out[rank - 1] = size;
+    Ok(out)
+}
+
+/// The centre `size x size` window of `[..., K, K]` kernels (elastic kernel size: a 5x5
+/// or 3x3 kernel cut from the shared 7x7 one).
+pub fn centre_crop(w: &Tensor, size: usize) -> Result<Tensor> {
+    let shape = cropped_shape(w.shape(), size)?;
+    let (outer, k) = square_kernels(w)?;
     let off = (k - size) / 2;
     let mut data = Vec::with_capacity(outer * size * size);
     for o in 0..outer {
@@ -148,10 +166,6 @@ pub fn centre_crop(w: &Tensor, size: usize) -> Result<Tensor> {
             data.extend_from_slice(&w.data()[row..row + size]);
         }
     }
-    let mut shape = w.shape().to_vec();
-    let rank = shape.len();
-    shape[rank - 2] = size;
-    shape[rank - 1] = size;
     Tensor::new(&shape, data)
 }
 

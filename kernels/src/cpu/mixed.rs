@@ -8,6 +8,22 @@ use crate::tensor::Tensor;
 /// `sum_k weights[k] * candidates[k]`; candidates given as `None` were not computed and
 /// must carry weight 0 (the sparse form).
 pub fn mixed_op(candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Tensor> {
+    let shape = checked_shape(candidates, weights)?;
+    let mut out = Tensor::zeros(&shape);
+    for (candidate, &weight) in candidates.iter().zip(weights) {
+        if let Some(t) = candidate {
+            out.data_mut()
+                .iter_mut()
+                .zip(t.data())
+                .for_each(|(o, v)| *o += weight * v);
+        }
+    }
+    Ok(out)
+}
+
+/// The common shape of the computed candidates, after checking one weight per candidate,
+/// equal shapes, and weight 0 for every skipped candidate.
+pub(crate) fn checked_shape(candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Vec<usize>> {
     if candidates.len() != weights.len() || candidates.is_empty() {
         return Err(Error::Shape(format!(
             "mixed op: {} candidates, {} weights",
@@ -22,16 +38,9 @@ pub fn mixed_op(candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Tenso
         .ok_or_else(|| Error::Shape("mixed op: no candidate computed".into()))?
         .shape()
         .to_vec();
-    let mut out = Tensor::zeros(&shape);
     for (candidate, &weight) in candidates.iter().zip(weights) {
         match candidate {
-            Some(t) if t.shape() == shape.as_slice() => {
-                out.data_mut()
-                    .iter_mut()
-                    .zip(t.data())
-                    .for_each(|(o, v)| *o += weight * v);
-            }
-            Some(t) => {
+            Some(t) if t.shape() != shape.as_slice() => {
                 return Err(Error::Shape(format!(
                     "mixed op: candidate {:?} vs {shape:?}",
                     t.shape()
@@ -42,10 +51,10 @@ pub fn mixed_op(candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Tenso
                     "mixed op: a skipped candidate has non-zero weight".into(),
                 ));
             }
-            None => {}
+            _ => {}
         }
     }
-    Ok(out)
+    Ok(shape)
 }
 
 /// Gradients of [`mixed_op`]: `dweight[k] = <dy, candidate k>` (0 for skipped ones) and

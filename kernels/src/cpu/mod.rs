@@ -13,7 +13,7 @@ pub mod pool;
 pub mod softmax;
 pub mod unary;
 
-pub use broadcast::{broadcast_shape, mul, mul_backward};
+pub use broadcast::{binary, binary_backward, broadcast_shape, mul, mul_backward};
 pub use conv::{conv2d, conv2d_backward};
 pub use layout::{
     centre_crop, centre_crop_backward, concat_channels, concat_channels_backward, slice_axis,
@@ -30,8 +30,8 @@ pub use pool::{
     max_pool_backward,
 };
 pub use softmax::{
-    gumbel_noise, gumbel_softmax, gumbel_softmax_backward, log_softmax_backward, softmax,
-    softmax_backward,
+    gumbel_noise, gumbel_softmax, gumbel_softmax_backward, log_softmax_backward, one_hot_argmax,
+    softmax, softmax_backward,
 };
 pub use unary::{
     activation, activation_backward, cross_entropy, cross_entropy_backward, log_softmax,

@@ -4,7 +4,12 @@
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-fn out_size(input: usize, kernel: usize, stride: usize, padding: usize) -> Result<usize> {
+pub(crate) fn out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<usize> {
     (input + 2 * padding)
         .checked_sub(kernel)
         .map(|v| v / stride + 1)

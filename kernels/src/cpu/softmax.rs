@@ -91,16 +91,21 @@ pub fn gumbel_softmax(
     if !hard {
         return Ok((soft.clone(), soft));
     }
-    let c = rows(&soft)?;
-    let mut y = vec![0.0; soft.len()];
-    for (r, row) in soft.data().chunks(c).enumerate() {
+    Ok((one_hot_argmax(&soft)?, soft))
+}
+
+/// The one-hot of each row's first maximum along the last axis.
+pub fn one_hot_argmax(x: &Tensor) -> Result<Tensor> {
+    let c = rows(x)?;
+    let mut y = vec![0.0; x.len()];
+    for (r, row) in x.data().chunks(c).enumerate() {
         let best = row
             .iter()
             .enumerate()
             .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
         y[r * c + best] = 1.0;
     }
-    Ok((Tensor::new(soft.shape(), y)?, soft))
+    Tensor::new(x.shape(), y)
 }
 
 /// Gradient of [`gumbel_softmax`] with respect to the logits, from its `soft` output:

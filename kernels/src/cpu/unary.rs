@@ -72,7 +72,8 @@ pub fn cross_entropy_backward(logits: &Tensor, labels: &[usize]) -> Result<Tenso
     Ok(grad)
 }
 
-fn check_labels(labels: &[usize], n: usize, c: usize) -> Result<()> {
+/// Checks that there is one label per row and each is a class index.
+pub(crate) fn check_labels(labels: &[usize], n: usize, c: usize) -> Result<()> {
     if labels.len() != n {
         return Err(Error::Shape(format!(
             "{} labels for {n} rows",

@@ -13,6 +13,8 @@ use crate::ops::{Activation, Conv2dSpec};
 use crate::tensor::Tensor;
 use crate::wgsl::{ActivationParams, Conv2dParams, MatmulParams, Shader};
 
+mod layers;
+
 /// A compiled pipeline: a shader's entry point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
@@ -20,6 +22,13 @@ pub struct PipelineKey {
     pub shader: Shader,
     /// The entry point.
     pub entry: &'static str,
+}
+
+/// One dispatch of a recorded submission.
+struct Pass<'a> {
+    key: PipelineKey,
+    bindings: Vec<(u32, &'a wgpu::Buffer)>,
+    workgroups: (u32, u32, u32),
 }
 
 /// A wgpu device with its pipeline cache.
@@ -107,6 +116,16 @@ impl GpuContext {
             })
     }
 
+    fn storage_u32(&self, data: &[u32]) -> wgpu::Buffer {
+        let padded: &[u32] = if data.is_empty() { &[0] } else { data };
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(padded),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+    }
+
     fn output(&self, len: usize) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
@@ -146,58 +165,93 @@ impl GpuContext {
         output: &wgpu::Buffer,
         len: usize,
     ) -> Result<Vec<f32>> {
-        let pipeline = self.pipeline(key);
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .map(|(binding, b)| wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: (len.max(1) * 4) as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let pass = Pass {
+            key,
+            bindings: buffers.to_vec(),
+            workgroups,
+        };
+        Ok(self
+            .execute(&[pass], &[(output, len)])?
+            .pop()
+            .expect("one output"))
+    }
+
+    /// Records `passes` in order in one submission and reads back `outputs` (buffer,
+    /// values) once the queue is done.
+    fn execute(
+        &self,
+        passes: &[Pass<'_>],
+        outputs: &[(&wgpu::Buffer, usize)],
+    ) -> Result<Vec<Vec<f32>>> {
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        {
+        for step in passes {
+            let pipeline = self.pipeline(step.key);
+            let entries: Vec<wgpu::BindGroupEntry> = step
+                .bindings
+                .iter()
+                .map(|(binding, b)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
                 timestamp_writes: None,
             });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+            let (x, y, z) = step.workgroups;
+            pass.dispatch_workgroups(x, y, z);
         }
-        encoder.copy_buffer_to_buffer(output, 0, &readback, 0, (len.max(1) * 4) as u64);
+        let readbacks: Vec<wgpu::Buffer> = outputs
+            .iter()
+            .map(|(output, len)| {
+                let size = (len.max(&1) * 4) as u64;
+                let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                encoder.copy_buffer_to_buffer(output, 0, &readback, 0, size);
+                readback
+            })
+            .collect();
         self.queue.submit([encoder.finish()]);
-        let slice = readback.slice(..);
         let (sender, receiver) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = sender.send(r);
-        });
+        for readback in &readbacks {
+            let sender = sender.clone();
+            readback.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                let _ = sender.send(r);
+            });
+        }
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        receiver
-            .recv()
-            .map_err(|_| Error::Gpu("the readback never completed".into()))?
-            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
-        let values = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("mapping the readback: {e:?}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
-        };
-        readback.unmap();
+        for _ in &readbacks {
+            receiver
+                .recv()
+                .map_err(|_| Error::Gpu("the readback never completed".into()))?
+                .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+        }
+        let mut values = Vec::with_capacity(outputs.len());
+        for (readback, (_, len)) in readbacks.iter().zip(outputs) {
+            let slice = readback.slice(..);
+            {
+                let view = slice
+                    .get_mapped_range()
+                    .map_err(|e| Error::Gpu(format!("mapping the readback: {e:?}")))?;
+                values.push(bytemuck::cast_slice::<u8, f32>(&view)[..*len].to_vec());
+            }
+            readback.unmap();
+        }
         Ok(values)
     }
 
