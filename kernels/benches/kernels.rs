@@ -135,7 +135,7 @@ fn nb201_cell_step(backend: &dyn Backend, x: &Tensor, params: &CellParams) -> f3
     let mut edge = 0;
     for to in 1..4 {
         let mut incoming = Vec::new();
-        for source in nodes[..to].to_vec() {
+        for source in nodes[..to].iter().copied() {
             let alpha = tape.leaf(params.alphas[edge].clone(), true);
             let weights = tape.softmax(alpha).unwrap();
             let conv = |tape: &mut Tape, w: &Tensor, k: usize| {
