@@ -2,7 +2,7 @@
 //! (odd sizes, stride 2, groups, padding, dilation) with fixed seeds.
 
 use hwnas_kernels::cpu;
-use hwnas_kernels::{Activation, Conv2dSpec, Tensor, Tolerance};
+use hwnas_kernels::{Activation, Backend, Conv2dSpec, Cpu, Tensor, Tolerance};
 use proptest::prelude::*;
 
 /// `sum(f(x) * r)` in f64, the scalar whose gradient the backward computes for `dy = r`.
@@ -176,7 +176,7 @@ proptest! {
         // Channel c1 of the result is channel 0 of b.
         prop_assert_eq!(cpu::slice_axis(&y, 1, c1, c2).unwrap(), b.clone());
         let r = Tensor::randn(y.shape(), 1.0, seed + 2);
-        let grads = cpu::concat_channels_backward(&r, &[c1, c2]).unwrap();
+        let grads = Cpu.concat_channels_backward(&r, &[c1, c2]).unwrap();
         check("concat da", &a, &grads[0], &|a| dot(&cpu::concat_channels(&[a, &b]).unwrap(), &r));
         check("concat db", &b, &grads[1], &|b| dot(&cpu::concat_channels(&[&a, b]).unwrap(), &r));
 
@@ -256,22 +256,30 @@ fn softmax_family_gradients() {
         &cpu::log_softmax_backward(&l, &r).unwrap(),
         &|x| dot(&cpu::log_softmax(x).unwrap(), &r),
     );
+    // Gumbel-softmax: the softmax of (x + g) / tau, through the backend's softmax.
     let noise = cpu::gumbel_noise(&[3, 5], 13);
-    let (soft, _) = cpu::gumbel_softmax(&x, &noise, 0.7, false).unwrap();
+    let gumbel = |x: &Tensor| Cpu.softmax(x, Some(&noise), 1.0 / 0.7, false).unwrap();
+    let soft = gumbel(&x);
     check(
         "gumbel-softmax",
         &x,
-        &cpu::gumbel_softmax_backward(&soft, &r, 0.7).unwrap(),
-        &|x| dot(&cpu::gumbel_softmax(x, &noise, 0.7, false).unwrap().0, &r),
+        &Cpu.softmax_backward(&soft, &r, 1.0 / 0.7, false).unwrap(),
+        &|x| dot(&gumbel(x), &r),
     );
     // The hard form is one-hot at the relaxed sample's argmax in every row.
-    let (hard, relaxed) = cpu::gumbel_softmax(&x, &noise, 0.7, true).unwrap();
-    assert_eq!(relaxed, soft);
+    let hard = cpu::one_hot_argmax(&soft).unwrap();
     for (h, s) in hard.data().chunks(5).zip(soft.data().chunks(5)) {
         assert_eq!(h.iter().sum::<f32>(), 1.0);
         let argmax = (0..5).fold(0, |b, i| if s[i] > s[b] { i } else { b });
         assert_eq!(h[argmax], 1.0);
     }
+    // The tape's hard and soft Gumbel-softmax are these two from the same relaxed sample.
+    let mut tape = hwnas_kernels::Tape::new(&Cpu);
+    let logits = tape.leaf(x.clone(), true);
+    let relaxed = tape.gumbel_softmax(logits, &noise, 0.7, false).unwrap();
+    let one_hot = tape.gumbel_softmax(logits, &noise, 0.7, true).unwrap();
+    assert_eq!(tape.value(relaxed), &soft);
+    assert_eq!(tape.value(one_hot), &hard);
 }
 
 #[test]

@@ -104,15 +104,7 @@ pub fn sample(p: &[f32], rng: &mut impl Rng) -> usize {
     p.len() - 1
 }
 
-/// A uniform draw strictly inside `(0, 1)`.
-pub fn open_uniform(rng: &mut impl Rng) -> f32 {
-    rng.random::<f32>().clamp(1e-6, 1.0 - 1e-6)
-}
-
-/// Standard Gumbel noise `-ln(-ln u)`.
-pub fn gumbel(k: usize, rng: &mut impl Rng) -> Vec<f32> {
-    (0..k).map(|_| -(-open_uniform(rng).ln()).ln()).collect()
-}
+pub use hwnas_kernels::cpu::{gumbel, open_uniform};
 
 /// `one_hot(k) - p`: the gradient of `log p_k` with respect to the logits.
 pub fn score_function(p: &[f32], k: usize) -> Vec<f32> {

@@ -16,8 +16,7 @@ pub mod unary;
 pub use broadcast::{binary, binary_backward, broadcast_shape, mul, mul_backward};
 pub use conv::{conv2d, conv2d_backward};
 pub use layout::{
-    centre_crop, centre_crop_backward, concat_channels, concat_channels_backward, slice_axis,
-    slice_axis_backward,
+    centre_crop, centre_crop_backward, concat_channels, slice_axis, slice_axis_backward,
 };
 pub use matmul::{matmul, matmul_backward};
 pub use mixed::{mixed_op, mixed_op_backward};
@@ -30,8 +29,8 @@ pub use pool::{
     max_pool_backward,
 };
 pub use softmax::{
-    gumbel_noise, gumbel_softmax, gumbel_softmax_backward, log_softmax_backward, one_hot_argmax,
-    softmax, softmax_backward,
+    gumbel, gumbel_noise, log_softmax_backward, one_hot_argmax, open_uniform, softmax,
+    softmax_backward,
 };
 pub use unary::{
     activation, activation_backward, cross_entropy, cross_entropy_backward, log_softmax,

@@ -1,5 +1,6 @@
-//! Row-wise softmax and log-softmax backward, and the Gumbel-softmax of GDAS and UNAS:
-//! `softmax((logits + g) / tau)` with Gumbel noise `g`, soft or straight-through hard.
+//! Softmax along the last axis, softmax and log-softmax backward, Gumbel noise (the
+//! Gumbel-softmax of GDAS and UNAS is `softmax((logits + g) / tau)`), and the one-hot argmax
+//! of its straight-through hard form.
 
 use rand::{Rng, SeedableRng};
 
@@ -53,45 +54,21 @@ pub fn log_softmax_backward(l: &Tensor, dy: &Tensor) -> Result<Tensor> {
     Tensor::new(l.shape(), dx)
 }
 
-/// Standard Gumbel noise `-ln(-ln u)` of a shape, from a seed.
-pub fn gumbel_noise(shape: &[usize], seed: u64) -> Tensor {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let len = shape.iter().product();
-    let data = (0..len)
-        .map(|_| {
-            let u: f32 = rng.random_range(f32::EPSILON..1.0);
-            -(-u.ln()).ln()
-        })
-        .collect();
-    Tensor::new(shape, data).expect("shape and length agree")
+/// A uniform draw strictly inside `(0, 1)`.
+pub fn open_uniform(rng: &mut impl Rng) -> f32 {
+    rng.random::<f32>().clamp(1e-6, 1.0 - 1e-6)
 }
 
-/// The Gumbel-softmax along the last axis: `(y, soft)` where `soft = softmax((logits +
-/// noise) / tau)` and `y` is `soft` or, when `hard`, the one-hot of each row's argmax
-/// (the straight-through sample, whose gradient is taken as `soft`'s).
-pub fn gumbel_softmax(
-    logits: &Tensor,
-    noise: &Tensor,
-    tau: f32,
-    hard: bool,
-) -> Result<(Tensor, Tensor)> {
-    same_shape("gumbel-softmax", logits, noise)?;
-    if tau.is_nan() || tau <= 0.0 {
-        return Err(Error::Shape(format!(
-            "gumbel-softmax temperature must be > 0, got {tau}"
-        )));
-    }
-    let perturbed = logits
-        .data()
-        .iter()
-        .zip(noise.data())
-        .map(|(l, g)| (l + g) / tau)
-        .collect();
-    let soft = softmax(&Tensor::new(logits.shape(), perturbed)?)?;
-    if !hard {
-        return Ok((soft.clone(), soft));
-    }
-    Ok((one_hot_argmax(&soft)?, soft))
+/// `k` draws of standard Gumbel noise `-ln(-ln u)`.
+pub fn gumbel(k: usize, rng: &mut impl Rng) -> Vec<f32> {
+    (0..k).map(|_| -(-open_uniform(rng).ln()).ln()).collect()
+}
+
+/// Standard Gumbel noise of a shape, from a seed: with [`crate::Backend::softmax`] at
+/// scale `1 / tau` it makes a Gumbel-softmax sample.
+pub fn gumbel_noise(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    Tensor::new(shape, gumbel(shape.iter().product(), &mut rng)).expect("shape and length agree")
 }
 
 /// The one-hot of each row's first maximum along the last axis.

@@ -1,10 +1,13 @@
 //! The network layers beyond convolution, matmul and activations as WGSL dispatches:
 //! pooling, batch norm, broadcast arithmetic, window copies (slice, concat, centre-crop),
 //! the mixed op and reductions, and the softmax family. Same contracts and shape errors as
-//! the CPU reference in [`crate::cpu`].
+//! the CPU reference in [`crate::cpu`], whose shape checks they share.
 
 use super::{GpuContext, Pass, PipelineKey};
 use crate::cpu;
+use crate::cpu::layout::{
+    around_axis, check_slice_gradient, concat_shape, cropped_shape, sliced_shape,
+};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::wgsl::{
@@ -17,8 +20,7 @@ fn key(shader: Shader, entry: &'static str) -> PipelineKey {
 
 /// Workgroups for one 64-wide invocation per value.
 fn per_value(len: usize) -> (u32, u32, u32) {
-    let (x, y) = GpuContext::workgroups_2d(len.div_ceil(64));
-    (x, y, 1)
+    GpuContext::workgroups_2d(len.div_ceil(64))
 }
 
 /// A shape padded on the left to four axes.
@@ -46,6 +48,19 @@ fn broadcast_strides(dims: [usize; 4]) -> [u32; 4] {
 
 fn u32s<const N: usize>(values: [usize; N]) -> [u32; N] {
     values.map(|v| v as u32)
+}
+
+/// The computed candidates of a mixed op stacked one after another, and their weights.
+fn stack_computed(candidates: &[Option<&Tensor>], weights: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut stacked = Vec::new();
+    let mut computed = Vec::new();
+    for (candidate, &weight) in candidates.iter().zip(weights) {
+        if let Some(c) = candidate {
+            stacked.extend_from_slice(c.data());
+            computed.push(weight);
+        }
+    }
+    (stacked, computed)
 }
 
 impl GpuContext {
@@ -92,16 +107,12 @@ impl GpuContext {
     ) -> Result<Tensor> {
         let (params, shape) = Self::pool_params(x, kernel, stride, padding, max)?;
         let len = shape.iter().product();
-        let (pb, xb, out) = (
-            self.uniform(&params),
-            self.storage(x.data()),
-            self.output(len),
-        );
-        let values = self.run3(
+        let inputs = [(1, &self.storage(x.data()))];
+        let values = self.launch(
             key(Shader::Pool, "forward"),
-            &[(0, &pb), (1, &xb), (3, &out)],
+            &params,
+            &inputs,
             per_value(len),
-            &out,
             len,
         )?;
         Tensor::new(&shape, values)
@@ -124,18 +135,13 @@ impl GpuContext {
                 dy.shape()
             )));
         }
+        let inputs = [(1, &self.storage(x.data())), (2, &self.storage(dy.data()))];
         let len = x.len();
-        let (pb, xb, dyb, out) = (
-            self.uniform(&params),
-            self.storage(x.data()),
-            self.storage(dy.data()),
-            self.output(len),
-        );
-        let values = self.run3(
+        let values = self.launch(
             key(Shader::Pool, "backward"),
-            &[(0, &pb), (1, &xb), (2, &dyb), (3, &out)],
+            &params,
+            &inputs,
             per_value(len),
-            &out,
             len,
         )?;
         Tensor::new(x.shape(), values)
@@ -145,16 +151,12 @@ impl GpuContext {
     pub fn global_avg_pool(&self, x: &Tensor) -> Result<Tensor> {
         let (params, _) = Self::pool_params(x, 1, 1, 0, false)?;
         let [n, c, _, _] = x.nchw()?;
-        let (pb, xb, out) = (
-            self.uniform(&params),
-            self.storage(x.data()),
-            self.output(n * c),
-        );
-        let values = self.run3(
+        let inputs = [(1, &self.storage(x.data()))];
+        let values = self.launch(
             key(Shader::Pool, "global_forward"),
-            &[(0, &pb), (1, &xb), (3, &out)],
+            &params,
+            &inputs,
             per_value(n * c),
-            &out,
             n * c,
         )?;
         Tensor::new(&[n, c, 1, 1], values)
@@ -171,16 +173,12 @@ impl GpuContext {
                 x.shape()
             )));
         }
-        let (pb, dyb, out) = (
-            self.uniform(&params),
-            self.storage(dy.data()),
-            self.output(x.len()),
-        );
-        let values = self.run3(
+        let inputs = [(2, &self.storage(dy.data()))];
+        let values = self.launch(
             key(Shader::Pool, "global_backward"),
-            &[(0, &pb), (2, &dyb), (3, &out)],
+            &params,
+            &inputs,
             per_value(x.len()),
-            &out,
             x.len(),
         )?;
         Tensor::new(x.shape(), values)
@@ -209,6 +207,31 @@ impl GpuContext {
         Ok(c)
     }
 
+    /// Records `(x - mean) * inv_std` into `normalised` from per-channel `stats` (mean,
+    /// inv_std), then `gamma * normalised + beta` into `y` from `affine` (gamma, beta).
+    fn normalise_passes<'a>(
+        params: &'a wgpu::Buffer,
+        x: &'a wgpu::Buffer,
+        stats: &'a wgpu::Buffer,
+        affine: &'a wgpu::Buffer,
+        normalised: &'a wgpu::Buffer,
+        y: &'a wgpu::Buffer,
+        len: usize,
+    ) -> [Pass<'a>; 2] {
+        [
+            Pass {
+                key: key(Shader::BatchNorm, "normalise"),
+                bindings: vec![(0, params), (1, x), (2, stats), (4, normalised)],
+                workgroups: per_value(len),
+            },
+            Pass {
+                key: key(Shader::BatchNorm, "scale_shift"),
+                bindings: vec![(0, params), (2, affine), (3, normalised), (4, y)],
+                workgroups: per_value(len),
+            },
+        ]
+    }
+
     /// Training-mode batch norm: the output and what its backward needs.
     pub fn batch_norm_train(
         &self,
@@ -226,23 +249,20 @@ impl GpuContext {
             self.output(x.len()),
             self.output(x.len()),
         );
-        let passes = [
-            Pass {
-                key: key(Shader::BatchNorm, "stats"),
-                bindings: vec![(0, &params), (1, &xb), (4, &stats)],
-                workgroups: (c as u32, 1, 1),
-            },
-            Pass {
-                key: key(Shader::BatchNorm, "normalise"),
-                bindings: vec![(0, &params), (1, &xb), (2, &stats), (4, &normalised)],
-                workgroups: per_value(x.len()),
-            },
-            Pass {
-                key: key(Shader::BatchNorm, "scale_shift"),
-                bindings: vec![(0, &params), (2, &ab), (3, &normalised), (4, &y)],
-                workgroups: per_value(x.len()),
-            },
-        ];
+        let mut passes = vec![Pass {
+            key: key(Shader::BatchNorm, "stats"),
+            bindings: vec![(0, &params), (1, &xb), (4, &stats)],
+            workgroups: (c as u32, 1, 1),
+        }];
+        passes.extend(Self::normalise_passes(
+            &params,
+            &xb,
+            &stats,
+            &ab,
+            &normalised,
+            &y,
+            x.len(),
+        ));
         let mut out = self.execute(
             &passes,
             &[(&stats, 3 * c), (&normalised, x.len()), (&y, x.len())],
@@ -344,18 +364,7 @@ impl GpuContext {
             self.storage(&affine),
         );
         let (normalised, y) = (self.output(x.len()), self.output(x.len()));
-        let passes = [
-            Pass {
-                key: key(Shader::BatchNorm, "normalise"),
-                bindings: vec![(0, &params), (1, &xb), (2, &sb), (4, &normalised)],
-                workgroups: per_value(x.len()),
-            },
-            Pass {
-                key: key(Shader::BatchNorm, "scale_shift"),
-                bindings: vec![(0, &params), (2, &ab), (3, &normalised), (4, &y)],
-                workgroups: per_value(x.len()),
-            },
-        ];
+        let passes = Self::normalise_passes(&params, &xb, &sb, &ab, &normalised, &y, x.len());
         let mut out = self.execute(&passes, &[(&normalised, x.len()), (&y, x.len())])?;
         let y = Tensor::new(x.shape(), out.pop().expect("two outputs"))?;
         let normalised = Tensor::new(x.shape(), out.pop().expect("two outputs"))?;
@@ -386,17 +395,12 @@ impl GpuContext {
             len: len as u32,
             pad: [0; 2],
         };
-        let (pb, ab, bb, out) = (
-            self.uniform(&params),
-            self.storage(a.data()),
-            self.storage(b.data()),
-            self.output(len),
-        );
-        let values = self.run3(
+        let inputs = [(1, &self.storage(a.data())), (2, &self.storage(b.data()))];
+        let values = self.launch(
             key(Shader::Broadcast, "forward"),
-            &[(0, &pb), (1, &ab), (2, &bb), (3, &out)],
+            &params,
+            &inputs,
             per_value(len),
-            &out,
             len,
         )?;
         Tensor::new(&shape, values)
@@ -429,46 +433,55 @@ impl GpuContext {
                 len: target.len() as u32,
                 pad: [0; 2],
             };
-            let (pb, ob, out) = (
-                self.uniform(&params),
-                self.storage(other.data()),
-                self.output(target.len()),
-            );
-            let values = self.run3(
+            let inputs = [(1, &dyb), (2, &self.storage(other.data()))];
+            let len = target.len();
+            let values = self.launch(
                 key(Shader::Broadcast, "backward"),
-                &[(0, &pb), (1, &dyb), (2, &ob), (3, &out)],
-                per_value(target.len()),
-                &out,
-                target.len(),
+                &params,
+                &inputs,
+                per_value(len),
+                len,
             )?;
             Tensor::new(target.shape(), values)
         };
         Ok((gradient(a, b)?, gradient(b, a)?))
     }
 
-    /// One window copy pass from `src` into `dst`.
-    fn window_pass<'a>(
+    /// Copies `count` indices of an axis viewed as `[outer, length, inner]` from
+    /// `src[.., src_start..]` (source length `src_length`) to a fresh zeroed destination
+    /// of `dst_length` at `dst_start`.
+    #[allow(clippy::too_many_arguments)]
+    fn window(
         &self,
-        params: &'a wgpu::Buffer,
-        src: &'a wgpu::Buffer,
-        dst: &'a wgpu::Buffer,
+        src: &Tensor,
+        (outer, inner): (usize, usize),
+        (src_length, src_start): (usize, usize),
+        (dst_length, dst_start): (usize, usize),
         count: usize,
-    ) -> Pass<'a> {
-        Pass {
-            key: key(Shader::Window, "copy"),
-            bindings: vec![(0, params), (1, src), (3, dst)],
-            workgroups: per_value(count),
-        }
+    ) -> Result<Vec<f32>> {
+        let params = Self::window_params(
+            outer,
+            inner,
+            (src_length, src_start),
+            (dst_length, dst_start),
+            count,
+        );
+        let inputs = [(1, &self.storage(src.data()))];
+        let len = outer * dst_length * inner;
+        self.launch(
+            key(Shader::Window, "copy"),
+            &params,
+            &inputs,
+            per_value(outer * count * inner),
+            len,
+        )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn window_params(
         outer: usize,
         inner: usize,
-        src_length: usize,
-        dst_length: usize,
-        src_start: usize,
-        dst_start: usize,
+        (src_length, src_start): (usize, usize),
+        (dst_length, dst_start): (usize, usize),
         count: usize,
     ) -> WindowParams {
         let [
@@ -497,15 +510,8 @@ impl GpuContext {
     /// Indices `start..start + len` along `axis` (see [`cpu::slice_axis`]).
     pub fn slice_axis(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
         let shape = sliced_shape(x.shape(), axis, start, len)?;
-        let (outer, size, inner) = around(x.shape(), axis);
-        let params = self.uniform(&Self::window_params(outer, inner, size, len, start, 0, len));
-        let (src, dst) = (self.storage(x.data()), self.output(x.len() / size * len));
-        let total = outer * len * inner;
-        let pass = self.window_pass(&params, &src, &dst, total);
-        let values = self
-            .execute(&[pass], &[(&dst, total)])?
-            .pop()
-            .expect("one output");
+        let (outer, size, inner) = around_axis(x.shape(), axis)?;
+        let values = self.window(x, (outer, inner), (size, start), (len, 0), len)?;
         Tensor::new(&shape, values)
     }
 
@@ -517,49 +523,33 @@ impl GpuContext {
         axis: usize,
         start: usize,
     ) -> Result<Tensor> {
-        let len = *dy
-            .shape()
-            .get(axis)
-            .ok_or_else(|| Error::Shape(format!("axis {axis} of {:?}", dy.shape())))?;
-        if sliced_shape(shape, axis, start, len)? != dy.shape() {
-            return Err(Error::Shape(format!(
-                "slice backward: {:?} into {shape:?} at {start} of axis {axis}",
-                dy.shape()
-            )));
-        }
-        let (outer, size, inner) = around(shape, axis);
-        let total_len: usize = shape.iter().product();
-        let params = self.uniform(&Self::window_params(outer, inner, len, size, 0, start, len));
-        let (src, dst) = (self.storage(dy.data()), self.output(total_len));
-        let pass = self.window_pass(&params, &src, &dst, dy.len());
-        let values = self
-            .execute(&[pass], &[(&dst, total_len)])?
-            .pop()
-            .expect("one output");
+        let (outer, size, len, inner) = check_slice_gradient(dy, shape, axis, start)?;
+        let values = self.window(dy, (outer, inner), (len, 0), (size, start), len)?;
         Tensor::new(shape, values)
     }
 
-    /// Concatenation along axis 1.
+    /// Concatenation along axis 1: one window copy per part into one destination, in one
+    /// submission.
     pub fn concat_channels(&self, parts: &[&Tensor]) -> Result<Tensor> {
-        // The reference validates the shapes and gives the output's.
         let shape = concat_shape(parts)?;
-        let (outer, total, inner) = around(&shape, 1);
+        let (outer, total, inner) = around_axis(&shape, 1)?;
         let len: usize = shape.iter().product();
         let dst = self.output(len);
         let mut offset = 0;
-        let mut owned = Vec::new();
+        let mut uploads = Vec::with_capacity(parts.len());
         for part in parts {
             let c = part.shape()[1];
-            owned.push((
-                self.uniform(&Self::window_params(outer, inner, c, total, 0, offset, c)),
-                self.storage(part.data()),
-                part.len(),
-            ));
+            let params = Self::window_params(outer, inner, (c, 0), (total, offset), c);
+            uploads.push((self.uniform(&params), self.storage(part.data()), part.len()));
             offset += c;
         }
-        let passes: Vec<Pass> = owned
+        let passes: Vec<Pass> = uploads
             .iter()
-            .map(|(p, s, count)| self.window_pass(p, s, &dst, *count))
+            .map(|(params, src, count)| Pass {
+                key: key(Shader::Window, "copy"),
+                bindings: vec![(0, params), (1, src), (3, &dst)],
+                workgroups: per_value(*count),
+            })
             .collect();
         let values = self
             .execute(&passes, &[(&dst, len)])?
@@ -568,32 +558,31 @@ impl GpuContext {
         Tensor::new(&shape, values)
     }
 
-    /// The centre `size x size` window of `[..., K, K]` kernels.
+    /// The centre `size x size` window of `[..., K, K]` kernels: a slice of the rows,
+    /// then of the columns.
     pub fn centre_crop(&self, w: &Tensor, size: usize) -> Result<Tensor> {
-        let shape = cpu::layout::cropped_shape(w.shape(), size)?;
+        cropped_shape(w.shape(), size)?;
         let rank = w.shape().len();
-        let k = w.shape()[rank - 1];
-        let rows = self.slice_axis(w, rank - 2, (k - size) / 2, size)?;
-        let out = self.slice_axis(&rows, rank - 1, (k - size) / 2, size)?;
-        debug_assert_eq!(out.shape(), shape.as_slice());
-        Ok(out)
+        let offset = (w.shape()[rank - 1] - size) / 2;
+        let rows = self.slice_axis(w, rank - 2, offset, size)?;
+        self.slice_axis(&rows, rank - 1, offset, size)
     }
 
     /// The gradient of [`GpuContext::centre_crop`].
     pub fn centre_crop_backward(&self, dy: &Tensor, shape: &[usize]) -> Result<Tensor> {
         let rank = shape.len();
-        let size = *dy.shape().last().unwrap_or(&0);
-        if cpu::layout::cropped_shape(shape, size)? != dy.shape() {
+        let size = dy.shape().last().copied().unwrap_or(0);
+        if cropped_shape(shape, size)? != dy.shape() {
             return Err(Error::Shape(format!(
                 "centre crop backward: {:?} into {shape:?}",
                 dy.shape()
             )));
         }
-        let k = shape[rank - 1];
+        let offset = (shape[rank - 1] - size) / 2;
         let mut rows_shape = shape.to_vec();
         rows_shape[rank - 2] = size;
-        let rows = self.slice_axis_backward(dy, &rows_shape, rank - 1, (k - size) / 2)?;
-        self.slice_axis_backward(&rows, shape, rank - 2, (k - size) / 2)
+        let rows = self.slice_axis_backward(dy, &rows_shape, rank - 1, offset)?;
+        self.slice_axis_backward(&rows, shape, rank - 2, offset)
     }
 
     fn reduce_params(len: usize, segments: usize, ones: bool) -> ReduceParams {
@@ -608,24 +597,15 @@ impl GpuContext {
     /// The mixed op (see [`cpu::mixed_op`]): only the computed candidates are summed.
     pub fn mixed(&self, candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Tensor> {
         let shape = cpu::mixed::checked_shape(candidates, weights)?;
-        let present: Vec<(&Tensor, f32)> = candidates
-            .iter()
-            .zip(weights)
-            .filter_map(|(c, w)| c.map(|c| (c, *w)))
-            .collect();
         let len: usize = shape.iter().product();
-        let stacked: Vec<f32> = present
-            .iter()
-            .flat_map(|(c, _)| c.data().iter().copied())
-            .collect();
-        let ws: Vec<f32> = present.iter().map(|(_, w)| *w).collect();
-        let params = self.uniform(&Self::reduce_params(len, present.len(), false));
-        let (sb, wb, out) = (self.storage(&stacked), self.storage(&ws), self.output(len));
-        let values = self.run3(
+        let (stacked, computed) = stack_computed(candidates, weights);
+        let params = Self::reduce_params(len, computed.len(), false);
+        let inputs = [(1, &self.storage(&stacked)), (2, &self.storage(&computed))];
+        let values = self.launch(
             key(Shader::Reduce, "weighted_sum"),
-            &[(0, &params), (1, &sb), (2, &wb), (3, &out)],
+            &params,
+            &inputs,
             per_value(len),
-            &out,
             len,
         )?;
         Tensor::new(&shape, values)
@@ -645,21 +625,12 @@ impl GpuContext {
                 dy.shape()
             )));
         }
-        let present: Vec<(&Tensor, f32)> = candidates
-            .iter()
-            .zip(weights)
-            .filter_map(|(c, w)| c.map(|c| (c, *w)))
-            .collect();
-        let (len, k) = (dy.len(), present.len());
-        let stacked: Vec<f32> = present
-            .iter()
-            .flat_map(|(c, _)| c.data().iter().copied())
-            .collect();
-        let ws: Vec<f32> = present.iter().map(|(_, w)| *w).collect();
+        let (stacked, computed) = stack_computed(candidates, weights);
+        let (len, k) = (dy.len(), computed.len());
         let params = self.uniform(&Self::reduce_params(len, k, false));
         let (sb, wb, dyb) = (
             self.storage(&stacked),
-            self.storage(&ws),
+            self.storage(&computed),
             self.storage(dy.data()),
         );
         let (dw, dc) = (self.output(k), self.output(k * len));
@@ -678,12 +649,12 @@ impl GpuContext {
         let mut out = self.execute(&passes, &[(&dw, k), (&dc, k * len)])?;
         let dc = out.pop().expect("two outputs");
         let dw = out.pop().expect("two outputs");
-        let mut chunks = dc.chunks(len).zip(dw);
+        let mut computed_grads = dc.chunks(len).zip(dw);
         let mut dweights = Vec::with_capacity(weights.len());
         let mut dcandidates = Vec::with_capacity(weights.len());
         for candidate in candidates {
             if candidate.is_some() {
-                let (grad, dweight) = chunks.next().expect("one gradient per computed candidate");
+                let (grad, dweight) = computed_grads.next().expect("one per computed candidate");
                 dweights.push(dweight);
                 dcandidates.push(Some(Tensor::new(&shape, grad.to_vec())?));
             } else {
@@ -696,25 +667,30 @@ impl GpuContext {
 
     /// The sum of all values.
     pub fn sum(&self, x: &Tensor) -> Result<f32> {
-        let params = self.uniform(&Self::reduce_params(x.len(), 1, true));
-        let (xb, dummy, out) = (self.storage(x.data()), self.storage(&[]), self.output(1));
-        let values = self.run3(
+        let params = Self::reduce_params(x.len(), 1, true);
+        let inputs = [(1, &self.storage(x.data())), (2, &self.storage::<f32>(&[]))];
+        let values = self.launch(
             key(Shader::Reduce, "segment_dot"),
-            &[(0, &params), (1, &xb), (2, &dummy), (3, &out)],
+            &params,
+            &inputs,
             (1, 1, 1),
-            &out,
             1,
         )?;
         Ok(values[0])
     }
 
     fn softmax_params(x: &Tensor, log: bool, noisy: bool, scale: f32) -> Result<SoftmaxParams> {
-        let cols = *x.shape().last().filter(|c| **c > 0).ok_or_else(|| {
-            Error::Shape(format!(
-                "a softmax needs a non-empty last axis, got {:?}",
-                x.shape()
-            ))
-        })?;
+        let cols = x
+            .shape()
+            .last()
+            .copied()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| {
+                Error::Shape(format!(
+                    "a softmax needs a non-empty last axis, got {:?}",
+                    x.shape()
+                ))
+            })?;
         Ok(SoftmaxParams {
             rows: (x.len() / cols) as u32,
             cols: cols as u32,
@@ -741,18 +717,14 @@ impl GpuContext {
             )));
         }
         let params = Self::softmax_params(x, log, noise.is_some(), scale)?;
+        let noise = self.storage(noise.map_or(&[][..], Tensor::data));
+        let inputs = [(1, &self.storage(x.data())), (2, &noise)];
         let rows = params.rows as usize;
-        let (pb, xb, nb, out) = (
-            self.uniform(&params),
-            self.storage(x.data()),
-            self.storage(noise.map_or(&[][..], Tensor::data)),
-            self.output(x.len()),
-        );
-        let values = self.run3(
+        let values = self.launch(
             key(Shader::Softmax, "forward"),
-            &[(0, &pb), (1, &xb), (2, &nb), (3, &out)],
+            &params,
+            &inputs,
             per_value(rows),
-            &out,
             x.len(),
         )?;
         Tensor::new(x.shape(), values)
@@ -775,136 +747,59 @@ impl GpuContext {
             )));
         }
         let params = Self::softmax_params(y, log, false, scale)?;
-        let (pb, yb, dyb, out) = (
-            self.uniform(&params),
-            self.storage(y.data()),
-            self.storage(dy.data()),
-            self.output(y.len()),
-        );
-        let values = self.run3(
+        let inputs = [(1, &self.storage(y.data())), (2, &self.storage(dy.data()))];
+        let values = self.launch(
             key(Shader::Softmax, "backward"),
-            &[(0, &pb), (1, &yb), (2, &dyb), (3, &out)],
+            &params,
+            &inputs,
             per_value(y.len()),
-            &out,
             y.len(),
         )?;
         Tensor::new(y.shape(), values)
     }
 
-    fn label_buffer(&self, logits: &Tensor, labels: &[usize]) -> Result<wgpu::Buffer> {
-        cpu::unary::check_labels(labels, logits.shape()[0], logits.shape()[1])?;
+    /// One cross-entropy entry point over `[N, C]` logits and labels, `len` outputs.
+    fn cross_entropy_pass(
+        &self,
+        logits: &Tensor,
+        labels: &[usize],
+        entry: &'static str,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        let &[n, c] = logits.shape() else {
+            return Err(Error::Shape(format!(
+                "cross-entropy needs [N, C], got {:?}",
+                logits.shape()
+            )));
+        };
+        cpu::unary::check_labels(labels, n, c)?;
+        let params = Self::softmax_params(logits, true, false, 1.0)?;
         let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
-        Ok(self.storage_u32(&labels))
+        // The entry points read `aux` through the shared input helper: bound, never noisy.
+        let inputs = [
+            (1, &self.storage(logits.data())),
+            (2, &self.storage::<f32>(&[])),
+            (4, &self.storage(&labels)),
+        ];
+        self.launch(
+            key(Shader::Softmax, entry),
+            &params,
+            &inputs,
+            per_value(len),
+            len,
+        )
     }
 
     /// Mean cross-entropy of `[N, C]` logits.
     pub fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<f32> {
-        let params = Self::softmax_params(logits, true, false, 1.0)?;
-        if logits.shape().len() != 2 {
-            return Err(Error::Shape(format!(
-                "cross-entropy needs [N, C], got {:?}",
-                logits.shape()
-            )));
-        }
-        let lb = self.label_buffer(logits, labels)?;
-        let n = labels.len();
-        let (pb, xb, out) = (
-            self.uniform(&params),
-            self.storage(logits.data()),
-            self.output(n),
-        );
-        let losses = self.run3(
-            key(Shader::Softmax, "cross_entropy"),
-            &[
-                (0, &pb),
-                (1, &xb),
-                (2, &self.storage(&[])),
-                (3, &out),
-                (4, &lb),
-            ],
-            per_value(n),
-            &out,
-            n,
-        )?;
-        Ok(losses.iter().sum::<f32>() / n.max(1) as f32)
+        let losses = self.cross_entropy_pass(logits, labels, "cross_entropy", labels.len())?;
+        Ok(losses.iter().sum::<f32>() / labels.len().max(1) as f32)
     }
 
     /// Gradient of the mean cross-entropy.
     pub fn cross_entropy_backward(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
-        if logits.shape().len() != 2 {
-            return Err(Error::Shape(format!(
-                "cross-entropy needs [N, C], got {:?}",
-                logits.shape()
-            )));
-        }
-        let params = Self::softmax_params(logits, true, false, 1.0)?;
-        let lb = self.label_buffer(logits, labels)?;
-        let (pb, xb, out) = (
-            self.uniform(&params),
-            self.storage(logits.data()),
-            self.output(logits.len()),
-        );
-        let values = self.run3(
-            key(Shader::Softmax, "cross_entropy_backward"),
-            &[
-                (0, &pb),
-                (1, &xb),
-                (2, &self.storage(&[])),
-                (3, &out),
-                (4, &lb),
-            ],
-            per_value(logits.len()),
-            &out,
-            logits.len(),
-        )?;
+        let values =
+            self.cross_entropy_pass(logits, labels, "cross_entropy_backward", logits.len())?;
         Tensor::new(logits.shape(), values)
     }
-}
-
-/// `(outer, size, inner)` around `axis` of a shape (the axis checked by the caller).
-fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (
-        shape[..axis].iter().product(),
-        shape[axis],
-        shape[axis + 1..].iter().product(),
-    )
-}
-
-fn sliced_shape(shape: &[usize], axis: usize, start: usize, len: usize) -> Result<Vec<usize>> {
-    match shape.get(axis) {
-        Some(&size) if len > 0 && start + len <= size => {
-            let mut out = shape.to_vec();
-            out[axis] = len;
-            Ok(out)
-        }
-        _ => Err(Error::Shape(format!(
-            "slice {start}..{} of axis {axis} of a tensor of shape {shape:?}",
-            start + len
-        ))),
-    }
-}
-
-fn concat_shape(parts: &[&Tensor]) -> Result<Vec<usize>> {
-    let first = parts
-        .first()
-        .ok_or_else(|| Error::Shape("concat: no inputs".into()))?;
-    if first.shape().len() < 2 {
-        return Err(Error::Shape(format!(
-            "concat needs rank >= 2, got {:?}",
-            first.shape()
-        )));
-    }
-    let mut shape = first.shape().to_vec();
-    shape[1] = 0;
-    for part in parts {
-        let s = part.shape();
-        if s.len() != shape.len() || s[0] != shape[0] || s[2..] != shape[2..] {
-            return Err(Error::Shape(format!(
-                "concat: {s:?} beside {:?}",
-                first.shape()
-            )));
-        }
-        shape[1] += s[1];
-    }
-    Ok(shape)
 }

@@ -105,24 +105,15 @@ impl GpuContext {
             .clone()
     }
 
-    fn storage(&self, data: &[f32]) -> wgpu::Buffer {
+    fn storage<T: bytemuck::Pod>(&self, data: &[T]) -> wgpu::Buffer {
         // wgpu refuses empty bindings: pad to one value.
-        let padded: &[f32] = if data.is_empty() { &[0.0] } else { data };
+        let zero = [T::zeroed()];
+        let padded: &[T] = if data.is_empty() { &zero } else { data };
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
                 contents: bytemuck::cast_slice(padded),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            })
-    }
-
-    fn storage_u32(&self, data: &[u32]) -> wgpu::Buffer {
-        let padded: &[u32] = if data.is_empty() { &[0] } else { data };
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(padded),
-                usage: wgpu::BufferUsages::STORAGE,
             })
     }
 
@@ -144,34 +135,26 @@ impl GpuContext {
             })
     }
 
-    /// Runs one dispatch over `(binding, buffer)` pairs and reads `output` back.
-    fn run(
+    /// One dispatch of `key` with `params` at binding 0, `inputs` at their bindings and a
+    /// fresh output of `len` values at binding 3 (every shader's output binding), read back.
+    fn launch<P: bytemuck::Pod>(
         &self,
         key: PipelineKey,
-        buffers: &[(u32, &wgpu::Buffer)],
-        workgroups: (u32, u32),
-        output: &wgpu::Buffer,
-        len: usize,
-    ) -> Result<Vec<f32>> {
-        self.run3(key, buffers, (workgroups.0, workgroups.1, 1), output, len)
-    }
-
-    /// [`Self::run`] with a three-dimensional dispatch.
-    fn run3(
-        &self,
-        key: PipelineKey,
-        buffers: &[(u32, &wgpu::Buffer)],
+        params: &P,
+        inputs: &[(u32, &wgpu::Buffer)],
         workgroups: (u32, u32, u32),
-        output: &wgpu::Buffer,
         len: usize,
     ) -> Result<Vec<f32>> {
+        let (params, out) = (self.uniform(params), self.output(len));
+        let mut bindings = vec![(0, &params), (3, &out)];
+        bindings.extend_from_slice(inputs);
         let pass = Pass {
             key,
-            bindings: buffers.to_vec(),
+            bindings,
             workgroups,
         };
         Ok(self
-            .execute(&[pass], &[(output, len)])?
+            .execute(&[pass], &[(&out, len)])?
             .pop()
             .expect("one output"))
     }
@@ -271,38 +254,19 @@ impl GpuContext {
                 b.shape()
             )));
         }
-        let params = self.uniform(&MatmulParams {
+        let params = MatmulParams {
             m: m as u32,
             k: k as u32,
             n: n as u32,
             pad: 0,
-        });
-        let (ab, bb, out) = (
-            self.storage(a.data()),
-            self.storage(b.data()),
-            self.output(m * n),
-        );
+        };
         let key = PipelineKey {
             shader: Shader::Matmul,
             entry: "main",
         };
-        let groups = (n.div_ceil(16) as u32, m.div_ceil(16) as u32);
-        Tensor::new(
-            &[m, n],
-            self.run(
-                key,
-                &[(0, &params), (1, &ab), (2, &bb), (3, &out)],
-                groups,
-                &out,
-                m * n,
-            )?,
-        )
-    }
-
-    fn elementwise_groups(len: usize) -> (u32, u32) {
-        let groups = len.div_ceil(256);
-        let x = groups.min(65_535);
-        (x as u32, groups.div_ceil(x.max(1)) as u32)
+        let groups = (n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1);
+        let inputs = [(1, &self.storage(a.data())), (2, &self.storage(b.data()))];
+        Tensor::new(&[m, n], self.launch(key, &params, &inputs, groups, m * n)?)
     }
 
     /// `f(x)`.
@@ -330,33 +294,23 @@ impl GpuContext {
         entry: &'static str,
     ) -> Result<Tensor> {
         let len = x.len();
-        let params = self.uniform(&ActivationParams {
+        let params = ActivationParams {
             len: len as u32,
             kind: f.code(),
             pad: [0; 2],
-        });
-        let xb = self.storage(x.data());
-        let out = self.output(len);
+        };
         let key = PipelineKey {
             shader: Shader::Activation,
             entry,
         };
-        let groups = Self::elementwise_groups(len);
-        let values = match dy {
-            // The forward entry point does not read `dy`, so its layout has no binding 2.
-            None => self.run(key, &[(0, &params), (1, &xb), (3, &out)], groups, &out, len)?,
-            Some(dy) => {
-                let dyb = self.storage(dy.data());
-                self.run(
-                    key,
-                    &[(0, &params), (1, &xb), (2, &dyb), (3, &out)],
-                    groups,
-                    &out,
-                    len,
-                )?
-            }
-        };
-        Tensor::new(x.shape(), values)
+        // 256 invocations per workgroup in `activation.wgsl`.
+        let groups = Self::workgroups_2d(len.div_ceil(256));
+        let xb = self.storage(x.data());
+        let dyb = dy.map(|dy| self.storage(dy.data()));
+        let mut inputs = vec![(1, &xb)];
+        // The forward entry point does not read `dy`, so its layout has no binding 2.
+        inputs.extend(dyb.as_ref().map(|b| (2, b)));
+        Tensor::new(x.shape(), self.launch(key, &params, &inputs, groups, len)?)
     }
 
     fn conv_params(geometry: [usize; 8], spec: &Conv2dSpec, mode: u32) -> Conv2dParams {
@@ -388,9 +342,10 @@ impl GpuContext {
         cin / groups >= 8 && cout / groups >= 8
     }
 
-    fn workgroups_2d(count: usize) -> (u32, u32) {
+    /// `count` workgroups spread over x and y (each axis holds at most 65,535).
+    fn workgroups_2d(count: usize) -> (u32, u32, u32) {
         let x = count.clamp(1, 65_535);
-        (x as u32, count.div_ceil(x) as u32)
+        (x as u32, count.div_ceil(x) as u32, 1)
     }
 
     /// The tiled dispatch for a product of `rows x columns` per group.
@@ -410,38 +365,23 @@ impl GpuContext {
         let [n, _, _, _, cout, _, oh, ow] = geometry;
         let groups = spec.groups.max(1);
         let len = n * cout * oh * ow;
-        let (xb, wb, out) = (
-            self.storage(x.data()),
-            self.storage(weight.data()),
-            self.output(len),
-        );
+        let params = Self::conv_params(geometry, spec, 0);
+        let (xb, wb) = (self.storage(x.data()), self.storage(weight.data()));
         let values = if Self::conv_is_tiled(geometry, spec) {
-            let params = self.uniform(&Self::conv_params(geometry, spec, 0));
-            let dummy = self.storage(&[]);
             let dims = Self::tiled_groups(cout / groups, n * oh * ow, groups)?;
-            self.run3(
-                Self::conv_key("tiled"),
-                &[(0, &params), (1, &xb), (2, &wb), (3, &out), (4, &dummy)],
-                dims,
-                &out,
-                len,
-            )?
+            let dummy = self.storage::<f32>(&[]);
+            let inputs = [(1, &xb), (2, &wb), (4, &dummy)];
+            self.launch(Self::conv_key("tiled"), &params, &inputs, dims, len)?
         } else {
-            let params = self.uniform(&Self::conv_params(geometry, spec, 0));
-            let (gx, gy) = Self::workgroups_2d(len.div_ceil(64));
-            self.run(
-                Self::conv_key("main"),
-                &[(0, &params), (1, &xb), (2, &wb), (3, &out)],
-                (gx, gy),
-                &out,
-                len,
-            )?
+            let dims = Self::workgroups_2d(len.div_ceil(64));
+            let inputs = [(1, &xb), (2, &wb)];
+            self.launch(Self::conv_key("main"), &params, &inputs, dims, len)?
         };
         Tensor::new(&[n, cout, oh, ow], values)
     }
 
     /// The input and weight gradients of a convolution without bias (the bias gradient is
-    /// the per-channel sum of `dy`).
+    /// the per-channel sum of `dy`), both in one submission.
     pub fn conv2d_backward(
         &self,
         x: &Tensor,
@@ -465,45 +405,60 @@ impl GpuContext {
         );
         let (dx_len, dw_len) = (x.len(), weight.len());
         let (dxb, dwb) = (self.output(dx_len), self.output(dw_len));
-        let (dx, dw) = if Self::conv_is_tiled(geometry, spec) {
-            let dummy = self.storage(&[]);
-            let input = self.uniform(&Self::conv_params(geometry, spec, 1));
-            let dims = Self::tiled_groups(cin / groups, n * h * w, groups)?;
-            let dx = self.run3(
-                Self::conv_key("tiled"),
-                &[(0, &input), (1, &dummy), (2, &wb), (3, &dxb), (4, &dyb)],
-                dims,
-                &dxb,
-                dx_len,
-            )?;
-            let wgrad = self.uniform(&Self::conv_params(geometry, spec, 2));
-            let dims = Self::tiled_groups(cout / groups, (cin / groups) * k * k, groups)?;
-            let dw = self.run3(
-                Self::conv_key("tiled"),
-                &[(0, &wgrad), (1, &xb), (2, &dummy), (3, &dwb), (4, &dyb)],
-                dims,
-                &dwb,
-                dw_len,
-            )?;
-            (dx, dw)
+        let dummy = self.storage::<f32>(&[]);
+        let tiled = Self::conv_is_tiled(geometry, spec);
+        // Tiled: mode 1 (input gradient) and mode 2 (weight gradient) of one entry point.
+        let (input_params, weight_params) = if tiled {
+            (
+                self.uniform(&Self::conv_params(geometry, spec, 1)),
+                self.uniform(&Self::conv_params(geometry, spec, 2)),
+            )
         } else {
-            let params = self.uniform(&Self::conv_params(geometry, spec, 0));
-            let dx = self.run(
-                Self::conv_key("backward_input_direct"),
-                &[(0, &params), (2, &wb), (3, &dxb), (4, &dyb)],
-                Self::workgroups_2d(dx_len.div_ceil(64)),
-                &dxb,
-                dx_len,
-            )?;
-            let dw = self.run(
-                Self::conv_key("backward_weight_direct"),
-                &[(0, &params), (1, &xb), (3, &dwb), (4, &dyb)],
-                Self::workgroups_2d(dw_len),
-                &dwb,
-                dw_len,
-            )?;
-            (dx, dw)
+            let params = Self::conv_params(geometry, spec, 0);
+            (self.uniform(&params), self.uniform(&params))
         };
+        let passes = if tiled {
+            [
+                Pass {
+                    key: Self::conv_key("tiled"),
+                    bindings: vec![
+                        (0, &input_params),
+                        (1, &dummy),
+                        (2, &wb),
+                        (3, &dxb),
+                        (4, &dyb),
+                    ],
+                    workgroups: Self::tiled_groups(cin / groups, n * h * w, groups)?,
+                },
+                Pass {
+                    key: Self::conv_key("tiled"),
+                    bindings: vec![
+                        (0, &weight_params),
+                        (1, &xb),
+                        (2, &dummy),
+                        (3, &dwb),
+                        (4, &dyb),
+                    ],
+                    workgroups: Self::tiled_groups(cout / groups, (cin / groups) * k * k, groups)?,
+                },
+            ]
+        } else {
+            [
+                Pass {
+                    key: Self::conv_key("backward_input_direct"),
+                    bindings: vec![(0, &input_params), (2, &wb), (3, &dxb), (4, &dyb)],
+                    workgroups: Self::workgroups_2d(dx_len.div_ceil(64)),
+                },
+                Pass {
+                    key: Self::conv_key("backward_weight_direct"),
+                    bindings: vec![(0, &weight_params), (1, &xb), (3, &dwb), (4, &dyb)],
+                    workgroups: Self::workgroups_2d(dw_len),
+                },
+            ]
+        };
+        let mut out = self.execute(&passes, &[(&dxb, dx_len), (&dwb, dw_len)])?;
+        let dw = out.pop().expect("two outputs");
+        let dx = out.pop().expect("two outputs");
         Ok((
             Tensor::new(x.shape(), dx)?,
             Tensor::new(weight.shape(), dw)?,
