@@ -38,7 +38,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn matmul_matches(m in 1usize..40, k in 1usize..40, n in 1usize..40, seed in 0u64..1000) {
+    fn matmul_matches(m in 1usize..150, k in 1usize..70, n in 1usize..150, seed in 0u64..1000) {
         let Some(gpu) = gpu() else { return Ok(()) };
         let a = Tensor::randn(&[m, k], 1.0, seed);
         let b = Tensor::randn(&[k, n], 1.0, seed + 1);
@@ -114,25 +114,34 @@ proptest! {
 #[test]
 fn a_wide_stride_2_convolution_takes_the_tiled_path_and_matches() {
     let Some(gpu) = gpu() else { return };
-    let spec = Conv2dSpec {
-        stride: 2,
-        padding: 1,
-        dilation: 1,
-        groups: 1,
-    };
-    let x = Tensor::randn(&[3, 16, 15, 15], 1.0, 3);
-    let w = Tensor::randn(&[24, 16, 3, 3], 0.3, 4);
-    assert!(GpuContext::conv_is_tiled(
-        [3, 16, 15, 15, 24, 3, 8, 8],
-        &spec
-    ));
-    let y = cpu::conv2d(&x, &w, None, &spec).unwrap();
-    assert_close("conv2d", &gpu.conv2d(&x, &w, &spec).unwrap(), &y);
-    let dy = Tensor::randn(y.shape(), 1.0, 5);
-    let (dx, dw) = gpu.conv2d_backward(&x, &w, &dy, &spec).unwrap();
-    let (cdx, cdw, _) = cpu::conv2d_backward(&x, &w, &dy, &spec).unwrap();
-    assert_close("conv2d dx", &dx, &cdx);
-    assert_close("conv2d dw", &dw, &cdw);
+    // (input channels, output channels, groups): one tile, then more than 64 rows in every
+    // product (forward and weight gradient over output channels, input gradient over input
+    // channels), then groups of 10 -> 68 channels.
+    for (case, (cin, cout, groups)) in [(16, 24, 1), (70, 72, 1), (20, 136, 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let spec = Conv2dSpec {
+            stride: 2,
+            padding: 1,
+            dilation: 1,
+            groups,
+        };
+        let seed = 3 * case as u64;
+        let x = Tensor::randn(&[3, cin, 15, 15], 1.0, seed);
+        let w = Tensor::randn(&[cout, cin / groups, 3, 3], 0.3, seed + 1);
+        assert!(GpuContext::conv_is_tiled(
+            [3, cin, 15, 15, cout, 3, 8, 8],
+            &spec
+        ));
+        let y = cpu::conv2d(&x, &w, None, &spec).unwrap();
+        assert_close("conv2d", &gpu.conv2d(&x, &w, &spec).unwrap(), &y);
+        let dy = Tensor::randn(y.shape(), 1.0, seed + 2);
+        let (dx, dw) = gpu.conv2d_backward(&x, &w, &dy, &spec).unwrap();
+        let (cdx, cdw, _) = cpu::conv2d_backward(&x, &w, &dy, &spec).unwrap();
+        assert_close("conv2d dx", &dx, &cdx);
+        assert_close("conv2d dw", &dw, &cdw);
+    }
 }
 
 /// The wgpu backend, for the op-by-op comparison through the `Backend` trait.

@@ -2,8 +2,8 @@
 // and pointwise convolutions share it), forward and backward.
 //
 // Two paths:
-// - `tiled`: the convolution as an implicit matrix product per group, 16 x 16 tiles staged
-//   through workgroup memory. `mode` picks which product:
+// - `tiled`: the convolution as an implicit matrix product per group, 64 x 64 tiles staged
+//   through workgroup memory, 4 x 4 per invocation. `mode` picks which product:
 //     0 forward          y[co, p]   = sum_(ci,ky,kx)  w[co, (ci,ky,kx)] * im2col(x)[(ci,ky,kx), p]
 //     1 input gradient   dx[ci, q]  = sum_(co,ky,kx)  w[co, (ci,ky,kx)] * col2im(dy)[(co,ky,kx), q]
 //     2 weight gradient  dw[co, kk] = sum_p           dy[co, p]          * im2col(x)[kk, p]
@@ -36,10 +36,14 @@ struct Conv2dParams {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 
-const TILE: u32 = 16u;
+const BLOCK: u32 = 4u;
+const DEPTH: u32 = 16u;
+const SIDE: u32 = 64u;
 
-var<workgroup> tile_a: array<f32, 256>;
-var<workgroup> tile_b: array<f32, 256>;
+// tile_a[d * 16 + r] holds rows 4r .. 4r + 4 of the left factor at depth d, tile_b[d * 16 + q]
+// columns 4q .. 4q + 4 of the right factor, relative to the tile's origin.
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
 var<workgroup> partial: array<f32, 64>;
 
 fn cin_g() -> u32 {
@@ -150,35 +154,64 @@ fn store(g: u32, row: u32, column: u32, value: f32) {
     }
 }
 
+// A 16 x 16 workgroup computes a 64 x 64 tile of the product, each invocation a 4 x 4 block,
+// stepping through the depth 16 at a time (the same blocking as `matmul.wgsl`).
 @compute @workgroup_size(16, 16, 1)
 fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let shape = product_shape();
     let g = wid.z;
-    let row = wid.y * TILE + lid.y;
-    let column = wid.x * TILE + lid.x;
-    var acc = 0.0;
-    let tiles = (shape.z + TILE - 1u) / TILE;
-    for (var t = 0u; t < tiles; t = t + 1u) {
-        let a_depth = t * TILE + lid.x;
-        let b_depth = t * TILE + lid.y;
-        var av = 0.0;
-        if (row < shape.x && a_depth < shape.z) {
-            av = left(g, row, a_depth);
+    let row0 = wid.y * SIDE;
+    let col0 = wid.x * SIDE;
+    let local = lid.y * 16u + lid.x;
+    let a_depth = local % DEPTH;
+    let a_rows = row0 + (local / DEPTH) * BLOCK;
+    let b_depth = local / 16u;
+    let b_cols = col0 + (local % 16u) * BLOCK;
+    var acc: array<vec4<f32>, 4>;
+    let steps = (shape.z + DEPTH - 1u) / DEPTH;
+    for (var t = 0u; t < steps; t = t + 1u) {
+        let da = t * DEPTH + a_depth;
+        var av = vec4<f32>(0.0);
+        if (da < shape.z) {
+            for (var i = 0u; i < BLOCK; i = i + 1u) {
+                if (a_rows + i < shape.x) {
+                    av[i] = left(g, a_rows + i, da);
+                }
+            }
         }
-        var bv = 0.0;
-        if (b_depth < shape.z && column < shape.y) {
-            bv = right(g, b_depth, column);
+        tile_a[a_depth * 16u + local / DEPTH] = av;
+        let db = t * DEPTH + b_depth;
+        var bv = vec4<f32>(0.0);
+        if (db < shape.z) {
+            for (var j = 0u; j < BLOCK; j = j + 1u) {
+                if (b_cols + j < shape.y) {
+                    bv[j] = right(g, db, b_cols + j);
+                }
+            }
         }
-        tile_a[lid.y * TILE + lid.x] = av;
-        tile_b[lid.y * TILE + lid.x] = bv;
+        tile_b[b_depth * 16u + local % 16u] = bv;
         workgroupBarrier();
-        for (var i = 0u; i < TILE; i = i + 1u) {
-            acc = acc + tile_a[lid.y * TILE + i] * tile_b[i * TILE + lid.x];
+        for (var i = 0u; i < DEPTH; i = i + 1u) {
+            let a4 = tile_a[i * 16u + lid.y];
+            let b4 = tile_b[i * 16u + lid.x];
+            acc[0] = acc[0] + a4.x * b4;
+            acc[1] = acc[1] + a4.y * b4;
+            acc[2] = acc[2] + a4.z * b4;
+            acc[3] = acc[3] + a4.w * b4;
         }
         workgroupBarrier();
     }
-    if (row < shape.x && column < shape.y) {
-        store(g, row, column, acc);
+    for (var i = 0u; i < BLOCK; i = i + 1u) {
+        let row = row0 + lid.y * BLOCK + i;
+        if (row >= shape.x) {
+            break;
+        }
+        for (var j = 0u; j < BLOCK; j = j + 1u) {
+            let column = col0 + lid.x * BLOCK + j;
+            if (column < shape.y) {
+                store(g, row, column, acc[i][j]);
+            }
+        }
     }
 }
 

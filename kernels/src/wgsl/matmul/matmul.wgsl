@@ -1,5 +1,7 @@
-// C[M, N] = A[M, K] x B[K, N], row-major, tiled through workgroup memory.
-// 16 x 16 tiles, matching the workgroup size.
+// C[M, N] = A[M, K] x B[K, N], row-major, tiled through workgroup memory with register
+// blocking: a 16 x 16 workgroup computes a 64 x 64 tile of C, each invocation a 4 x 4 block
+// of it, stepping through K 16 at a time. The tiles hold vec4s so that one invocation reads
+// its four rows of A and four columns of B for a depth step in two loads.
 
 struct MatmulParams {
     m: u32,
@@ -13,37 +15,78 @@ struct MatmulParams {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-const TILE: u32 = 16u;
+const BLOCK: u32 = 4u;
+const DEPTH: u32 = 16u;
+const SIDE: u32 = 64u;
 
-var<workgroup> tile_a: array<f32, 256>;
-var<workgroup> tile_b: array<f32, 256>;
+// tile_a[d * 16 + r] = A[r * 4 .. r * 4 + 4, d] and tile_b[d * 16 + q] = B[d, q * 4 .. q * 4 + 4],
+// relative to the tile's origin.
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
+
+fn a_at(row: u32, depth: u32) -> f32 {
+    if (row < params.m && depth < params.k) {
+        return a[row * params.k + depth];
+    }
+    return 0.0;
+}
+
+fn b_at(depth: u32, column: u32) -> f32 {
+    if (depth < params.k && column < params.n) {
+        return b[depth * params.n + column];
+    }
+    return 0.0;
+}
 
 @compute @workgroup_size(16, 16, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = gid.y;
-    let col = gid.x;
-    var acc = 0.0;
-    let tiles = (params.k + TILE - 1u) / TILE;
-    for (var t = 0u; t < tiles; t = t + 1u) {
-        let a_col = t * TILE + lid.x;
-        let b_row = t * TILE + lid.y;
-        var av = 0.0;
-        if (row < params.m && a_col < params.k) {
-            av = a[row * params.k + a_col];
-        }
-        var bv = 0.0;
-        if (b_row < params.k && col < params.n) {
-            bv = b[b_row * params.n + col];
-        }
-        tile_a[lid.y * TILE + lid.x] = av;
-        tile_b[lid.y * TILE + lid.x] = bv;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row0 = wid.y * SIDE;
+    let col0 = wid.x * SIDE;
+    let local = lid.y * 16u + lid.x;
+    // The slot this invocation fills in each tile.
+    let a_depth = local % DEPTH;
+    let a_rows = local / DEPTH;
+    let b_depth = local / 16u;
+    let b_cols = local % 16u;
+    var acc: array<vec4<f32>, 4>;
+    let steps = (params.k + DEPTH - 1u) / DEPTH;
+    for (var t = 0u; t < steps; t = t + 1u) {
+        let d = t * DEPTH;
+        let r = row0 + a_rows * BLOCK;
+        tile_a[a_depth * 16u + a_rows] = vec4<f32>(
+            a_at(r, d + a_depth),
+            a_at(r + 1u, d + a_depth),
+            a_at(r + 2u, d + a_depth),
+            a_at(r + 3u, d + a_depth),
+        );
+        let q = col0 + b_cols * BLOCK;
+        tile_b[b_depth * 16u + b_cols] = vec4<f32>(
+            b_at(d + b_depth, q),
+            b_at(d + b_depth, q + 1u),
+            b_at(d + b_depth, q + 2u),
+            b_at(d + b_depth, q + 3u),
+        );
         workgroupBarrier();
-        for (var i = 0u; i < TILE; i = i + 1u) {
-            acc = acc + tile_a[lid.y * TILE + i] * tile_b[i * TILE + lid.x];
+        for (var i = 0u; i < DEPTH; i = i + 1u) {
+            let av = tile_a[i * 16u + lid.y];
+            let bv = tile_b[i * 16u + lid.x];
+            acc[0] = acc[0] + av.x * bv;
+            acc[1] = acc[1] + av.y * bv;
+            acc[2] = acc[2] + av.z * bv;
+            acc[3] = acc[3] + av.w * bv;
         }
         workgroupBarrier();
     }
-    if (row < params.m && col < params.n) {
-        c[row * params.n + col] = acc;
+    for (var i = 0u; i < BLOCK; i = i + 1u) {
+        let row = row0 + lid.y * BLOCK + i;
+        if (row >= params.m) {
+            break;
+        }
+        for (var j = 0u; j < BLOCK; j = j + 1u) {
+            let column = col0 + lid.x * BLOCK + j;
+            if (column < params.n) {
+                c[row * params.n + column] = acc[i][j];
+            }
+        }
     }
 }
