@@ -264,7 +264,7 @@ impl GpuContext {
             shader: Shader::Matmul,
             entry: "main",
         };
-        let groups = (n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1);
+        let groups = (n.div_ceil(128) as u32, m.div_ceil(128) as u32, 1);
         let inputs = [(1, &self.storage(a.data())), (2, &self.storage(b.data()))];
         Tensor::new(&[m, n], self.launch(key, &params, &inputs, groups, m * n)?)
     }
@@ -350,7 +350,7 @@ impl GpuContext {
 
     /// The tiled dispatch for a product of `rows x columns` per group.
     fn tiled_groups(rows: usize, columns: usize, groups: usize) -> Result<(u32, u32, u32)> {
-        let (x, y) = (columns.div_ceil(64), rows.div_ceil(64));
+        let (x, y) = (columns.div_ceil(128), rows.div_ceil(64));
         if x > 65_535 || y > 65_535 || groups > 65_535 {
             return Err(Error::Gpu(format!(
                 "a convolution product of {rows} x {columns} in {groups} groups exceeds one dispatch; use a smaller batch"

@@ -2,8 +2,8 @@
 // and pointwise convolutions share it), forward and backward.
 //
 // Two paths:
-// - `tiled`: the convolution as an implicit matrix product per group, 64 x 64 tiles staged
-//   through workgroup memory, 4 x 4 per invocation. `mode` picks which product:
+// - `tiled`: the convolution as an implicit matrix product per group, 64 x 128 tiles staged
+//   through workgroup memory, 4 x 8 per invocation. `mode` picks which product:
 //     0 forward          y[co, p]   = sum_(ci,ky,kx)  w[co, (ci,ky,kx)] * im2col(x)[(ci,ky,kx), p]
 //     1 input gradient   dx[ci, q]  = sum_(co,ky,kx)  w[co, (ci,ky,kx)] * col2im(dy)[(co,ky,kx), q]
 //     2 weight gradient  dw[co, kk] = sum_p           dy[co, p]          * im2col(x)[kk, p]
@@ -36,13 +36,15 @@ struct Conv2dParams {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 
-const BLOCK: u32 = 4u;
-const DEPTH: u32 = 16u;
-const SIDE: u32 = 64u;
+const DEPTH: u32 = 8u;
+const ROWS: u32 = 64u;
+const COLUMNS: u32 = 128u;
+const ROW_QUADS: u32 = 16u;
+const COLUMN_QUADS: u32 = 32u;
 
-// tile_a[d * 16 + r] holds rows 4r .. 4r + 4 of the left factor at depth d, tile_b[d * 16 + q]
+// tile_a[d * 16 + r] holds rows 4r .. 4r + 4 of the left factor at depth d, tile_b[d * 32 + q]
 // columns 4q .. 4q + 4 of the right factor, relative to the tile's origin.
-var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_a: array<vec4<f32>, 128>;
 var<workgroup> tile_b: array<vec4<f32>, 256>;
 var<workgroup> partial: array<f32, 64>;
 
@@ -75,23 +77,6 @@ fn product_shape() -> vec3<u32> {
     return vec3<u32>(cout_g(), cin_g() * kk, positions);
 }
 
-// Element (row, depth) of the left factor.
-fn left(g: u32, row: u32, depth: u32) -> f32 {
-    let kk = params.k * params.k;
-    if (params.mode == 0u) {
-        return weight[(g * cout_g() + row) * cin_g() * kk + depth];
-    }
-    if (params.mode == 1u) {
-        let co = depth / kk;
-        let tap = depth % kk;
-        return weight[((g * cout_g() + co) * cin_g() + row) * kk + tap];
-    }
-    let plane = params.oh * params.ow;
-    let b = depth / plane;
-    let at = depth % plane;
-    return dy[(b * params.cout + g * cout_g() + row) * plane + at];
-}
-
 // The input value a tap of position p = (b, oy, ox) reads, for tap (ci, ky, kx).
 fn im2col(g: u32, tap_index: u32, p: u32) -> f32 {
     let kk = params.k * params.k;
@@ -107,37 +92,141 @@ fn im2col(g: u32, tap_index: u32, p: u32) -> f32 {
     return x_at(b, g * cin_g() + ci, iy, ix);
 }
 
-// Element (depth, column) of the right factor.
-fn right(g: u32, depth: u32, column: u32) -> f32 {
-    if (params.mode == 0u) {
-        return im2col(g, depth, column);
-    }
-    if (params.mode == 2u) {
-        return im2col(g, column, depth);
-    }
-    // The output gradient that input position q = column receives through tap (co, ky, kx).
+// Four consecutive columns of the right factor, decoded once per invocation (they stay the
+// same through the depth loop): for each, an element offset and a row and column origin.
+//   mode 0 (column = output position b, oy, ox): offset of (b, group's first input channel),
+//          origin (oy * stride - padding, ox * stride - padding);
+//   mode 1 (column = input position b, iy, ix): offset of (b, group's first output channel)
+//          in dy, origin (iy + padding, ix + padding);
+//   mode 2 (column = tap ci, ky, kx): offset of input channel ci of the group, origin
+//          (ky * dilation - padding, kx * dilation - padding).
+struct Columns {
+    offset: vec4<u32>,
+    origin_y: vec4<i32>,
+    origin_x: vec4<i32>,
+    count: u32,
+}
+
+fn columns_of(g: u32, first: u32, count: u32) -> Columns {
+    var out: Columns;
+    out.count = count;
     let kk = params.k * params.k;
-    let co = depth / kk;
-    let ky = (depth % kk) / params.k;
-    let kx = depth % params.k;
-    let image = params.h * params.w;
-    let b = column / image;
-    let iy = (column % image) / params.w;
-    let ix = column % params.w;
-    let ty = i32(iy + params.padding) - i32(ky * params.dilation);
-    let tx = i32(ix + params.padding) - i32(kx * params.dilation);
-    if (ty < 0 || tx < 0) {
-        return 0.0;
+    let pad = i32(params.padding);
+    for (var j = 0u; j < count; j = j + 1u) {
+        let column = first + j;
+        if (params.mode == 0u) {
+            let plane = params.oh * params.ow;
+            let b = column / plane;
+            let at = column % plane;
+            out.offset[j] = (b * params.cin + g * cin_g()) * params.h * params.w;
+            out.origin_y[j] = i32((at / params.ow) * params.stride) - pad;
+            out.origin_x[j] = i32((at % params.ow) * params.stride) - pad;
+        } else if (params.mode == 1u) {
+            let image = params.h * params.w;
+            let b = column / image;
+            let at = column % image;
+            out.offset[j] = (b * params.cout + g * cout_g()) * params.oh * params.ow;
+            out.origin_y[j] = i32(at / params.w) + pad;
+            out.origin_x[j] = i32(at % params.w) + pad;
+        } else {
+            let ci = column / kk;
+            let tap = column % kk;
+            out.offset[j] = (g * cin_g() + ci) * params.h * params.w;
+            out.origin_y[j] = i32((tap / params.k) * params.dilation) - pad;
+            out.origin_x[j] = i32((tap % params.k) * params.dilation) - pad;
+        }
     }
-    if (u32(ty) % params.stride != 0u || u32(tx) % params.stride != 0u) {
-        return 0.0;
+    return out;
+}
+
+fn inside(iy: i32, ix: i32) -> bool {
+    return iy >= 0 && iy < i32(params.h) && ix >= 0 && ix < i32(params.w);
+}
+
+// The right factor at one depth for the four columns of `cols` (zero past the last one).
+fn right4(depth: u32, cols: Columns) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    let kk = params.k * params.k;
+    if (params.mode == 0u) {
+        // depth = tap (ci, ky, kx) of the input patch.
+        let tap = depth % kk;
+        let channel = (depth / kk) * params.h * params.w;
+        let off_y = i32((tap / params.k) * params.dilation);
+        let off_x = i32((tap % params.k) * params.dilation);
+        for (var j = 0u; j < cols.count; j = j + 1u) {
+            let iy = cols.origin_y[j] + off_y;
+            let ix = cols.origin_x[j] + off_x;
+            if (inside(iy, ix)) {
+                v[j] = x[cols.offset[j] + channel + u32(iy) * params.w + u32(ix)];
+            }
+        }
+    } else if (params.mode == 2u) {
+        // depth = output position (b, oy, ox).
+        let plane = params.oh * params.ow;
+        let b = depth / plane;
+        let at = depth % plane;
+        let base = b * params.cin * params.h * params.w;
+        let oy = i32((at / params.ow) * params.stride);
+        let ox = i32((at % params.ow) * params.stride);
+        for (var j = 0u; j < cols.count; j = j + 1u) {
+            let iy = oy + cols.origin_y[j];
+            let ix = ox + cols.origin_x[j];
+            if (inside(iy, ix)) {
+                v[j] = x[base + cols.offset[j] + u32(iy) * params.w + u32(ix)];
+            }
+        }
+    } else {
+        // depth = (co, ky, kx): the output gradient the column's input position receives
+        // through that tap.
+        let co = depth / kk;
+        let tap = depth % kk;
+        let channel = co * params.oh * params.ow;
+        let ky = i32((tap / params.k) * params.dilation);
+        let kx = i32((tap % params.k) * params.dilation);
+        let stride = i32(params.stride);
+        for (var j = 0u; j < cols.count; j = j + 1u) {
+            let ty = cols.origin_y[j] - ky;
+            let tx = cols.origin_x[j] - kx;
+            if (ty < 0 || tx < 0 || ty % stride != 0 || tx % stride != 0) {
+                continue;
+            }
+            let oy = u32(ty / stride);
+            let ox = u32(tx / stride);
+            if (oy < params.oh && ox < params.ow) {
+                v[j] = dy[cols.offset[j] + channel + oy * params.ow + ox];
+            }
+        }
     }
-    let oy = u32(ty) / params.stride;
-    let ox = u32(tx) / params.stride;
-    if (oy >= params.oh || ox >= params.ow) {
-        return 0.0;
+    return v;
+}
+
+// The left factor at one depth for rows first .. first + count (zero past the last one).
+fn left4(g: u32, first: u32, count: u32, depth: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    let kk = params.k * params.k;
+    if (params.mode == 0u) {
+        let row_len = cin_g() * kk;
+        let base = (g * cout_g() + first) * row_len + depth;
+        for (var i = 0u; i < count; i = i + 1u) {
+            v[i] = weight[base + i * row_len];
+        }
+    } else if (params.mode == 1u) {
+        let co = depth / kk;
+        let tap = depth % kk;
+        let base = ((g * cout_g() + co) * cin_g() + first) * kk + tap;
+        for (var i = 0u; i < count; i = i + 1u) {
+            v[i] = weight[base + i * kk];
+        }
+    } else {
+        let plane = params.oh * params.ow;
+        let b = depth / plane;
+        let at = depth % plane;
+        let base = (b * params.cout + g * cout_g() + first) * plane + at;
+        for (var i = 0u; i < count; i = i + 1u) {
+            v[i] = dy[base + i * plane];
+        }
     }
-    return dy[((b * params.cout + g * cout_g() + co) * params.oh + oy) * params.ow + ox];
+    return v;
 }
 
 fn store(g: u32, row: u32, column: u32, value: f32) {
@@ -154,62 +243,63 @@ fn store(g: u32, row: u32, column: u32, value: f32) {
     }
 }
 
-// A 16 x 16 workgroup computes a 64 x 64 tile of the product, each invocation a 4 x 4 block,
-// stepping through the depth 16 at a time (the same blocking as `matmul.wgsl`).
+// A 16 x 16 workgroup computes a 64 x 128 tile of the product (rows x columns), each
+// invocation a 4 x 8 block, stepping through the depth 8 at a time.
 @compute @workgroup_size(16, 16, 1)
 fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let shape = product_shape();
     let g = wid.z;
-    let row0 = wid.y * SIDE;
-    let col0 = wid.x * SIDE;
     let local = lid.y * 16u + lid.x;
+    // The first 128 invocations each fill one slot of tile_a per step, all 256 one of tile_b.
     let a_depth = local % DEPTH;
-    let a_rows = row0 + (local / DEPTH) * BLOCK;
-    let b_depth = local / 16u;
-    let b_cols = col0 + (local % 16u) * BLOCK;
-    var acc: array<vec4<f32>, 4>;
+    let a_rows = wid.y * ROWS + (local / DEPTH) * 4u;
+    let a_count = min(4u, max(shape.x, a_rows) - a_rows);
+    let b_depth = local / COLUMN_QUADS;
+    let b_cols = wid.x * COLUMNS + (local % COLUMN_QUADS) * 4u;
+    let cols = columns_of(g, b_cols, min(4u, max(shape.y, b_cols) - b_cols));
+    // acc[2 i + h] holds row i of the block, columns 4h .. 4h + 4.
+    var acc: array<vec4<f32>, 8>;
     let steps = (shape.z + DEPTH - 1u) / DEPTH;
     for (var t = 0u; t < steps; t = t + 1u) {
-        let da = t * DEPTH + a_depth;
-        var av = vec4<f32>(0.0);
-        if (da < shape.z) {
-            for (var i = 0u; i < BLOCK; i = i + 1u) {
-                if (a_rows + i < shape.x) {
-                    av[i] = left(g, a_rows + i, da);
-                }
+        if (local < ROW_QUADS * DEPTH) {
+            let da = t * DEPTH + a_depth;
+            var av = vec4<f32>(0.0);
+            if (da < shape.z) {
+                av = left4(g, a_rows, a_count, da);
             }
+            tile_a[a_depth * ROW_QUADS + local / DEPTH] = av;
         }
-        tile_a[a_depth * 16u + local / DEPTH] = av;
         let db = t * DEPTH + b_depth;
         var bv = vec4<f32>(0.0);
         if (db < shape.z) {
-            for (var j = 0u; j < BLOCK; j = j + 1u) {
-                if (b_cols + j < shape.y) {
-                    bv[j] = right(g, db, b_cols + j);
-                }
-            }
+            bv = right4(db, cols);
         }
-        tile_b[b_depth * 16u + local % 16u] = bv;
+        tile_b[b_depth * COLUMN_QUADS + local % COLUMN_QUADS] = bv;
         workgroupBarrier();
         for (var i = 0u; i < DEPTH; i = i + 1u) {
-            let a4 = tile_a[i * 16u + lid.y];
-            let b4 = tile_b[i * 16u + lid.x];
-            acc[0] = acc[0] + a4.x * b4;
-            acc[1] = acc[1] + a4.y * b4;
-            acc[2] = acc[2] + a4.z * b4;
-            acc[3] = acc[3] + a4.w * b4;
+            let a4 = tile_a[i * ROW_QUADS + lid.y];
+            let b0 = tile_b[i * COLUMN_QUADS + lid.x * 2u];
+            let b1 = tile_b[i * COLUMN_QUADS + lid.x * 2u + 1u];
+            acc[0] += a4.x * b0;
+            acc[1] += a4.x * b1;
+            acc[2] += a4.y * b0;
+            acc[3] += a4.y * b1;
+            acc[4] += a4.z * b0;
+            acc[5] += a4.z * b1;
+            acc[6] += a4.w * b0;
+            acc[7] += a4.w * b1;
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < BLOCK; i = i + 1u) {
-        let row = row0 + lid.y * BLOCK + i;
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        let row = wid.y * ROWS + lid.y * 4u + i;
         if (row >= shape.x) {
             break;
         }
-        for (var j = 0u; j < BLOCK; j = j + 1u) {
-            let column = col0 + lid.x * BLOCK + j;
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let column = wid.x * COLUMNS + lid.x * 8u + j;
             if (column < shape.y) {
-                store(g, row, column, acc[i][j]);
+                store(g, row, column, acc[2u * i + j / 4u][j % 4u]);
             }
         }
     }

@@ -15,11 +15,12 @@ struct MatmulParams {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-const BLOCK: u32 = 4u;
-const DEPTH: u32 = 16u;
-const SIDE: u32 = 64u;
+const DEPTH: u32 = 8u;
+const SIDE: u32 = 128u;
+// vec4s across a tile's side.
+const QUADS: u32 = 32u;
 
-// tile_a[d * 16 + r] = A[r * 4 .. r * 4 + 4, d] and tile_b[d * 16 + q] = B[d, q * 4 .. q * 4 + 4],
+// tile_a[d * 32 + r] = A[4r .. 4r + 4, d] and tile_b[d * 32 + q] = B[d, 4q .. 4q + 4],
 // relative to the tile's origin.
 var<workgroup> tile_a: array<vec4<f32>, 256>;
 var<workgroup> tile_b: array<vec4<f32>, 256>;
@@ -45,22 +46,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let local = lid.y * 16u + lid.x;
     // The slot this invocation fills in each tile.
     let a_depth = local % DEPTH;
-    let a_rows = local / DEPTH;
-    let b_depth = local / 16u;
-    let b_cols = local % 16u;
-    var acc: array<vec4<f32>, 4>;
+    let a_quad = local / DEPTH;
+    let b_depth = local / QUADS;
+    let b_quad = local % QUADS;
+    // Rows 8 ly .. 8 ly + 8 by columns 8 lx .. 8 lx + 8: acc[2 i + h] holds row i, columns
+    // 4h .. 4h + 4 of the block.
+    var acc: array<vec4<f32>, 16>;
     let steps = (params.k + DEPTH - 1u) / DEPTH;
     for (var t = 0u; t < steps; t = t + 1u) {
         let d = t * DEPTH;
-        let r = row0 + a_rows * BLOCK;
-        tile_a[a_depth * 16u + a_rows] = vec4<f32>(
+        let r = row0 + a_quad * 4u;
+        tile_a[a_depth * QUADS + a_quad] = vec4<f32>(
             a_at(r, d + a_depth),
             a_at(r + 1u, d + a_depth),
             a_at(r + 2u, d + a_depth),
             a_at(r + 3u, d + a_depth),
         );
-        let q = col0 + b_cols * BLOCK;
-        tile_b[b_depth * 16u + b_cols] = vec4<f32>(
+        let q = col0 + b_quad * 4u;
+        tile_b[b_depth * QUADS + b_quad] = vec4<f32>(
             b_at(d + b_depth, q),
             b_at(d + b_depth, q + 1u),
             b_at(d + b_depth, q + 2u),
@@ -68,24 +71,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         );
         workgroupBarrier();
         for (var i = 0u; i < DEPTH; i = i + 1u) {
-            let av = tile_a[i * 16u + lid.y];
-            let bv = tile_b[i * 16u + lid.x];
-            acc[0] = acc[0] + av.x * bv;
-            acc[1] = acc[1] + av.y * bv;
-            acc[2] = acc[2] + av.z * bv;
-            acc[3] = acc[3] + av.w * bv;
+            let a0 = tile_a[i * QUADS + lid.y * 2u];
+            let a1 = tile_a[i * QUADS + lid.y * 2u + 1u];
+            let b0 = tile_b[i * QUADS + lid.x * 2u];
+            let b1 = tile_b[i * QUADS + lid.x * 2u + 1u];
+            acc[0] += a0.x * b0;
+            acc[1] += a0.x * b1;
+            acc[2] += a0.y * b0;
+            acc[3] += a0.y * b1;
+            acc[4] += a0.z * b0;
+            acc[5] += a0.z * b1;
+            acc[6] += a0.w * b0;
+            acc[7] += a0.w * b1;
+            acc[8] += a1.x * b0;
+            acc[9] += a1.x * b1;
+            acc[10] += a1.y * b0;
+            acc[11] += a1.y * b1;
+            acc[12] += a1.z * b0;
+            acc[13] += a1.z * b1;
+            acc[14] += a1.w * b0;
+            acc[15] += a1.w * b1;
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < BLOCK; i = i + 1u) {
-        let row = row0 + lid.y * BLOCK + i;
+    for (var i = 0u; i < 8u; i = i + 1u) {
+        let row = row0 + lid.y * 8u + i;
         if (row >= params.m) {
             break;
         }
-        for (var j = 0u; j < BLOCK; j = j + 1u) {
-            let column = col0 + lid.x * BLOCK + j;
+        for (var j = 0u; j < 8u; j = j + 1u) {
+            let column = col0 + lid.x * 8u + j;
             if (column < params.n) {
-                c[row * params.n + column] = acc[i][j];
+                c[row * params.n + column] = acc[2u * i + j / 4u][j % 4u];
             }
         }
     }
