@@ -70,21 +70,52 @@ proptest! {
 }
 
 #[test]
-fn a_depthwise_stride_2_convolution_matches() {
+fn depthwise_convolutions_match_on_both_paths() {
     let Some(gpu) = gpu() else { return };
-    let spec = Conv2dSpec {
-        stride: 2,
-        padding: 2,
-        dilation: 1,
-        groups: 24,
-    };
-    let x = Tensor::randn(&[2, 24, 17, 17], 1.0, 1);
-    let w = Tensor::randn(&[24, 1, 5, 5], 0.5, 2);
-    assert_close(
-        "depthwise",
-        &gpu.conv2d(&x, &w, &spec).unwrap(),
-        &cpu::conv2d(&x, &w, None, &spec).unwrap(),
-    );
+    // (channels, multiplier, size, k, stride, dilation, [forward, input gradient] staged in
+    // workgroup memory?): several tiles per plane, odd sizes, stride 2, dilation, a channel
+    // multiplier, and windows too big to stage (the direct kernels take them).
+    let cases = [
+        (24, 1, [37, 35], 5, 2, 1, [true, true]),
+        (8, 1, [33, 20], 7, 1, 2, [true, true]),
+        (6, 2, [19, 18], 3, 1, 1, [true, true]),
+        (4, 1, [40, 21], 7, 2, 3, [false, true]),
+        (3, 1, [40, 41], 7, 1, 6, [false, false]),
+    ];
+    for (case, (channels, multiplier, [h, w], k, stride, dilation, staged)) in
+        cases.into_iter().enumerate()
+    {
+        let spec = Conv2dSpec {
+            stride,
+            padding: dilation * (k - 1) / 2,
+            dilation,
+            groups: channels,
+        };
+        let seed = 10 * case as u64;
+        let x = Tensor::randn(&[2, channels, h, w], 1.0, seed);
+        let weight = Tensor::randn(&[channels * multiplier, 1, k, k], 0.5, seed + 1);
+        let y = cpu::conv2d(&x, &weight, None, &spec).unwrap();
+        let &[_, cout, oh, ow] = y.shape() else {
+            unreachable!()
+        };
+        let geometry = [2, channels, h, w, cout, k, oh, ow];
+        assert_eq!(
+            GpuContext::depthwise_groups(geometry, &spec, false).is_some(),
+            staged[0],
+            "case {case}"
+        );
+        assert_eq!(
+            GpuContext::depthwise_groups(geometry, &spec, true).is_some(),
+            staged[1],
+            "case {case}"
+        );
+        assert_close("depthwise", &gpu.conv2d(&x, &weight, &spec).unwrap(), &y);
+        let dy = Tensor::randn(y.shape(), 1.0, seed + 2);
+        let (dx, dw) = gpu.conv2d_backward(&x, &weight, &dy, &spec).unwrap();
+        let (cdx, cdw, _) = cpu::conv2d_backward(&x, &weight, &dy, &spec).unwrap();
+        assert_close("depthwise dx", &dx, &cdx);
+        assert_close("depthwise dw", &dw, &cdw);
+    }
 }
 
 proptest! {

@@ -342,6 +342,38 @@ impl GpuContext {
         cin / groups >= 8 && cout / groups >= 8
     }
 
+    /// The dispatch of the depthwise kernels (16 x 16 tiles of output planes forward, of input
+    /// planes for the input gradient), or `None` where they do not apply: more than one input
+    /// channel per group, or a window too big for the kernel's 2,304-value staging array.
+    pub fn depthwise_groups(
+        geometry: [usize; 8],
+        spec: &Conv2dSpec,
+        input_gradient: bool,
+    ) -> Option<(u32, u32, u32)> {
+        const PATCH: usize = 2304;
+        let groups = spec.groups.max(1);
+        let [n, cin, h, w, cout, k, oh, ow] = geometry;
+        // The kernel's taps are staged too (at most 256 of them).
+        if cin / groups != 1 || k > 16 {
+            return None;
+        }
+        let reach = (k - 1) * spec.dilation;
+        let (span, (rows, columns), planes) = if input_gradient {
+            ((15 + reach) / spec.stride + 2, (h, w), n * cin)
+        } else {
+            (15 * spec.stride + reach + 1, (oh, ow), n * cout)
+        };
+        let tiles = rows.div_ceil(16) * columns.div_ceil(16);
+        if span * span > PATCH || tiles > 65_535 || planes.div_ceil(65_535) > 65_535 {
+            return None;
+        }
+        Some((
+            tiles as u32,
+            planes.min(65_535) as u32,
+            planes.div_ceil(65_535) as u32,
+        ))
+    }
+
     /// `count` workgroups spread over x and y (each axis holds at most 65,535).
     fn workgroups_2d(count: usize) -> (u32, u32, u32) {
         let x = count.clamp(1, 65_535);
@@ -372,6 +404,9 @@ impl GpuContext {
             let dummy = self.storage::<f32>(&[]);
             let inputs = [(1, &xb), (2, &wb), (4, &dummy)];
             self.launch(Self::conv_key("tiled"), &params, &inputs, dims, len)?
+        } else if let Some(dims) = Self::depthwise_groups(geometry, spec, false) {
+            let inputs = [(1, &xb), (2, &wb)];
+            self.launch(Self::conv_key("depthwise"), &params, &inputs, dims, len)?
         } else {
             let dims = Self::workgroups_2d(len.div_ceil(64));
             let inputs = [(1, &xb), (2, &wb)];
@@ -443,16 +478,31 @@ impl GpuContext {
                 },
             ]
         } else {
+            let (entry, workgroups) = match Self::depthwise_groups(geometry, spec, true) {
+                Some(dims) => ("depthwise_backward_input", dims),
+                None => (
+                    "backward_input_direct",
+                    Self::workgroups_2d(dx_len.div_ceil(64)),
+                ),
+            };
             [
                 Pass {
-                    key: Self::conv_key("backward_input_direct"),
+                    key: Self::conv_key(entry),
                     bindings: vec![(0, &input_params), (2, &wb), (3, &dxb), (4, &dyb)],
-                    workgroups: Self::workgroups_2d(dx_len.div_ceil(64)),
+                    workgroups,
                 },
-                Pass {
-                    key: Self::conv_key("backward_weight_direct"),
-                    bindings: vec![(0, &weight_params), (1, &xb), (3, &dwb), (4, &dyb)],
-                    workgroups: Self::workgroups_2d(dw_len),
+                if cin == groups {
+                    Pass {
+                        key: Self::conv_key("depthwise_backward_weight"),
+                        bindings: vec![(0, &weight_params), (1, &xb), (3, &dwb), (4, &dyb)],
+                        workgroups: (1, cout.min(65_535) as u32, cout.div_ceil(65_535) as u32),
+                    }
+                } else {
+                    Pass {
+                        key: Self::conv_key("backward_weight_direct"),
+                        bindings: vec![(0, &weight_params), (1, &xb), (3, &dwb), (4, &dyb)],
+                        workgroups: Self::workgroups_2d(dw_len),
+                    }
                 },
             ]
         };

@@ -8,8 +8,13 @@
 //     1 input gradient   dx[ci, q]  = sum_(co,ky,kx)  w[co, (ci,ky,kx)] * col2im(dy)[(co,ky,kx), q]
 //     2 weight gradient  dw[co, kk] = sum_p           dy[co, p]          * im2col(x)[kk, p]
 //   with p running over (batch, output row, output column) and q over input positions.
-// - direct kernels, for groups too narrow to fill a tile (depthwise): one invocation per
+// - depthwise kernels (one input channel per group): a 16 x 16 tile of one plane per
+//   workgroup, the window it reads staged once in workgroup memory (`depthwise` forward,
+//   `depthwise_backward_input` for the input gradient).
+// - direct kernels, for other narrow groups and windows too big to stage: one invocation per
 //   output or input value, and a 64-wide workgroup reduction per weight value.
+// - `depthwise_backward_weight`: one 256-wide workgroup per output channel of a depthwise
+//   convolution, reducing each tap over the output rows.
 
 struct Conv2dParams {
     n: u32,
@@ -46,7 +51,12 @@ const COLUMN_QUADS: u32 = 32u;
 // columns 4q .. 4q + 4 of the right factor, relative to the tile's origin.
 var<workgroup> tile_a: array<vec4<f32>, 128>;
 var<workgroup> tile_b: array<vec4<f32>, 256>;
-var<workgroup> partial: array<f32, 64>;
+var<workgroup> partial: array<f32, 256>;
+// The input (forward) or output-gradient (input gradient) window of one depthwise tile.
+const PATCH: u32 = 2304u;
+var<workgroup> staged: array<f32, 2304>;
+// The kernel taps of the channel a depthwise tile works on (at most 16 x 16).
+var<workgroup> taps: array<f32, 256>;
 
 fn cin_g() -> u32 {
     return params.cin / params.groups;
@@ -404,5 +414,195 @@ fn backward_weight_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     }
     if (valid && lid.x == 0u) {
         y[index] = partial[0];
+    }
+}
+
+// The plane (batch, channel) a depthwise workgroup works on; planes past 65,535 continue in z.
+fn depthwise_plane(wid: vec3<u32>) -> u32 {
+    return wid.y + wid.z * 65535u;
+}
+
+// Forward depthwise convolution (cin_g = 1): output tile 16 x 16 of plane (b, co); its input
+// window, (15 stride + (k - 1) dilation + 1) squared values of input channel co / cout_g,
+// is read once into `staged`. The host checks that the window fits.
+@compute @workgroup_size(16, 16, 1)
+fn depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let plane = depthwise_plane(wid);
+    // Uniform across the workgroup, like everything the barrier depends on below.
+    let valid = plane < params.n * params.cout;
+    let tiles_x = (params.ow + 15u) / 16u;
+    let oy0 = (wid.x / tiles_x) * 16u;
+    let ox0 = (wid.x % tiles_x) * 16u;
+    let b = plane / params.cout;
+    let co = plane % params.cout;
+    let span = 15u * params.stride + (params.k - 1u) * params.dilation + 1u;
+    let iy0 = i32(oy0 * params.stride) - i32(params.padding);
+    let ix0 = i32(ox0 * params.stride) - i32(params.padding);
+    let kk = params.k * params.k;
+    let local = lid.y * 16u + lid.x;
+    if (valid) {
+        for (var i = local; i < span * span; i = i + 256u) {
+            staged[i] = x_at(b, co / cout_g(), iy0 + i32(i / span), ix0 + i32(i % span));
+        }
+        if (local < kk) {
+            taps[local] = weight[co * kk + local];
+        }
+    }
+    workgroupBarrier();
+    let oy = oy0 + lid.y;
+    let ox = ox0 + lid.x;
+    if (!valid || oy >= params.oh || ox >= params.ow) {
+        return;
+    }
+    var acc = 0.0;
+    for (var ky = 0u; ky < params.k; ky = ky + 1u) {
+        let row = (lid.y * params.stride + ky * params.dilation) * span + lid.x * params.stride;
+        for (var kx = 0u; kx < params.k; kx = kx + 1u) {
+            acc = acc + staged[row + kx * params.dilation] * taps[ky * params.k + kx];
+        }
+    }
+    y[(plane * params.oh + oy) * params.ow + ox] = acc;
+}
+
+// First output row (or column) whose window reaches input row `i0` of a tile: the smallest
+// o with o stride >= i0 + padding - (k - 1) dilation, and not below 0.
+fn first_reaching(i0: u32) -> u32 {
+    let t = i32(i0 + params.padding) - i32((params.k - 1u) * params.dilation);
+    if (t <= 0) {
+        return 0u;
+    }
+    return (u32(t) + params.stride - 1u) / params.stride;
+}
+
+// Input gradient of a depthwise convolution (cin_g = 1): input tile 16 x 16 of plane (b, ci);
+// for each of the group's cout_g output channels, the window of dy the tile receives from,
+// ((15 + (k - 1) dilation) / stride + 2) squared values, is staged in `staged`.
+@compute @workgroup_size(16, 16, 1)
+fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let plane = depthwise_plane(wid);
+    let valid = plane < params.n * params.cin;
+    let tiles_x = (params.w + 15u) / 16u;
+    let iy0 = (wid.x / tiles_x) * 16u;
+    let ix0 = (wid.x % tiles_x) * 16u;
+    let b = plane / params.cin;
+    let ci = plane % params.cin;
+    let span = (15u + (params.k - 1u) * params.dilation) / params.stride + 2u;
+    let oy_lo = first_reaching(iy0);
+    let ox_lo = first_reaching(ix0);
+    let iy = iy0 + lid.y;
+    let ix = ix0 + lid.x;
+    let kk = params.k * params.k;
+    let stride = i32(params.stride);
+    let dilation = i32(params.dilation);
+    // dilation = step stride + rest.
+    let step = dilation / stride;
+    let rest = dilation % stride;
+    let local = lid.y * 16u + lid.x;
+    var acc = 0.0;
+    for (var c = 0u; c < cout_g(); c = c + 1u) {
+        let co = ci * cout_g() + c;
+        let base = (b * params.cout + co) * params.oh * params.ow;
+        workgroupBarrier();
+        if (valid) {
+            if (local < kk) {
+                taps[local] = weight[co * kk + local];
+            }
+            for (var i = local; i < span * span; i = i + 256u) {
+                let oy = oy_lo + i / span;
+                let ox = ox_lo + i % span;
+                var v = 0.0;
+                if (oy < params.oh && ox < params.ow) {
+                    v = dy[base + oy * params.ow + ox];
+                }
+                staged[i] = v;
+            }
+        }
+        workgroupBarrier();
+        if (valid && iy < params.h && ix < params.w) {
+            // ty = iy + padding - ky dilation = oy stride + ry with 0 <= ry < stride, tracked
+            // as ky grows without dividing (and likewise tx for kx): only taps with ry = 0
+            // (and rx = 0) reach an output.
+            var ty = i32(iy + params.padding);
+            var oy = ty / stride;
+            var ry = ty % stride;
+            for (var ky = 0u; ky < params.k; ky = ky + 1u) {
+                if (ty >= 0 && ry == 0) {
+                    let row = u32(oy - i32(oy_lo)) * span;
+                    var tx = i32(ix + params.padding);
+                    var ox = tx / stride;
+                    var rx = tx % stride;
+                    for (var kx = 0u; kx < params.k; kx = kx + 1u) {
+                        if (tx >= 0 && rx == 0) {
+                            acc = acc + staged[row + u32(ox - i32(ox_lo))] * taps[ky * params.k + kx];
+                        }
+                        tx = tx - dilation;
+                        ox = ox - step;
+                        rx = rx - rest;
+                        if (rx < 0) {
+                            rx = rx + stride;
+                            ox = ox - 1;
+                        }
+                    }
+                }
+                ty = ty - dilation;
+                oy = oy - step;
+                ry = ry - rest;
+                if (ry < 0) {
+                    ry = ry + stride;
+                    oy = oy - 1;
+                }
+            }
+        }
+    }
+    if (valid && iy < params.h && ix < params.w) {
+        y[(plane * params.h + iy) * params.w + ix] = acc;
+    }
+}
+
+// Weight gradient of a depthwise convolution (cin_g = 1): one workgroup per output channel.
+// For each tap, the invocations split the output rows (b, oy) between them, walk each row's
+// columns without any division, and the workgroup sums their shares.
+@compute @workgroup_size(256, 1, 1)
+fn depthwise_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let co = depthwise_plane(wid);
+    let valid = co < params.cout;
+    let kk = params.k * params.k;
+    let channel = co / cout_g();
+    let rows = params.n * params.oh;
+    let pad = i32(params.padding);
+    for (var tap = 0u; tap < kk; tap = tap + 1u) {
+        let ky = i32((tap / params.k) * params.dilation) - pad;
+        let kx = i32((tap % params.k) * params.dilation) - pad;
+        var acc = 0.0;
+        if (valid) {
+            for (var r = lid.x; r < rows; r = r + 256u) {
+                let b = r / params.oh;
+                let oy = r % params.oh;
+                let iy = i32(oy * params.stride) + ky;
+                if (iy < 0 || iy >= i32(params.h)) {
+                    continue;
+                }
+                let dy_row = ((b * params.cout + co) * params.oh + oy) * params.ow;
+                let x_row = ((b * params.cin + channel) * params.h + u32(iy)) * params.w;
+                for (var ox = 0u; ox < params.ow; ox = ox + 1u) {
+                    let ix = i32(ox * params.stride) + kx;
+                    if (ix >= 0 && ix < i32(params.w)) {
+                        acc = acc + dy[dy_row + ox] * x[x_row + u32(ix)];
+                    }
+                }
+            }
+        }
+        partial[lid.x] = acc;
+        workgroupBarrier();
+        for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+            if (lid.x < stride) {
+                partial[lid.x] = partial[lid.x] + partial[lid.x + stride];
+            }
+            workgroupBarrier();
+        }
+        if (valid && lid.x == 0u) {
+            y[co * kk + tap] = partial[0];
+        }
+        workgroupBarrier();
     }
 }
