@@ -1,5 +1,5 @@
 //! `hwnas search --evaluator supernet`: a one-shot search (DARTS, GDAS, AdvantageNAS, UNAS,
-//! REINFORCE) of NAS-Bench-201 cells on a weight-sharing supernet trained on real images,
+//! REINFORCE) of NAS-Bench-201 or DARTS cells on a weight-sharing supernet trained on real images,
 //! checkpointed every trace point, resumable, answered with the same JSON object as every
 //! search, the architecture's latency measured on the target, and its NAS-Bench-201
 //! CIFAR-10 test accuracy looked up as a transfer check where the table is present.
@@ -18,8 +18,10 @@ use hwnas_core::oneshot::{
     AdditiveLatency, ArchSchedule, LatencyPenalty, LatencySource, OneShotConfig, OneShotData,
     OneShotRun, SupernetTrainer, WeightSchedule, by_name,
 };
-use hwnas_core::space::{Nb201Space, SearchSpace};
-use hwnas_core::supernet::{Nb201Supernet, Nb201SupernetConfig};
+use hwnas_core::space::{Nb201Space, SearchSpace, space_by_name};
+use hwnas_core::supernet::{
+    DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, Supernet,
+};
 use hwnas_latency::export::{ExportOptions, export_arch};
 use hwnas_latency::onnx::RandomWeights;
 use hwnas_latency::onnx::builder::encode;
@@ -67,6 +69,48 @@ fn load_images(args: &SearchArgs) -> Result<ImageSet> {
     )
 }
 
+/// Edges and candidates per edge of the supernet of `space`.
+pub(crate) fn supernet_shape(space: &str) -> Result<(usize, usize)> {
+    match space {
+        "nb201" => Ok((
+            hwnas_core::space::nb201::EDGES.len(),
+            hwnas_core::supernet::nb201::CANDIDATES,
+        )),
+        "darts" => Ok((
+            hwnas_core::supernet::darts::EDGES,
+            hwnas_core::supernet::darts::CANDIDATES,
+        )),
+        other => bail!(
+            "--evaluator supernet searches --space nb201 or --space darts (cell spaces with a supernet), not {other}"
+        ),
+    }
+}
+
+/// The supernet of `args.space` at the size the arguments ask (reduced by default).
+fn build_supernet(args: &SearchArgs, in_channels: usize, classes: usize) -> Result<Supernet> {
+    Ok(if args.space == "darts" {
+        Supernet::Darts(DartsSupernet::new(
+            DartsSupernetConfig {
+                in_channels,
+                channels: args.channels.unwrap_or(4),
+                cells: args.cells.unwrap_or(3),
+                classes,
+            },
+            args.seed,
+        )?)
+    } else {
+        Supernet::Nb201(Nb201Supernet::new(
+            Nb201SupernetConfig {
+                in_channels,
+                channels: args.channels.unwrap_or(8),
+                cells: args.cells.unwrap_or(1),
+                classes,
+            },
+            args.seed,
+        )?)
+    })
+}
+
 /// Runs the one-shot search into `out`.
 pub fn run(
     args: &SearchArgs,
@@ -75,8 +119,11 @@ pub fn run(
     resume: bool,
     started: Instant,
 ) -> Result<ExitCode> {
-    if args.space != "nb201" {
-        bail!("--evaluator supernet searches --space nb201 (the NAS-Bench-201 supernet)");
+    let shape = supernet_shape(&args.space)?;
+    if args.space == "darts" && args.strategy == "unas" {
+        bail!(
+            "--strategy unas: its latency term is built on NAS-Bench-201's one-decision-per-edge cells; use --space nb201, or another strategy with --space darts"
+        );
     }
     if args.epochs == 0 || args.batch_size == 0 {
         bail!("--epochs and --batch-size must be at least 1");
@@ -108,21 +155,21 @@ pub fn run(
         eval,
     };
     let classes = images.classes();
-    let net_config = Nb201SupernetConfig {
-        in_channels: channels,
-        channels: args.channels,
-        cells: args.cells,
-        classes,
-    };
 
     // UNAS's latency term: a table target is fitted to a linear table (differentiable);
     // a measured target enters through the REINFORCE term only.
-    let space = Nb201Space::new();
+    let space = space_by_name(&args.space)?;
     let latency_model: Arc<dyn hwnas_core::LatencyModel> = Arc::from(world.search_latency);
-    let source = if args.target.starts_with("table:") {
+    let source = if args.target.starts_with("table:") && args.strategy == "unas" {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-        let archs: Vec<_> = (0..2000).map(|_| space.sample(&mut rng)).collect();
-        LatencySource::Table(AdditiveLatency::fit(latency_model.as_ref(), &archs, 6)?)
+        let nb201 = Nb201Space::new();
+        let archs: Vec<_> = (0..2000).map(|_| nb201.sample(&mut rng)).collect();
+        LatencySource::Table(AdditiveLatency::fit(
+            latency_model.as_ref(),
+            &archs,
+            shape.0,
+            shape.1,
+        )?)
     } else {
         LatencySource::Measured(Arc::clone(&latency_model))
     };
@@ -131,12 +178,17 @@ pub fn run(
         target_ms: world.budget_ms,
         weight: (1.0 / world.budget_ms) as f32,
     };
-    let strategy = by_name(&args.strategy, ArchSchedule::default(), Some(penalty))?;
+    let strategy = by_name(
+        &args.strategy,
+        shape,
+        ArchSchedule::default(),
+        Some(penalty),
+    )?;
     let checkpoint = out.join("checkpoint.bin");
     let mut run = if resume && checkpoint.exists() {
         OneShotRun::resume(&checkpoint, strategy)?
     } else {
-        let net = Nb201Supernet::new(net_config, args.seed)?;
+        let net = build_supernet(args, channels, classes)?;
         OneShotRun::new(
             SupernetTrainer::new(net, WeightSchedule::default()),
             strategy,
@@ -196,7 +248,7 @@ pub fn run(
     };
     let onnx_path = out.join("best.onnx");
     let model = export_arch(
-        "nb201",
+        space.name(),
         &arch_text,
         &mut RandomWeights::new(0),
         ExportOptions::default(),
@@ -210,7 +262,7 @@ pub fn run(
         .and_then(|t| t.evaluate(&arch).ok())
         .and_then(|e| e.test_accuracy);
     let json = OneShotJson {
-        space: "nb201".into(),
+        space: space.name().into(),
         strategy: args.strategy.clone(),
         arch: arch_text.clone(),
         latency_ms,
@@ -223,12 +275,20 @@ pub fn run(
         steps: run.step,
         epochs: config.epochs,
         data: args.data.clone(),
-        supernet: format!(
-            "{} channels, {} cell(s) per stage, {} scalar weights",
-            net_config.channels,
-            net_config.cells,
-            run.trainer.net.params.scalars()
-        ),
+        supernet: match &run.trainer.net {
+            Supernet::Nb201(net) => format!(
+                "NAS-Bench-201, {} channels, {} cell(s) per stage, {} scalar weights",
+                net.config.channels,
+                net.config.cells,
+                net.params.scalars()
+            ),
+            Supernet::Darts(net) => format!(
+                "DARTS, {} channels, {} cells, {} scalar weights",
+                net.config.channels,
+                net.config.cells,
+                net.params.scalars()
+            ),
+        },
         table_test_accuracy,
         wall_seconds: started.elapsed().as_secs_f64(),
     };
@@ -245,7 +305,11 @@ pub fn run(
         json.arch,
         json.accuracy_estimate,
         args.dataset,
-        table_test_accuracy.map_or("table not found".into(), |a| format!("{a:.2}%")),
+        match (space.name(), table_test_accuracy) {
+            ("nb201", Some(a)) => format!("{a:.2}%"),
+            ("nb201", None) => "table not found".into(),
+            _ => "no table covers this space".into(),
+        },
         latency_ms,
         if measured {
             "measured end to end"

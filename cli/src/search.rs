@@ -100,12 +100,14 @@ pub struct SearchArgs {
     /// Held-out images the supernet's argmax architecture is scored on.
     #[arg(long, default_value_t = 1000)]
     pub(crate) eval_images: usize,
-    /// Supernet channels of the first stage (NAS-Bench-201: 16; reduced default for CPUs).
-    #[arg(long, default_value_t = 8)]
-    pub(crate) channels: usize,
-    /// Supernet cells per stage (NAS-Bench-201: 5; reduced default for CPUs).
-    #[arg(long, default_value_t = 1)]
-    pub(crate) cells: usize,
+    /// Supernet channels of the first cells (full size: 16 for both spaces; default, reduced
+    /// for CPUs: 8 for nb201, 4 for darts).
+    #[arg(long)]
+    pub(crate) channels: Option<usize>,
+    /// Supernet cells: per stage for nb201 (full: 5; default 1), in all for darts (full: 8;
+    /// default 3).
+    #[arg(long)]
+    pub(crate) cells: Option<usize>,
     /// Images per batch of a one-shot search.
     #[arg(long, default_value_t = 64)]
     pub(crate) batch_size: usize,
@@ -290,6 +292,7 @@ impl SearchArgs {
         if self.evaluator.as_deref() == Some("supernet") {
             hwnas_core::oneshot::by_name(
                 &self.strategy,
+                crate::oneshot_cmd::supernet_shape(&self.space)?,
                 hwnas_core::oneshot::ArchSchedule::default(),
                 None,
             )?;

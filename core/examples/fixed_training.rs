@@ -24,7 +24,7 @@ fn main() {
         initial_lr: lr,
         ..WeightSchedule::default()
     };
-    let mut trainer = SupernetTrainer::new(net, schedule);
+    let mut trainer = SupernetTrainer::new(hwnas_core::supernet::Supernet::Nb201(net), schedule);
     let routes = Nb201Supernet::fixed_routes(&arch);
     let mut losses = Vec::new();
     for (i, batch) in set

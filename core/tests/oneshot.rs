@@ -10,7 +10,9 @@ use hwnas_core::oneshot::{
     OneShotData, OneShotRun, SupernetTrainer, WeightSchedule, by_name,
 };
 use hwnas_core::space::{Arch, Nb201Space, SearchSpace};
-use hwnas_core::supernet::{BnMode, Nb201Supernet, Nb201SupernetConfig, Route, StepRequest};
+use hwnas_core::supernet::{
+    BnMode, Nb201Supernet, Nb201SupernetConfig, Route, StepRequest, Supernet,
+};
 use hwnas_kernels::Cpu;
 use rand::SeedableRng;
 
@@ -84,7 +86,7 @@ fn strategy(name: &str) -> Box<dyn hwnas_core::oneshot::OneShotStrategy> {
         target_ms: 2.5,
         weight: 0.1,
     };
-    by_name(name, ArchSchedule::default(), Some(latency)).unwrap()
+    by_name(name, (6, 5), ArchSchedule::default(), Some(latency)).unwrap()
 }
 
 fn trainer() -> SupernetTrainer {
@@ -98,7 +100,7 @@ fn trainer() -> SupernetTrainer {
         3,
     )
     .unwrap();
-    SupernetTrainer::new(net, WeightSchedule::default())
+    SupernetTrainer::new(Supernet::Nb201(net), WeightSchedule::default())
 }
 
 #[test]
@@ -216,7 +218,7 @@ fn the_additive_latency_fit_recovers_an_additive_table() {
     let space = Nb201Space::new();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let archs: Vec<Arch> = (0..300).map(|_| space.sample(&mut rng)).collect();
-    let fitted = Additive(AdditiveLatency::fit(&truth, &archs, 6).unwrap());
+    let fitted = Additive(AdditiveLatency::fit(&truth, &archs, 6, 5).unwrap());
     for arch in archs.iter().take(50) {
         let one_hot: Vec<Vec<f32>> = arch
             .0

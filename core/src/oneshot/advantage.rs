@@ -11,7 +11,6 @@ use super::arch::{ArchLogits, ArchSchedule, sample, score_function};
 use super::{OneShotStrategy, StepContext, StepReport};
 use crate::error::Result;
 use crate::supernet::Route;
-use crate::supernet::nb201::CANDIDATES;
 
 /// AdvantageNAS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,9 +24,14 @@ pub struct AdvantageNas {
 impl AdvantageNas {
     /// Uniform logits for `edges` edges; `baseline_decay` e.g. `Some(0.9)` for the
     /// baseline variant.
-    pub fn new(edges: usize, schedule: ArchSchedule, baseline_decay: Option<f32>) -> Self {
+    pub fn new(
+        edges: usize,
+        candidates: usize,
+        schedule: ArchSchedule,
+        baseline_decay: Option<f32>,
+    ) -> Self {
         AdvantageNas {
-            logits: ArchLogits::new(edges, CANDIDATES, schedule),
+            logits: ArchLogits::new(edges, candidates, schedule),
             baseline_decay,
             baseline: vec![0.0; edges],
         }
@@ -48,7 +52,7 @@ impl OneShotStrategy for AdvantageNas {
         let chosen: Vec<usize> = probs.iter().map(|p| sample(p, ctx.rng)).collect();
         let routes: Vec<Route> = chosen
             .iter()
-            .map(|&k| Route::one_hot(k, CANDIDATES))
+            .map(|&k| Route::one_hot(k, self.logits.candidates()))
             .collect();
         let valid = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, true)?;
         let mut grad = Vec::with_capacity(chosen.len());

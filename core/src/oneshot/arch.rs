@@ -50,6 +50,11 @@ impl ArchLogits {
         }
     }
 
+    /// Candidates per edge.
+    pub fn candidates(&self) -> usize {
+        self.alpha.first().map_or(0, Vec::len)
+    }
+
     /// `softmax(alpha_e)` per edge.
     pub fn probabilities(&self) -> Vec<Vec<f32>> {
         self.alpha.iter().map(|a| softmax(a)).collect()

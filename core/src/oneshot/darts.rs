@@ -8,7 +8,6 @@ use super::arch::{ArchLogits, ArchSchedule, softmax_backward};
 use super::{OneShotStrategy, StepContext, StepReport};
 use crate::error::Result;
 use crate::supernet::Route;
-use crate::supernet::nb201::CANDIDATES;
 
 /// First-order DARTS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,9 +17,9 @@ pub struct Darts {
 
 impl Darts {
     /// Uniform logits for `edges` edges.
-    pub fn new(edges: usize, schedule: ArchSchedule) -> Self {
+    pub fn new(edges: usize, candidates: usize, schedule: ArchSchedule) -> Self {
         Darts {
-            logits: ArchLogits::new(edges, CANDIDATES, schedule),
+            logits: ArchLogits::new(edges, candidates, schedule),
         }
     }
 }

@@ -9,7 +9,6 @@ use super::arch::{ArchLogits, ArchSchedule, argmax, gumbel, softmax, softmax_bac
 use super::{OneShotStrategy, StepContext, StepReport};
 use crate::error::Result;
 use crate::supernet::Route;
-use crate::supernet::nb201::CANDIDATES;
 
 /// Temperature at the start of the search.
 pub const TAU_START: f32 = 10.0;
@@ -24,9 +23,9 @@ pub struct Gdas {
 
 impl Gdas {
     /// Uniform logits for `edges` edges.
-    pub fn new(edges: usize, schedule: ArchSchedule) -> Self {
+    pub fn new(edges: usize, candidates: usize, schedule: ArchSchedule) -> Self {
         Gdas {
-            logits: ArchLogits::new(edges, CANDIDATES, schedule),
+            logits: ArchLogits::new(edges, candidates, schedule),
         }
     }
 
@@ -61,9 +60,10 @@ impl OneShotStrategy for Gdas {
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
         let tau = Self::temperature(ctx.progress);
         let draws = self.draw(tau, ctx.rng);
+        let candidates = self.logits.candidates();
         let routes: Vec<Route> = draws
             .iter()
-            .map(|(_, k)| Route::one_hot(*k, CANDIDATES))
+            .map(|(_, k)| Route::one_hot(*k, candidates))
             .collect();
         let valid = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, true)?;
         // Straight-through: d loss / d soft = d loss / d hard; then through the softmax
@@ -82,7 +82,7 @@ impl OneShotStrategy for Gdas {
         let routes: Vec<Route> = self
             .draw(tau, ctx.rng)
             .iter()
-            .map(|(_, k)| Route::one_hot(*k, CANDIDATES))
+            .map(|(_, k)| Route::one_hot(*k, candidates))
             .collect();
         let train = ctx
             .trainer

@@ -110,20 +110,26 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     })
 }
 
-/// A one-shot strategy with default settings, by name, for NAS-Bench-201's six edges.
-/// `latency` is UNAS's latency term (ignored by the others).
+/// A one-shot strategy with default settings, by name, for a supernet of `edges` edges of
+/// `candidates` candidates. `latency` is UNAS's latency term (ignored by the others).
 pub fn by_name(
     name: &str,
+    (edges, candidates): (usize, usize),
     schedule: ArchSchedule,
     latency: Option<LatencyPenalty>,
 ) -> Result<Box<dyn OneShotStrategy>> {
-    let edges = crate::space::nb201::EDGES.len();
     Ok(match name {
-        "darts" => Box::new(Darts::new(edges, schedule)),
-        "gdas" => Box::new(Gdas::new(edges, schedule)),
-        "advantagenas" => Box::new(AdvantageNas::new(edges, schedule, Some(0.9))),
-        "unas" => Box::new(Unas::new(edges, schedule, UnasSettings::default(), latency)),
-        "reinforce" => Box::new(SupernetReinforce::new(edges, schedule)),
+        "darts" => Box::new(Darts::new(edges, candidates, schedule)),
+        "gdas" => Box::new(Gdas::new(edges, candidates, schedule)),
+        "advantagenas" => Box::new(AdvantageNas::new(edges, candidates, schedule, Some(0.9))),
+        "unas" => Box::new(Unas::new(
+            edges,
+            candidates,
+            schedule,
+            UnasSettings::default(),
+            latency,
+        )),
+        "reinforce" => Box::new(SupernetReinforce::new(edges, candidates, schedule)),
         other => {
             return Err(Error::Setting {
                 name: "--strategy".into(),
@@ -231,7 +237,7 @@ impl OneShotRun {
             });
         }
         strategy.restore(&saved.state)?;
-        saved.trainer.net.params.reindex();
+        saved.trainer.net.params_mut().reindex();
         Ok(OneShotRun {
             trainer: saved.trainer,
             strategy,
@@ -277,7 +283,10 @@ impl OneShotRun {
             .chunks(b)
             .map(|idx| data.eval.batch(idx, &data.normalisation))
             .collect();
-        let arch = self.strategy.logits().argmax();
+        let arch = self
+            .trainer
+            .net
+            .derive(&self.strategy.logits().probabilities())?;
         let (acc, loss) = self
             .trainer
             .evaluate(backend, &arch, &recalibration, &eval)?;

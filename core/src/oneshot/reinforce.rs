@@ -9,7 +9,6 @@ use super::arch::{ArchLogits, ArchSchedule, sample, score_function};
 use super::{OneShotStrategy, StepContext, StepReport};
 use crate::error::Result;
 use crate::supernet::Route;
-use crate::supernet::nb201::CANDIDATES;
 
 /// REINFORCE with a moving-average baseline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -22,9 +21,9 @@ pub struct SupernetReinforce {
 
 impl SupernetReinforce {
     /// Uniform logits for `edges` edges, baseline decay 0.9.
-    pub fn new(edges: usize, schedule: ArchSchedule) -> Self {
+    pub fn new(edges: usize, candidates: usize, schedule: ArchSchedule) -> Self {
         SupernetReinforce {
-            logits: ArchLogits::new(edges, CANDIDATES, schedule),
+            logits: ArchLogits::new(edges, candidates, schedule),
             baseline_decay: 0.9,
             baseline: None,
         }

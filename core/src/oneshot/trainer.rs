@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::images::batches::Batch;
 use crate::space::Arch;
-use crate::supernet::{BnMode, BnStats, Nb201Supernet, Route, StepOutput, StepRequest};
+use crate::supernet::{BnMode, BnStats, Route, StepOutput, StepRequest, Supernet};
 
 /// Settings of the weight optimiser (DARTS' defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ impl Default for WeightSchedule {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SupernetTrainer {
     /// The supernet.
-    pub net: Nb201Supernet,
+    pub net: Supernet,
     /// The weight optimiser's state.
     pub sgd: Sgd,
     /// Running batch-norm statistics.
@@ -53,7 +53,7 @@ pub struct SupernetTrainer {
 
 impl SupernetTrainer {
     /// A trainer for `net`.
-    pub fn new(net: Nb201Supernet, schedule: WeightSchedule) -> Self {
+    pub fn new(net: Supernet, schedule: WeightSchedule) -> Self {
         SupernetTrainer {
             net,
             sgd: Sgd::new(
@@ -91,9 +91,9 @@ impl SupernetTrainer {
             + 0.5 * (s.initial_lr - s.final_lr) * (1.0 + (std::f32::consts::PI * progress).cos());
         let mut grads = std::mem::take(&mut out.weight_grads);
         clip_grad_norm(&mut grads, s.clip);
-        let mut params = self.net.params.tensors();
+        let mut params = self.net.params().tensors();
         self.sgd.step(&mut params, &grads);
-        self.net.params.set_all(params);
+        self.net.params_mut().set_all(params);
         self.bn
             .update_running(&out.batch_stats, 0.1, batch.labels.len());
         Ok(out)
@@ -129,7 +129,7 @@ impl SupernetTrainer {
         recalibration: &[Batch],
         eval: &[Batch],
     ) -> Result<(f64, f64)> {
-        let routes = Nb201Supernet::fixed_routes(arch);
+        let routes = self.net.fixed_routes(arch);
         let mut batches = Vec::new();
         for batch in recalibration {
             batches.push(self.probe(backend, batch, &routes, false)?.batch_stats);

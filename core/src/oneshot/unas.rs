@@ -24,7 +24,6 @@ use crate::error::Result;
 use crate::evaluate::LatencyModel;
 use crate::space::Arch;
 use crate::supernet::Route;
-use crate::supernet::nb201::CANDIDATES;
 
 /// Settings of UNAS.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -77,10 +76,16 @@ impl AdditiveLatency {
                 .sum::<f64>()
     }
 
-    /// Least-squares fit of the table to a latency model over `archs` (a ridge of 1e-6
-    /// resolves the one-hot columns' collinearity).
-    pub fn fit(model: &dyn LatencyModel, archs: &[Arch], edges: usize) -> Result<Self> {
-        let k = CANDIDATES;
+    /// Least-squares fit of the table to a latency model over `archs` (one decision per
+    /// edge, `candidates` choices each; a ridge of 1e-6 resolves the one-hot columns'
+    /// collinearity).
+    pub fn fit(
+        model: &dyn LatencyModel,
+        archs: &[Arch],
+        edges: usize,
+        candidates: usize,
+    ) -> Result<Self> {
+        let k = candidates;
         let n = 1 + edges * k;
         let mut ata = vec![vec![0.0f64; n]; n];
         let mut atb = vec![0.0f64; n];
@@ -185,12 +190,13 @@ impl Unas {
     /// Uniform logits for `edges` edges; `latency` adds the latency term.
     pub fn new(
         edges: usize,
+        candidates: usize,
         schedule: ArchSchedule,
         settings: UnasSettings,
         latency: Option<LatencyPenalty>,
     ) -> Self {
         Unas {
-            logits: ArchLogits::new(edges, CANDIDATES, schedule),
+            logits: ArchLogits::new(edges, candidates, schedule),
             settings,
             latency,
         }

@@ -5,14 +5,18 @@
 
 pub mod batchnorm;
 pub mod checkpoint;
+pub mod darts;
+mod forward;
 pub mod nb201;
 pub mod params;
 
 pub use batchnorm::BnStats;
+pub use darts::{DartsSupernet, DartsSupernetConfig};
 pub use nb201::{Nb201Supernet, Nb201SupernetConfig};
 pub use params::{Binding, ParamStore};
 
 use hwnas_kernels::Tensor;
+use serde::{Deserialize, Serialize};
 
 /// How one edge's mixed op runs in a step.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,4 +76,97 @@ pub struct StepOutput {
     pub batch_stats: Vec<(String, Vec<f32>, Vec<f32>)>,
     /// Bytes of activations, gradients and saved intermediates the tape held at its peak.
     pub tape_bytes: usize,
+}
+
+/// A supernet of one of the cell search spaces, as the one-shot strategies drive it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Supernet {
+    /// NAS-Bench-201's: 6 edges of 5 candidates.
+    Nb201(Nb201Supernet),
+    /// DARTS's: 14 edges of 8 candidates in each of the normal and the reduction cell.
+    Darts(DartsSupernet),
+}
+
+impl Supernet {
+    /// The search space's name (`nb201`, `darts`).
+    pub fn space(&self) -> &'static str {
+        match self {
+            Supernet::Nb201(_) => "nb201",
+            Supernet::Darts(_) => "darts",
+        }
+    }
+
+    /// Routes a step takes (one per edge).
+    pub fn edges(&self) -> usize {
+        match self {
+            Supernet::Nb201(_) => crate::space::nb201::EDGES.len(),
+            Supernet::Darts(_) => darts::EDGES,
+        }
+    }
+
+    /// Candidates per edge.
+    pub fn candidates(&self) -> usize {
+        match self {
+            Supernet::Nb201(_) => nb201::CANDIDATES,
+            Supernet::Darts(_) => darts::CANDIDATES,
+        }
+    }
+
+    /// Its weights.
+    pub fn params(&self) -> &ParamStore {
+        match self {
+            Supernet::Nb201(net) => &net.params,
+            Supernet::Darts(net) => &net.params,
+        }
+    }
+
+    /// Its weights, to update.
+    pub fn params_mut(&mut self) -> &mut ParamStore {
+        match self {
+            Supernet::Nb201(net) => &mut net.params,
+            Supernet::Darts(net) => &mut net.params,
+        }
+    }
+
+    /// Runs one batch forward (and backward where asked).
+    pub fn step(
+        &self,
+        backend: &dyn hwnas_kernels::Backend,
+        batch: &crate::images::batches::Batch,
+        request: &StepRequest<'_>,
+    ) -> crate::Result<StepOutput> {
+        match self {
+            Supernet::Nb201(net) => net.step(backend, batch, request),
+            Supernet::Darts(net) => net.step(backend, batch, request),
+        }
+    }
+
+    /// The routes of a discrete architecture of the space.
+    pub fn fixed_routes(&self, arch: &crate::space::Arch) -> Vec<Route> {
+        match self {
+            Supernet::Nb201(_) => Nb201Supernet::fixed_routes(arch),
+            Supernet::Darts(_) => DartsSupernet::fixed_routes(arch),
+        }
+    }
+
+    /// The discrete architecture route weights (one row per edge) stand for: the strongest
+    /// candidate per edge (NAS-Bench-201), DARTS's two strongest inputs per node (DARTS).
+    pub fn derive(&self, weights: &[Vec<f32>]) -> crate::Result<crate::space::Arch> {
+        match self {
+            Supernet::Nb201(_) => Ok(crate::space::Arch(
+                weights
+                    .iter()
+                    .map(|w| {
+                        w.iter()
+                            .enumerate()
+                            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                                if v > best.1 { (i, v) } else { best }
+                            })
+                            .0 as u8
+                    })
+                    .collect(),
+            )),
+            Supernet::Darts(_) => DartsSupernet::derive(weights),
+        }
+    }
 }

@@ -1,0 +1,227 @@
+//! What every supernet's step shares: binding the weights and route weights to a tape,
+//! batch norm in training or inference mode, conv-BN blocks, mixed ops routed per
+//! [`Route`], and turning the tape into a [`StepOutput`] (loss, accuracy, gradients, batch
+//! statistics, peak memory).
+
+use hwnas_kernels::{Activation, Backend, Conv2dSpec, Tape, Tensor, Var};
+
+use super::params::{Binding, ParamStore};
+use super::{BnMode, Route, StepOutput, StepRequest};
+use crate::error::{Error, Result};
+use crate::images::batches::Batch;
+
+/// One forward pass being built.
+pub(crate) struct Forward<'t, 'b, 's> {
+    /// The tape.
+    pub tape: &'t mut Tape<'b>,
+    binding: Binding<'s>,
+    bn: BnMode<'s>,
+    stats: Vec<(String, Var)>,
+    /// Per edge, the tape variable of its route weights (`None` for fixed routes).
+    route_vars: Vec<Option<Var>>,
+    unit: Vec<(usize, Var, Var)>,
+}
+
+impl Forward<'_, '_, '_> {
+    /// The tape variable of parameter `name`.
+    pub fn param(&mut self, name: &str) -> Result<Var> {
+        self.binding.param(self.tape, name)
+    }
+
+    /// Constant gamma = 1, beta = 0 for a non-affine batch norm of `c` channels.
+    fn unit_affine(&mut self, c: usize) -> (Var, Var) {
+        if let Some(&(_, g, b)) = self.unit.iter().find(|(n, _, _)| *n == c) {
+            return (g, b);
+        }
+        let g = self
+            .tape
+            .leaf(Tensor::new(&[c], vec![1.0; c]).expect("size"), false);
+        let b = self.tape.leaf(Tensor::zeros(&[c]), false);
+        self.unit.push((c, g, b));
+        (g, b)
+    }
+
+    /// Batch norm named `name` (its statistics' key), non-affine unless `affine` is given.
+    pub fn batch_norm(&mut self, x: Var, name: String, affine: Option<(Var, Var)>) -> Result<Var> {
+        let c = self.tape.value(x).shape()[1];
+        let (g, b) = match affine {
+            Some(pair) => pair,
+            None => self.unit_affine(c),
+        };
+        match self.bn {
+            BnMode::Batch => {
+                let y = self.tape.batch_norm(x, g, b)?;
+                self.stats.push((name, y));
+                Ok(y)
+            }
+            BnMode::Fixed(stats) => {
+                let (mean, var) = stats.get(&name).ok_or_else(|| Error::Setting {
+                    name: "batch-norm statistics".into(),
+                    problem: format!(
+                        "none for layer `{name}`: recalibrate on training batches with this subnet first"
+                    ),
+                })?;
+                Ok(self.tape.batch_norm_inference(x, g, b, mean, var)?)
+            }
+        }
+    }
+
+    /// Convolution with weight `name` (no bias).
+    pub fn conv(&mut self, x: Var, name: &str, spec: Conv2dSpec) -> Result<Var> {
+        let w = self.param(name)?;
+        Ok(self.tape.conv2d(x, w, None, spec)?)
+    }
+
+    /// (ReLU ->) convolution `name` with "same" padding and `stride` -> non-affine batch
+    /// norm `name.bn`.
+    pub fn conv_bn(&mut self, x: Var, name: &str, stride: usize, relu_first: bool) -> Result<Var> {
+        let input = if relu_first {
+            self.tape.activation(x, Activation::Relu)?
+        } else {
+            x
+        };
+        let w = self.param(name)?;
+        let k = self.tape.value(w).shape()[2];
+        let spec = Conv2dSpec {
+            stride,
+            padding: (k - 1) / 2,
+            dilation: 1,
+            groups: 1,
+        };
+        let y = self.tape.conv2d(input, w, None, spec)?;
+        self.batch_norm(y, format!("{name}.bn"), None)
+    }
+
+    /// Edge `edge` routed by `route`: the fixed candidate, or the weighted sum of the
+    /// candidates (only those with non-zero weight computed when sparse). `candidate`
+    /// builds candidate `op` on the tape.
+    pub fn edge(
+        &mut self,
+        edge: usize,
+        route: &Route,
+        mut candidate: impl FnMut(&mut Self, usize) -> Result<Var>,
+    ) -> Result<Var> {
+        match route {
+            Route::Fixed(op) => candidate(self, *op),
+            Route::Dense(w) | Route::Sparse(w) => {
+                let sparse = matches!(route, Route::Sparse(_));
+                let mut candidates = Vec::with_capacity(w.len());
+                for (op, &weight) in w.iter().enumerate() {
+                    candidates.push(if sparse && weight == 0.0 {
+                        None
+                    } else {
+                        Some(candidate(self, op)?)
+                    });
+                }
+                let weights =
+                    self.route_vars[edge].expect("weighted routes have a weight variable");
+                Ok(self.tape.mixed(&candidates, weights)?)
+            }
+        }
+    }
+}
+
+/// Runs one step of a supernet whose edges have `candidates` candidates each: binds
+/// `params` and the request's route weights, builds the logits with `network`, and
+/// differentiates the mean cross-entropy where asked.
+pub(crate) fn run_step(
+    params: &ParamStore,
+    backend: &dyn Backend,
+    batch: &Batch,
+    request: &StepRequest<'_>,
+    (edges, candidates): (usize, usize),
+    network: impl FnOnce(&mut Forward<'_, '_, '_>, Var) -> Result<Var>,
+) -> Result<StepOutput> {
+    if request.routes.len() != edges {
+        return Err(Error::Setting {
+            name: "routes".into(),
+            problem: format!("{} routes for {edges} edges", request.routes.len()),
+        });
+    }
+    let mut tape = Tape::new(backend);
+    let mut route_vars = Vec::with_capacity(edges);
+    for route in request.routes {
+        route_vars.push(match route {
+            Route::Fixed(op) if *op >= candidates => {
+                return Err(Error::Setting {
+                    name: "route".into(),
+                    problem: format!("operation {op} of {candidates}"),
+                });
+            }
+            Route::Fixed(_) => None,
+            Route::Dense(w) | Route::Sparse(w) => {
+                if w.len() != candidates {
+                    return Err(Error::Setting {
+                        name: "route".into(),
+                        problem: format!("{} weights for {candidates} candidates", w.len()),
+                    });
+                }
+                let t = Tensor::new(&[candidates], w.clone())?;
+                Some(tape.leaf(t, request.route_grads))
+            }
+        });
+    }
+    let mut f = Forward {
+        tape: &mut tape,
+        binding: Binding::new(params, request.weight_grads),
+        bn: request.bn,
+        stats: Vec::new(),
+        route_vars,
+        unit: Vec::new(),
+    };
+    let x = f.tape.leaf(batch.images.clone(), false);
+    let logits = network(&mut f, x)?;
+    let loss = f.tape.cross_entropy(logits, &batch.labels)?;
+    let Forward {
+        binding,
+        stats,
+        route_vars,
+        ..
+    } = f;
+    let mut batch_stats = Vec::new();
+    for (name, v) in stats {
+        if let Some((m, var)) = tape.batch_stats(v) {
+            batch_stats.push((name, m.to_vec(), var.to_vec()));
+        }
+    }
+    let value = tape.value(logits);
+    let classes = value.shape()[1];
+    let correct = value
+        .data()
+        .chunks(classes)
+        .zip(&batch.labels)
+        .filter(|(row, label)| {
+            let best = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i);
+            best == **label
+        })
+        .count();
+    let mut output = StepOutput {
+        loss: tape.value(loss).data()[0],
+        correct,
+        route_grads: Vec::new(),
+        weight_grads: Vec::new(),
+        batch_stats,
+        tape_bytes: 0,
+    };
+    if request.weight_grads || request.route_grads {
+        tape.backward(loss)?;
+        if request.weight_grads {
+            output.weight_grads = binding.gradients(&tape);
+        }
+        if request.route_grads {
+            output.route_grads = route_vars
+                .iter()
+                .map(|v| {
+                    v.and_then(|v| tape.grad(v))
+                        .map_or_else(|| vec![0.0; candidates], |g| g.data().to_vec())
+                })
+                .collect();
+        }
+    }
+    output.tape_bytes = tape.peak_bytes();
+    Ok(output)
+}
