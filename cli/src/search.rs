@@ -161,10 +161,14 @@ pub(crate) struct SearchJson {
     queries: usize,
 }
 
+/// DARTS-V2's published cells (Liu et al., 2019), the reference of a DARTS search's budget.
+const DARTS_V2: &str = "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])";
+
 /// Everything a search needs, built from the flags.
 pub(crate) struct World {
     pub(crate) space: Box<dyn SearchSpace>,
-    pub(crate) evaluator: Box<dyn Evaluator>,
+    /// Scores architectures (none where only a supernet can: DARTS cells).
+    pub(crate) evaluator: Option<Box<dyn Evaluator>>,
     pub(crate) evaluator_name: String,
     pub(crate) search_latency: Box<dyn LatencyModel>,
     /// End-to-end measurement for finalists (host targets).
@@ -312,9 +316,9 @@ impl SearchArgs {
             ("ofa-mbv3", "predictor")
             | ("nb201", "table")
             | ("nb201", "proxy")
-            | ("nb201", "supernet") => {}
+            | ("nb201" | "darts", "supernet") => {}
             (space, other) => bail!(
-                "--evaluator {other} is not available for --space {space}; use `predictor` for ofa-mbv3, or `table`, `proxy` (synflow, training-free) or `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce) for nb201"
+                "--evaluator {other} is not available for --space {space}; use `predictor` for ofa-mbv3, or `table`, `proxy` (synflow, training-free) or `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce) for nb201, `supernet` for darts"
             ),
         }
         let mut protocol = self.protocol.protocol()?;
@@ -342,6 +346,7 @@ impl SearchArgs {
         }
         match space_name {
             "ofa-mbv3" => resolved.ofa_world(&protocol, quiet),
+            "darts" => resolved.darts_world(&protocol),
             _ => resolved.nb201_world(&protocol, quiet),
         }
     }
@@ -393,7 +398,7 @@ impl SearchArgs {
                 }
                 Ok(World {
                     evaluator_name: "ofa-predictor".into(),
-                    evaluator: Box::new(predictor),
+                    evaluator: Some(Box::new(predictor)),
                     search_latency: Box::new(latency),
                     measured: Some(Box::new(LocalMeasure(measured, *protocol))),
                     fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
@@ -417,7 +422,7 @@ impl SearchArgs {
                 let predictor = OfaPredictor::load(&dir.join(PREDICTOR_FILE), space.clone())?;
                 Ok(World {
                     evaluator_name: "ofa-predictor".into(),
-                    evaluator: Box::new(predictor),
+                    evaluator: Some(Box::new(predictor)),
                     search_latency: Box::new(lut),
                     measured: None,
                     fingerprint: None,
@@ -462,7 +467,7 @@ impl SearchArgs {
             );
             return Ok(World {
                 evaluator_name,
-                evaluator,
+                evaluator: Some(evaluator),
                 search_latency: Box::new(search),
                 measured: Some(Box::new(LocalMeasure(measured, *protocol))),
                 fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
@@ -483,7 +488,7 @@ impl SearchArgs {
         let (budget_ms, budget_origin) = self.budget_from(reference_ms, what);
         Ok(World {
             evaluator_name,
-            evaluator,
+            evaluator: Some(evaluator),
             search_latency: Box::new(latency),
             measured: None,
             fingerprint: None,
@@ -492,6 +497,40 @@ impl SearchArgs {
             reference: Some((what.into(), reference_ms)),
             space: Box::new(space),
             nb201_table: Some(table),
+        })
+    }
+
+    /// DARTS cells, searched on their supernet, measured end to end on this machine (no
+    /// published table covers them).
+    fn darts_world(&self, protocol: &Protocol) -> Result<World> {
+        if self.target != "host" {
+            bail!(
+                "--target {}: no published latency table covers DARTS cells; use --target local",
+                self.target
+            );
+        }
+        let space = hwnas_core::space::DartsSpace::new();
+        let reference_arch = space.parse(DARTS_V2)?;
+        let what = "DARTS-V2's published cells";
+        let runtime = OrtRuntime::load()?;
+        let cache = || {
+            hwnas_latency::cache::MeasurementCache::open(&hwnas_latency::cache::default_dir()).ok()
+        };
+        let measured = MeasuredLatency::new(Box::new(space.clone()), *protocol, cache());
+        let reference_ms = measured.measure(&reference_arch)?.stats.median_ms;
+        let (budget_ms, budget_origin) = self.budget_from(reference_ms, what);
+        let search = MeasuredLatency::new(Box::new(space.clone()), *protocol, cache());
+        Ok(World {
+            evaluator_name: "supernet".into(),
+            evaluator: None,
+            search_latency: Box::new(search),
+            measured: Some(Box::new(LocalMeasure(measured, *protocol))),
+            fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
+            budget_ms,
+            budget_origin,
+            reference: Some((what.into(), reference_ms)),
+            space: Box::new(space),
+            nb201_table: None,
         })
     }
 
@@ -513,7 +552,7 @@ impl SearchArgs {
         let (budget_ms, budget_origin) = self.budget_from(reference_ms, what);
         Ok(World {
             evaluator_name,
-            evaluator,
+            evaluator: Some(evaluator),
             search_latency: Box::new(search),
             measured: Some(Box::new(remote(&space))),
             fingerprint: None,
@@ -652,10 +691,11 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
             .open(&history_path)
             .with_context(|| format!("cannot write {}", history_path.display()))?,
     );
-    let mut oracle_inner = Oracle::new(
-        world.evaluator.as_ref(),
-        Some(world.search_latency.as_ref()),
-    );
+    let evaluator = world
+        .evaluator
+        .as_deref()
+        .context("this space has no evaluator but a supernet: use --evaluator supernet")?;
+    let mut oracle_inner = Oracle::new(evaluator, Some(world.search_latency.as_ref()));
     let known: HashMap<Arch, (Evaluation, Option<f64>)> = prior
         .iter()
         .map(|r| {
@@ -668,7 +708,7 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
         })
         .collect();
     let throttled = Throttled {
-        inner: world.evaluator.as_ref(),
+        inner: evaluator,
         ms: settings.throttle_ms,
     };
     if settings.throttle_ms > 0 {

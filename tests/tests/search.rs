@@ -353,3 +353,70 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
         stderr_text(&output)
     );
 }
+
+#[test]
+fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machine() {
+    if !fashion_mnist_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = hwnas(&[
+        "search",
+        "--space",
+        "darts",
+        "--strategy",
+        "gdas",
+        "--evaluator",
+        "supernet",
+        "--data",
+        "fashion-mnist",
+        "--epochs",
+        "1",
+        "--train-images",
+        "128",
+        "--eval-images",
+        "32",
+        "--batch-size",
+        "32",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let stderr = stderr_text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    let arch = json["arch"].as_str().unwrap();
+    use hwnas_core::SearchSpace;
+    let parsed = hwnas_core::space::DartsSpace::new().parse(arch).unwrap();
+    assert_eq!(parsed.0.len(), 24, "{arch}");
+    assert!(!arch.contains("'none'"), "DARTS never picks none: {arch}");
+    assert_eq!(json["space"], "darts");
+    assert_eq!(json["steps"], 2);
+    assert_eq!(json["measured"], true);
+    assert!(json["latency_ms"].as_f64().unwrap() > 0.0);
+    assert!(json["supernet"].as_str().unwrap().starts_with("DARTS"));
+    assert!(out.join("best.onnx").is_file());
+    // UNAS's latency term is NAS-Bench-201's; a table target has no DARTS table.
+    for (case, (extra, expected)) in [
+        (["--strategy", "unas"], "--space nb201"),
+        (["--target", "table:pixel3"], "no published latency table"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let other = dir.path().join(format!("refused{case}"));
+        let mut args = vec!["search", "--space", "darts", "--evaluator", "supernet"];
+        args.extend(["--out", other.to_str().unwrap()]);
+        if extra[0] != "--strategy" {
+            args.extend(["--strategy", "gdas"]);
+        }
+        args.extend(extra);
+        let output = hwnas(&args).output().unwrap();
+        assert!(!output.status.success(), "{extra:?}");
+        let stderr = stderr_text(&output);
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+}
