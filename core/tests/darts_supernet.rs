@@ -304,3 +304,36 @@ fn a_darts_space_search_runs_and_resumes_bit_for_bit() {
         );
     }
 }
+
+#[test]
+fn a_fixed_genotype_learns_with_inherited_weights() {
+    let set = images(64, 4);
+    let norm = Normalisation::of(&set);
+    let mut net = net();
+    net.config.classes = 2;
+    let net = DartsSupernet::new(net.config, 2).unwrap();
+    let mut trainer = SupernetTrainer::new(
+        Supernet::Darts(net),
+        WeightSchedule {
+            initial_lr: 0.05,
+            ..WeightSchedule::default()
+        },
+    );
+    let arch = genotype(11);
+    let routes = DartsSupernet::fixed_routes(&arch);
+    let mut losses = Vec::new();
+    for step in 0..40 {
+        let idx: Vec<usize> = (0..16).map(|i| (step * 16 + i) % 64).collect();
+        let batch = set.batch(&idx, &norm);
+        let out = trainer
+            .train_weights(&Cpu, &batch, &routes, step as f32 / 40.0)
+            .unwrap();
+        losses.push(out.loss);
+    }
+    let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
+    let last: f32 = losses[35..].iter().sum::<f32>() / 5.0;
+    assert!(last < 0.3 && last < first / 2.0, "{first} -> {last}");
+    let eval = [set.batch(&(0..64).collect::<Vec<_>>(), &norm)];
+    let (accuracy, _) = trainer.evaluate(&Cpu, &arch, &eval[..1], &eval).unwrap();
+    assert!(accuracy > 90.0, "{accuracy}%");
+}
