@@ -452,31 +452,13 @@ impl SearchArgs {
         let reference_arch = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")?;
         let what = "the NAS-Bench-201 cell of all 3x3 convolutions";
         if self.target == "host" {
-            let runtime = OrtRuntime::load()?;
-            let cache =
-                hwnas_latency::cache::MeasurementCache::open(&hwnas_latency::cache::default_dir())
-                    .ok();
-            let measured = MeasuredLatency::new(Box::new(space.clone()), *protocol, cache);
-            let reference_ms = measured.measure(&reference_arch)?.stats.median_ms;
-            let (budget_ms, budget_origin) = self.budget_from(reference_ms, what);
-            let search = MeasuredLatency::new(
-                Box::new(space.clone()),
-                *protocol,
-                hwnas_latency::cache::MeasurementCache::open(&hwnas_latency::cache::default_dir())
-                    .ok(),
+            return self.host_world(
+                protocol,
+                space,
+                (&reference_arch, what),
+                (Some(evaluator), evaluator_name),
+                table,
             );
-            return Ok(World {
-                evaluator_name,
-                evaluator: Some(evaluator),
-                search_latency: Box::new(search),
-                measured: Some(Box::new(LocalMeasure(measured, *protocol))),
-                fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
-                budget_ms,
-                budget_origin,
-                reference: Some((what.into(), reference_ms)),
-                space: Box::new(space),
-                nb201_table: table.clone(),
-            });
         }
         let device = self
             .target
@@ -511,18 +493,36 @@ impl SearchArgs {
         }
         let space = hwnas_core::space::DartsSpace::new();
         let reference_arch = space.parse(DARTS_V2)?;
-        let what = "DARTS-V2's published cells";
+        self.host_world(
+            protocol,
+            space,
+            (&reference_arch, "DARTS-V2's published cells"),
+            (None, "supernet".into()),
+            None,
+        )
+    }
+
+    /// A world measuring on this machine: the budget from `reference` (an architecture and
+    /// what to call it) measured here, unless given.
+    fn host_world<S: SearchSpace + Clone + 'static>(
+        &self,
+        protocol: &Protocol,
+        space: S,
+        (reference_arch, what): (&Arch, &str),
+        (evaluator, evaluator_name): (Option<Box<dyn Evaluator>>, String),
+        nb201_table: Option<std::sync::Arc<Nb201Table>>,
+    ) -> Result<World> {
         let runtime = OrtRuntime::load()?;
         let cache = || {
             hwnas_latency::cache::MeasurementCache::open(&hwnas_latency::cache::default_dir()).ok()
         };
         let measured = MeasuredLatency::new(Box::new(space.clone()), *protocol, cache());
-        let reference_ms = measured.measure(&reference_arch)?.stats.median_ms;
+        let reference_ms = measured.measure(reference_arch)?.stats.median_ms;
         let (budget_ms, budget_origin) = self.budget_from(reference_ms, what);
         let search = MeasuredLatency::new(Box::new(space.clone()), *protocol, cache());
         Ok(World {
-            evaluator_name: "supernet".into(),
-            evaluator: None,
+            evaluator_name,
+            evaluator,
             search_latency: Box::new(search),
             measured: Some(Box::new(LocalMeasure(measured, *protocol))),
             fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
@@ -530,7 +530,7 @@ impl SearchArgs {
             budget_origin,
             reference: Some((what.into(), reference_ms)),
             space: Box::new(space),
-            nb201_table: None,
+            nb201_table,
         })
     }
 

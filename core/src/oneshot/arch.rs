@@ -7,7 +7,6 @@ use hwnas_kernels::optim::Adam;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::space::Arch;
 pub use crate::strategy::nets::softmax;
 
 /// Settings of the architecture optimiser (DARTS' Adam, betas 0.5 / 0.999, weight decay
@@ -60,11 +59,6 @@ impl ArchLogits {
         self.alpha.iter().map(|a| softmax(a)).collect()
     }
 
-    /// The most likely candidate per edge.
-    pub fn argmax(&self) -> Arch {
-        Arch(self.alpha.iter().map(|a| argmax(a) as u8).collect())
-    }
-
     /// One Adam descent step along `grad` (`[edges][candidates]`).
     pub fn descend(&mut self, grad: &[Vec<f32>]) {
         let shape = [self.alpha.len(), self.alpha[0].len()];
@@ -86,16 +80,6 @@ pub fn softmax_backward(p: &[f32], dp: &[f32]) -> Vec<f32> {
     p.iter().zip(dp).map(|(p, g)| p * (g - inner)).collect()
 }
 
-/// The index of the largest value (the first on ties).
-pub fn argmax(x: &[f32]) -> usize {
-    x.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
-}
-
 /// A draw from the categorical distribution `p`.
 pub fn sample(p: &[f32], rng: &mut impl Rng) -> usize {
     let u: f32 = rng.random();
@@ -109,7 +93,7 @@ pub fn sample(p: &[f32], rng: &mut impl Rng) -> usize {
     p.len() - 1
 }
 
-pub use hwnas_kernels::cpu::{gumbel, open_uniform};
+pub use hwnas_kernels::cpu::{argmax, gumbel, open_uniform};
 
 /// `one_hot(k) - p`: the gradient of `log p_k` with respect to the logits.
 pub fn score_function(p: &[f32], k: usize) -> Vec<f32> {

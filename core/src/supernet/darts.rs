@@ -9,6 +9,7 @@
 //! takes 28 routes: the normal cell's 14 edges, then the reduction cell's. Batch norm is
 //! non-affine, as in DARTS's search network.
 
+use hwnas_kernels::cpu::argmax;
 use hwnas_kernels::{Activation, Backend, Conv2dSpec, Var};
 use serde::{Deserialize, Serialize};
 
@@ -243,17 +244,14 @@ impl DartsSupernet {
         let mut choices = Vec::with_capacity(2 * NODES * 3);
         for cell in 0..2 {
             for node in 0..NODES {
-                let best: Vec<(usize, usize, f32)> = (0..node + 2)
+                // (input, its strongest operation other than `none`, that weight)
+                let mut ranked: Vec<(usize, usize, f32)> = (0..node + 2)
                     .map(|input| {
                         let w = &weights[cell * CELL_EDGES + edge_index(node, input)];
-                        let (op, score) = (1..CANDIDATES).map(|op| (op, w[op])).fold(
-                            (1, f32::NEG_INFINITY),
-                            |acc, x| if x.1 > acc.1 { x } else { acc },
-                        );
-                        (input, op, score)
+                        let op = 1 + argmax(&w[1..]);
+                        (input, op, w[op])
                     })
                     .collect();
-                let mut ranked = best.clone();
                 ranked.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
                 let (first, second) = (ranked[0], ranked[1]);
                 let (a, b) = if first.0 < second.0 {

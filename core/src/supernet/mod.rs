@@ -156,14 +156,7 @@ impl Supernet {
             Supernet::Nb201(_) => Ok(crate::space::Arch(
                 weights
                     .iter()
-                    .map(|w| {
-                        w.iter()
-                            .enumerate()
-                            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                                if v > best.1 { (i, v) } else { best }
-                            })
-                            .0 as u8
-                    })
+                    .map(|w| hwnas_kernels::cpu::argmax(w) as u8)
                     .collect(),
             )),
             Supernet::Darts(_) => DartsSupernet::derive(weights),

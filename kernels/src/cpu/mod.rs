@@ -29,7 +29,7 @@ pub use pool::{
     max_pool_backward,
 };
 pub use softmax::{
-    gumbel, gumbel_noise, log_softmax_backward, one_hot_argmax, open_uniform, softmax,
+    argmax, gumbel, gumbel_noise, log_softmax_backward, one_hot_argmax, open_uniform, softmax,
     softmax_backward,
 };
 pub use unary::{

@@ -76,13 +76,19 @@ pub fn one_hot_argmax(x: &Tensor) -> Result<Tensor> {
     let c = rows(x)?;
     let mut y = vec![0.0; x.len()];
     for (r, row) in x.data().chunks(c).enumerate() {
-        let best = row
-            .iter()
-            .enumerate()
-            .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
-        y[r * c + best] = 1.0;
+        y[r * c + argmax(row)] = 1.0;
     }
     Tensor::new(x.shape(), y)
+}
+
+/// The index of the largest value of `row` (the first on ties; 0 for an empty row).
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
 }
 
 /// Gradient of [`gumbel_softmax`] with respect to the logits, from its `soft` output:

@@ -422,6 +422,13 @@ fn depthwise_plane(wid: vec3<u32>) -> u32 {
     return wid.y + wid.z * 65535u;
 }
 
+// (row, column) of the first value of the 16 x 16 tile workgroup x covers, in a plane
+// `width` wide.
+fn tile_origin(wid: vec3<u32>, width: u32) -> vec2<u32> {
+    let tiles_x = (width + 15u) / 16u;
+    return vec2<u32>((wid.x / tiles_x) * 16u, (wid.x % tiles_x) * 16u);
+}
+
 // Forward depthwise convolution (cin_g = 1): output tile 16 x 16 of plane (b, co); its input
 // window, (15 stride + (k - 1) dilation + 1) squared values of input channel co / cout_g,
 // is read once into `staged`. The host checks that the window fits.
@@ -430,9 +437,9 @@ fn depthwise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let plane = depthwise_plane(wid);
     // Uniform across the workgroup, like everything the barrier depends on below.
     let valid = plane < params.n * params.cout;
-    let tiles_x = (params.ow + 15u) / 16u;
-    let oy0 = (wid.x / tiles_x) * 16u;
-    let ox0 = (wid.x % tiles_x) * 16u;
+    let origin = tile_origin(wid, params.ow);
+    let oy0 = origin.x;
+    let ox0 = origin.y;
     let b = plane / params.cout;
     let co = plane % params.cout;
     let span = 15u * params.stride + (params.k - 1u) * params.dilation + 1u;
@@ -481,9 +488,9 @@ fn first_reaching(i0: u32) -> u32 {
 fn depthwise_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let plane = depthwise_plane(wid);
     let valid = plane < params.n * params.cin;
-    let tiles_x = (params.w + 15u) / 16u;
-    let iy0 = (wid.x / tiles_x) * 16u;
-    let ix0 = (wid.x % tiles_x) * 16u;
+    let origin = tile_origin(wid, params.w);
+    let iy0 = origin.x;
+    let ix0 = origin.y;
     let b = plane / params.cin;
     let ci = plane % params.cin;
     let span = (15u + (params.k - 1u) * params.dilation) / params.stride + 2u;
