@@ -9,6 +9,7 @@ pub mod arch;
 pub mod darts;
 pub mod gdas;
 pub mod reinforce;
+pub mod sandwich;
 pub mod trainer;
 pub mod unas;
 
@@ -25,6 +26,7 @@ pub use arch::{ArchLogits, ArchSchedule};
 pub use darts::Darts;
 pub use gdas::Gdas;
 pub use reinforce::SupernetReinforce;
+pub use sandwich::SandwichSampling;
 pub use trainer::{SupernetTrainer, WeightSchedule};
 pub use unas::{AdditiveLatency, LatencyPenalty, LatencySource, Unas, UnasSettings};
 
@@ -157,6 +159,70 @@ pub struct OneShotData {
     pub augmentation: Augmentation,
 }
 
+/// The batches a subnet is scored with: `config.recalibration_batches` training batches
+/// to re-estimate batch norm (unaugmented, always the same), and the held-out images.
+pub fn scoring_batches(data: &OneShotData, config: &OneShotConfig) -> (Vec<Batch>, Vec<Batch>) {
+    let b = config.batch_size.max(1);
+    let recalibration = (0..config.recalibration_batches.max(1))
+        .map(|i| {
+            let idx: Vec<usize> = (i * b..(i + 1) * b).map(|j| j % data.train.len()).collect();
+            data.train.batch(&idx, &data.normalisation)
+        })
+        .collect();
+    let eval = (0..data.eval.len())
+        .collect::<Vec<_>>()
+        .chunks(b)
+        .map(|idx| data.eval.batch(idx, &data.normalisation))
+        .collect();
+    (recalibration, eval)
+}
+
+/// An [`Evaluator`](crate::Evaluator) backed by a trained supernet: an architecture's
+/// accuracy is its held-out accuracy with inherited weights after batch-norm
+/// recalibration (Once-for-All's "train once, search many").
+pub struct SupernetEvaluator<B> {
+    trainer: SupernetTrainer,
+    backend: B,
+    recalibration: Vec<Batch>,
+    eval: Vec<Batch>,
+}
+
+impl<B: Backend> SupernetEvaluator<B> {
+    /// Scores with `trainer`'s weights on `backend`, with the batches of
+    /// [`scoring_batches`].
+    pub fn new(
+        trainer: SupernetTrainer,
+        backend: B,
+        data: &OneShotData,
+        config: &OneShotConfig,
+    ) -> Self {
+        let (recalibration, eval) = scoring_batches(data, config);
+        SupernetEvaluator {
+            trainer,
+            backend,
+            recalibration,
+            eval,
+        }
+    }
+}
+
+impl<B: Backend + Send + Sync> crate::Evaluator for SupernetEvaluator<B> {
+    fn name(&self) -> String {
+        format!("supernet:{}", self.trainer.net.space())
+    }
+
+    fn evaluate(&self, arch: &Arch) -> Result<crate::Evaluation> {
+        let (accuracy, _) =
+            self.trainer
+                .evaluate(&self.backend, arch, &self.recalibration, &self.eval)?;
+        Ok(crate::Evaluation {
+            accuracy,
+            test_accuracy: None,
+            cost_seconds: 0.0,
+        })
+    }
+}
+
 /// Settings of the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct OneShotConfig {
@@ -271,18 +337,7 @@ impl OneShotRun {
         data: &OneShotData,
         config: &OneShotConfig,
     ) -> Result<(Arch, f64, f64)> {
-        let b = config.batch_size.max(1);
-        let recalibration: Vec<Batch> = (0..config.recalibration_batches.max(1))
-            .map(|i| {
-                let idx: Vec<usize> = (i * b..(i + 1) * b).map(|j| j % data.train.len()).collect();
-                data.train.batch(&idx, &data.normalisation)
-            })
-            .collect();
-        let eval: Vec<Batch> = (0..data.eval.len())
-            .collect::<Vec<_>>()
-            .chunks(b)
-            .map(|idx| data.eval.batch(idx, &data.normalisation))
-            .collect();
+        let (recalibration, eval) = scoring_batches(data, config);
         let arch = self
             .trainer
             .net

@@ -61,7 +61,12 @@ impl Forward<'_, '_, '_> {
                         "none for layer `{name}`: recalibrate on training batches with this subnet first"
                     ),
                 })?;
-                Ok(self.tape.batch_norm_inference(x, g, b, mean, var)?)
+                // Elastic widths keep the statistics of the widest layer; a narrower
+                // subnet uses its first channels' (Once-for-All's rule).
+                let c = c.min(mean.len());
+                Ok(self
+                    .tape
+                    .batch_norm_inference(x, g, b, &mean[..c], &var[..c])?)
             }
         }
     }

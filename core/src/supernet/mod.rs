@@ -8,11 +8,13 @@ pub mod checkpoint;
 pub mod darts;
 mod forward;
 pub mod nb201;
+pub mod ofa;
 pub mod params;
 
 pub use batchnorm::BnStats;
 pub use darts::{DartsSupernet, DartsSupernetConfig};
 pub use nb201::{Nb201Supernet, Nb201SupernetConfig};
+pub use ofa::{OfaStage, OfaSupernet, OfaSupernetConfig};
 pub use params::{Binding, ParamStore};
 
 use hwnas_kernels::Tensor;
@@ -85,6 +87,9 @@ pub enum Supernet {
     Nb201(Nb201Supernet),
     /// DARTS's: 14 edges of 8 candidates in each of the normal and the reduction cell.
     Darts(DartsSupernet),
+    /// Once-for-All's MobileNetV3: 20 kernel, 20 expand and 5 depth decisions of 3
+    /// choices, one subnet per step.
+    Ofa(OfaSupernet),
 }
 
 impl Supernet {
@@ -93,6 +98,37 @@ impl Supernet {
         match self {
             Supernet::Nb201(_) => "nb201",
             Supernet::Darts(_) => "darts",
+            Supernet::Ofa(_) => "ofa-mbv3",
+        }
+    }
+
+    /// One line for reports: the space, its size and its number of scalar weights.
+    pub fn describe(&self) -> String {
+        let scalars = self.params().scalars();
+        match self {
+            Supernet::Nb201(net) => format!(
+                "NAS-Bench-201, {} channels, {} cell(s) per stage, {scalars} scalar weights",
+                net.config.channels, net.config.cells
+            ),
+            Supernet::Darts(net) => format!(
+                "DARTS, {} channels, {} cells, {scalars} scalar weights",
+                net.config.channels, net.config.cells
+            ),
+            Supernet::Ofa(net) => {
+                let widths: Vec<String> = net
+                    .config
+                    .stages
+                    .iter()
+                    .map(|s| s.width.to_string())
+                    .collect();
+                format!(
+                    "Once-for-All MobileNetV3, stem {}, stages {}, head {}/{}, {scalars} scalar weights",
+                    net.config.stem,
+                    widths.join("/"),
+                    net.config.final_expand,
+                    net.config.feature_mix
+                )
+            }
         }
     }
 
@@ -101,6 +137,7 @@ impl Supernet {
         match self {
             Supernet::Nb201(_) => crate::space::nb201::EDGES.len(),
             Supernet::Darts(_) => darts::EDGES,
+            Supernet::Ofa(_) => ofa::EDGES,
         }
     }
 
@@ -109,6 +146,7 @@ impl Supernet {
         match self {
             Supernet::Nb201(_) => nb201::CANDIDATES,
             Supernet::Darts(_) => darts::CANDIDATES,
+            Supernet::Ofa(_) => ofa::CANDIDATES,
         }
     }
 
@@ -117,6 +155,7 @@ impl Supernet {
         match self {
             Supernet::Nb201(net) => &net.params,
             Supernet::Darts(net) => &net.params,
+            Supernet::Ofa(net) => &net.params,
         }
     }
 
@@ -125,6 +164,7 @@ impl Supernet {
         match self {
             Supernet::Nb201(net) => &mut net.params,
             Supernet::Darts(net) => &mut net.params,
+            Supernet::Ofa(net) => &mut net.params,
         }
     }
 
@@ -138,6 +178,7 @@ impl Supernet {
         match self {
             Supernet::Nb201(net) => net.step(backend, batch, request),
             Supernet::Darts(net) => net.step(backend, batch, request),
+            Supernet::Ofa(net) => net.step(backend, batch, request),
         }
     }
 
@@ -146,11 +187,13 @@ impl Supernet {
         match self {
             Supernet::Nb201(_) => Nb201Supernet::fixed_routes(arch),
             Supernet::Darts(_) => DartsSupernet::fixed_routes(arch),
+            Supernet::Ofa(_) => OfaSupernet::fixed_routes(arch),
         }
     }
 
     /// The discrete architecture route weights (one row per edge) stand for: the strongest
-    /// candidate per edge (NAS-Bench-201), DARTS's two strongest inputs per node (DARTS).
+    /// candidate per edge (NAS-Bench-201), DARTS's two strongest inputs per node (DARTS),
+    /// the strongest choice per decision at the first resolution (Once-for-All).
     pub fn derive(&self, weights: &[Vec<f32>]) -> crate::Result<crate::space::Arch> {
         match self {
             Supernet::Nb201(_) => Ok(crate::space::Arch(
@@ -160,6 +203,7 @@ impl Supernet {
                     .collect(),
             )),
             Supernet::Darts(_) => DartsSupernet::derive(weights),
+            Supernet::Ofa(_) => OfaSupernet::derive(weights),
         }
     }
 }
