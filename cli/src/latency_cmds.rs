@@ -264,8 +264,9 @@ fn lut_build(args: &LutBuildArgs) -> Result<ExitCode> {
             args.target
         );
     }
-    if let Some(bad) = args.resolutions.iter().find(|r| !(32..=1024).contains(*r)) {
-        bail!("--resolutions: {bad} is outside 32..=1024");
+    let allowed = hwnas_core::space::ofa::RESOLUTIONS;
+    if let Some(bad) = args.resolutions.iter().find(|r| !allowed.contains(*r)) {
+        bail!("--resolutions: {bad} is outside {allowed:?}");
     }
     let protocol = args.protocol.protocol()?;
     let cache = open_cache();

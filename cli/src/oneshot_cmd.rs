@@ -16,11 +16,12 @@ use hwnas_core::images::ImageSet;
 use hwnas_core::images::batches::{Augmentation, Normalisation};
 use hwnas_core::oneshot::{
     AdditiveLatency, ArchSchedule, LatencyPenalty, LatencySource, OneShotConfig, OneShotData,
-    OneShotRun, SupernetTrainer, WeightSchedule, by_name,
+    OneShotRun, SandwichSampling, SupernetEvaluator, SupernetTrainer, WeightSchedule, by_name,
 };
 use hwnas_core::space::{Nb201Space, SearchSpace, space_by_name};
 use hwnas_core::supernet::{
-    DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, Supernet,
+    DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, OfaSupernet,
+    OfaSupernetConfig, Supernet,
 };
 use hwnas_latency::export::{ExportOptions, export_arch};
 use hwnas_latency::onnx::RandomWeights;
@@ -80,8 +81,12 @@ pub(crate) fn supernet_shape(space: &str) -> Result<(usize, usize)> {
             hwnas_core::supernet::darts::EDGES,
             hwnas_core::supernet::darts::CANDIDATES,
         )),
+        "ofa-mbv3" | "ofa" => Ok((
+            hwnas_core::supernet::ofa::EDGES,
+            hwnas_core::supernet::ofa::CANDIDATES,
+        )),
         other => bail!(
-            "--evaluator supernet searches --space nb201 or --space darts (cell spaces with a supernet), not {other}"
+            "--evaluator supernet searches --space nb201, darts or ofa-mbv3 (the spaces with a supernet), not {other}"
         ),
     }
 }
@@ -111,20 +116,11 @@ fn build_supernet(args: &SearchArgs, in_channels: usize, classes: usize) -> Resu
     })
 }
 
-/// Runs the one-shot search into `out`.
-pub fn run(
-    args: &SearchArgs,
-    world: World,
-    out: &Path,
-    resume: bool,
-    started: Instant,
-) -> Result<ExitCode> {
-    let shape = supernet_shape(&args.space)?;
-    if args.space == "darts" && args.strategy == "unas" {
-        bail!(
-            "--strategy unas: its latency term is built on NAS-Bench-201's one-decision-per-edge cells; use --space nb201, or another strategy with --space darts"
-        );
-    }
+/// The images of a one-shot search from `--data`: the search images split in halves for
+/// the weights and the architecture (with `one_set`, both are the whole search set: a
+/// supernet trained without an architecture to learn uses every image for its weights),
+/// and the held-out images. Returns them with the images' channels and classes.
+fn search_data(args: &SearchArgs, one_set: bool) -> Result<(OneShotData, usize, usize)> {
     if args.epochs == 0 || args.batch_size == 0 {
         bail!("--epochs and --batch-size must be at least 1");
     }
@@ -144,7 +140,11 @@ pub fn run(
         );
     }
     let (search, rest) = images.split(wanted, args.seed);
-    let (train, valid) = search.split(wanted / 2, args.seed.wrapping_add(1));
+    let (train, valid) = if one_set {
+        (search.clone(), search)
+    } else {
+        search.split(wanted / 2, args.seed.wrapping_add(1))
+    };
     let eval = rest.subset(&(0..args.eval_images).collect::<Vec<_>>());
     let [_, channels, side, _] = images.shape;
     let data = OneShotData {
@@ -155,6 +155,131 @@ pub fn run(
         eval,
     };
     let classes = images.classes();
+    Ok((data, channels, classes))
+}
+
+/// The loop's settings from the flags: four trace points per epoch, four batches to
+/// recalibrate batch norm.
+fn search_config(args: &SearchArgs, data: &OneShotData) -> OneShotConfig {
+    let mut config = OneShotConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        eval_every: 1,
+        recalibration_batches: 4,
+    };
+    let per_epoch = OneShotRun::steps_per_epoch(data, &config);
+    config.eval_every = (per_epoch / 4).max(1);
+    config
+}
+
+/// Runs `run` to the end of its epochs on the CPU backend, checkpointing to
+/// `out/checkpoint.bin` and appending the trace to `out/trace.jsonl`, with a progress bar
+/// unless the output is JSON.
+fn train(
+    args: &SearchArgs,
+    out: &Path,
+    run: &mut OneShotRun,
+    data: &OneShotData,
+    config: &OneShotConfig,
+) -> Result<()> {
+    let total = OneShotRun::steps_per_epoch(data, config) * config.epochs;
+    let backend = hwnas_core::kernels::Cpu;
+    let checkpoint = out.join("checkpoint.bin");
+    let trace_path = out.join("trace.jsonl");
+    let mut trace_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&trace_path)
+        .with_context(|| format!("cannot write {}", trace_path.display()))?;
+    let bar = progress::bar("supernet steps", total as u64);
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_position(run.step as u64);
+    run.run(
+        &backend,
+        data,
+        config,
+        Some(&checkpoint),
+        None,
+        &mut |trace| {
+            let mut line = serde_json::to_string(trace).expect("traces serialise");
+            line.push('\n');
+            trace_file
+                .write_all(line.as_bytes())
+                .and_then(|()| trace_file.flush())
+                .map_err(|source| hwnas_core::Error::Io {
+                    path: trace_path.clone(),
+                    source,
+                })?;
+            bar.set_position(trace.step as u64);
+            bar.set_message(format!("{:.1}% held-out", trace.eval_accuracy));
+            Ok(())
+        },
+    )?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Once-for-All's "train once": the Once-for-All supernet (a quarter of MobileNetV3 w1.2)
+/// trained on `--data` for `--epochs` by the sandwich rule (checkpointed, resumable), then
+/// handed back as the evaluator the search scores subnets with (held-out accuracy with
+/// inherited weights after batch-norm recalibration).
+pub fn train_ofa(args: &SearchArgs, out: &Path, resume: bool) -> Result<Box<dyn Evaluator>> {
+    if args.channels.is_some() || args.cells.is_some() {
+        bail!(
+            "--channels and --cells size the cell supernets (nb201, darts); the Once-for-All supernet is a quarter of MobileNetV3 w1.2's width"
+        );
+    }
+    if args.epochs == 0 || args.batch_size == 0 {
+        bail!("--epochs and --batch-size must be at least 1");
+    }
+    let (data, channels, classes) = search_data(args, true)?;
+    let shape = supernet_shape("ofa-mbv3")?;
+    let strategy = Box::new(SandwichSampling::new(shape.0, shape.1));
+    let checkpoint = out.join("checkpoint.bin");
+    let mut run = if resume && checkpoint.exists() {
+        OneShotRun::resume(&checkpoint, strategy)?
+    } else {
+        let net = OfaSupernet::new(OfaSupernetConfig::reduced(channels, classes), args.seed)?;
+        OneShotRun::new(
+            SupernetTrainer::new(Supernet::Ofa(net), WeightSchedule::default()),
+            strategy,
+        )
+    };
+    let config = search_config(args, &data);
+    train(args, out, &mut run, &data, &config)?;
+    if !args.json {
+        eprintln!(
+            "supernet trained: {} steps ({}); searching with it",
+            run.step,
+            run.trainer.net.describe()
+        );
+    }
+    Ok(Box::new(SupernetEvaluator::new(
+        run.trainer,
+        hwnas_core::kernels::Cpu,
+        &data,
+        &config,
+    )))
+}
+
+/// Runs the one-shot search into `out`.
+pub fn run(
+    args: &SearchArgs,
+    world: World,
+    out: &Path,
+    resume: bool,
+    started: Instant,
+) -> Result<ExitCode> {
+    let shape = supernet_shape(&args.space)?;
+    if args.space == "darts" && args.strategy == "unas" {
+        bail!(
+            "--strategy unas: its latency term is built on NAS-Bench-201's one-decision-per-edge cells; use --space nb201, or another strategy with --space darts"
+        );
+    }
+    let (data, channels, classes) = search_data(args, false)?;
 
     // UNAS's latency term: a table target is fitted to a linear table (differentiable);
     // a measured target enters through the REINFORCE term only.
@@ -194,53 +319,10 @@ pub fn run(
             strategy,
         )
     };
-    let mut config = OneShotConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        eval_every: 1,
-        recalibration_batches: 4,
-    };
-    let per_epoch = OneShotRun::steps_per_epoch(&data, &config);
-    // Four trace points per epoch.
-    config.eval_every = (per_epoch / 4).max(1);
-    let total = per_epoch * config.epochs;
-    let backend = hwnas_core::kernels::Cpu;
-    let trace_path = out.join("trace.jsonl");
-    let mut trace_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&trace_path)
-        .with_context(|| format!("cannot write {}", trace_path.display()))?;
-    let bar = progress::bar("supernet steps", total as u64);
-    if args.json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_position(run.step as u64);
-    run.run(
-        &backend,
-        &data,
-        &config,
-        Some(&checkpoint),
-        None,
-        &mut |trace| {
-            let mut line = serde_json::to_string(trace).expect("traces serialise");
-            line.push('\n');
-            trace_file
-                .write_all(line.as_bytes())
-                .and_then(|()| trace_file.flush())
-                .map_err(|source| hwnas_core::Error::Io {
-                    path: trace_path.clone(),
-                    source,
-                })?;
-            bar.set_position(trace.step as u64);
-            bar.set_message(format!("{:.1}% held-out", trace.eval_accuracy));
-            Ok(())
-        },
-    )?;
-    bar.finish_and_clear();
+    let config = search_config(args, &data);
+    train(args, out, &mut run, &data, &config)?;
 
-    let (arch, accuracy, _) = run.evaluate(&backend, &data, &config)?;
+    let (arch, accuracy, _) = run.evaluate(&hwnas_core::kernels::Cpu, &data, &config)?;
     let arch_text = space.format(&arch);
     let (latency_ms, measured) = match &world.measured {
         Some(m) => (m.arch_ms(&arch)?, true),
@@ -275,20 +357,7 @@ pub fn run(
         steps: run.step,
         epochs: config.epochs,
         data: args.data.clone(),
-        supernet: match &run.trainer.net {
-            Supernet::Nb201(net) => format!(
-                "NAS-Bench-201, {} channels, {} cell(s) per stage, {} scalar weights",
-                net.config.channels,
-                net.config.cells,
-                net.params.scalars()
-            ),
-            Supernet::Darts(net) => format!(
-                "DARTS, {} channels, {} cells, {} scalar weights",
-                net.config.channels,
-                net.config.cells,
-                net.params.scalars()
-            ),
-        },
+        supernet: run.trainer.net.describe(),
         table_test_accuracy,
         wall_seconds: started.elapsed().as_secs_f64(),
     };

@@ -14,7 +14,7 @@ use clap::Args;
 use hwnas_core::benchmark::ofa::{PREDICTOR_FILE, locate_ofa_dir};
 use hwnas_core::benchmark::{Nb201Table, OfaPredictor};
 use hwnas_core::space::ofa::OfaConfig;
-use hwnas_core::space::{Nb201Space, SearchSpace};
+use hwnas_core::space::{Nb201Space, OfaSpace, SearchSpace};
 use hwnas_core::{
     Arch, Budget, Evaluation, Evaluator, LatencyModel, Objective, Oracle, Record, SearchConfig,
     run_search, strategy,
@@ -293,7 +293,14 @@ impl SearchArgs {
         if self.budget == 0 {
             bail!("--budget must be at least 1 architecture");
         }
-        if self.evaluator.as_deref() == Some("supernet") {
+        let ofa_supernet = self.evaluator.as_deref() == Some("supernet")
+            && matches!(self.space.as_str(), "ofa-mbv3" | "ofa");
+        if ofa_supernet {
+            // Once-for-All trains the supernet once, then a sampling strategy searches it.
+            strategy::by_name(&self.strategy, &OfaSpace::default()).with_context(|| {
+                "--space ofa-mbv3 --evaluator supernet: the supernet is trained by the sandwich rule, then --strategy searches it: give a sampling strategy"
+            })?;
+        } else if self.evaluator.as_deref() == Some("supernet") {
             hwnas_core::oneshot::by_name(
                 &self.strategy,
                 crate::oneshot_cmd::supernet_shape(&self.space)?,
@@ -316,9 +323,9 @@ impl SearchArgs {
             ("ofa-mbv3", "predictor")
             | ("nb201", "table")
             | ("nb201", "proxy")
-            | ("nb201" | "darts", "supernet") => {}
+            | ("nb201" | "darts" | "ofa-mbv3", "supernet") => {}
             (space, other) => bail!(
-                "--evaluator {other} is not available for --space {space}; use `predictor` for ofa-mbv3, or `table`, `proxy` (synflow, training-free) or `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce) for nb201, `supernet` for darts"
+                "--evaluator {other} is not available for --space {space}; use `predictor` or `supernet` (trained here, then searched) for ofa-mbv3, or `table`, `proxy` (synflow, training-free) or `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce) for nb201, `supernet` for darts"
             ),
         }
         let mut protocol = self.protocol.protocol()?;
@@ -345,6 +352,7 @@ impl SearchArgs {
             }
         }
         match space_name {
+            "ofa-mbv3" if ofa_supernet => resolved.ofa_supernet_world(&protocol),
             "ofa-mbv3" => resolved.ofa_world(&protocol, quiet),
             "darts" => resolved.darts_world(&protocol),
             _ => resolved.nb201_world(&protocol, quiet),
@@ -480,6 +488,34 @@ impl SearchArgs {
             space: Box::new(space),
             nb201_table: Some(table),
         })
+    }
+
+    /// Once-for-All subnets scored by a supernet trained on `--data`, measured end to end
+    /// on this machine at the images' resolution (the supernet sees no other).
+    fn ofa_supernet_world(&self, protocol: &Protocol) -> Result<World> {
+        if self.target != "host" {
+            bail!(
+                "--target {}: a supernet-scored Once-for-All search measures subnets at the images' resolution on this machine; use --target host (published tables cover 128-224 px)",
+                self.target
+            );
+        }
+        let r = match self.data.as_str() {
+            "fashion-mnist" => 28,
+            d if d.starts_with("cifar:") => 32,
+            _ => self.image_size as u32,
+        };
+        let space = OfaSpace::new(vec![r])?;
+        let reference_arch = space.from_config(&largest_ofa(r))?;
+        self.host_world(
+            protocol,
+            space,
+            (
+                &reference_arch,
+                &format!("the largest Once-for-All subnet (kernel 7, expand 6, depth 4) at {r} px"),
+            ),
+            (None, "supernet:ofa-mbv3".into()),
+            None,
+        )
     }
 
     /// DARTS cells, searched on their supernet, measured end to end on this machine (no
@@ -655,7 +691,7 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create the run directory {}", out.display()))?;
     let quiet = settings.json;
-    let world = settings.build_world(quiet)?;
+    let mut world = settings.build_world(quiet)?;
 
     let manifest = Manifest {
         command: std::env::args().collect(),
@@ -679,7 +715,15 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
         )?;
     }
     if settings.evaluator.as_deref() == Some("supernet") {
-        return crate::oneshot_cmd::run(&settings, world, &out, args.resume.is_some(), started);
+        if world.space.name() != "ofa-mbv3" {
+            return crate::oneshot_cmd::run(&settings, world, &out, args.resume.is_some(), started);
+        }
+        // Train once (or finish training), then search with the supernet as evaluator.
+        world.evaluator = Some(crate::oneshot_cmd::train_ofa(
+            &settings,
+            &out,
+            args.resume.is_some(),
+        )?);
     }
 
     // The search: every new record is appended and flushed before the next evaluation.

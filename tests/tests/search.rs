@@ -420,3 +420,89 @@ fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machin
         assert!(stderr.contains(expected), "{extra:?}: {stderr}");
     }
 }
+
+#[test]
+fn an_ofa_search_trains_the_supernet_once_then_searches_it_and_resumes() {
+    if !fashion_mnist_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = |budget: &'static str| {
+        vec![
+            "search",
+            "--space",
+            "ofa-mbv3",
+            "--evaluator",
+            "supernet",
+            "--strategy",
+            "rea",
+            "--data",
+            "fashion-mnist",
+            "--epochs",
+            "1",
+            "--train-images",
+            "128",
+            "--eval-images",
+            "32",
+            "--batch-size",
+            "32",
+            "--budget",
+            budget,
+            // Three random subnets: any of them may answer.
+            "--latency-ms",
+            "1000",
+            "--json",
+        ]
+    };
+    let mut first = args("3");
+    first.extend(["--out", out.to_str().unwrap()]);
+    let output = hwnas(&first).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert_eq!(json["space"], "ofa-mbv3");
+    assert_eq!(json["queries"], 3);
+    assert_eq!(json["measured"], true);
+    let arch = json["arch"].as_str().unwrap();
+    let config = hwnas_core::space::ofa::parse_config(arch).unwrap();
+    assert_eq!(config.r, 28, "measured at the images' resolution: {arch}");
+    // Four steps of 32 over the 128 search images; the trace follows the largest subnet.
+    let trace = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(trace.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"], 4);
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 3);
+    for line in history.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let accuracy = record["accuracy"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&accuracy), "{line}");
+    }
+    // A resumed run keeps the trained supernet (no new steps) and the history.
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["evaluator"], "supernet:ofa-mbv3");
+    let output = hwnas(&["search", "--resume", out.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let trace_after = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
+    assert_eq!(trace_after, trace, "no supernet step is repeated");
+    // Mixed-op strategies cannot drive it; other targets than this machine are refused.
+    for (extra, expected) in [
+        (["--strategy", "gdas"], "give a sampling strategy"),
+        (["--target", "table:note10"], "--target host"),
+    ] {
+        let mut refused = args("3");
+        refused.retain(|a| *a != "rea" && *a != "--strategy");
+        if extra[0] != "--strategy" {
+            refused.extend(["--strategy", "rea"]);
+        }
+        refused.extend(extra);
+        let other = dir.path().join(extra[1].replace(':', "-"));
+        refused.extend(["--out", other.to_str().unwrap()]);
+        let output = hwnas(&refused).output().unwrap();
+        assert!(!output.status.success(), "{extra:?}");
+        let stderr = stderr_text(&output);
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+}

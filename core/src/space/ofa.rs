@@ -23,6 +23,9 @@ pub const KERNELS: [u32; 3] = [3, 5, 7];
 pub const EXPANDS: [u32; 3] = [3, 4, 6];
 /// Stage depths.
 pub const DEPTHS: [u32; 3] = [2, 3, 4];
+/// Input resolutions a subnet may take (Once-for-All trains 128-224; 28 is Fashion-MNIST's,
+/// which a supernet trained on it runs at).
+pub const RESOLUTIONS: std::ops::RangeInclusive<u32> = 16..=1024;
 
 /// An Once-for-All subnet in the Once-for-All code's terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +110,7 @@ impl Default for OfaSpace {
 }
 
 impl OfaSpace {
-    /// The space over the given input resolutions (each 32..=1024, no repeats).
+    /// The space over the given input resolutions (each within [`RESOLUTIONS`], no repeats).
     pub fn new(mut resolutions: Vec<u32>) -> Result<Self> {
         resolutions.sort_unstable();
         resolutions.dedup();
@@ -117,10 +120,10 @@ impl OfaSpace {
                 problem: "give between 1 and 255 resolutions".to_string(),
             });
         }
-        if let Some(bad) = resolutions.iter().find(|&&r| !(32..=1024).contains(&r)) {
+        if let Some(bad) = resolutions.iter().find(|&&r| !RESOLUTIONS.contains(&r)) {
             return Err(Error::Setting {
                 name: "resolutions".to_string(),
-                problem: format!("resolution {bad} is outside 32..=1024"),
+                problem: format!("resolution {bad} is outside {RESOLUTIONS:?}"),
             });
         }
         let mut decisions = Vec::new();
@@ -230,7 +233,7 @@ enum Resolution {
     One(u32),
 }
 
-/// Parses an arch dict into a config; the resolution is checked only to be 32..=1024, so
+/// Parses an arch dict into a config; the resolution is checked only to be within [`RESOLUTIONS`], so
 /// subnets at resolutions outside a space's list can still be exported and measured.
 pub fn parse_config(text: &str) -> Result<OfaConfig> {
     let error = |problem: String| Error::Parse {
@@ -253,8 +256,8 @@ pub fn parse_config(text: &str) -> Result<OfaConfig> {
             )));
         }
     };
-    if !(32..=1024).contains(&r) {
-        return Err(error(format!("`r` value {r} is outside 32..=1024")));
+    if !RESOLUTIONS.contains(&r) {
+        return Err(error(format!("`r` value {r} is outside {RESOLUTIONS:?}")));
     }
     let config = OfaConfig {
         ks: dict.ks,
