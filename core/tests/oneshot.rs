@@ -14,7 +14,7 @@ use hwnas_core::supernet::{
     BnMode, Nb201Supernet, Nb201SupernetConfig, Route, StepRequest, Supernet,
 };
 use hwnas_kernels::Cpu;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 /// Two classes of 8x8 images: a bright left half or a bright right half, with noise.
 fn images(n: usize, seed: u64) -> ImageSet {
@@ -202,6 +202,43 @@ fn sparse_steps_hold_less_than_dense_ones_and_agree_with_fixed_routes() {
         "{} vs {}",
         sparse.tape_bytes,
         dense.tape_bytes
+    );
+    // At NAS-Bench-201's depth (5 cells per stage), uniformly sampled paths hold at most a
+    // quarter of the dense step on average (the one-hot output shares its path's values).
+    let deep = Nb201Supernet::new(
+        Nb201SupernetConfig {
+            in_channels: 1,
+            channels: 4,
+            cells: 5,
+            classes: 2,
+        },
+        3,
+    )
+    .unwrap();
+    let bytes = |routes: &[Route]| {
+        let request = StepRequest {
+            routes,
+            bn: BnMode::Batch,
+            weight_grads: true,
+            route_grads: true,
+        };
+        deep.step(&Cpu, &batch, &request).unwrap().tape_bytes as f64
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let samples = 20;
+    let mean = (0..samples)
+        .map(|_| {
+            let routes: Vec<Route> = (0..6)
+                .map(|_| Route::one_hot(rng.random_range(0..5), 5))
+                .collect();
+            bytes(&routes)
+        })
+        .sum::<f64>()
+        / samples as f64;
+    let ratio = mean / bytes(&vec![Route::Dense(vec![0.2; 5]); 6]);
+    assert!(
+        ratio <= 0.25,
+        "sampled paths hold {ratio:.3} of the dense step"
     );
     // A one-hot sparse route computes exactly the fixed subnet.
     assert!((sparse.loss - fixed.loss).abs() < 1e-6);

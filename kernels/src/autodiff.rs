@@ -324,7 +324,16 @@ impl<'b> Tape<'b> {
             .iter()
             .map(|c| c.map(|v| self.value(v)))
             .collect();
-        let value = self.backend.mixed(&values, self.value(weights).data())?;
+        let w = self.value(weights).data();
+        let present: Vec<usize> = (0..values.len()).filter(|&k| values[k].is_some()).collect();
+        // One path at weight exactly 1 (a hard one-hot sample): the output is that path's
+        // values, shared rather than copied (1 * x == x in floating point).
+        let value = match present.as_slice() {
+            &[k] if w.get(k) == Some(&1.0) && w.len() == values.len() => {
+                values[k].expect("present").clone()
+            }
+            _ => self.backend.mixed(&values, w)?,
+        };
         let mut inputs: Vec<Var> = candidates.iter().flatten().copied().collect();
         inputs.push(weights);
         Ok(self.push(
@@ -492,21 +501,23 @@ impl<'b> Tape<'b> {
     }
 
     /// Bytes of `f32` data the tape holds now: every value, gradient and saved
-    /// intermediate.
+    /// intermediate, each buffer counted once (values passed through share one).
     pub fn bytes(&self) -> usize {
-        let floats: usize = self
-            .nodes
-            .iter()
-            .map(|n| {
-                let saved = match &n.op {
-                    Op::BatchNorm { cache, .. } => cache.normalised.len(),
-                    Op::BatchNormInference { normalised, .. } => normalised.len(),
-                    Op::GumbelSoftmax { soft, .. } => soft.len(),
-                    _ => 0,
-                };
-                n.value.len() + n.grad.as_ref().map_or(0, Tensor::len) + saved
-            })
-            .sum();
+        let mut seen = std::collections::HashSet::new();
+        let mut floats = 0;
+        for n in &self.nodes {
+            for t in std::iter::once(&n.value).chain(&n.grad) {
+                if seen.insert(t.storage_id()) {
+                    floats += t.len();
+                }
+            }
+            floats += match &n.op {
+                Op::BatchNorm { cache, .. } => cache.normalised.len(),
+                Op::BatchNormInference { normalised, .. } => normalised.len(),
+                Op::GumbelSoftmax { soft, .. } => soft.len(),
+                _ => 0,
+            };
+        }
         floats * std::mem::size_of::<f32>()
     }
 

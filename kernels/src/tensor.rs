@@ -1,15 +1,18 @@
 //! Host tensors: a shape and row-major `f32` data (NCHW for images).
 
+use std::sync::Arc;
+
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{Error, Result};
 
-/// An `f32` tensor in host memory, row-major.
+/// An `f32` tensor in host memory, row-major. Clones share the values (copy on write), so
+/// an op that passes its input through unchanged holds no second copy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
-    data: Vec<f32>,
+    data: Arc<Vec<f32>>,
 }
 
 impl Tensor {
@@ -24,7 +27,7 @@ impl Tensor {
         }
         Ok(Tensor {
             shape: shape.to_vec(),
-            data,
+            data: Arc::new(data),
         })
     }
 
@@ -32,7 +35,7 @@ impl Tensor {
     pub fn zeros(shape: &[usize]) -> Self {
         Tensor {
             shape: shape.to_vec(),
-            data: vec![0.0; shape.iter().product()],
+            data: Arc::new(vec![0.0; shape.iter().product()]),
         }
     }
 
@@ -46,7 +49,7 @@ impl Tensor {
             .collect();
         Tensor {
             shape: shape.to_vec(),
-            data,
+            data: Arc::new(data),
         }
     }
 
@@ -60,14 +63,20 @@ impl Tensor {
         &self.data
     }
 
-    /// The values, mutably.
+    /// The values, mutably (copied first when another tensor shares them).
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        Arc::make_mut(&mut self.data).as_mut_slice()
     }
 
-    /// The values, by value.
+    /// The values, by value (copied when another tensor shares them).
     pub fn into_data(self) -> Vec<f32> {
-        self.data
+        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// Identifies the buffer holding the values: equal for a tensor and its clones (which
+    /// share it), different for tensors that hold their own (memory accounting).
+    pub fn storage_id(&self) -> usize {
+        Arc::as_ptr(&self.data) as usize
     }
 
     /// Number of values.
@@ -82,7 +91,17 @@ impl Tensor {
 
     /// The same values under another shape of equal size.
     pub fn reshape(self, shape: &[usize]) -> Result<Self> {
-        Tensor::new(shape, self.data)
+        let expected: usize = shape.iter().product();
+        if expected != self.data.len() {
+            return Err(Error::Shape(format!(
+                "shape {shape:?} holds {expected} values, got {}",
+                self.data.len()
+            )));
+        }
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            data: self.data,
+        })
     }
 
     /// The four dimensions of an NCHW tensor.
