@@ -328,10 +328,20 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
         "trace.jsonl",
         "report.md",
         "best.onnx",
+        "best-inherited.onnx",
         "manifest.json",
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
+    // The inherited-weight network takes the images' shape and answers per class.
+    let inherited = out.join("best-inherited.onnx");
+    assert_eq!(json["inherited_onnx"], inherited.display().to_string());
+    let model = std::fs::read(&inherited).unwrap();
+    let mut runner = hwnas_latency::profile::ModelRunner::new(&model, 1, true).unwrap();
+    assert_eq!(runner.input_shape(), &[1, 1, 28, 28]);
+    let logits = runner.run().unwrap();
+    assert_eq!(logits.len(), 10);
+    assert!(logits.iter().all(|v| v.is_finite()));
     // A wrong strategy name for a one-shot search is refused with the allowed names.
     let output = hwnas(&[
         "search",

@@ -120,6 +120,22 @@ impl SupernetTrainer {
         )
     }
 
+    /// The batch-norm statistics of the subnet `arch` with inherited weights, re-estimated
+    /// on `batches` (its own, which differ from the supernet's running ones).
+    pub fn recalibrate(
+        &self,
+        backend: &dyn Backend,
+        arch: &Arch,
+        batches: &[Batch],
+    ) -> Result<BnStats> {
+        let routes = self.net.fixed_routes(arch);
+        let mut stats = Vec::new();
+        for batch in batches {
+            stats.push(self.probe(backend, batch, &routes, false)?.batch_stats);
+        }
+        Ok(BnStats::average(&stats))
+    }
+
     /// Accuracy (percent) and mean loss of the subnet `arch` with inherited weights on
     /// `eval`, after re-estimating its batch-norm statistics on `recalibration` batches.
     pub fn evaluate(
@@ -130,11 +146,7 @@ impl SupernetTrainer {
         eval: &[Batch],
     ) -> Result<(f64, f64)> {
         let routes = self.net.fixed_routes(arch);
-        let mut batches = Vec::new();
-        for batch in recalibration {
-            batches.push(self.probe(backend, batch, &routes, false)?.batch_stats);
-        }
-        let stats = BnStats::average(&batches);
+        let stats = self.recalibrate(backend, arch, recalibration)?;
         let (mut correct, mut count, mut loss) = (0usize, 0usize, 0.0f64);
         for batch in eval {
             let out = self.net.step(

@@ -206,6 +206,7 @@ pub(crate) fn run_step(
         .count();
     let mut output = StepOutput {
         loss: tape.value(loss).data()[0],
+        logits: value.clone(),
         correct,
         route_grads: Vec::new(),
         weight_grads: Vec::new(),

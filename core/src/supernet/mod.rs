@@ -68,6 +68,8 @@ pub struct StepRequest<'a> {
 pub struct StepOutput {
     /// Mean cross-entropy of the batch.
     pub loss: f32,
+    /// The network's output, `[batch, classes]`.
+    pub logits: Tensor,
     /// Correctly classified images.
     pub correct: usize,
     /// Per edge: d loss / d route weight (empty unless asked; zeros for `Fixed` routes).

@@ -2,6 +2,7 @@
 //! macro-skeleton, Once-for-All MobileNetV3 subnets, and DARTS evaluation networks.
 
 pub mod darts;
+pub mod inherited;
 pub mod nb201;
 pub mod ofa;
 

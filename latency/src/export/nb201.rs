@@ -12,6 +12,8 @@ use crate::onnx::{GraphBuilder, Tensor, Weights};
 /// The macro-skeleton's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nb201Network {
+    /// Input channels (3 for CIFAR, 1 for Fashion-MNIST).
+    pub in_channels: usize,
     /// Channels of the first stage (doubled at each reduction).
     pub channels: usize,
     /// Cells per stage.
@@ -23,9 +25,10 @@ pub struct Nb201Network {
 }
 
 impl Default for Nb201Network {
-    /// The benchmark's network: 16 channels, 5 cells per stage, 10 classes, 32x32 input.
+    /// The benchmark's network: 16 channels, 5 cells per stage, 10 classes, 32x32x3 input.
     fn default() -> Self {
         Nb201Network {
+            in_channels: 3,
             channels: 16,
             cells_per_stage: 5,
             classes: 10,
@@ -94,7 +97,7 @@ pub fn network(
         b = b.keep_batch_norm();
     }
     let r = net.resolution;
-    let input = b.input("input", &[options.batch, 3, r, r]);
+    let input = b.input("input", &[options.batch, net.in_channels, r, r]);
     let mut x = b.scoped("stem", |b| {
         b.conv_bn(&input, ConvSpec::same(net.channels, 3, 1))
     });
