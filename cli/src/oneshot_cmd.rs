@@ -24,7 +24,7 @@ use hwnas_core::supernet::{
     DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, OfaSupernet,
     OfaSupernetConfig, Supernet,
 };
-use hwnas_latency::export::inherited::nb201_inherited;
+use hwnas_latency::export::inherited::{nb201_inherited, ofa_inherited};
 use hwnas_latency::export::{ExportOptions, export_arch};
 use hwnas_latency::onnx::RandomWeights;
 use hwnas_latency::onnx::builder::encode;
@@ -233,7 +233,11 @@ fn train(
 /// trained on `--data` for `--epochs` by the sandwich rule (checkpointed, resumable), then
 /// handed back as the evaluator the search scores subnets with (held-out accuracy with
 /// inherited weights after batch-norm recalibration).
-pub fn train_ofa(args: &SearchArgs, out: &Path, resume: bool) -> Result<Box<dyn Evaluator>> {
+pub fn train_ofa(
+    args: &SearchArgs,
+    out: &Path,
+    resume: bool,
+) -> Result<Arc<SupernetEvaluator<hwnas_core::kernels::Cpu>>> {
     if args.channels.is_some() || args.cells.is_some() {
         bail!(
             "--channels and --cells size the cell supernets (nb201, darts); the Once-for-All supernet is a quarter of MobileNetV3 w1.2's width"
@@ -264,12 +268,32 @@ pub fn train_ofa(args: &SearchArgs, out: &Path, resume: bool) -> Result<Box<dyn 
             run.trainer.net.describe()
         );
     }
-    Ok(Box::new(SupernetEvaluator::new(
+    Ok(Arc::new(SupernetEvaluator::new(
         run.trainer,
         hwnas_core::kernels::Cpu,
         &data,
         &config,
     )))
+}
+
+/// Writes `out/best-inherited.onnx`: the Once-for-All subnet `arch_text` at the supernet's
+/// width with the weights it inherits, batch norm recalibrated on the scoring batches.
+pub fn write_ofa_inherited(
+    supernet: &SupernetEvaluator<hwnas_core::kernels::Cpu>,
+    arch: &hwnas_core::Arch,
+    arch_text: &str,
+    out: &Path,
+) -> Result<std::path::PathBuf> {
+    let Supernet::Ofa(net) = &supernet.trainer().net else {
+        bail!("the trained supernet is not a Once-for-All one");
+    };
+    let config = hwnas_core::space::ofa::parse_config(arch_text)?;
+    let stats = supernet.recalibrate(arch)?;
+    let model = ofa_inherited(net, &stats, &config, ExportOptions::default())?;
+    let path = out.join("best-inherited.onnx");
+    std::fs::write(&path, encode(&model))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 /// Writes `out/best-inherited.onnx`: the found NAS-Bench-201 cell at the supernet's size

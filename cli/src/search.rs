@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use hwnas_core::benchmark::ofa::{PREDICTOR_FILE, locate_ofa_dir};
 use hwnas_core::benchmark::{Nb201Table, OfaPredictor};
+use hwnas_core::oneshot::SupernetEvaluator;
 use hwnas_core::space::ofa::OfaConfig;
 use hwnas_core::space::{Nb201Space, OfaSpace, SearchSpace};
 use hwnas_core::{
@@ -45,11 +46,16 @@ pub struct SearchArgs {
     /// Search space: ofa-mbv3 (Once-for-All MobileNetV3) or nb201 (NAS-Bench-201).
     #[arg(long, default_value = "ofa-mbv3")]
     pub(crate) space: String,
-    /// Strategy: random, rea or reinforce.
+    /// Strategy: random, rea, reinforce, l2nas or ganas (sampling strategies); with
+    /// `--evaluator supernet` on nb201 or darts, a one-shot strategy: darts, gdas,
+    /// advantagenas, unas or reinforce.
     #[arg(long, default_value = "rea")]
     pub(crate) strategy: String,
     /// Accuracy estimate: `predictor` (Once-for-All's published ImageNet predictor, for
-    /// ofa-mbv3) or `table` (the NAS-Bench-201 table, for nb201). Default: the space's.
+    /// ofa-mbv3), `table` (the NAS-Bench-201 table, for nb201), `proxy` (synflow, nb201) or
+    /// `supernet` (a weight-sharing supernet trained on `--data`: a one-shot search for
+    /// nb201 and darts; for ofa-mbv3 the Once-for-All supernet trained once, then searched
+    /// by the sampling strategy). Default: the space's.
     #[arg(long)]
     pub(crate) evaluator: Option<String>,
     /// Latency target: `host` (this machine, measured with ONNX Runtime), table:DEVICE (a
@@ -159,6 +165,9 @@ pub(crate) struct SearchJson {
     onnx: String,
     measured: bool,
     queries: usize,
+    /// The chosen subnet with the weights it inherits from the supernet that scored it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inherited_onnx: Option<String>,
 }
 
 /// DARTS-V2's published cells (Liu et al., 2019), the reference of a DARTS search's budget.
@@ -179,6 +188,8 @@ pub(crate) struct World {
     pub(crate) reference: Option<(String, f64)>,
     /// The NAS-Bench-201 table, when the space is nb201 and the table was found.
     pub(crate) nb201_table: Option<std::sync::Arc<Nb201Table>>,
+    /// The trained Once-for-All supernet scoring the search (`--evaluator supernet`).
+    pub(crate) supernet: Option<std::sync::Arc<SupernetEvaluator<hwnas_core::kernels::Cpu>>>,
 }
 
 fn throttle(ms: u64) {
@@ -415,6 +426,7 @@ impl SearchArgs {
                     reference: Some(("largest OFA subnet at 224".into(), reference_ms)),
                     space: Box::new(space),
                     nb201_table: None,
+                    supernet: None,
                 })
             }
             "table:note10" => {
@@ -439,6 +451,7 @@ impl SearchArgs {
                     reference: Some(("largest OFA subnet at 224".into(), reference_ms)),
                     space: Box::new(space),
                     nb201_table: None,
+                    supernet: None,
                 })
             }
             other => unreachable!("target {other} was checked above"),
@@ -487,6 +500,7 @@ impl SearchArgs {
             reference: Some((what.into(), reference_ms)),
             space: Box::new(space),
             nb201_table: Some(table),
+            supernet: None,
         })
     }
 
@@ -567,6 +581,7 @@ impl SearchArgs {
             reference: Some((what.into(), reference_ms)),
             space: Box::new(space),
             nb201_table,
+            supernet: None,
         })
     }
 
@@ -597,6 +612,7 @@ impl SearchArgs {
             reference: Some((what.into(), reference_ms)),
             space: Box::new(space),
             nb201_table: Some(table),
+            supernet: None,
         })
     }
 
@@ -719,11 +735,9 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
             return crate::oneshot_cmd::run(&settings, world, &out, args.resume.is_some(), started);
         }
         // Train once (or finish training), then search with the supernet as evaluator.
-        world.evaluator = Some(crate::oneshot_cmd::train_ofa(
-            &settings,
-            &out,
-            args.resume.is_some(),
-        )?);
+        let supernet = crate::oneshot_cmd::train_ofa(&settings, &out, args.resume.is_some())?;
+        world.evaluator = Some(Box::new(std::sync::Arc::clone(&supernet)));
+        world.supernet = Some(supernet);
     }
 
     // The search: every new record is appended and flushed before the next evaluation.
@@ -860,6 +874,15 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
         finalists.push((best.clone(), None));
     }
     let (best, best_latency, measured) = chosen.expect("a chosen architecture");
+    let inherited_onnx = match &world.supernet {
+        Some(supernet) => Some(crate::oneshot_cmd::write_ofa_inherited(
+            supernet,
+            &best.arch,
+            &best.arch_text,
+            &out,
+        )?),
+        None => None,
+    };
 
     write_pareto(
         &out,
@@ -894,6 +917,7 @@ pub fn run(args: &SearchArgs) -> Result<ExitCode> {
             onnx: onnx_path.display().to_string(),
             measured,
             queries: history.len(),
+            inherited_onnx: inherited_onnx.map(|p| p.display().to_string()),
         };
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
@@ -1094,6 +1118,13 @@ impl Summary<'_> {
             md.push('\n');
         }
         md.push_str("## Files\n\n- `best.onnx`: the chosen network, opset 17, batch norm folded. Its weights are random (He initialisation): it has the chosen architecture's exact structure and latency; train it, or take weights from a supernet, before use.\n- `history.jsonl`: every evaluated architecture, one JSON object per line, written as it was evaluated.\n- `pareto.csv` / `pareto.svg`: the accuracy-latency Pareto front of what was evaluated; the budget line and the chosen point are marked.\n- `manifest.json`: the command, versions, seed, settings and target fingerprint; `hwnas search --resume DIR` continues an interrupted run from it.\n");
+        if let Some(supernet) = &self.world.supernet {
+            let n = supernet.normalisation();
+            md.push_str(&format!(
+                "- `best-inherited.onnx`: the chosen subnet at the supernet's width with the weights it inherits from the supernet that scored it (batch norm recalibrated, folded): the network its accuracy estimate was measured with. Inputs: images in [0, 1] normalised per channel with mean {:?} and std {:?}.\n",
+                n.mean, n.std
+            ));
+        }
         md
     }
 }

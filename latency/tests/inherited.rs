@@ -1,21 +1,74 @@
-//! A NAS-Bench-201 subnet exported with the weights it inherits from a supernet loads in
-//! ONNX Runtime and computes what the supernet computes for it (inference mode, after
-//! batch-norm recalibration).
+//! NAS-Bench-201 and Once-for-All subnets exported with the weights they inherit from a
+//! supernet load in ONNX Runtime and compute what the supernet computes for them
+//! (inference mode, after batch-norm recalibration).
 
 use hwnas_core::images::batches::Batch;
 use hwnas_core::kernels::{Cpu, Tensor};
 use hwnas_core::oneshot::{SupernetTrainer, WeightSchedule};
-use hwnas_core::space::{Nb201Space, SearchSpace};
-use hwnas_core::supernet::{BnMode, Nb201Supernet, Nb201SupernetConfig, StepRequest, Supernet};
+use hwnas_core::space::{Nb201Space, OfaSpace, SearchSpace};
+use hwnas_core::supernet::{
+    BnMode, Nb201Supernet, Nb201SupernetConfig, OfaSupernet, OfaSupernetConfig, Route, StepRequest,
+    Supernet,
+};
 use hwnas_latency::export::ExportOptions;
-use hwnas_latency::export::inherited::nb201_inherited;
+use hwnas_latency::export::inherited::{nb201_inherited, ofa_inherited};
 use hwnas_latency::onnx::builder::encode;
 use hwnas_latency::profile::ModelRunner;
 
-fn batch(n: usize, seed: u64) -> Batch {
+fn batch_of(n: usize, side: usize, seed: u64) -> Batch {
     Batch {
-        images: Tensor::randn(&[n, 1, 8, 8], 1.0, seed),
+        images: Tensor::randn(&[n, 1, side, side], 1.0, seed),
         labels: (0..n).map(|i| i % 3).collect(),
+    }
+}
+
+fn batch(n: usize, seed: u64) -> Batch {
+    batch_of(n, 8, seed)
+}
+
+/// The supernet's logits for `routes` in inference mode with `stats`.
+fn supernet_logits(
+    net: &Supernet,
+    batch: &Batch,
+    routes: &[Route],
+    stats: &hwnas_core::supernet::BnStats,
+) -> Tensor {
+    net.step(
+        &Cpu,
+        batch,
+        &StepRequest {
+            routes,
+            bn: BnMode::Fixed(stats),
+            weight_grads: false,
+            route_grads: false,
+        },
+    )
+    .unwrap()
+    .logits
+}
+
+/// Runs `model` in ONNX Runtime on `batch` (folded models with graph optimisations) and
+/// checks its output against `expected`.
+fn assert_runs_like(model: &[u8], batch: &Batch, fold: bool, expected: &Tensor, what: &str) {
+    let mut runner = ModelRunner::new(model, 1, fold).unwrap();
+    assert_eq!(
+        runner.input_shape(),
+        batch
+            .images
+            .shape()
+            .iter()
+            .map(|&d| d as i64)
+            .collect::<Vec<_>>()
+    );
+    runner.set_input(batch.images.data().to_vec()).unwrap();
+    let got = runner.run().unwrap();
+    assert_eq!(got.len(), expected.len());
+    let scale = expected.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (a, b) in got.iter().zip(expected.data()) {
+        assert!(
+            (a - b).abs() <= 1e-4 * scale + 1e-5,
+            "{what} (fold {fold}): {a} vs {b}"
+        );
     }
 }
 
@@ -49,41 +102,18 @@ fn an_inherited_nb201_subnet_matches_the_supernet_in_onnx_runtime() {
         let stats = trainer
             .recalibrate(&Cpu, &arch, &[batch(16, 3), batch(16, 4)])
             .unwrap();
+        let routes = Nb201Supernet::fixed_routes(&arch);
+        let expected = supernet_logits(&trainer.net, &eval, &routes, &stats);
         let Supernet::Nb201(net) = &trainer.net else {
             unreachable!()
         };
-        let routes = Nb201Supernet::fixed_routes(&arch);
-        let expected = net
-            .step(
-                &Cpu,
-                &eval,
-                &StepRequest {
-                    routes: &routes,
-                    bn: BnMode::Fixed(&stats),
-                    weight_grads: false,
-                    route_grads: false,
-                },
-            )
-            .unwrap()
-            .logits;
         for fold in [false, true] {
             let options = ExportOptions {
                 batch: 4,
                 fold_batch_norm: fold,
             };
             let model = nb201_inherited(net, &stats, &arch, 8, options).unwrap();
-            let mut runner = ModelRunner::new(&encode(&model), 1, fold).unwrap();
-            assert_eq!(runner.input_shape(), &[4, 1, 8, 8]);
-            runner.set_input(eval.images.data().to_vec()).unwrap();
-            let got = runner.run().unwrap();
-            assert_eq!(got.len(), expected.len());
-            let scale = expected.data().iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            for (a, b) in got.iter().zip(expected.data()) {
-                assert!(
-                    (a - b).abs() <= 1e-4 * scale + 1e-5,
-                    "{text} (fold {fold}): {a} vs {b}"
-                );
-            }
+            assert_runs_like(&encode(&model), &eval, fold, &expected, text);
         }
     }
     // Statistics of another subnet do not fit: the export says so.
@@ -99,4 +129,49 @@ fn an_inherited_nb201_subnet_matches_the_supernet_in_onnx_runtime() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("recalibrate"), "{err}");
+}
+
+#[test]
+fn an_inherited_ofa_subnet_matches_the_supernet_in_onnx_runtime() {
+    let mut config = OfaSupernetConfig::reduced(1, 3);
+    config.stem = 4;
+    for (s, w) in config.stages.iter_mut().zip([4, 4, 8, 8, 8]) {
+        s.width = w;
+    }
+    config.final_expand = 16;
+    config.feature_mix = 12;
+    let net = OfaSupernet::new(config, 5).unwrap();
+    let mut trainer = SupernetTrainer::new(Supernet::Ofa(net), WeightSchedule::default());
+    let train = batch_of(16, 16, 1);
+    for routes in [OfaSupernet::largest(), OfaSupernet::smallest()] {
+        trainer.train_weights(&Cpu, &train, &routes, 0.0).unwrap();
+    }
+    let space = OfaSpace::new(vec![16]).unwrap();
+    let eval = batch_of(3, 16, 2);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+    let mut archs = vec![
+        space.canonical(&hwnas_core::space::Arch(vec![0; 46])),
+        hwnas_core::space::Arch([vec![2; 45], vec![0]].concat()),
+    ];
+    archs.extend((0..3).map(|_| space.sample(&mut rng)));
+    for arch in archs {
+        let subnet = space.config(&arch);
+        let stats = trainer
+            .recalibrate(&Cpu, &arch, &[batch_of(16, 16, 3), batch_of(16, 16, 4)])
+            .unwrap();
+        let routes = OfaSupernet::fixed_routes(&arch);
+        let expected = supernet_logits(&trainer.net, &eval, &routes, &stats);
+        let Supernet::Ofa(net) = &trainer.net else {
+            unreachable!()
+        };
+        let what = space.format(&arch);
+        for fold in [false, true] {
+            let options = ExportOptions {
+                batch: 3,
+                fold_batch_norm: fold,
+            };
+            let model = ofa_inherited(net, &stats, &subnet, options).unwrap();
+            assert_runs_like(&encode(&model), &eval, fold, &expected, &what);
+        }
+    }
 }

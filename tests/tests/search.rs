@@ -476,6 +476,15 @@ fn an_ofa_search_trains_the_supernet_once_then_searches_it_and_resumes() {
     let arch = json["arch"].as_str().unwrap();
     let config = hwnas_core::space::ofa::parse_config(arch).unwrap();
     assert_eq!(config.r, 28, "measured at the images' resolution: {arch}");
+    // The answer ships with the weights it inherits, at the supernet's width.
+    let inherited = out.join("best-inherited.onnx");
+    assert_eq!(json["inherited_onnx"], inherited.display().to_string());
+    let model = std::fs::read(&inherited).unwrap();
+    let mut runner = hwnas_latency::profile::ModelRunner::new(&model, 1, true).unwrap();
+    assert_eq!(runner.input_shape(), &[1, 1, 28, 28]);
+    assert_eq!(runner.run().unwrap().len(), 10);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("best-inherited.onnx"), "{report}");
     // Four steps of 32 over the 128 search images; the trace follows the largest subnet.
     let trace = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
     let last: Value = serde_json::from_str(trace.lines().last().unwrap()).unwrap();

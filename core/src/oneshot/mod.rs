@@ -185,6 +185,7 @@ pub struct SupernetEvaluator<B> {
     backend: B,
     recalibration: Vec<Batch>,
     eval: Vec<Batch>,
+    normalisation: Normalisation,
 }
 
 impl<B: Backend> SupernetEvaluator<B> {
@@ -202,7 +203,25 @@ impl<B: Backend> SupernetEvaluator<B> {
             backend,
             recalibration,
             eval,
+            normalisation: data.normalisation.clone(),
         }
+    }
+
+    /// The per-channel normalisation of the images the supernet was trained on (its inputs
+    /// are images in [0, 1] normalised with it).
+    pub fn normalisation(&self) -> &Normalisation {
+        &self.normalisation
+    }
+
+    /// The trained supernet.
+    pub fn trainer(&self) -> &SupernetTrainer {
+        &self.trainer
+    }
+
+    /// The batch-norm statistics of `arch` on the recalibration batches it is scored with.
+    pub fn recalibrate(&self, arch: &Arch) -> Result<crate::supernet::BnStats> {
+        self.trainer
+            .recalibrate(&self.backend, arch, &self.recalibration)
     }
 }
 

@@ -19,6 +19,37 @@ pub const FEATURE_MIX: usize = 1536;
 /// ImageNet classes.
 pub const CLASSES: usize = 1000;
 
+/// The widths of an Once-for-All network: MobileNetV3 w1.2 for ImageNet by default (what
+/// latency is measured on); a supernet trained at another width exports at its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfaWidths {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Width of the first conv and the fixed first block.
+    pub stem: u32,
+    /// Per stage: output width, stride of its first block, squeeze-excite, h-swish.
+    pub stages: [(u32, u32, bool, bool); 5],
+    /// Width of the final expand layer.
+    pub final_expand: usize,
+    /// Width of the feature-mix layer.
+    pub feature_mix: usize,
+    /// Classes.
+    pub classes: usize,
+}
+
+impl Default for OfaWidths {
+    fn default() -> Self {
+        OfaWidths {
+            in_channels: 3,
+            stem: STEM_WIDTH,
+            stages: STAGE_SETTINGS,
+            final_expand: FINAL_EXPAND,
+            feature_mix: FEATURE_MIX,
+            classes: CLASSES,
+        }
+    }
+}
+
 /// One layer of an Once-for-All subnet, with everything its latency depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OfaLayer {
@@ -101,15 +132,20 @@ fn strided(size: u32, stride: u32) -> u32 {
     size.div_ceil(stride)
 }
 
-/// The layers of a subnet, in order.
+/// The layers of a subnet of the w1.2 network, in order.
 pub fn layers(config: &OfaConfig) -> Vec<OfaLayer> {
+    layers_with(config, &OfaWidths::default())
+}
+
+/// The layers of a subnet at `widths`, in order.
+pub fn layers_with(config: &OfaConfig, widths: &OfaWidths) -> Vec<OfaLayer> {
     let mut h = strided(config.r, 2);
     let mut out = vec![
         OfaLayer::FirstConv { r: config.r },
         OfaLayer::FirstBlock { h },
     ];
-    let mut cin = STEM_WIDTH;
-    for (stage, &(cout, stage_stride, se, hswish)) in STAGE_SETTINGS.iter().enumerate() {
+    let mut cin = widths.stem;
+    for (stage, &(cout, stage_stride, se, hswish)) in widths.stages.iter().enumerate() {
         for depth in 0..config.d[stage] as usize {
             let block = stage * MAX_DEPTH + depth;
             let stride = if depth == 0 { stage_stride } else { 1 };
@@ -146,17 +182,26 @@ fn act(b: &mut GraphBuilder<'_>, x: &Tensor, hswish: bool) -> Tensor {
     if hswish { b.hswish(x) } else { b.relu(x) }
 }
 
-/// Adds one layer to a graph.
+/// Adds one layer of the w1.2 network to a graph.
 pub fn add_layer(b: &mut GraphBuilder<'_>, x: &Tensor, layer: &OfaLayer) -> Tensor {
+    add_layer_with(b, x, layer, &OfaWidths::default())
+}
+
+/// Adds one layer of a network at `widths` to a graph.
+pub fn add_layer_with(
+    b: &mut GraphBuilder<'_>,
+    x: &Tensor,
+    layer: &OfaLayer,
+    widths: &OfaWidths,
+) -> Tensor {
+    let stem = widths.stem as usize;
     match *layer {
         OfaLayer::FirstConv { .. } => {
-            let y = b.scoped("first_conv", |b| {
-                b.conv_bn(x, ConvSpec::same(STEM_WIDTH as usize, 3, 2))
-            });
+            let y = b.scoped("first_conv", |b| b.conv_bn(x, ConvSpec::same(stem, 3, 2)));
             b.hswish(&y)
         }
         OfaLayer::FirstBlock { .. } => b.scoped("first_block", |b| {
-            let c = STEM_WIDTH as usize;
+            let c = stem;
             let y = b.scoped("depth", |b| b.conv_bn(x, ConvSpec::same(c, 3, 1).groups(c)));
             let y = b.relu(&y);
             let y = b.scoped("point", |b| b.conv_bn(&y, ConvSpec::same(c, 1, 1)));
@@ -204,15 +249,15 @@ pub fn add_layer(b: &mut GraphBuilder<'_>, x: &Tensor, layer: &OfaLayer) -> Tens
         }
         OfaLayer::Head { .. } => {
             let y = b.scoped("final_expand", |b| {
-                b.conv_bn(x, ConvSpec::same(FINAL_EXPAND, 1, 1))
+                b.conv_bn(x, ConvSpec::same(widths.final_expand, 1, 1))
             });
             let y = b.hswish(&y);
             let y = b.global_avg_pool(&y);
             let y = b.scoped("feature_mix", |b| {
-                b.conv(&y, ConvSpec::same(FEATURE_MIX, 1, 1), false)
+                b.conv(&y, ConvSpec::same(widths.feature_mix, 1, 1), false)
             });
             let y = b.hswish(&y);
-            b.scoped("classifier", |b| b.linear(&y, CLASSES))
+            b.scoped("classifier", |b| b.linear(&y, widths.classes))
         }
     }
 }
@@ -226,17 +271,30 @@ fn builder<'w>(weights: &'w mut dyn Weights, options: ExportOptions) -> GraphBui
     }
 }
 
-/// The ONNX model of a whole subnet.
+/// The ONNX model of a whole subnet of the w1.2 network.
 pub fn network(
     config: &OfaConfig,
     weights: &mut dyn Weights,
     options: ExportOptions,
 ) -> ModelProto {
+    network_with(config, &OfaWidths::default(), weights, options)
+}
+
+/// The ONNX model of a whole subnet of the network at `widths`; layer `i` of
+/// [`layers_with`] is scoped `layer{i}`.
+pub fn network_with(
+    config: &OfaConfig,
+    widths: &OfaWidths,
+    weights: &mut dyn Weights,
+    options: ExportOptions,
+) -> ModelProto {
     let mut b = builder(weights, options);
     let r = config.r as usize;
-    let mut x = b.input("input", &[options.batch, 3, r, r]);
-    for (i, layer) in layers(config).iter().enumerate() {
-        x = b.scoped(&format!("layer{i}"), |b| add_layer(b, &x, layer));
+    let mut x = b.input("input", &[options.batch, widths.in_channels, r, r]);
+    for (i, layer) in layers_with(config, widths).iter().enumerate() {
+        x = b.scoped(&format!("layer{i}"), |b| {
+            add_layer_with(b, &x, layer, widths)
+        });
     }
     let name = serde_json::to_string(config).unwrap_or_default();
     b.finish(&x, &format!("ofa-mbv3 {name}"))
