@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use hwnas_core::Evaluator;
 use hwnas_core::images::ImageSet;
 use hwnas_core::images::batches::{Augmentation, Normalisation};
+use hwnas_core::kernels::{Backend, Wgpu};
 use hwnas_core::oneshot::{
     AdditiveLatency, ArchSchedule, LatencyPenalty, LatencySource, OneShotConfig, OneShotData,
     OneShotRun, SandwichSampling, SupernetEvaluator, SupernetTrainer, WeightSchedule, by_name,
@@ -51,6 +52,8 @@ struct OneShotJson {
     epochs: usize,
     data: String,
     supernet: String,
+    /// The kernels the supernet ran on.
+    kernels: String,
     table_test_accuracy: Option<f64>,
     /// The found subnet at the supernet's size with its inherited weights (NAS-Bench-201).
     inherited_onnx: Option<String>,
@@ -75,6 +78,23 @@ fn load_images(args: &SearchArgs) -> Result<ImageSet> {
     bail!(
         "--data {data}: use fashion-mnist, cifar:DIR (CIFAR-10/100 binary batches) or folder:DIR (a folder of images per class)"
     )
+}
+
+/// The kernels `--backend` names.
+pub(crate) fn backend(args: &SearchArgs) -> Result<Box<dyn Backend + Send + Sync>> {
+    match args.backend.as_str() {
+        "cpu" => Ok(Box::new(hwnas_core::kernels::Cpu)),
+        "wgpu" => {
+            let wgpu = Wgpu::new().context(
+                "--backend wgpu: no wgpu adapter; install a GPU driver or Mesa's lavapipe (`bash scripts/setup.sh`), or use --backend cpu",
+            )?;
+            if !args.json {
+                eprintln!("supernet kernels: {}", wgpu.name());
+            }
+            Ok(Box::new(wgpu))
+        }
+        other => bail!("--backend {other}: use cpu or wgpu"),
+    }
 }
 
 /// Edges and candidates per edge of the supernet of `space`.
@@ -186,12 +206,11 @@ fn search_config(args: &SearchArgs, data: &OneShotData) -> OneShotConfig {
 fn train(
     args: &SearchArgs,
     out: &Path,
-    run: &mut OneShotRun,
+    (run, backend): (&mut OneShotRun, &dyn Backend),
     data: &OneShotData,
     config: &OneShotConfig,
 ) -> Result<()> {
     let total = OneShotRun::steps_per_epoch(data, config) * config.epochs;
-    let backend = hwnas_core::kernels::Cpu;
     let checkpoint = out.join("checkpoint.bin");
     let trace_path = out.join("trace.jsonl");
     let mut trace_file = std::fs::OpenOptions::new()
@@ -205,7 +224,7 @@ fn train(
     }
     bar.set_position(run.step as u64);
     run.run(
-        &backend,
+        backend,
         data,
         config,
         Some(&checkpoint),
@@ -233,11 +252,7 @@ fn train(
 /// trained on `--data` for `--epochs` by the sandwich rule (checkpointed, resumable), then
 /// handed back as the evaluator the search scores subnets with (held-out accuracy with
 /// inherited weights after batch-norm recalibration).
-pub fn train_ofa(
-    args: &SearchArgs,
-    out: &Path,
-    resume: bool,
-) -> Result<Arc<SupernetEvaluator<hwnas_core::kernels::Cpu>>> {
+pub fn train_ofa(args: &SearchArgs, out: &Path, resume: bool) -> Result<Arc<SupernetEvaluator>> {
     if args.channels.is_some() || args.cells.is_some() {
         bail!(
             "--channels and --cells size the cell supernets (nb201, darts); the Once-for-All supernet is a quarter of MobileNetV3 w1.2's width"
@@ -260,7 +275,8 @@ pub fn train_ofa(
         )
     };
     let config = search_config(args, &data);
-    train(args, out, &mut run, &data, &config)?;
+    let backend = backend(args)?;
+    train(args, out, (&mut run, backend.as_ref()), &data, &config)?;
     if !args.json {
         eprintln!(
             "supernet trained: {} steps ({}); searching with it",
@@ -270,7 +286,7 @@ pub fn train_ofa(
     }
     Ok(Arc::new(SupernetEvaluator::new(
         run.trainer,
-        hwnas_core::kernels::Cpu,
+        backend,
         &data,
         &config,
     )))
@@ -279,7 +295,7 @@ pub fn train_ofa(
 /// Writes `out/best-inherited.onnx`: the Once-for-All subnet `arch_text` at the supernet's
 /// width with the weights it inherits, batch norm recalibrated on the scoring batches.
 pub fn write_ofa_inherited(
-    supernet: &SupernetEvaluator<hwnas_core::kernels::Cpu>,
+    supernet: &SupernetEvaluator,
     arch: &hwnas_core::Arch,
     arch_text: &str,
     out: &Path,
@@ -300,7 +316,7 @@ pub fn write_ofa_inherited(
 /// with the weights it inherits and its batch norm recalibrated on the scoring batches
 /// (`None` for the DARTS space, whose evaluation network is trained from scratch).
 fn write_inherited(
-    run: &OneShotRun,
+    (run, backend): (&OneShotRun, &dyn Backend),
     arch: &hwnas_core::Arch,
     data: &OneShotData,
     config: &OneShotConfig,
@@ -310,9 +326,7 @@ fn write_inherited(
         return Ok(None);
     };
     let (recalibration, _) = scoring_batches(data, config);
-    let stats = run
-        .trainer
-        .recalibrate(&hwnas_core::kernels::Cpu, arch, &recalibration)?;
+    let stats = run.trainer.recalibrate(backend, arch, &recalibration)?;
     let side = data.train.shape[2];
     let model = nb201_inherited(net, &stats, arch, side, ExportOptions::default())?;
     let path = out.join("best-inherited.onnx");
@@ -376,9 +390,10 @@ pub fn run(
         )
     };
     let config = search_config(args, &data);
-    train(args, out, &mut run, &data, &config)?;
+    let backend = backend(args)?;
+    train(args, out, (&mut run, backend.as_ref()), &data, &config)?;
 
-    let (arch, accuracy, _) = run.evaluate(&hwnas_core::kernels::Cpu, &data, &config)?;
+    let (arch, accuracy, _) = run.evaluate(backend.as_ref(), &data, &config)?;
     let arch_text = space.format(&arch);
     let (latency_ms, measured) = match &world.measured {
         Some(m) => (m.arch_ms(&arch)?, true),
@@ -393,7 +408,7 @@ pub fn run(
     )?;
     std::fs::write(&onnx_path, encode(&model))
         .with_context(|| format!("cannot write {}", onnx_path.display()))?;
-    let inherited_onnx = write_inherited(&run, &arch, &data, &config, out)?;
+    let inherited_onnx = write_inherited((&run, backend.as_ref()), &arch, &data, &config, out)?;
     // The table the world already loaded (for --dataset, cifar10 by default).
     let table_test_accuracy = world
         .nb201_table
@@ -415,6 +430,7 @@ pub fn run(
         epochs: config.epochs,
         data: args.data.clone(),
         supernet: run.trainer.net.describe(),
+        kernels: backend.name(),
         table_test_accuracy,
         inherited_onnx: inherited_onnx.as_ref().map(|p| p.display().to_string()),
         input_normalisation: (
@@ -424,13 +440,14 @@ pub fn run(
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     let report = format!(
-        "# hwnas one-shot search\n\n- strategy: {}\n- data: {} ({} + {} search images, {} held out)\n- supernet: {}\n- steps: {} ({} epochs)\n- architecture: `{}`\n- held-out accuracy with inherited weights (after batch-norm recalibration): {:.2}%\n- NAS-Bench-201 {} test accuracy of this cell (transfer check): {}\n- latency: {:.3} ms ({}), budget {:.3} ms ({})\n- best.onnx: the cell in the benchmark's network, as measured for latency (random weights)\n{}- wall time: {:.0} s\n",
+        "# hwnas one-shot search\n\n- strategy: {}\n- data: {} ({} + {} search images, {} held out)\n- supernet: {} (kernels: {})\n- steps: {} ({} epochs)\n- architecture: `{}`\n- held-out accuracy with inherited weights (after batch-norm recalibration): {:.2}%\n- NAS-Bench-201 {} test accuracy of this cell (transfer check): {}\n- latency: {:.3} ms ({}), budget {:.3} ms ({})\n- best.onnx: the cell in the benchmark's network, as measured for latency (random weights)\n{}- wall time: {:.0} s\n",
         json.strategy,
         json.data,
         data.train.len(),
         data.valid.len(),
         data.eval.len(),
         json.supernet,
+        json.kernels,
         json.steps,
         json.epochs,
         json.arch,

@@ -114,6 +114,12 @@ pub struct SearchArgs {
     /// default 3).
     #[arg(long)]
     pub(crate) cells: Option<usize>,
+    /// Kernels a supernet (`--evaluator supernet`) runs on: `cpu` (the reference
+    /// implementation) or `wgpu` (the WGSL kernels on the adapter wgpu picks: a GPU, or
+    /// Mesa's lavapipe on a CPU-only machine; `WGPU_ADAPTER_NAME` chooses).
+    #[arg(long, default_value = "cpu")]
+    #[serde(default = "default_backend")]
+    pub(crate) backend: String,
     /// Images per batch of a one-shot search.
     #[arg(long, default_value_t = 64)]
     pub(crate) batch_size: usize,
@@ -170,6 +176,10 @@ pub(crate) struct SearchJson {
     inherited_onnx: Option<String>,
 }
 
+fn default_backend() -> String {
+    "cpu".into()
+}
+
 /// DARTS-V2's published cells (Liu et al., 2019), the reference of a DARTS search's budget.
 const DARTS_V2: &str = "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])";
 
@@ -189,7 +199,7 @@ pub(crate) struct World {
     /// The NAS-Bench-201 table, when the space is nb201 and the table was found.
     pub(crate) nb201_table: Option<std::sync::Arc<Nb201Table>>,
     /// The trained Once-for-All supernet scoring the search (`--evaluator supernet`).
-    pub(crate) supernet: Option<std::sync::Arc<SupernetEvaluator<hwnas_core::kernels::Cpu>>>,
+    pub(crate) supernet: Option<std::sync::Arc<SupernetEvaluator>>,
 }
 
 fn throttle(ms: u64) {
@@ -303,6 +313,9 @@ impl SearchArgs {
         }
         if self.budget == 0 {
             bail!("--budget must be at least 1 architecture");
+        }
+        if !matches!(self.backend.as_str(), "cpu" | "wgpu") {
+            bail!("--backend {}: use cpu or wgpu", self.backend);
         }
         let ofa_supernet = self.evaluator.as_deref() == Some("supernet")
             && matches!(self.space.as_str(), "ofa-mbv3" | "ofa");

@@ -280,7 +280,7 @@ fn sandwich_training_teaches_the_smallest_and_largest_subnets_and_resumes_bit_fo
     );
 
     let space = OfaSpace::new(vec![224]).unwrap();
-    let evaluator = SupernetEvaluator::new(whole.trainer, Cpu, &data, &config);
+    let evaluator = SupernetEvaluator::new(whole.trainer, Box::new(Cpu), &data, &config);
     let smallest = space.canonical(&hwnas_core::space::Arch(vec![0; EDGES + 1]));
     let largest = hwnas_core::space::Arch(
         std::iter::repeat_n(2, EDGES)

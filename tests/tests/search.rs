@@ -525,3 +525,70 @@ fn an_ofa_search_trains_the_supernet_once_then_searches_it_and_resumes() {
         assert!(stderr.contains(expected), "{extra:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_one_shot_search_runs_its_supernet_on_the_wgsl_kernels() {
+    if !fashion_mnist_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = hwnas(&[
+        "search",
+        "--space",
+        "nb201",
+        "--strategy",
+        "gdas",
+        "--evaluator",
+        "supernet",
+        "--backend",
+        "wgpu",
+        "--data",
+        "fashion-mnist",
+        "--epochs",
+        "1",
+        "--train-images",
+        "128",
+        "--eval-images",
+        "32",
+        "--batch-size",
+        "32",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let stderr = stderr_text(&output);
+    if stderr.contains("no wgpu adapter") {
+        println!("skipped: {stderr}");
+        return;
+    }
+    assert!(output.status.success(), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert!(
+        json["kernels"].as_str().unwrap().starts_with("wgpu:"),
+        "{json}"
+    );
+    assert_eq!(json["steps"], 2);
+    let accuracy = json["accuracy_estimate"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&accuracy));
+    // An unknown backend is refused before anything runs.
+    let output = hwnas(&[
+        "search",
+        "--space",
+        "nb201",
+        "--evaluator",
+        "supernet",
+        "--strategy",
+        "gdas",
+        "--backend",
+        "tpu",
+        "--out",
+        dir.path().join("other").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(stderr_text(&output).contains("use cpu or wgpu"));
+}

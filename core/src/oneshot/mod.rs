@@ -180,20 +180,20 @@ pub fn scoring_batches(data: &OneShotData, config: &OneShotConfig) -> (Vec<Batch
 /// An [`Evaluator`](crate::Evaluator) backed by a trained supernet: an architecture's
 /// accuracy is its held-out accuracy with inherited weights after batch-norm
 /// recalibration (Once-for-All's "train once, search many").
-pub struct SupernetEvaluator<B> {
+pub struct SupernetEvaluator {
     trainer: SupernetTrainer,
-    backend: B,
+    backend: Box<dyn Backend + Send + Sync>,
     recalibration: Vec<Batch>,
     eval: Vec<Batch>,
     normalisation: Normalisation,
 }
 
-impl<B: Backend> SupernetEvaluator<B> {
+impl SupernetEvaluator {
     /// Scores with `trainer`'s weights on `backend`, with the batches of
     /// [`scoring_batches`].
     pub fn new(
         trainer: SupernetTrainer,
-        backend: B,
+        backend: Box<dyn Backend + Send + Sync>,
         data: &OneShotData,
         config: &OneShotConfig,
     ) -> Self {
@@ -221,11 +221,11 @@ impl<B: Backend> SupernetEvaluator<B> {
     /// The batch-norm statistics of `arch` on the recalibration batches it is scored with.
     pub fn recalibrate(&self, arch: &Arch) -> Result<crate::supernet::BnStats> {
         self.trainer
-            .recalibrate(&self.backend, arch, &self.recalibration)
+            .recalibrate(self.backend.as_ref(), arch, &self.recalibration)
     }
 }
 
-impl<B: Backend + Send + Sync> crate::Evaluator for SupernetEvaluator<B> {
+impl crate::Evaluator for SupernetEvaluator {
     fn name(&self) -> String {
         format!("supernet:{}", self.trainer.net.space())
     }
@@ -233,7 +233,7 @@ impl<B: Backend + Send + Sync> crate::Evaluator for SupernetEvaluator<B> {
     fn evaluate(&self, arch: &Arch) -> Result<crate::Evaluation> {
         let (accuracy, _) =
             self.trainer
-                .evaluate(&self.backend, arch, &self.recalibration, &self.eval)?;
+                .evaluate(self.backend.as_ref(), arch, &self.recalibration, &self.eval)?;
         Ok(crate::Evaluation {
             accuracy,
             test_accuracy: None,

@@ -1,0 +1,154 @@
+//! The supernets on the WGSL kernels: one training step of each supernet (NAS-Bench-201
+//! dense and sparse, DARTS sparse, Once-for-All's sampled subnet) on the wgpu backend gives
+//! the CPU reference's loss, route gradients and weight gradients. Skipped, with the reason
+//! printed, where wgpu finds no adapter (lavapipe serves CPU-only machines).
+
+use hwnas_core::images::batches::Batch;
+use hwnas_core::supernet::{
+    BnMode, DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, OfaSupernet,
+    OfaSupernetConfig, Route, StepOutput, StepRequest, Supernet,
+};
+use hwnas_kernels::{Backend, Cpu, Tensor, Wgpu};
+
+fn wgpu() -> Option<Wgpu> {
+    match Wgpu::new() {
+        Ok(backend) => {
+            println!("wgpu backend: {}", backend.name());
+            Some(backend)
+        }
+        Err(e) => {
+            println!("skipped: {e}");
+            None
+        }
+    }
+}
+
+fn step(net: &Supernet, backend: &dyn Backend, batch: &Batch, routes: &[Route]) -> StepOutput {
+    net.step(
+        backend,
+        batch,
+        &StepRequest {
+            routes,
+            bn: BnMode::Batch,
+            weight_grads: true,
+            route_grads: true,
+        },
+    )
+    .unwrap()
+}
+
+/// `|a - b| <= 2e-3 max|b| + floor`: relative to the tensor's own scale, with a floor for
+/// gradients that are zero but for rounding (a shift ahead of batch norm cancels).
+fn assert_close(what: &str, a: &[f32], b: &[f32], floor: f32) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 2e-3 * scale + floor,
+            "{what}[{i}]: wgpu {x} vs cpu {y} (scale {scale})"
+        );
+    }
+}
+
+fn assert_same_step(what: &str, net: &Supernet, gpu: &Wgpu, batch: &Batch, routes: &[Route]) {
+    let cpu = step(net, &Cpu, batch, routes);
+    let wgpu = step(net, gpu, batch, routes);
+    assert!(
+        (cpu.loss - wgpu.loss).abs() <= 1e-3 * cpu.loss.abs(),
+        "{what}: loss {} vs {}",
+        wgpu.loss,
+        cpu.loss
+    );
+    assert_close(
+        &format!("{what} logits"),
+        wgpu.logits.data(),
+        cpu.logits.data(),
+        1e-5,
+    );
+    let flat = |g: &[Vec<f32>]| g.concat();
+    assert_close(
+        &format!("{what} route gradients"),
+        &flat(&wgpu.route_grads),
+        &flat(&cpu.route_grads),
+        1e-5,
+    );
+    // The floor: 2e-4 of the largest weight gradient anywhere in the network.
+    let largest = cpu
+        .weight_grads
+        .iter()
+        .flat_map(|g| g.data())
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    for (name, (a, b)) in net
+        .params()
+        .names()
+        .iter()
+        .zip(wgpu.weight_grads.iter().zip(&cpu.weight_grads))
+    {
+        assert_close(
+            &format!("{what} d/d{name}"),
+            a.data(),
+            b.data(),
+            2e-4 * largest,
+        );
+    }
+}
+
+fn batch(side: usize) -> Batch {
+    Batch {
+        images: Tensor::randn(&[4, 1, side, side], 1.0, 11),
+        labels: vec![0, 1, 2, 1],
+    }
+}
+
+#[test]
+fn every_supernet_steps_on_the_wgsl_kernels_as_on_the_cpu() {
+    let Some(gpu) = wgpu() else {
+        return;
+    };
+    let nb201 = Supernet::Nb201(
+        Nb201Supernet::new(
+            Nb201SupernetConfig {
+                in_channels: 1,
+                channels: 4,
+                cells: 1,
+                classes: 3,
+            },
+            1,
+        )
+        .unwrap(),
+    );
+    let dense: Vec<Route> = (0..6)
+        .map(|e| Route::Dense(vec![0.1, 0.15, 0.2, 0.25 + e as f32 * 0.01, 0.3]))
+        .collect();
+    assert_same_step("nb201 dense", &nb201, &gpu, &batch(8), &dense);
+    let sparse: Vec<Route> = (0..6).map(|e| Route::one_hot(e % 5, 5)).collect();
+    assert_same_step("nb201 sparse", &nb201, &gpu, &batch(8), &sparse);
+
+    let darts = Supernet::Darts(
+        DartsSupernet::new(
+            DartsSupernetConfig {
+                in_channels: 1,
+                channels: 2,
+                cells: 3,
+                classes: 3,
+            },
+            2,
+        )
+        .unwrap(),
+    );
+    let routes: Vec<Route> = (0..darts.edges())
+        .map(|e| Route::one_hot(1 + e % 7, 8))
+        .collect();
+    assert_same_step("darts sparse", &darts, &gpu, &batch(8), &routes);
+
+    let mut config = OfaSupernetConfig::reduced(1, 3);
+    config.stem = 4;
+    for (s, w) in config.stages.iter_mut().zip([4, 4, 8, 8, 8]) {
+        s.width = w;
+    }
+    config.final_expand = 16;
+    config.feature_mix = 16;
+    let ofa = Supernet::Ofa(OfaSupernet::new(config, 3).unwrap());
+    let mixed: Vec<Route> = (0..ofa.edges()).map(|e| Route::Fixed(e % 3)).collect();
+    assert_same_step("ofa subnet", &ofa, &gpu, &batch(16), &mixed);
+}
