@@ -200,7 +200,7 @@ fn bad_search_flags_name_the_flag_and_the_fix() {
     let cases: [(&[&str], &str); 4] = [
         (&["--strategy", "annealing"], "annealing"),
         (&["--latency-ms=-3"], "--latency-ms"),
-        (&["--evaluator", "supernet"], "--evaluator supernet"),
+        (&["--evaluator", "oracle"], "--evaluator oracle"),
         (
             &["--target", "table:pixel9000", "--space", "ofa-mbv3"],
             "table:note10",
