@@ -1118,7 +1118,12 @@ impl Summary<'_> {
         ));
         md.push_str("![accuracy vs latency](pareto.svg)\n\n");
         if self.finalists.iter().any(|(_, m)| m.is_some()) {
-            md.push_str("## Finalists re-measured end to end\n\nThe search ranks architectures by the lookup table's prediction; the most accurate ones within budget were then exported and measured whole, and the answer profiled once more from the written file, with 2% to spare for run-to-run spread.\n\n| accuracy | predicted ms | measured ms | within budget |\n| --- | --- | --- | --- |\n");
+            let ranked_by = if self.world.search_latency.name().starts_with("measured") {
+                "its own end-to-end measurement"
+            } else {
+                "the latency model's prediction"
+            };
+            md.push_str(&format!("## Finalists re-measured end to end\n\nThe search ranks architectures by {ranked_by}; the most accurate ones within budget were then exported and measured whole again, and the answer profiled once more from the written file, with 2% to spare for run-to-run spread.\n\n| accuracy | search ms | measured ms | within budget |\n| --- | --- | --- | --- |\n"));
             for (r, m) in self.finalists {
                 md.push_str(&format!(
                     "| {:.2} | {:.3} | {} | {} |\n",
