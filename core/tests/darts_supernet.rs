@@ -3,7 +3,10 @@
 //! routes select, a clear refusal of odd feature maps, and a one-shot search that resumes
 //! bit for bit.
 
-use hwnas_core::images::ImageSet;
+mod common;
+
+use common::two_class_images;
+
 use hwnas_core::images::batches::{Augmentation, Batch, Normalisation};
 use hwnas_core::oneshot::{
     ArchSchedule, OneShotConfig, OneShotData, OneShotRun, SupernetTrainer, WeightSchedule, by_name,
@@ -229,30 +232,13 @@ fn odd_feature_maps_at_a_reduction_are_refused_with_the_fix() {
     assert!(err.contains("even"), "{err}");
 }
 
-/// Two classes of 8x8 images: a bright top or bottom half, with noise.
-fn images(n: usize, seed: u64) -> ImageSet {
-    let noise = Tensor::randn(&[n * 64], 0.1, seed);
-    let labels: Vec<usize> = (0..n).map(|i| i % 2).collect();
-    let images = (0..n * 64)
-        .map(|i| {
-            let (image, y) = (i / 64, (i % 64) / 8);
-            f32::from(u8::from((y < 4) == (labels[image] == 0))) * 0.8 + noise.data()[i]
-        })
-        .collect();
-    ImageSet {
-        images,
-        labels,
-        shape: [n, 1, 8, 8],
-    }
-}
-
 #[test]
 fn a_darts_space_search_runs_and_resumes_bit_for_bit() {
-    let train = images(24, 1);
+    let train = two_class_images(24, 8, 0.1, 1);
     let data = OneShotData {
         normalisation: Normalisation::of(&train),
-        valid: images(24, 2),
-        eval: images(8, 3),
+        valid: two_class_images(24, 8, 0.1, 2),
+        eval: two_class_images(8, 8, 0.1, 3),
         train,
         augmentation: Augmentation::standard(8),
     };
@@ -307,7 +293,7 @@ fn a_darts_space_search_runs_and_resumes_bit_for_bit() {
 
 #[test]
 fn a_fixed_genotype_learns_with_inherited_weights() {
-    let set = images(64, 4);
+    let set = two_class_images(64, 8, 0.1, 4);
     let norm = Normalisation::of(&set);
     let mut net = net();
     net.config.classes = 2;

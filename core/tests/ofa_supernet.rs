@@ -4,7 +4,10 @@
 //! the space's canonical architecture, mixed routes are refused, and sandwich training
 //! makes the smallest and the largest subnet learn, resuming bit for bit.
 
-use hwnas_core::images::ImageSet;
+mod common;
+
+use common::{narrow_ofa, two_class_images};
+
 use hwnas_core::images::batches::{Augmentation, Batch, Normalisation};
 use hwnas_core::oneshot::{
     OneShotConfig, OneShotData, OneShotRun, SandwichSampling, SupernetEvaluator, SupernetTrainer,
@@ -12,23 +15,14 @@ use hwnas_core::oneshot::{
 };
 use hwnas_core::space::{OfaSpace, SearchSpace};
 use hwnas_core::supernet::ofa::{CANDIDATES, EDGES};
-use hwnas_core::supernet::{
-    BnMode, OfaSupernet, OfaSupernetConfig, Route, StepOutput, StepRequest, Supernet,
-};
+use hwnas_core::supernet::{BnMode, OfaSupernet, Route, StepOutput, StepRequest, Supernet};
 use hwnas_core::{Evaluator, space::ofa::BLOCKS};
 use hwnas_kernels::{Cpu, Tensor};
 use rand::SeedableRng;
 
 /// A narrow supernet (stem 4, stages 4/4/8/8/8) for 16x16 one-channel images.
 fn net() -> OfaSupernet {
-    let mut config = OfaSupernetConfig::reduced(1, 3);
-    config.stem = 4;
-    for (s, w) in config.stages.iter_mut().zip([4, 4, 8, 8, 8]) {
-        s.width = w;
-    }
-    config.final_expand = 16;
-    config.feature_mix = 16;
-    OfaSupernet::new(config, 3).unwrap()
+    OfaSupernet::new(narrow_ofa(3), 3).unwrap()
 }
 
 fn batch() -> Batch {
@@ -193,31 +187,14 @@ fn discretisation_gives_the_canonical_architecture_and_mixed_routes_are_refused(
     assert!(err.contains("one sampled subnet per step"), "{err}");
 }
 
-/// Two classes of 16x16 images: a bright top or bottom half, with noise.
-fn two_class_images(n: usize, seed: u64) -> ImageSet {
-    let noise = Tensor::randn(&[n * 256], 0.3, seed);
-    let labels: Vec<usize> = (0..n).map(|i| i % 2).collect();
-    let images = (0..n * 256)
-        .map(|i| {
-            let (image, y) = (i / 256, (i % 256) / 16);
-            f32::from(u8::from((y < 8) == (labels[image] == 0))) * 0.8 + noise.data()[i]
-        })
-        .collect();
-    ImageSet {
-        images,
-        labels,
-        shape: [n, 1, 16, 16],
-    }
-}
-
 fn data() -> OneShotData {
-    let train = two_class_images(192, 1);
+    let train = two_class_images(192, 16, 0.3, 1);
     OneShotData {
         normalisation: Normalisation::of(&train),
         augmentation: Augmentation::NONE,
         valid: train.clone(),
         train,
-        eval: two_class_images(96, 2),
+        eval: two_class_images(96, 16, 0.3, 2),
     }
 }
 

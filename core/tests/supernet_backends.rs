@@ -3,10 +3,12 @@
 //! the CPU reference's loss, route gradients and weight gradients. Skipped, with the reason
 //! printed, where wgpu finds no adapter (lavapipe serves CPU-only machines).
 
+mod common;
+
 use hwnas_core::images::batches::Batch;
 use hwnas_core::supernet::{
     BnMode, DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, OfaSupernet,
-    OfaSupernetConfig, Route, StepOutput, StepRequest, Supernet,
+    Route, StepOutput, StepRequest, Supernet,
 };
 use hwnas_kernels::{Backend, Cpu, Tensor, Wgpu};
 
@@ -141,14 +143,7 @@ fn every_supernet_steps_on_the_wgsl_kernels_as_on_the_cpu() {
         .collect();
     assert_same_step("darts sparse", &darts, &gpu, &batch(8), &routes);
 
-    let mut config = OfaSupernetConfig::reduced(1, 3);
-    config.stem = 4;
-    for (s, w) in config.stages.iter_mut().zip([4, 4, 8, 8, 8]) {
-        s.width = w;
-    }
-    config.final_expand = 16;
-    config.feature_mix = 16;
-    let ofa = Supernet::Ofa(OfaSupernet::new(config, 3).unwrap());
+    let ofa = Supernet::Ofa(OfaSupernet::new(common::narrow_ofa(3), 3).unwrap());
     let mixed: Vec<Route> = (0..ofa.edges()).map(|e| Route::Fixed(e % 3)).collect();
     assert_same_step("ofa subnet", &ofa, &gpu, &batch(16), &mixed);
 }
