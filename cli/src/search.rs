@@ -43,7 +43,8 @@ pub const CONFIRMATION_MARGIN: f64 = 0.02;
 /// Options of `hwnas search`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct SearchArgs {
-    /// Search space: ofa-mbv3 (Once-for-All MobileNetV3) or nb201 (NAS-Bench-201).
+    /// Search space: ofa-mbv3 (Once-for-All MobileNetV3), nb201 (NAS-Bench-201) or darts
+    /// (DARTS cells, with `--evaluator supernet`).
     #[arg(long, default_value = "ofa-mbv3")]
     pub(crate) space: String,
     /// Strategy: random, rea, reinforce, l2nas or ganas (sampling strategies); with
