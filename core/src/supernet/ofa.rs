@@ -21,8 +21,10 @@ use super::params::ParamStore;
 use super::{Route, StepOutput, StepRequest};
 use crate::error::{Error, Result};
 use crate::images::batches::Batch;
-use crate::space::Arch;
-use crate::space::ofa::{BLOCKS, DEPTHS, EXPANDS, KERNELS, MAX_DEPTH, STAGES};
+use crate::space::ofa::{
+    BLOCKS, DEPTHS, EXPANDS, KERNELS, MAX_DEPTH, OfaSpace, RESOLUTIONS, STAGES,
+};
+use crate::space::{Arch, SearchSpace};
 
 /// Routes a step takes: a kernel and an expand decision per block, a depth per stage.
 pub const EDGES: usize = 2 * BLOCKS + STAGES;
@@ -268,19 +270,14 @@ impl OfaSupernet {
                 ),
             });
         }
-        let mut choice: Vec<u8> = weights
+        let choice: Vec<u8> = weights
             .iter()
             .map(|w| hwnas_kernels::cpu::argmax(w) as u8)
+            .chain([0])
             .collect();
-        for block in 0..BLOCKS {
-            let depth = DEPTHS[usize::from(choice[2 * BLOCKS + block / MAX_DEPTH])] as usize;
-            if block % MAX_DEPTH >= depth {
-                choice[block] = 0;
-                choice[BLOCKS + block] = 0;
-            }
-        }
-        choice.push(0);
-        Ok(Arch(choice))
+        // Which decisions are active does not depend on the resolutions a space has.
+        let space = OfaSpace::new(vec![*RESOLUTIONS.start()])?;
+        Ok(space.canonical(&Arch(choice)))
     }
 
     /// The largest subnet's routes (kernel 7, expand 6, depth 4).
