@@ -306,8 +306,16 @@ pub fn write_ofa_inherited(
     let config = hwnas_core::space::ofa::parse_config(arch_text)?;
     let stats = supernet.recalibrate(arch)?;
     let model = ofa_inherited(net, &stats, &config, ExportOptions::default())?;
+    save_inherited(&model, out)
+}
+
+/// Writes an inherited-weight model to `out/best-inherited.onnx`.
+fn save_inherited(
+    model: &hwnas_latency::onnx::proto::ModelProto,
+    out: &Path,
+) -> Result<std::path::PathBuf> {
     let path = out.join("best-inherited.onnx");
-    std::fs::write(&path, encode(&model))
+    std::fs::write(&path, encode(model))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
@@ -329,10 +337,7 @@ fn write_inherited(
     let stats = run.trainer.recalibrate(backend, arch, &recalibration)?;
     let side = data.train.shape[2];
     let model = nb201_inherited(net, &stats, arch, side, ExportOptions::default())?;
-    let path = out.join("best-inherited.onnx");
-    std::fs::write(&path, encode(&model))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(Some(path))
+    save_inherited(&model, out).map(Some)
 }
 
 /// Runs the one-shot search into `out`.
