@@ -9,8 +9,8 @@ use clap::Args;
 use hwnas_core::bench::{self, BenchSpec, RunOutcome, SummaryRow};
 use serde::Serialize;
 
-use crate::plot;
 use crate::sources::TableArgs;
+use hwnas_search::plot;
 
 /// Options of `hwnas bench`.
 #[derive(Debug, Args)]

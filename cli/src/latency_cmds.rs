@@ -11,12 +11,13 @@ use hwnas_latency::lut::{LayerLut, report};
 use hwnas_latency::onnx::RandomWeights;
 use hwnas_latency::onnx::builder::encode;
 use hwnas_latency::profile::{Measurement, Protocol, profile};
+use hwnas_search::ProtocolSettings;
 use serde::Serialize;
 
 use crate::progress;
 
 /// Measurement settings shared by the commands that profile.
-#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Args)]
 pub struct ProtocolArgs {
     /// ONNX Runtime intra-op threads (fixed for every run).
     #[arg(long, default_value_t = 1)]
@@ -31,23 +32,18 @@ pub struct ProtocolArgs {
 }
 
 impl ProtocolArgs {
-    /// The protocol these flags describe.
-    pub fn protocol(&self) -> Result<Protocol> {
-        let mut protocol = Protocol {
+    /// The settings these flags give.
+    pub fn settings(&self) -> ProtocolSettings {
+        ProtocolSettings {
             threads: self.threads,
+            runs: self.runs,
             warmup: self.warmup,
-            ..Protocol::default()
-        };
-        if let Some(runs) = self.runs {
-            if runs == 0 {
-                bail!("--runs must be at least 1");
-            }
-            protocol.min_runs = runs;
-            protocol.max_runs = runs;
-            protocol.max_seconds = 1e9;
         }
-        protocol.validate()?;
-        Ok(protocol)
+    }
+
+    /// The protocol these flags describe, checked against its real ranges.
+    pub fn protocol(&self) -> Result<Protocol> {
+        Ok(self.settings().protocol()?)
     }
 }
 
@@ -148,7 +144,7 @@ pub fn profile_cmd(args: &ProfileArgs) -> Result<ExitCode> {
     let (measurement, agent) = match &args.target {
         Some(target) => {
             let threads = (args.protocol.threads != 1).then_some(args.protocol.threads);
-            let (m, agent) = crate::targets_cmds::profile_through(target, &bytes, threads)?;
+            let (m, agent) = hwnas_search::measure::profile_through(target, &bytes, threads)?;
             (m, Some(agent))
         }
         None => (

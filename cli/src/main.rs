@@ -2,9 +2,9 @@
 
 mod bench;
 mod doctor;
+mod errors;
 mod latency_cmds;
-mod oneshot_cmd;
-mod plot;
+mod output;
 mod progress;
 mod proxies_cmd;
 mod search;
@@ -56,8 +56,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader of standard output went away: a normal way for a command to end.
+        Err(error) if error.is::<output::ReaderGone>() => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", errors::describe(&error));
             ExitCode::FAILURE
         }
     }

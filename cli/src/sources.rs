@@ -1,15 +1,11 @@
-//! Turning command-line flags into a search space, an evaluator and a latency model from
-//! the published benchmark data.
+//! The flags naming the published benchmark data a table-backed run reads.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use hwnas_core::benchmark::ofa::{NOTE10_DIR, PREDICTOR_FILE, locate_ofa_dir};
-use hwnas_core::benchmark::{Nb201Table, Note10Lut, OfaPredictor};
-use hwnas_core::space::{OfaSpace, SearchSpace, space_by_name};
-use hwnas_core::{Arch, Evaluator, LatencyModel, Objective};
+use hwnas_search::SpaceKind;
+use hwnas_search::tables::{TablePlan, TableWorld};
 
 /// Flags naming the benchmark data a table-backed run reads.
 #[derive(Debug, Clone, Args)]
@@ -33,117 +29,44 @@ pub struct TableArgs {
     pub target: Option<String>,
     /// Latency budget in milliseconds: architectures over it are never the answer
     /// (the constrained reward).
-    #[arg(long, value_name = "MS", conflicts_with = "latency_weight")]
+    #[arg(
+        long,
+        value_name = "MS",
+        conflicts_with = "latency_weight",
+        allow_negative_numbers = true
+    )]
     pub latency_ms: Option<f64>,
     /// MONAS's weighted reward instead: accuracy minus this many points per millisecond.
-    #[arg(long, value_name = "POINTS_PER_MS")]
+    #[arg(long, value_name = "POINTS_PER_MS", allow_negative_numbers = true)]
     pub latency_weight: Option<f64>,
-}
-
-/// A space with its evaluator, latency model and the best feasible architecture.
-pub struct TableWorld {
-    /// The search space.
-    pub space: Box<dyn SearchSpace>,
-    /// Scores accuracy.
-    pub evaluator: Box<dyn Evaluator>,
-    /// Latency, when a target was given.
-    pub latency: Option<Box<dyn LatencyModel>>,
-    /// What strategies maximise.
-    pub objective: Objective,
-    /// The dataset or evaluator name for reports.
-    pub dataset: String,
-    /// The best feasible architecture by the search signal, where the space can be enumerated.
-    pub target_best: Option<Arch>,
-    /// Its reported (test) accuracy.
-    pub target_best_test: Option<f64>,
 }
 
 impl TableArgs {
     /// Loads the data the flags name.
     pub fn load(&self) -> Result<TableWorld> {
-        if let Some(budget) = self.latency_ms {
-            if !(budget.is_finite() && budget > 0.0) {
-                bail!("--latency-ms must be a positive number of milliseconds, got {budget}");
-            }
-            if self.target.is_none() {
-                bail!("--latency-ms needs a latency target: add --target table:DEVICE");
-            }
-        }
-        if let Some(weight) = self.latency_weight {
-            if !(weight.is_finite() && weight >= 0.0) {
-                bail!("--latency-weight must be a non-negative number, got {weight}");
-            }
-            if self.target.is_none() {
-                bail!("--latency-weight needs a latency target: add --target table:DEVICE");
-            }
-        }
-        let objective = match (self.latency_ms, self.latency_weight) {
-            (Some(budget), _) => Objective::latency_budget(budget),
-            (None, Some(weight)) => Objective::Weighted { weight },
-            (None, None) => Objective::Accuracy,
-        };
         let device = match &self.target {
             None => None,
             Some(t) => Some(
                 t.strip_prefix("table:")
-                    .with_context(|| format!("--target `{t}`: table runs take table:DEVICE targets (e.g. table:pixel3)"))?
+                    .with_context(|| {
+                        format!("--target `{t}`: table runs take table:DEVICE targets (e.g. table:pixel3)")
+                    })?
                     .to_string(),
             ),
         };
-        match space_by_name(&self.space)?.name() {
-            "nb201" => self.load_nb201(device, objective),
-            "ofa-mbv3" => self.load_ofa(device, objective),
-            other => bail!("--space {other}: table-backed runs support nb201 and ofa-mbv3"),
-        }
-    }
-
-    fn load_nb201(&self, device: Option<String>, objective: Objective) -> Result<TableWorld> {
-        let path = Nb201Table::locate(self.table.as_deref())?;
-        let table = Arc::new(Nb201Table::load(&path, &self.dataset)?);
-        let latency = device.map(|d| table.latency_column(&d)).transpose()?;
-        let feasible = |arch: &Arch| {
-            objective.feasible(latency.as_ref().and_then(|l| l.latency_ms(arch).ok()))
-        };
-        let target_best = table.archs().filter(|a| feasible(a)).max_by(|a, b| {
-            table
-                .validation(a)
-                .unwrap()
-                .total_cmp(&table.validation(b).unwrap())
-                .then(table.index_of(b).cmp(&table.index_of(a)))
-        });
-        let target_best_test = target_best.as_ref().and_then(|a| table.test(a));
-        Ok(TableWorld {
-            space: Box::new(hwnas_core::space::Nb201Space::new()),
-            evaluator: Box::new(Arc::clone(&table)),
-            latency: latency.map(|l| Box::new(l) as Box<dyn LatencyModel>),
-            objective,
+        let space: SpaceKind = self
+            .space
+            .parse()
+            .map_err(|problem| anyhow!("--space {}: {problem}", self.space))?;
+        let plan = TablePlan {
+            space,
+            table: self.table.clone(),
             dataset: self.dataset.clone(),
-            target_best,
-            target_best_test,
-        })
-    }
-
-    fn load_ofa(&self, device: Option<String>, objective: Objective) -> Result<TableWorld> {
-        let dir = locate_ofa_dir(self.ofa_dir.as_deref())?;
-        let (space, latency): (OfaSpace, Option<Box<dyn LatencyModel>>) = match device.as_deref() {
-            None => (OfaSpace::default(), None),
-            Some("note10") => {
-                let lut = Note10Lut::load(&dir.join(NOTE10_DIR))?;
-                (lut.space().clone(), Some(Box::new(lut)))
-            }
-            Some(other) => bail!(
-                "--target table:{other}: the Once-for-All space has the table target table:note10"
-            ),
+            ofa_dir: self.ofa_dir.clone(),
+            device,
+            latency_ms: self.latency_ms,
+            latency_weight: self.latency_weight,
         };
-        let predictor = OfaPredictor::load(&dir.join(PREDICTOR_FILE), space.clone())?;
-        Ok(TableWorld {
-            space: Box::new(space),
-            evaluator: Box::new(predictor),
-            latency,
-            objective,
-            dataset: "imagenet-predictor".to_string(),
-            target_best: None,
-            target_best_test: None,
-        })
+        Ok(plan.load()?)
     }
 }

@@ -15,18 +15,26 @@ pub struct Record {
     pub arch: Arch,
     /// The architecture in its space's text format.
     pub arch_text: String,
-    /// The search signal (validation accuracy, predictor or proxy score).
+    /// The search signal (validation accuracy, predictor or proxy score). Not a number
+    /// where the evaluator has none (an all-`none` cell): JSON writes that as `null`.
+    #[serde(deserialize_with = "nan_if_null")]
     pub accuracy: f64,
     /// The reported accuracy, where the evaluator knows it.
     pub test_accuracy: Option<f64>,
     /// Latency in milliseconds, where a latency model was given.
     pub latency_ms: Option<f64>,
-    /// What the strategy maximises (see [`crate::Objective`]).
+    /// What the strategy maximises (see [`crate::Objective`]); `null` in JSON as above.
+    #[serde(deserialize_with = "nan_if_null")]
     pub reward: f64,
     /// Whether the architecture meets the objective's constraints.
     pub feasible: bool,
     /// Simulated training seconds spent up to and including this query.
     pub seconds: f64,
+}
+
+/// Reads a number that JSON may hold as `null` (how `serde_json` writes NaN) back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 /// Every distinct architecture evaluated so far, with a look-up by architecture.
@@ -89,5 +97,30 @@ impl History {
         sorted.sort_by(|a, b| b.reward.total_cmp(&a.reward).then(a.query.cmp(&b.query)));
         sorted.truncate(k);
         sorted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_without_an_accuracy_reads_back_as_written() {
+        let record = Record {
+            query: 1,
+            arch: Arch(vec![0; 6]),
+            arch_text: "none".into(),
+            accuracy: f64::NAN,
+            test_accuracy: None,
+            latency_ms: Some(1.0),
+            reward: f64::NAN,
+            feasible: true,
+            seconds: 0.0,
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        assert!(line.contains("\"accuracy\":null"), "{line}");
+        let back: Record = serde_json::from_str(&line).unwrap();
+        assert!(back.accuracy.is_nan() && back.reward.is_nan());
+        assert_eq!(back.arch, record.arch);
     }
 }

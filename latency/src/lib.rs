@@ -9,6 +9,7 @@ pub mod measured;
 pub mod onnx;
 pub mod profile;
 pub mod runtime;
+pub mod wire;
 
 pub use error::{Error, Result};
 pub use runtime::{OrtRuntime, PINNED_ORT_VERSION, SETUP_COMMAND};

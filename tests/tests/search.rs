@@ -300,6 +300,9 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
         "32",
         "--target",
         "table:pixel3",
+        // Four steps learn nothing: any cell may answer, so any must be within budget.
+        "--latency-ms",
+        "1000",
         "--json",
         "--out",
         out.to_str().unwrap(),
@@ -389,6 +392,9 @@ fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machin
         "32",
         "--batch-size",
         "32",
+        // Two steps learn nothing: any genotype may answer, so any must be within budget.
+        "--latency-ms",
+        "1000",
         "--json",
         "--out",
         out.to_str().unwrap(),
@@ -409,6 +415,43 @@ fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machin
     assert!(json["latency_ms"].as_f64().unwrap() > 0.0);
     assert!(json["supernet"].as_str().unwrap().starts_with("DARTS"));
     assert!(out.join("best.onnx").is_file());
+    // One outcome rule for every search: an answer over the budget is written and
+    // printed, and the command fails saying so.
+    let over = dir.path().join("over");
+    let output = hwnas(&[
+        "search",
+        "--space",
+        "darts",
+        "--strategy",
+        "gdas",
+        "--evaluator",
+        "supernet",
+        "--epochs",
+        "1",
+        "--train-images",
+        "128",
+        "--eval-images",
+        "32",
+        "--batch-size",
+        "32",
+        "--latency-ms",
+        "0.001",
+        "--json",
+        "--out",
+        over.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr_text(&output).contains("over the 0.001 ms budget"),
+        "{}",
+        stderr_text(&output)
+    );
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert_eq!(json["within_budget"], false);
+    let report = std::fs::read_to_string(over.join("report.md")).unwrap();
+    assert!(report.contains("Not within budget"), "{report}");
     // UNAS's latency term is NAS-Bench-201's; a table target has no DARTS table.
     for (case, (extra, expected)) in [
         (["--strategy", "unas"], "--space nb201"),
@@ -553,6 +596,8 @@ fn a_one_shot_search_runs_its_supernet_on_the_wgsl_kernels() {
         "32",
         "--batch-size",
         "32",
+        "--latency-ms",
+        "1000",
         "--json",
         "--out",
         out.to_str().unwrap(),

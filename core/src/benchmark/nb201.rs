@@ -255,6 +255,16 @@ impl Nb201Table {
         self.best_by(|arch| self.test[code(arch)])
     }
 
+    /// The cell with the highest validation accuracy among those `feasible` accepts (ties
+    /// to the lowest index): the answer a perfect search of the table would give.
+    pub fn best_feasible_by_validation(&self, feasible: impl Fn(&Arch) -> bool) -> Option<Arch> {
+        self.archs().filter(|a| feasible(a)).max_by(|a, b| {
+            self.validation[code(a)]
+                .total_cmp(&self.validation[code(b)])
+                .then(self.index_of(b).cmp(&self.index_of(a)))
+        })
+    }
+
     fn best_by(&self, key: impl Fn(&Arch) -> f64) -> Arch {
         let mut best = self.arch_at(0).expect("a loaded table has rows");
         for arch in self.archs() {

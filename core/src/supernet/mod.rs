@@ -82,6 +82,38 @@ pub struct StepOutput {
     pub tape_bytes: usize,
 }
 
+/// The kinds of supernet, known before one is built: what sizes a strategy for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SupernetKind {
+    /// NAS-Bench-201's cell supernet.
+    Nb201,
+    /// DARTS's normal and reduction cells.
+    Darts,
+    /// Once-for-All's MobileNetV3.
+    Ofa,
+}
+
+impl SupernetKind {
+    /// The supernet of a search space (by the space's name), if it has one.
+    pub fn of_space(space: &str) -> Option<Self> {
+        match space {
+            "nb201" => Some(SupernetKind::Nb201),
+            "darts" => Some(SupernetKind::Darts),
+            "ofa-mbv3" | "ofa" => Some(SupernetKind::Ofa),
+            _ => None,
+        }
+    }
+
+    /// Routes per step and candidates per route: `(edges, candidates)`.
+    pub fn shape(self) -> (usize, usize) {
+        match self {
+            SupernetKind::Nb201 => (crate::space::nb201::EDGES.len(), nb201::CANDIDATES),
+            SupernetKind::Darts => (darts::EDGES, darts::CANDIDATES),
+            SupernetKind::Ofa => (ofa::EDGES, ofa::CANDIDATES),
+        }
+    }
+}
+
 /// A supernet of one of the cell search spaces, as the one-shot strategies drive it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Supernet {
@@ -134,22 +166,23 @@ impl Supernet {
         }
     }
 
+    /// Which of the supernets this is.
+    pub fn kind(&self) -> SupernetKind {
+        match self {
+            Supernet::Nb201(_) => SupernetKind::Nb201,
+            Supernet::Darts(_) => SupernetKind::Darts,
+            Supernet::Ofa(_) => SupernetKind::Ofa,
+        }
+    }
+
     /// Routes a step takes (one per edge).
     pub fn edges(&self) -> usize {
-        match self {
-            Supernet::Nb201(_) => crate::space::nb201::EDGES.len(),
-            Supernet::Darts(_) => darts::EDGES,
-            Supernet::Ofa(_) => ofa::EDGES,
-        }
+        self.kind().shape().0
     }
 
     /// Candidates per edge.
     pub fn candidates(&self) -> usize {
-        match self {
-            Supernet::Nb201(_) => nb201::CANDIDATES,
-            Supernet::Darts(_) => darts::CANDIDATES,
-            Supernet::Ofa(_) => ofa::CANDIDATES,
-        }
+        self.kind().shape().1
     }
 
     /// Its weights.

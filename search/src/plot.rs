@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
 use hwnas_core::bench::Curve;
 use plotters::prelude::*;
+
+use crate::error::{Error, Result};
 
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -52,7 +53,10 @@ pub fn curves_svg(
     }
     let pad = ((high - low) * 0.05).max(0.05);
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    let draw = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
+    let draw = |e: &dyn std::fmt::Display| Error::Plot {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    };
     root.fill(&WHITE).map_err(|e| draw(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
@@ -136,12 +140,18 @@ pub fn pareto_svg(
         (l.min(y), h.max(y))
     });
     if !x_low.is_finite() || !y_low.is_finite() {
-        return Err(anyhow!("no points to plot"));
+        return Err(Error::Plot {
+            path: path.to_path_buf(),
+            problem: "no points to plot".into(),
+        });
     }
     let x_pad = ((x_high - x_low) * 0.05).max(1e-3);
     let y_pad = ((y_high - y_low) * 0.05).max(1e-3);
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    let draw = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
+    let draw = |e: &dyn std::fmt::Display| Error::Plot {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    };
     root.fill(&WHITE).map_err(|e| draw(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))

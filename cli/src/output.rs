@@ -1,0 +1,49 @@
+//! Standard output that ends well: a reader that went away (`hwnas doctor | head -1`) ends
+//! the command quietly; a full disk is an error message, not a panic.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+/// Standard output closed by its reader: the command stops writing and exits successfully.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct ReaderGone;
+
+/// Writes `text` (a newline added) to standard output.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| {
+            if text.ends_with('\n') {
+                Ok(())
+            } else {
+                out.write_all(b"\n")
+            }
+        })
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ReaderGone.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
+/// Writes `value` as pretty JSON to standard output.
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    print(&serde_json::to_string_pretty(value)?)
+}
+
+/// `println!` that returns the write's error instead of panicking: `say!(text, "{x}")`
+/// appends a line to the `String` `text`.
+#[macro_export]
+macro_rules! say {
+    ($text:expr) => {
+        $text.push('\n')
+    };
+    ($text:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($text, $($arg)*);
+    }};
+}

@@ -1,0 +1,141 @@
+//! End-to-end measurement on a target: this machine through ONNX Runtime, or a board
+//! through the agents of a target description.
+
+use std::time::Duration;
+
+use hwnas_core::{Arch, LatencyModel, SearchSpace};
+use hwnas_latency::measured::{MeasuredLatency, export_for_profiling};
+use hwnas_latency::profile::{Measurement, Protocol, profile};
+use hwnas_latency::wire::measurement_of;
+use hwnas_targets::client::{FleetResult, profile_fleet};
+use hwnas_targets::description::{self, Target, TargetKind};
+
+use crate::error::{Error, Result};
+
+/// How long one profiling job on an agent may take before it is given up.
+pub const AGENT_JOB_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// End-to-end measurement of finalists on the target.
+pub trait FinalMeasure: Send + Sync {
+    /// Median latency of an architecture (through the measurement cache, where there is one).
+    fn arch_ms(&self, arch: &Arch) -> Result<f64>;
+    /// Median latency of a model's bytes, measured afresh.
+    fn model_ms(&self, model: &[u8]) -> Result<f64>;
+    /// Warnings gathered since the last call (damaged cache entries).
+    fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// This machine, through ONNX Runtime.
+pub struct LocalMeasure {
+    /// Cached measurements of architectures.
+    pub measured: MeasuredLatency,
+    /// The protocol fresh profiles use.
+    pub protocol: Protocol,
+}
+
+impl FinalMeasure for LocalMeasure {
+    fn arch_ms(&self, arch: &Arch) -> Result<f64> {
+        Ok(self.measured.measure(arch)?.stats.median_ms)
+    }
+    fn model_ms(&self, model: &[u8]) -> Result<f64> {
+        Ok(profile(model, &self.protocol)?.stats.median_ms)
+    }
+    fn take_warnings(&self) -> Vec<String> {
+        self.measured.take_warnings()
+    }
+}
+
+/// Profiles one model on the first free agent of `target`; the measurement and the agent
+/// that took it. `threads` overrides the target's own thread count.
+pub fn profile_on_agents(
+    target: &Target,
+    token: &[u8],
+    model: &[u8],
+    threads: Option<usize>,
+) -> Result<(Measurement, String)> {
+    let mut protocol = target.wire_protocol();
+    if let Some(threads) = threads {
+        protocol.threads = u32::try_from(threads).unwrap_or(u32::MAX);
+    }
+    let log = |line: &str| eprintln!("{line}");
+    let results = profile_fleet(
+        &target.agents,
+        token,
+        &[model.to_vec()],
+        &protocol,
+        AGENT_JOB_TIMEOUT,
+        &log,
+    )?;
+    let Some(FleetResult { agent, outcome }) = results.into_iter().next() else {
+        return Err(Error::NoAnswer(format!(
+            "target {}: no agent answered",
+            target.name
+        )));
+    };
+    let (stats, fingerprint) = outcome.map_err(|reason| {
+        Error::NoAnswer(format!(
+            "agent {agent} could not profile the model: {reason}"
+        ))
+    })?;
+    Ok((measurement_of(stats, fingerprint), agent))
+}
+
+/// Profiles one model through the agents of a target (a name or a TOML file): what
+/// `hwnas profile --target` does.
+pub fn profile_through(
+    target_name: &str,
+    model: &[u8],
+    threads: Option<usize>,
+) -> Result<(Measurement, String)> {
+    let target = description::find(target_name)?;
+    if target.kind != TargetKind::Agent {
+        return Err(Error::plan(
+            "target",
+            target_name,
+            format!(
+                "`{}` is a {:?} target; profiling through a target needs kind = \"agent\"",
+                target.name, target.kind
+            ),
+        ));
+    }
+    let token = target.token()?;
+    profile_on_agents(&target, &token, model, threads)
+}
+
+/// A board, through the agents of a target description.
+pub struct RemoteMeasure {
+    /// The space its architectures come from.
+    pub space: Box<dyn SearchSpace>,
+    /// The target.
+    pub target: Target,
+    /// Its shared token.
+    pub token: Vec<u8>,
+}
+
+impl FinalMeasure for RemoteMeasure {
+    fn arch_ms(&self, arch: &Arch) -> Result<f64> {
+        let model = export_for_profiling(self.space.as_ref(), arch)?;
+        self.model_ms(&model)
+    }
+    fn model_ms(&self, model: &[u8]) -> Result<f64> {
+        Ok(profile_on_agents(&self.target, &self.token, model, None)?
+            .0
+            .stats
+            .median_ms)
+    }
+}
+
+impl LatencyModel for RemoteMeasure {
+    fn name(&self) -> String {
+        format!("agents:{}", self.target.name)
+    }
+    fn latency_ms(&self, arch: &Arch) -> hwnas_core::Result<f64> {
+        self.arch_ms(arch).map_err(|e| hwnas_core::Error::Missing {
+            source_name: self.name(),
+            arch: self.space.format(arch),
+            problem: crate::error_chain(&e),
+        })
+    }
+}

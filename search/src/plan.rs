@@ -1,0 +1,737 @@
+//! The search plan: every setting of `hwnas search`, typed, and checked as a whole before
+//! anything expensive runs (ONNX Runtime, a lookup table, a reference measurement, images).
+//!
+//! The plan's setting names are the command's flags (`latency_ms` is `--latency-ms`): a
+//! [`Error::Plan`] names the setting, the value given and the fix. The plan is what the run
+//! directory's manifest stores, so it is serialised in its own schema (plain strings for the
+//! enums, as the flags spell them), independent of how the command line is parsed.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use hwnas_core::supernet::SupernetKind;
+use hwnas_latency::profile::Protocol;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// `a, b or c`.
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [only] => only.to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// Declares a setting enum spelled as the command line spells it: `FromStr` (with the
+/// allowed names in the error), `Display`, and serde as the same strings.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal $(| $alias:literal)*),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text $(, alias = $alias)*)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, as spelled on the command line.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// The value as spelled on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(text: &str) -> std::result::Result<Self, String> {
+                match text {
+                    $($text $(| $alias)* => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} `{other}`; use {}",
+                        $what,
+                        one_of(Self::NAMES)
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// The search space.
+    SpaceKind, "space" {
+        /// Once-for-All MobileNetV3 (kernel, expand, depth, resolution).
+        Ofa = "ofa-mbv3" | "ofa",
+        /// NAS-Bench-201 cells.
+        Nb201 = "nb201",
+        /// DARTS normal and reduction cells.
+        Darts = "darts",
+    }
+);
+
+named_enum!(
+    /// The search strategy: a sampling strategy (proposes architectures an evaluator scores)
+    /// or a one-shot strategy (learns an architecture distribution on a supernet).
+    StrategyKind, "strategy" {
+        /// Random search.
+        Random = "random",
+        /// Regularized evolution.
+        Rea = "rea",
+        /// REINFORCE (a sampling controller, or on a supernet).
+        Reinforce = "reinforce",
+        /// L2NAS's actor-critic.
+        L2nas = "l2nas",
+        /// GA-NAS's generator and discriminator.
+        Ganas = "ganas",
+        /// DARTS (one-shot).
+        Darts = "darts",
+        /// GDAS (one-shot).
+        Gdas = "gdas",
+        /// AdvantageNAS (one-shot).
+        Advantagenas = "advantagenas",
+        /// UNAS (one-shot).
+        Unas = "unas",
+    }
+);
+
+named_enum!(
+    /// What scores accuracy.
+    EvaluatorKind, "evaluator" {
+        /// Once-for-All's published ImageNet accuracy predictor (ofa-mbv3).
+        Predictor = "predictor",
+        /// The NAS-Bench-201 table (nb201).
+        Table = "table",
+        /// Synflow, training-free (nb201).
+        Proxy = "proxy",
+        /// A weight-sharing supernet trained on the user's images.
+        Supernet = "supernet",
+    }
+);
+
+named_enum!(
+    /// The kernels a supernet runs on.
+    BackendKind, "backend" {
+        /// The CPU reference implementation.
+        Cpu = "cpu",
+        /// The WGSL kernels through wgpu (a GPU, or lavapipe on a CPU).
+        Wgpu = "wgpu",
+    }
+);
+
+impl StrategyKind {
+    /// The sampling strategies (core's `strategy::by_name`).
+    pub const SAMPLING: [StrategyKind; 5] = [
+        StrategyKind::Random,
+        StrategyKind::Rea,
+        StrategyKind::Reinforce,
+        StrategyKind::L2nas,
+        StrategyKind::Ganas,
+    ];
+    /// The one-shot strategies (core's `oneshot::by_name`).
+    pub const ONE_SHOT: [StrategyKind; 5] = [
+        StrategyKind::Darts,
+        StrategyKind::Gdas,
+        StrategyKind::Advantagenas,
+        StrategyKind::Unas,
+        StrategyKind::Reinforce,
+    ];
+
+    /// Whether it proposes architectures for an evaluator to score.
+    pub fn is_sampling(self) -> bool {
+        Self::SAMPLING.contains(&self)
+    }
+
+    /// Whether it drives the mixed ops of a supernet.
+    pub fn is_one_shot(self) -> bool {
+        Self::ONE_SHOT.contains(&self)
+    }
+}
+
+fn names(kinds: &[StrategyKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl SpaceKind {
+    /// The space's evaluator when none is given.
+    pub fn default_evaluator(self) -> EvaluatorKind {
+        match self {
+            SpaceKind::Nb201 => EvaluatorKind::Table,
+            SpaceKind::Ofa => EvaluatorKind::Predictor,
+            SpaceKind::Darts => EvaluatorKind::Supernet,
+        }
+    }
+
+    /// Its supernet.
+    pub fn supernet(self) -> SupernetKind {
+        match self {
+            SpaceKind::Nb201 => SupernetKind::Nb201,
+            SpaceKind::Darts => SupernetKind::Darts,
+            SpaceKind::Ofa => SupernetKind::Ofa,
+        }
+    }
+}
+
+/// Where latency comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum TargetSpec {
+    /// This machine, measured with ONNX Runtime.
+    Host,
+    /// A published latency table's device column (`table:pixel3`, `table:note10`).
+    Table(String),
+    /// A target description: a name from the targets folder or a TOML file.
+    Described(String),
+}
+
+impl FromStr for TargetSpec {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "host" => Ok(TargetSpec::Host),
+            "" => Err(
+                "an empty target; use host, table:DEVICE or a target's name or TOML file".into(),
+            ),
+            t => match t.strip_prefix("table:") {
+                Some("") => Err("table: needs a device, e.g. table:pixel3 or table:note10".into()),
+                Some(device) => Ok(TargetSpec::Table(device.to_string())),
+                None => Ok(TargetSpec::Described(t.to_string())),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for TargetSpec {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<TargetSpec> for String {
+    fn from(target: TargetSpec) -> String {
+        target.to_string()
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetSpec::Host => f.write_str("host"),
+            TargetSpec::Table(device) => write!(f, "table:{device}"),
+            TargetSpec::Described(name) => f.write_str(name),
+        }
+    }
+}
+
+/// The images a supernet trains on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DataSource {
+    /// Fashion-MNIST (Debian's package or the shared data).
+    FashionMnist,
+    /// CIFAR-10/100 binary batches in a folder.
+    Cifar(PathBuf),
+    /// A folder of images per class.
+    Folder(PathBuf),
+}
+
+impl FromStr for DataSource {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        if text == "fashion-mnist" {
+            return Ok(DataSource::FashionMnist);
+        }
+        let dir = |d: &str| {
+            if d.is_empty() {
+                Err(format!(
+                    "`{text}` names no folder; give cifar:DIR or folder:DIR"
+                ))
+            } else {
+                Ok(PathBuf::from(d))
+            }
+        };
+        if let Some(d) = text.strip_prefix("cifar:") {
+            return dir(d).map(DataSource::Cifar);
+        }
+        if let Some(d) = text.strip_prefix("folder:") {
+            return dir(d).map(DataSource::Folder);
+        }
+        Err(format!(
+            "unknown data set `{text}`; use fashion-mnist, cifar:DIR (CIFAR-10/100 binary batches) or folder:DIR (a folder of images per class)"
+        ))
+    }
+}
+
+impl TryFrom<String> for DataSource {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<DataSource> for String {
+    fn from(data: DataSource) -> String {
+        data.to_string()
+    }
+}
+
+impl fmt::Display for DataSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataSource::FashionMnist => f.write_str("fashion-mnist"),
+            DataSource::Cifar(d) => write!(f, "cifar:{}", d.display()),
+            DataSource::Folder(d) => write!(f, "folder:{}", d.display()),
+        }
+    }
+}
+
+/// The most ONNX Runtime threads a measurement may ask for.
+pub const MAX_THREADS: usize = 1024;
+/// The most timed runs a measurement may ask for.
+pub const MAX_RUNS: usize = 100_000;
+
+/// How each latency measurement is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProtocolSettings {
+    /// ONNX Runtime intra-op threads.
+    pub threads: usize,
+    /// Exactly this many timed runs (`None`: adaptive, 50 to 1000).
+    pub runs: Option<usize>,
+    /// Untimed warm-up runs.
+    pub warmup: usize,
+}
+
+impl Default for ProtocolSettings {
+    fn default() -> Self {
+        ProtocolSettings {
+            threads: 1,
+            runs: None,
+            warmup: 10,
+        }
+    }
+}
+
+impl ProtocolSettings {
+    /// The profiling protocol, checked against its real ranges.
+    pub fn protocol(&self) -> Result<Protocol> {
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            return Err(Error::plan(
+                "threads",
+                self.threads,
+                format!("ONNX Runtime threads must be 1 to {MAX_THREADS}"),
+            ));
+        }
+        if self.warmup > MAX_RUNS {
+            return Err(Error::plan(
+                "warmup",
+                self.warmup,
+                format!("at most {MAX_RUNS} warm-up runs"),
+            ));
+        }
+        let mut protocol = Protocol {
+            threads: self.threads,
+            warmup: self.warmup,
+            ..Protocol::default()
+        };
+        if let Some(runs) = self.runs {
+            if runs == 0 || runs > MAX_RUNS {
+                return Err(Error::plan(
+                    "runs",
+                    runs,
+                    format!("timed runs must be 1 to {MAX_RUNS}"),
+                ));
+            }
+            protocol.min_runs = runs;
+            protocol.max_runs = runs;
+            protocol.max_seconds = 1e9;
+        }
+        protocol.validate()?;
+        Ok(protocol)
+    }
+}
+
+/// Every setting of one search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchPlan {
+    /// The search space.
+    pub space: SpaceKind,
+    /// The strategy.
+    pub strategy: StrategyKind,
+    /// The evaluator; `None` for the space's default.
+    pub evaluator: Option<EvaluatorKind>,
+    /// Where latency comes from.
+    pub target: TargetSpec,
+    /// The latency budget in ms; `None` for half the reference network's latency.
+    pub latency_ms: Option<f64>,
+    /// Distinct architectures a sampling search evaluates.
+    pub budget: usize,
+    /// Seeds every random choice.
+    pub seed: u64,
+    /// The run directory.
+    pub out: PathBuf,
+    /// The NAS-Bench-201 table; `None` for `$HWNAS_NB201_TABLE` or the shared data.
+    pub table: Option<PathBuf>,
+    /// The NAS-Bench-201 table's data set columns.
+    pub dataset: String,
+    /// Once-for-All's predictor and tables; `None` for `$HWNAS_OFA_DIR` or the shared data.
+    pub ofa_dir: Option<PathBuf>,
+    /// Images a supernet trains on.
+    pub data: DataSource,
+    /// Epochs of supernet training.
+    pub epochs: usize,
+    /// Training images a supernet uses (0: all but the held-out ones).
+    pub train_images: usize,
+    /// Held-out images a supernet's architectures are scored on.
+    pub eval_images: usize,
+    /// Supernet channels (`None`: the space's reduced default).
+    pub channels: Option<usize>,
+    /// Supernet cells (`None`: the space's reduced default).
+    pub cells: Option<usize>,
+    /// The kernels a supernet runs on.
+    #[serde(default = "default_backend")]
+    pub backend: BackendKind,
+    /// Images per supernet batch.
+    pub batch_size: usize,
+    /// Side a `folder:DIR` data set's images are resized to.
+    pub image_size: usize,
+    /// Finalists re-measured end to end.
+    pub finalists: usize,
+    /// How latency is measured.
+    pub protocol: ProtocolSettings,
+}
+
+fn default_backend() -> BackendKind {
+    BackendKind::Cpu
+}
+
+/// The kinds of search a plan can describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchKind {
+    /// A sampling strategy scores architectures with a predictor, a table or a proxy.
+    Sampling,
+    /// A one-shot strategy learns a cell on a supernet (nb201, darts).
+    OneShot,
+    /// Once-for-All: the supernet trained once, then searched by a sampling strategy.
+    TrainOnceThenSample,
+}
+
+/// The largest `--channels`, `--cells`, `--epochs` or batch a plan accepts: far past
+/// anything this machine can run, short of sizes that overflow.
+const MAX_SIZE: usize = 1 << 20;
+
+impl SearchPlan {
+    /// The evaluator the search uses.
+    pub fn evaluator(&self) -> EvaluatorKind {
+        self.evaluator
+            .unwrap_or_else(|| self.space.default_evaluator())
+    }
+
+    /// What kind of search the plan describes (valid only after [`SearchPlan::validate`]).
+    pub fn kind(&self) -> SearchKind {
+        match (self.evaluator(), self.space) {
+            (EvaluatorKind::Supernet, SpaceKind::Ofa) => SearchKind::TrainOnceThenSample,
+            (EvaluatorKind::Supernet, _) => SearchKind::OneShot,
+            _ => SearchKind::Sampling,
+        }
+    }
+
+    /// Checks every setting and their combinations; cheap (touches no file, library or
+    /// device), so a bad plan fails in milliseconds.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(b) = self.latency_ms
+            && !(b.is_finite() && b > 0.0)
+        {
+            return Err(Error::plan(
+                "latency-ms",
+                b,
+                "the budget must be a positive number of milliseconds",
+            ));
+        }
+        if self.budget == 0 {
+            return Err(Error::plan("budget", 0, "evaluate at least 1 architecture"));
+        }
+        self.protocol.protocol()?;
+        let evaluator = self.evaluator();
+        let allowed = match self.space {
+            SpaceKind::Ofa => &[EvaluatorKind::Predictor, EvaluatorKind::Supernet][..],
+            SpaceKind::Nb201 => &[
+                EvaluatorKind::Table,
+                EvaluatorKind::Proxy,
+                EvaluatorKind::Supernet,
+            ][..],
+            SpaceKind::Darts => &[EvaluatorKind::Supernet][..],
+        };
+        if !allowed.contains(&evaluator) {
+            return Err(Error::plan(
+                "evaluator",
+                evaluator,
+                format!(
+                    "not available for --space {}; use `predictor` or `supernet` (trained here, then searched) for ofa-mbv3, or `table`, `proxy` (synflow, training-free) or `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce) for nb201, `supernet` for darts",
+                    self.space
+                ),
+            ));
+        }
+        match self.kind() {
+            SearchKind::Sampling if !self.strategy.is_sampling() => {
+                return Err(Error::plan(
+                    "strategy",
+                    self.strategy,
+                    format!(
+                        "a one-shot strategy needs --evaluator supernet; with --evaluator {evaluator} use a sampling strategy: {}",
+                        names(&StrategyKind::SAMPLING)
+                    ),
+                ));
+            }
+            SearchKind::TrainOnceThenSample if !self.strategy.is_sampling() => {
+                return Err(Error::plan(
+                    "strategy",
+                    self.strategy,
+                    format!(
+                        "--space ofa-mbv3 --evaluator supernet: the supernet is trained by the sandwich rule, then --strategy searches it: give a sampling strategy ({})",
+                        names(&StrategyKind::SAMPLING)
+                    ),
+                ));
+            }
+            SearchKind::OneShot if !self.strategy.is_one_shot() => {
+                return Err(Error::plan(
+                    "strategy",
+                    self.strategy,
+                    format!(
+                        "not a one-shot strategy; with --evaluator supernet use one of {}",
+                        names(&StrategyKind::ONE_SHOT)
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if self.space == SpaceKind::Darts && self.strategy == StrategyKind::Unas {
+            return Err(Error::plan(
+                "strategy",
+                self.strategy,
+                "its latency term is built on NAS-Bench-201's one-decision-per-edge cells; use --space nb201, or another strategy with --space darts",
+            ));
+        }
+        self.validate_target()?;
+        if self.evaluator() == EvaluatorKind::Supernet {
+            self.validate_supernet_sizes()?;
+        }
+        Ok(())
+    }
+
+    fn validate_target(&self) -> Result<()> {
+        let TargetSpec::Table(device) = &self.target else {
+            if self.kind() == SearchKind::TrainOnceThenSample
+                && !matches!(self.target, TargetSpec::Host)
+            {
+                return Err(Error::plan(
+                    "target",
+                    &self.target,
+                    "a supernet-scored Once-for-All search measures subnets at the images' resolution on this machine; use --target host (published tables cover 128-224 px)",
+                ));
+            }
+            return Ok(());
+        };
+        match self.space {
+            SpaceKind::Ofa if self.kind() == SearchKind::TrainOnceThenSample => Err(Error::plan(
+                "target",
+                &self.target,
+                "a supernet-scored Once-for-All search measures subnets at the images' resolution on this machine; use --target host (published tables cover 128-224 px)",
+            )),
+            SpaceKind::Ofa if device != "note10" => Err(Error::plan(
+                "target",
+                &self.target,
+                "for ofa-mbv3 use `host`, `table:note10`, or a target file",
+            )),
+            SpaceKind::Darts => Err(Error::plan(
+                "target",
+                &self.target,
+                "no published latency table covers DARTS cells; use --target host",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_supernet_sizes(&self) -> Result<()> {
+        let positive = [
+            ("epochs", self.epochs),
+            ("batch-size", self.batch_size),
+            ("eval-images", self.eval_images),
+            ("image-size", self.image_size),
+        ];
+        for (setting, value) in positive {
+            if value == 0 || value > MAX_SIZE {
+                return Err(Error::plan(
+                    setting,
+                    value,
+                    format!("must be 1 to {MAX_SIZE}"),
+                ));
+            }
+        }
+        if self.train_images != 0 && self.train_images < 2 * self.batch_size {
+            return Err(Error::plan(
+                "train-images",
+                self.train_images,
+                format!(
+                    "a supernet needs at least two batches of --batch-size {} (give at least {}, or 0 for all)",
+                    self.batch_size,
+                    2 * self.batch_size
+                ),
+            ));
+        }
+        for (setting, value) in [("channels", self.channels), ("cells", self.cells)] {
+            if let Some(v) = value {
+                if self.space == SpaceKind::Ofa {
+                    return Err(Error::plan(
+                        setting,
+                        v,
+                        "--channels and --cells size the cell supernets (nb201, darts); the Once-for-All supernet is a quarter of MobileNetV3 w1.2's width",
+                    ));
+                }
+                if v == 0 || v > 4096 {
+                    return Err(Error::plan(setting, v, "must be 1 to 4096"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn plan() -> SearchPlan {
+        SearchPlan {
+            space: SpaceKind::Ofa,
+            strategy: StrategyKind::Rea,
+            evaluator: None,
+            target: TargetSpec::Host,
+            latency_ms: None,
+            budget: 500,
+            seed: 0,
+            out: PathBuf::from("hwnas-run"),
+            table: None,
+            dataset: "cifar10".into(),
+            ofa_dir: None,
+            data: DataSource::FashionMnist,
+            epochs: 4,
+            train_images: 8000,
+            eval_images: 1000,
+            channels: None,
+            cells: None,
+            backend: BackendKind::Cpu,
+            batch_size: 64,
+            image_size: 32,
+            finalists: 5,
+            protocol: ProtocolSettings::default(),
+        }
+    }
+
+    #[test]
+    fn the_default_plan_is_valid_and_bad_combinations_name_the_setting() {
+        plan().validate().unwrap();
+        type Change = Box<dyn Fn(&mut SearchPlan)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (Box::new(|p| p.latency_ms = Some(-1.0)), "--latency-ms -1"),
+            (
+                Box::new(|p| p.latency_ms = Some(f64::NAN)),
+                "--latency-ms NaN",
+            ),
+            (Box::new(|p| p.budget = 0), "--budget 0"),
+            (
+                Box::new(|p| p.evaluator = Some(EvaluatorKind::Table)),
+                "--evaluator table",
+            ),
+            (
+                Box::new(|p| p.strategy = StrategyKind::Gdas),
+                "--strategy gdas",
+            ),
+            (
+                Box::new(|p| p.target = TargetSpec::Table("pixel9000".into())),
+                "table:note10",
+            ),
+            (Box::new(|p| p.protocol.threads = 0), "--threads 0"),
+            (Box::new(|p| p.protocol.threads = usize::MAX), "--threads"),
+            (
+                Box::new(|p| p.protocol.runs = Some(u32::MAX as usize)),
+                "--runs",
+            ),
+            (
+                Box::new(|p| {
+                    p.space = SpaceKind::Darts;
+                    p.evaluator = Some(EvaluatorKind::Supernet);
+                    p.strategy = StrategyKind::Unas;
+                }),
+                "--space nb201",
+            ),
+            (
+                Box::new(|p| {
+                    p.space = SpaceKind::Nb201;
+                    p.evaluator = Some(EvaluatorKind::Supernet);
+                    p.strategy = StrategyKind::Rea;
+                }),
+                "advantagenas",
+            ),
+            (
+                Box::new(|p| {
+                    p.space = SpaceKind::Nb201;
+                    p.evaluator = Some(EvaluatorKind::Supernet);
+                    p.strategy = StrategyKind::Gdas;
+                    p.channels = Some(0);
+                }),
+                "--channels 0",
+            ),
+            (
+                Box::new(|p| {
+                    p.space = SpaceKind::Nb201;
+                    p.evaluator = Some(EvaluatorKind::Supernet);
+                    p.strategy = StrategyKind::Gdas;
+                    p.train_images = 1;
+                }),
+                "--train-images 1",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut p = plan();
+            change(&mut p);
+            let message = p.validate().unwrap_err().to_string();
+            assert!(message.contains(expected), "{expected}: {message}");
+        }
+    }
+
+    #[test]
+    fn settings_read_back_as_the_command_line_spells_them() {
+        let json = serde_json::to_value(plan()).unwrap();
+        assert_eq!(json["space"], "ofa-mbv3");
+        assert_eq!(json["target"], "host");
+        assert_eq!(json["data"], "fashion-mnist");
+        let back: SearchPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(back, plan());
+        assert_eq!("ofa".parse::<SpaceKind>().unwrap(), SpaceKind::Ofa);
+        assert_eq!(
+            "table:pixel3".parse::<TargetSpec>().unwrap(),
+            TargetSpec::Table("pixel3".into())
+        );
+        assert!(
+            "annealing"
+                .parse::<StrategyKind>()
+                .unwrap_err()
+                .contains("annealing")
+        );
+        assert!("cifar:".parse::<DataSource>().is_err());
+    }
+}

@@ -1,0 +1,423 @@
+//! The world a search runs in, built from a validated plan: the space, what scores accuracy,
+//! what predicts latency during the search, what measures the finalists, and the budget.
+
+use std::sync::Arc;
+
+use hwnas_core::benchmark::ofa::{NOTE10_DIR, PREDICTOR_FILE, locate_ofa_dir};
+use hwnas_core::benchmark::{Nb201Table, Note10Lut, OfaPredictor};
+use hwnas_core::oneshot::SupernetEvaluator;
+use hwnas_core::proxies::SynflowEvaluator;
+use hwnas_core::space::ofa::OfaConfig;
+use hwnas_core::space::{DartsSpace, Nb201Space, OfaSpace};
+use hwnas_core::{Arch, Evaluator, LatencyModel, SearchSpace};
+use hwnas_latency::cache::{MeasurementCache, default_dir};
+use hwnas_latency::lut::{LutLatency, host_lut};
+use hwnas_latency::measured::MeasuredLatency;
+use hwnas_latency::profile::{Fingerprint, Protocol};
+use hwnas_latency::runtime::OrtRuntime;
+use hwnas_targets::description::{self, Target, TargetKind};
+
+use crate::error::{Error, Result, StepContext};
+use crate::measure::{FinalMeasure, LocalMeasure, RemoteMeasure};
+use crate::observer::Observer;
+use crate::plan::{DataSource, EvaluatorKind, SearchKind, SearchPlan, SpaceKind, TargetSpec};
+
+/// Share of the reference network's measured latency used as the default budget.
+pub const DEFAULT_BUDGET_FRACTION: f64 = 0.5;
+
+/// DARTS-V2's published cells (Liu et al., 2019), the reference of a DARTS search's budget.
+pub const DARTS_V2: &str = "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])";
+
+/// The NAS-Bench-201 cell of all 3x3 convolutions, the reference of its budget.
+pub const NB201_ALL_CONV3: &str = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|";
+const NB201_REFERENCE: &str = "the NAS-Bench-201 cell of all 3x3 convolutions";
+
+/// The largest Once-for-All subnet (kernel 7, expand 6, depth 4) at resolution `r`.
+pub fn largest_ofa(r: u32) -> OfaConfig {
+    OfaConfig {
+        ks: vec![7; 20],
+        e: vec![6; 20],
+        d: vec![4; 5],
+        r,
+    }
+}
+
+/// The latency budget and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyBudget {
+    /// Milliseconds.
+    pub ms: f64,
+    /// How it was set, for the report.
+    pub origin: String,
+    /// The reference network and its latency on the target.
+    pub reference: (String, f64),
+}
+
+impl LatencyBudget {
+    /// The plan's budget, or [`DEFAULT_BUDGET_FRACTION`] of the reference's latency.
+    pub fn new(given_ms: Option<f64>, what: &str, reference_ms: f64) -> Self {
+        let (ms, origin) = match given_ms {
+            Some(b) => (b, "given with --latency-ms".to_string()),
+            None => (
+                DEFAULT_BUDGET_FRACTION * reference_ms,
+                format!(
+                    "{:.0}% of {what}, which measured {reference_ms:.3} ms on the target",
+                    DEFAULT_BUDGET_FRACTION * 100.0
+                ),
+            ),
+        };
+        LatencyBudget {
+            ms,
+            origin,
+            reference: (what.to_string(), reference_ms),
+        }
+    }
+}
+
+/// Everything a search needs.
+pub struct World {
+    /// The space searched.
+    pub space: Box<dyn SearchSpace>,
+    /// Scores architectures (none where only a supernet can: one-shot searches; set after
+    /// training for Once-for-All's supernet).
+    pub evaluator: Option<Box<dyn Evaluator>>,
+    /// The evaluator's name for the manifest and the report.
+    pub evaluator_name: String,
+    /// Latency during the search.
+    pub search_latency: Box<dyn LatencyModel>,
+    /// End-to-end measurement of finalists (measured targets).
+    pub measured: Option<Box<dyn FinalMeasure>>,
+    /// Where measurements are taken (this machine).
+    pub fingerprint: Option<Fingerprint>,
+    /// The budget.
+    pub budget: LatencyBudget,
+    /// The NAS-Bench-201 table, when the space is nb201 and the table was found.
+    pub nb201_table: Option<Arc<Nb201Table>>,
+    /// The trained Once-for-All supernet scoring the search.
+    pub supernet: Option<Arc<SupernetEvaluator>>,
+}
+
+impl World {
+    /// Builds the world `plan` describes (validated first); `observer` hears of progress
+    /// and warnings.
+    pub fn build(plan: &SearchPlan, observer: &dyn Observer) -> Result<World> {
+        plan.validate()?;
+        let mut protocol = plan.protocol.protocol()?;
+        let mut target = plan.target.clone();
+        if let TargetSpec::Described(name) = &plan.target {
+            let described = description::find(name)?;
+            protocol.threads = described.ort.threads as usize;
+            match described.kind {
+                TargetKind::Local => target = TargetSpec::Host,
+                TargetKind::Table => {
+                    let table = described.table.clone().unwrap_or_default();
+                    let device = table.split_once(':').map(|(_, d)| d).unwrap_or(&table);
+                    target = TargetSpec::Table(device.to_string());
+                    // The described table must suit the space as a flag would.
+                    let mut resolved = plan.clone();
+                    resolved.target = target.clone();
+                    resolved.validate()?;
+                }
+                TargetKind::Agent => {
+                    if plan.space != SpaceKind::Nb201 || plan.kind() != SearchKind::Sampling {
+                        return Err(Error::plan(
+                            "target",
+                            name,
+                            "an agent target measures every architecture end to end, which suits a sampling search of nb201; for ofa-mbv3 run `hwnas search` on the board itself, where it builds the board's lookup table",
+                        ));
+                    }
+                    return nb201_remote(plan, described);
+                }
+            }
+        }
+        match (plan.space, plan.kind()) {
+            (SpaceKind::Ofa, SearchKind::TrainOnceThenSample) => {
+                ofa_supernet(plan, &protocol, observer)
+            }
+            (SpaceKind::Ofa, _) => ofa(plan, &target, &protocol, observer),
+            (SpaceKind::Darts, _) => {
+                let space = DartsSpace::new();
+                let reference = space.parse(DARTS_V2)?;
+                host(
+                    plan,
+                    &protocol,
+                    space,
+                    (&reference, "DARTS-V2's published cells"),
+                    (None, "supernet".into()),
+                    None,
+                    observer,
+                )
+            }
+            (SpaceKind::Nb201, _) => nb201(plan, &target, &protocol, observer),
+        }
+    }
+
+    /// Warnings the world's measurements gathered since the last call.
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.measured
+            .as_ref()
+            .map(|m| m.take_warnings())
+            .unwrap_or_default()
+    }
+}
+
+/// The measurement cache, or none with a warning saying why.
+fn open_cache(observer: &dyn Observer) -> Option<MeasurementCache> {
+    let dir = default_dir();
+    match MeasurementCache::open(&dir) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            observer.warn(&format!(
+                "the measurement cache at {} cannot be used ({}); measuring without it",
+                dir.display(),
+                crate::error_chain(&Error::from(e))
+            ));
+            None
+        }
+    }
+}
+
+fn ofa(
+    plan: &SearchPlan,
+    target: &TargetSpec,
+    protocol: &Protocol,
+    observer: &dyn Observer,
+) -> Result<World> {
+    let dir = locate_ofa_dir(plan.ofa_dir.as_deref())?;
+    if let TargetSpec::Table(_) = target {
+        let lut = Note10Lut::load(&dir.join(NOTE10_DIR))?;
+        let space = lut.space().clone();
+        let budget = LatencyBudget::new(
+            plan.latency_ms,
+            "the largest Once-for-All subnet on the Note10 table",
+            lut.latency_of(&largest_ofa(224))?,
+        );
+        let predictor = OfaPredictor::load(&dir.join(PREDICTOR_FILE), space.clone())?;
+        return Ok(World {
+            evaluator_name: "ofa-predictor".into(),
+            evaluator: Some(Box::new(predictor)),
+            search_latency: Box::new(lut),
+            measured: None,
+            fingerprint: None,
+            budget,
+            space: Box::new(space),
+            nb201_table: None,
+            supernet: None,
+        });
+    }
+    let runtime = OrtRuntime::load()?;
+    let resolutions: Vec<u32> = (160..=224).step_by(16).collect();
+    observer.stage("lookup table", 1);
+    let progress =
+        |done: usize, total: usize, what: &str| observer.progress(done as u64, total as u64, what);
+    let warn = |w: &str| observer.warn(w);
+    let (lut, path) = host_lut(&resolutions, protocol, 12, &progress, &warn)
+        .step(|| "building the latency lookup table for this machine".into())?;
+    observer.finish();
+    let latency = LutLatency::new(lut)?;
+    let space = latency.space().clone();
+    let predictor = OfaPredictor::load(&dir.join(PREDICTOR_FILE), space.clone())?;
+    let measured = MeasuredLatency::new(Box::new(space.clone()), *protocol, open_cache(observer));
+    let reference_arch = space.from_config(&largest_ofa(224))?;
+    let budget = LatencyBudget::new(
+        plan.latency_ms,
+        "the largest Once-for-All subnet (kernel 7, expand 6, depth 4, r 224)",
+        measured.measure(&reference_arch)?.stats.median_ms,
+    );
+    observer.note(&format!(
+        "lookup table: {} ({} layers)",
+        path.display(),
+        latency.lut().entries.len()
+    ));
+    Ok(World {
+        evaluator_name: "ofa-predictor".into(),
+        evaluator: Some(Box::new(predictor)),
+        search_latency: Box::new(latency),
+        measured: Some(Box::new(LocalMeasure {
+            measured,
+            protocol: *protocol,
+        })),
+        fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
+        budget,
+        space: Box::new(space),
+        nb201_table: None,
+        supernet: None,
+    })
+}
+
+fn nb201(
+    plan: &SearchPlan,
+    target: &TargetSpec,
+    protocol: &Protocol,
+    observer: &dyn Observer,
+) -> Result<World> {
+    // The proxy and the supernet need no table: on this machine's own latency they run
+    // without it, and then only the report's transfer check is missing.
+    let table_optional = matches!(
+        plan.evaluator(),
+        EvaluatorKind::Proxy | EvaluatorKind::Supernet
+    ) && *target == TargetSpec::Host;
+    let table = match Nb201Table::locate(plan.table.as_deref()) {
+        Ok(path) => Some(Arc::new(Nb201Table::load(&path, &plan.dataset)?)),
+        Err(e) if table_optional => {
+            observer.note(&format!(
+                "no NAS-Bench-201 table ({e}); the report will have no table accuracy"
+            ));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let evaluator = nb201_evaluator(plan, table.as_ref());
+    let space = Nb201Space::new();
+    let reference = space.parse(NB201_ALL_CONV3)?;
+    let TargetSpec::Table(device) = target else {
+        return host(
+            plan,
+            protocol,
+            space,
+            (&reference, NB201_REFERENCE),
+            (Some(evaluator.0), evaluator.1),
+            table,
+            observer,
+        );
+    };
+    let table = table.ok_or_else(|| {
+        Error::plan(
+            "target",
+            target,
+            "a table target needs the NAS-Bench-201 table; pass --table FILE or set HWNAS_NB201_TABLE",
+        )
+    })?;
+    let latency = table.latency_column(device)?;
+    let budget = LatencyBudget::new(
+        plan.latency_ms,
+        NB201_REFERENCE,
+        latency.latency_ms(&reference)?,
+    );
+    Ok(World {
+        evaluator_name: evaluator.1,
+        evaluator: Some(evaluator.0),
+        search_latency: Box::new(latency),
+        measured: None,
+        fingerprint: None,
+        budget,
+        space: Box::new(space),
+        nb201_table: Some(table),
+        supernet: None,
+    })
+}
+
+/// The NAS-Bench-201 evaluator the plan asks for: the table, or synflow (with the table
+/// only reporting test accuracy).
+fn nb201_evaluator(
+    plan: &SearchPlan,
+    table: Option<&Arc<Nb201Table>>,
+) -> (Box<dyn Evaluator>, String) {
+    match table {
+        Some(table) if plan.evaluator() != EvaluatorKind::Proxy => {
+            (Box::new(Arc::clone(table)), table.name())
+        }
+        _ => {
+            let proxy = SynflowEvaluator {
+                table: table.cloned(),
+            };
+            let name = proxy.name();
+            (Box::new(proxy), name)
+        }
+    }
+}
+
+/// The images' side a supernet sees (and its subnets are measured at).
+pub fn image_side(plan: &SearchPlan) -> u32 {
+    match plan.data {
+        DataSource::FashionMnist => 28,
+        DataSource::Cifar(_) => 32,
+        DataSource::Folder(_) => plan.image_size as u32,
+    }
+}
+
+/// Once-for-All subnets scored by a supernet trained on the plan's images, measured end to
+/// end on this machine at the images' resolution (the supernet sees no other).
+fn ofa_supernet(plan: &SearchPlan, protocol: &Protocol, observer: &dyn Observer) -> Result<World> {
+    let r = image_side(plan);
+    let space = OfaSpace::new(vec![r])?;
+    let reference = space.from_config(&largest_ofa(r))?;
+    host(
+        plan,
+        protocol,
+        space,
+        (
+            &reference,
+            &format!("the largest Once-for-All subnet (kernel 7, expand 6, depth 4) at {r} px"),
+        ),
+        (None, "supernet:ofa-mbv3".into()),
+        None,
+        observer,
+    )
+}
+
+/// A world measuring on this machine: the budget from `reference` (an architecture and
+/// what to call it) measured here, unless given.
+fn host<S: SearchSpace + Clone + 'static>(
+    plan: &SearchPlan,
+    protocol: &Protocol,
+    space: S,
+    (reference, what): (&Arch, &str),
+    (evaluator, evaluator_name): (Option<Box<dyn Evaluator>>, String),
+    nb201_table: Option<Arc<Nb201Table>>,
+    observer: &dyn Observer,
+) -> Result<World> {
+    let runtime = OrtRuntime::load()?;
+    let measured = MeasuredLatency::new(Box::new(space.clone()), *protocol, open_cache(observer));
+    let budget = LatencyBudget::new(
+        plan.latency_ms,
+        what,
+        measured.measure(reference)?.stats.median_ms,
+    );
+    let search = MeasuredLatency::new(Box::new(space.clone()), *protocol, open_cache(observer));
+    Ok(World {
+        evaluator_name,
+        evaluator,
+        search_latency: Box::new(search),
+        measured: Some(Box::new(LocalMeasure {
+            measured,
+            protocol: *protocol,
+        })),
+        fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
+        budget,
+        space: Box::new(space),
+        nb201_table,
+        supernet: None,
+    })
+}
+
+fn nb201_remote(plan: &SearchPlan, target: Target) -> Result<World> {
+    let path = Nb201Table::locate(plan.table.as_deref())?;
+    let table = Arc::new(Nb201Table::load(&path, &plan.dataset)?);
+    let (evaluator, evaluator_name) = nb201_evaluator(plan, Some(&table));
+    let space = Nb201Space::new();
+    let token = target.token()?;
+    let remote = || RemoteMeasure {
+        space: Box::new(space.clone()),
+        target: target.clone(),
+        token: token.clone(),
+    };
+    let reference = space.parse(NB201_ALL_CONV3)?;
+    let search = remote();
+    let budget = LatencyBudget::new(
+        plan.latency_ms,
+        NB201_REFERENCE,
+        search.arch_ms(&reference)?,
+    );
+    Ok(World {
+        evaluator_name,
+        evaluator: Some(evaluator),
+        search_latency: Box::new(search),
+        measured: Some(Box::new(remote())),
+        fingerprint: None,
+        budget,
+        space: Box::new(space),
+        nb201_table: Some(table),
+        supernet: None,
+    })
+}
