@@ -1,16 +1,16 @@
 //! `hwnas bench`: strategies x seeds against a table, summarised the literature's way.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
-use hwnas_core::bench::{self, BenchSpec, RunOutcome, SummaryRow};
-use serde::Serialize;
+use hwnas_search::SpaceKind;
+use hwnas_search::benchmarks::{self, BenchPlan};
+use hwnas_search::tables::{TablePlan, TableWorld};
 
-use crate::sources::TableArgs;
-use hwnas_search::plot;
+use crate::output::{print, print_json};
+use crate::say;
 
 /// Options of `hwnas bench`.
 #[derive(Debug, Args)]
@@ -41,162 +41,99 @@ pub struct BenchArgs {
     json: bool,
 }
 
-#[derive(Serialize)]
-struct RunLine<'a> {
-    strategy: &'a str,
-    seed: u64,
-    #[serde(flatten)]
-    record: &'a hwnas_core::Record,
-}
-
 /// Runs `hwnas bench`.
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {
-    if args.seeds == 0 || args.queries == 0 {
-        bail!("--seeds and --queries must be at least 1");
-    }
     let world = args.data.load()?;
-    let checkpoints = if args.checkpoints.is_empty() {
-        bench::default_checkpoints(args.queries)
-    } else {
-        let mut points = args.checkpoints.clone();
-        if let Some(bad) = points.iter().find(|&&p| p == 0 || p > args.queries) {
-            bail!("--checkpoints: {bad} is outside 1..={}", args.queries);
-        }
-        points.sort_unstable();
-        points.dedup();
-        points
-    };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
-
-    let spec = BenchSpec {
+    let plan = BenchPlan {
         strategies: args.strategies.clone(),
         seeds: args.seeds,
         first_seed: args.first_seed,
         queries: args.queries,
-        objective: world.objective,
+        checkpoints: args.checkpoints.clone(),
     };
-    let total = (args.strategies.len() * args.seeds) as u64;
-    let bar = crate::progress::bar("bench", total);
-    let started = std::time::Instant::now();
-    let runs = bench::run_bench(
-        world.space.as_ref(),
-        world.evaluator.as_ref(),
-        world.latency.as_deref(),
-        &spec,
-        &|outcome: &RunOutcome| {
-            bar.set_message(format!("{} seed {}", outcome.strategy, outcome.seed));
-            bar.inc(1);
-        },
+    let result = benchmarks::run(
+        &plan,
+        &world,
+        &args.out,
+        &crate::progress::Bars::new(args.json),
     )?;
-    bar.finish_and_clear();
-    let elapsed = started.elapsed();
-
-    // The target: the best feasible architecture by validation (enumerable spaces only);
-    // elsewhere hits are counted against the best any run found.
-    let target = world.target_best.clone().unwrap_or_else(|| {
-        runs.iter()
-            .filter_map(|r| r.history.selected(args.queries))
-            .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy))
-            .map(|r| r.arch.clone())
-            .unwrap_or_default()
-    });
-    let rows = bench::summarise(&runs, &world.dataset, &target, &checkpoints);
-    let curves = bench::curves(&runs, args.queries);
-    write_outputs(&args.out, &runs, &rows, &curves)?;
-    let title = format!(
-        "{} on {} ({} seeds){}",
-        world.space.name(),
-        world.dataset,
-        args.seeds,
-        world
-            .latency
-            .as_ref()
-            .map(|l| format!(", {}", l.name()))
-            .unwrap_or_default()
-    );
-    let reference = world
-        .target_best_test
-        .map(|t| ("best feasible arch by validation", t));
-    plot::curves_svg(&args.out.join("curves.svg"), &title, &curves, reference)?;
-
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print_table(&rows, world.target_best_test, world.space.format(&target));
-        println!(
-            "\n{} runs in {:.1} s; wrote runs.jsonl, summary.json, summary.csv, curves.json, curves.svg to {}",
-            runs.len(),
-            elapsed.as_secs_f64(),
-            args.out.display()
-        );
+        print_json(&result.rows)?;
+        return Ok(ExitCode::SUCCESS);
     }
+    let target = world.space.format(&result.target);
+    let mut text = benchmarks::table_text(&result.rows, world.target_best_test, &target);
+    say!(
+        text,
+        "\n{} runs in {:.1} s; wrote runs.jsonl, summary.json, summary.csv, curves.json, curves.svg to {}",
+        result.runs.len(),
+        result.seconds,
+        args.out.display()
+    );
+    print(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_outputs(
-    out: &Path,
-    runs: &[RunOutcome],
-    rows: &[SummaryRow],
-    curves: &[bench::Curve],
-) -> Result<()> {
-    let runs_path = out.join("runs.jsonl");
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(&runs_path)
-            .with_context(|| format!("cannot write {}", runs_path.display()))?,
-    );
-    for run in runs {
-        for record in run.history.records() {
-            let line = RunLine {
-                strategy: &run.strategy,
-                seed: run.seed,
-                record,
-            };
-            serde_json::to_writer(&mut file, &line)?;
-            file.write_all(b"\n")?;
-        }
-    }
-    file.flush()?;
-    std::fs::write(
-        out.join("summary.json"),
-        serde_json::to_string_pretty(rows)?,
-    )?;
-    let mut csv = csv::Writer::from_path(out.join("summary.csv"))?;
-    for row in rows {
-        csv.serialize(row)?;
-    }
-    csv.flush()?;
-    std::fs::write(out.join("curves.json"), serde_json::to_string(curves)?)?;
-    Ok(())
+/// Flags naming the benchmark data a table-backed run reads.
+#[derive(Debug, Clone, Args)]
+pub struct TableArgs {
+    /// Search space: nb201 (NAS-Bench-201 table) or ofa-mbv3 (Once-for-All predictor).
+    #[arg(long, default_value = "nb201")]
+    pub space: String,
+    /// NAS-Bench-201 table (CSV or CSV.gz); default: $HWNAS_NB201_TABLE or the shared data.
+    #[arg(long, value_name = "FILE")]
+    pub table: Option<PathBuf>,
+    /// Dataset columns of the table to use: searches on NAME_val_12ep, reports NAME_test_200ep.
+    #[arg(long, default_value = "cifar10", value_name = "NAME")]
+    pub dataset: String,
+    /// Folder with Once-for-All's predictor and Note10 lookup tables; default:
+    /// $HWNAS_OFA_DIR or the shared data.
+    #[arg(long, value_name = "DIR")]
+    pub ofa_dir: Option<PathBuf>,
+    /// Latency target: table:DEVICE (a NAS-Bench-201 device column such as table:pixel3,
+    /// or table:note10 for Once-for-All).
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Latency budget in milliseconds: architectures over it are never the answer
+    /// (the constrained reward).
+    #[arg(
+        long,
+        value_name = "MS",
+        conflicts_with = "latency_weight",
+        allow_negative_numbers = true
+    )]
+    pub latency_ms: Option<f64>,
+    /// MONAS's weighted reward instead: accuracy minus this many points per millisecond.
+    #[arg(long, value_name = "POINTS_PER_MS", allow_negative_numbers = true)]
+    pub latency_weight: Option<f64>,
 }
 
-fn print_table(rows: &[SummaryRow], best_test: Option<f64>, target: String) {
-    println!(
-        "{:<12} {:>7} {:>16} {:>10} {:>9} {:>14} {:>12}",
-        "strategy",
-        "queries",
-        "test acc (%)",
-        "val acc",
-        "hit rate",
-        "median q->best",
-        "hypervolume"
-    );
-    for row in rows {
-        println!(
-            "{:<12} {:>7} {:>9.2} ± {:<4.2} {:>10.2} {:>9.2} {:>14} {:>12}",
-            row.strategy,
-            row.queries,
-            row.mean_test,
-            row.std_test,
-            row.mean_val,
-            row.hit_rate,
-            row.median_queries_to_best
-                .map_or("-".to_string(), |m| format!("{m:.0}")),
-            row.hypervolume
-                .map_or("-".to_string(), |h| format!("{h:.1}"))
-        );
-    }
-    if let Some(best) = best_test {
-        println!("\ntarget (best feasible by validation): {target}, test {best:.2}");
+impl TableArgs {
+    /// Loads the data the flags name.
+    pub fn load(&self) -> Result<TableWorld> {
+        let device = match &self.target {
+            None => None,
+            Some(t) => Some(
+                t.strip_prefix("table:")
+                    .with_context(|| {
+                        format!("--target `{t}`: table runs take table:DEVICE targets (e.g. table:pixel3)")
+                    })?
+                    .to_string(),
+            ),
+        };
+        let space: SpaceKind = self
+            .space
+            .parse()
+            .map_err(|problem| anyhow!("--space {}: {problem}", self.space))?;
+        let plan = TablePlan {
+            space,
+            table: self.table.clone(),
+            dataset: self.dataset.clone(),
+            ofa_dir: self.ofa_dir.clone(),
+            device,
+            latency_ms: self.latency_ms,
+            latency_weight: self.latency_weight,
+        };
+        Ok(plan.load()?)
     }
 }

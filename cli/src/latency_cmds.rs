@@ -5,16 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use hwnas_latency::cache::{MeasurementCache, default_dir};
 use hwnas_latency::export::{ExportOptions, export_arch};
-use hwnas_latency::lut::{LayerLut, report};
 use hwnas_latency::onnx::RandomWeights;
 use hwnas_latency::onnx::builder::encode;
-use hwnas_latency::profile::{Measurement, Protocol, profile};
 use hwnas_search::ProtocolSettings;
-use serde::Serialize;
+use hwnas_search::latency_tools::{build_lut, evaluate_lut, lut_report_text, profile_model};
 
-use crate::progress;
+use crate::output::{print, print_json};
+use crate::progress::Bars;
 
 /// Measurement settings shared by the commands that profile.
 #[derive(Debug, Clone, Args)]
@@ -39,11 +37,6 @@ impl ProtocolArgs {
             runs: self.runs,
             warmup: self.warmup,
         }
-    }
-
-    /// The protocol these flags describe, checked against its real ranges.
-    pub fn protocol(&self) -> Result<Protocol> {
-        Ok(self.settings().protocol()?)
     }
 }
 
@@ -103,89 +96,18 @@ pub struct ProfileArgs {
     target: Option<String>,
 }
 
-/// The JSON `hwnas profile --json` prints.
-#[derive(Debug, Serialize)]
-pub struct ProfileJson<'a> {
-    median_ms: f64,
-    p10_ms: f64,
-    p90_ms: f64,
-    mean_ms: f64,
-    std_ms: f64,
-    runs: usize,
-    median_rel_ci: f64,
-    fingerprint: &'a hwnas_latency::profile::Fingerprint,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    agent: Option<String>,
-}
-
-impl<'a> ProfileJson<'a> {
-    /// The printed form of a measurement.
-    pub fn new(m: &'a Measurement) -> Self {
-        let s = m.stats;
-        ProfileJson {
-            median_ms: s.median_ms,
-            p10_ms: s.p10_ms,
-            p90_ms: s.p90_ms,
-            mean_ms: s.mean_ms,
-            std_ms: s.std_ms,
-            runs: s.runs,
-            median_rel_ci: s.median_rel_ci,
-            fingerprint: &m.fingerprint,
-            agent: None,
-        }
-    }
-}
-
 /// Runs `hwnas profile`.
 pub fn profile_cmd(args: &ProfileArgs) -> Result<ExitCode> {
-    let protocol = args.protocol.protocol()?;
-    let bytes = std::fs::read(&args.model)
-        .with_context(|| format!("cannot read the model {}", args.model.display()))?;
-    let (measurement, agent) = match &args.target {
-        Some(target) => {
-            let threads = (args.protocol.threads != 1).then_some(args.protocol.threads);
-            let (m, agent) = hwnas_search::measure::profile_through(target, &bytes, threads)?;
-            (m, Some(agent))
-        }
-        None => (
-            profile(&bytes, &protocol)
-                .with_context(|| format!("profiling {}", args.model.display()))?,
-            None,
-        ),
-    };
+    let report = profile_model(
+        &args.model,
+        &args.protocol.settings(),
+        args.target.as_deref(),
+    )
+    .with_context(|| format!("profiling {}", args.model.display()))?;
     if args.json {
-        let mut json = ProfileJson::new(&measurement);
-        json.agent = agent;
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        print_json(&report)?;
     } else {
-        let s = measurement.stats;
-        let f = &measurement.fingerprint;
-        match &agent {
-            Some(agent) => println!("{} (measured by agent {agent})", args.model.display()),
-            None => println!("{}", args.model.display()),
-        }
-        println!(
-            "  median {:.3} ms  (p10 {:.3}, p90 {:.3}, mean {:.3} ± {:.3})",
-            s.median_ms, s.p10_ms, s.p90_ms, s.mean_ms, s.std_ms
-        );
-        println!(
-            "  {} timed runs after {} warm-up; median 95% CI ±{:.2}%",
-            s.runs,
-            protocol.warmup,
-            s.median_rel_ci * 100.0
-        );
-        println!(
-            "  ONNX Runtime {} {} on {} ({} threads of {} cores{})",
-            f.ort_version,
-            f.execution_provider,
-            f.cpu_model,
-            f.threads,
-            f.cores,
-            f.governor
-                .as_ref()
-                .map(|g| format!(", governor {g}"))
-                .unwrap_or_default()
-        );
+        print(&report.text())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -235,106 +157,41 @@ pub struct LutEvalArgs {
     json: bool,
 }
 
-fn open_cache() -> Option<MeasurementCache> {
-    MeasurementCache::open(&default_dir()).ok()
-}
-
 /// Runs `hwnas lut ...`.
 pub fn lut(command: &LutCommand) -> Result<ExitCode> {
     match command {
-        LutCommand::Build(args) => lut_build(args),
-        LutCommand::Eval(args) => lut_eval(args),
-    }
-}
-
-fn lut_build(args: &LutBuildArgs) -> Result<ExitCode> {
-    if args.space != "ofa-mbv3" && args.space != "ofa" {
-        bail!(
-            "--space {}: per-layer lookup tables exist for ofa-mbv3 (nb201 and darts are measured end to end)",
-            args.space
-        );
-    }
-    if args.target != "host" {
-        bail!(
-            "--target {}: lookup tables are built on this machine (`host`); on a board, run `hwnas lut build` there",
-            args.target
-        );
-    }
-    let allowed = hwnas_core::space::ofa::RESOLUTIONS;
-    if let Some(bad) = args.resolutions.iter().find(|r| !allowed.contains(*r)) {
-        bail!("--resolutions: {bad} is outside {allowed:?}");
-    }
-    let protocol = args.protocol.protocol()?;
-    let cache = open_cache();
-    let bar = progress::bar("lut build", 1);
-    let warn = |w: &str| bar.println(format!("warning: {w}"));
-    let lut = LayerLut::build(
-        &args.out,
-        &args.resolutions,
-        &protocol,
-        args.calibration,
-        cache.as_ref(),
-        &progress::callback(&bar),
-        &warn,
-    )?;
-    bar.finish_and_clear();
-    println!(
-        "{} layers at resolutions {:?} in {}",
-        lut.entries.len(),
-        lut.resolutions,
-        args.out.display()
-    );
-    if let Some(c) = lut.calibration {
-        println!(
-            "calibration on {} subnets: measured = {:.3} x layer sum + {:.3} ms (fit RMSE {:.3} ms)",
-            c.subnets, c.slope, c.intercept, c.fit_rmse_ms
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn lut_eval(args: &LutEvalArgs) -> Result<ExitCode> {
-    if args.samples == 0 {
-        bail!("--samples must be at least 1");
-    }
-    let lut = LayerLut::load(&args.lut)?;
-    let cache = open_cache();
-    let bar = progress::bar("lut eval", args.samples as u64);
-    let warn = |w: &str| bar.println(format!("warning: {w}"));
-    let points = lut.measure_subnets(
-        args.samples,
-        2,
-        &lut.protocol,
-        cache.as_ref(),
-        &progress::callback(&bar),
-        &warn,
-    )?;
-    bar.finish_and_clear();
-    let pairs: Vec<(f64, f64)> = points
-        .iter()
-        .map(|&(sum, measured)| {
-            let predicted = lut.calibration.map_or(sum, |c| c.slope * sum + c.intercept);
-            (predicted, measured)
-        })
-        .collect();
-    let result = report(&pairs);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        println!(
-            "{} held-out subnets measured end to end vs the table's prediction:",
-            result.samples
-        );
-        println!(
-            "  RMSE {:.3} ms, mean absolute error {:.2}%",
-            result.rmse_ms,
-            result.mape * 100.0
-        );
-        println!(
-            "  within ±5%: {:.1}%   within ±10%: {:.1}%",
-            result.within_5pct * 100.0,
-            result.within_10pct * 100.0
-        );
+        LutCommand::Build(args) => {
+            if args.space != "ofa-mbv3" && args.space != "ofa" {
+                bail!(
+                    "--space {}: per-layer lookup tables exist for ofa-mbv3 (nb201 and darts are measured end to end)",
+                    args.space
+                );
+            }
+            if args.target != "host" {
+                bail!(
+                    "--target {}: lookup tables are built on this machine (`host`); on a board, run `hwnas lut build` there",
+                    args.target
+                );
+            }
+            let observer = Bars::new(false);
+            let settings = args.protocol.settings();
+            let text = build_lut(
+                &args.out,
+                &args.resolutions,
+                args.calibration,
+                &settings,
+                &observer,
+            )?;
+            print(&text)?;
+        }
+        LutCommand::Eval(args) => {
+            let result = evaluate_lut(&args.lut, args.samples, &Bars::new(false))?;
+            if args.json {
+                print_json(&result)?;
+            } else {
+                print(&lut_report_text(&result))?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

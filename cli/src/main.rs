@@ -2,13 +2,11 @@
 
 mod bench;
 mod doctor;
-mod errors;
 mod latency_cmds;
 mod output;
 mod progress;
 mod proxies_cmd;
 mod search;
-mod sources;
 mod targets_cmds;
 
 use std::process::ExitCode;
@@ -59,7 +57,7 @@ fn main() -> ExitCode {
         // The reader of standard output went away: a normal way for a command to end.
         Err(error) if error.is::<output::ReaderGone>() => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", errors::describe(&error));
+            eprintln!("error: {}", hwnas_search::error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -19,15 +19,6 @@ pub fn bar(prefix: &str, total: u64) -> ProgressBar {
     bar
 }
 
-/// A `(done, total, what)` callback driving `bar`.
-pub fn callback(bar: &ProgressBar) -> impl Fn(usize, usize, &str) + '_ {
-    move |done, total, what| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(what.to_string());
-    }
-}
-
 /// Draws a search's stages as bars and prints its notes, unless quiet (`--json`);
 /// warnings are always printed.
 pub struct Bars {

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use hwnas_latency::runtime::OrtRuntime;
 use hwnas_latency::wire::OrtProfiler;
 use hwnas_targets::agent::{AgentConfig, bind, serve};
-use hwnas_targets::description::{self, Target, TargetKind, read_token};
+use hwnas_targets::description::{self, read_token};
 
 use crate::output::print;
 use crate::say;
@@ -87,7 +87,7 @@ pub fn targets(command: &TargetsCommand) -> Result<ExitCode> {
                         "  {:<16} {:<6} {}",
                         t.name,
                         format!("{:?}", t.kind).to_lowercase(),
-                        where_it_is(&t)
+                        t.whereabouts()
                     ),
                     Err(e) => {
                         failed = true;
@@ -104,27 +104,8 @@ pub fn targets(command: &TargetsCommand) -> Result<ExitCode> {
         }
         TargetsCommand::Show { name } => {
             let target = description::find(name)?;
-            print(&toml_text(&target)?)?;
+            print(&target.to_toml_text()?)?;
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn where_it_is(t: &Target) -> String {
-    match t.kind {
-        TargetKind::Local => "this machine (ONNX Runtime)".into(),
-        TargetKind::Agent => t.agents.join(", "),
-        TargetKind::Table => t.table.clone().unwrap_or_default(),
-    }
-}
-
-fn toml_text(t: &Target) -> Result<String> {
-    let mut text = format!(
-        "# {}\n",
-        t.source
-            .as_ref()
-            .map_or("built-in".to_string(), |p| p.display().to_string())
-    );
-    text.push_str(&toml::to_string(t).context("printing the target")?);
-    Ok(text)
 }

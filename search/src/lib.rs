@@ -7,8 +7,11 @@
 //! of search. Nothing below this crate depends on it: cli -> search -> core, latency,
 //! targets.
 
+pub mod benchmarks;
+pub mod doctor;
 pub mod error;
 pub mod finalists;
+pub mod latency_tools;
 pub mod measure;
 pub mod observer;
 pub mod oneshot;
@@ -19,6 +22,7 @@ pub mod run_dir;
 pub mod sampling;
 pub mod tables;
 pub mod world;
+pub mod zero_cost;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -10,7 +10,6 @@ use hwnas_core::proxies::SynflowEvaluator;
 use hwnas_core::space::ofa::OfaConfig;
 use hwnas_core::space::{DartsSpace, Nb201Space, OfaSpace};
 use hwnas_core::{Arch, Evaluator, LatencyModel, SearchSpace};
-use hwnas_latency::cache::{MeasurementCache, default_dir};
 use hwnas_latency::lut::{LutLatency, host_lut};
 use hwnas_latency::measured::MeasuredLatency;
 use hwnas_latency::profile::{Fingerprint, Protocol};
@@ -18,6 +17,7 @@ use hwnas_latency::runtime::OrtRuntime;
 use hwnas_targets::description::{self, Target, TargetKind};
 
 use crate::error::{Error, Result, StepContext};
+use crate::latency_tools::open_cache;
 use crate::measure::{FinalMeasure, LocalMeasure, RemoteMeasure};
 use crate::observer::Observer;
 use crate::plan::{DataSource, EvaluatorKind, SearchKind, SearchPlan, SpaceKind, TargetSpec};
@@ -158,22 +158,6 @@ impl World {
             .as_ref()
             .map(|m| m.take_warnings())
             .unwrap_or_default()
-    }
-}
-
-/// The measurement cache, or none with a warning saying why.
-fn open_cache(observer: &dyn Observer) -> Option<MeasurementCache> {
-    let dir = default_dir();
-    match MeasurementCache::open(&dir) {
-        Ok(cache) => Some(cache),
-        Err(e) => {
-            observer.warn(&format!(
-                "the measurement cache at {} cannot be used ({}); measuring without it",
-                dir.display(),
-                crate::error_chain(&Error::from(e))
-            ));
-            None
-        }
     }
 }
 

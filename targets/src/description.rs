@@ -125,6 +125,28 @@ fn line_of(text: &str, key: &str) -> usize {
 }
 
 impl Target {
+    /// Where it measures, in a few words: this machine, its agents' addresses, or its table.
+    pub fn whereabouts(&self) -> String {
+        match self.kind {
+            TargetKind::Local => "this machine (ONNX Runtime)".into(),
+            TargetKind::Agent => self.agents.join(", "),
+            TargetKind::Table => self.table.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The description as TOML, headed by a comment naming its file (or `built-in`).
+    pub fn to_toml_text(&self) -> Result<String> {
+        let origin = self
+            .source
+            .as_ref()
+            .map_or("built-in".to_string(), |p| p.display().to_string());
+        let body = toml::to_string(self).map_err(|e| Error::Target {
+            file: PathBuf::from(&origin),
+            problem: format!("cannot be printed as TOML: {e}"),
+        })?;
+        Ok(format!("# {origin}\n{body}"))
+    }
+
     /// The built-in target: this machine.
     pub fn host() -> Self {
         Target {

@@ -1,0 +1,216 @@
+//! The latency commands' work: profiling a model (here or through a target's agents),
+//! building this machine's lookup table and judging a table against end-to-end
+//! measurements. Each returns a report that prints as JSON or as text.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use hwnas_latency::cache::{MeasurementCache, default_dir};
+use hwnas_latency::lut::{LayerLut, LutReport, report};
+use hwnas_latency::profile::{Fingerprint, Measurement, profile};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::observer::Observer;
+use crate::plan::ProtocolSettings;
+
+/// A model's measurement, as `hwnas profile` reports it.
+#[derive(Debug, Serialize)]
+pub struct ProfileReport {
+    /// Median.
+    pub median_ms: f64,
+    /// 10th percentile.
+    pub p10_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+    /// Standard deviation.
+    pub std_ms: f64,
+    /// Timed runs.
+    pub runs: usize,
+    /// The median's 95% confidence half-width as a share of it.
+    pub median_rel_ci: f64,
+    /// Where it was measured.
+    pub fingerprint: Fingerprint,
+    /// The agent that measured it, for a target's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The model file.
+    #[serde(skip)]
+    pub model: PathBuf,
+    /// Untimed warm-up runs.
+    #[serde(skip)]
+    pub warmup: usize,
+}
+
+/// Times the ONNX model at `path` on this machine, or through the agents of `target`.
+pub fn profile_model(
+    path: &Path,
+    settings: &ProtocolSettings,
+    target: Option<&str>,
+) -> Result<ProfileReport> {
+    let protocol = settings.protocol()?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let (m, agent): (Measurement, Option<String>) = match target {
+        Some(target) => {
+            let threads = (settings.threads != 1).then_some(settings.threads);
+            let (m, agent) = crate::measure::profile_through(target, &bytes, threads)?;
+            (m, Some(agent))
+        }
+        None => (profile(&bytes, &protocol)?, None),
+    };
+    let s = m.stats;
+    Ok(ProfileReport {
+        median_ms: s.median_ms,
+        p10_ms: s.p10_ms,
+        p90_ms: s.p90_ms,
+        mean_ms: s.mean_ms,
+        std_ms: s.std_ms,
+        runs: s.runs,
+        median_rel_ci: s.median_rel_ci,
+        fingerprint: m.fingerprint,
+        agent,
+        model: path.to_path_buf(),
+        warmup: protocol.warmup,
+    })
+}
+
+impl ProfileReport {
+    /// The report for a person.
+    pub fn text(&self) -> String {
+        let mut text = match &self.agent {
+            Some(agent) => format!("{} (measured by agent {agent})\n", self.model.display()),
+            None => format!("{}\n", self.model.display()),
+        };
+        let f = &self.fingerprint;
+        _ = writeln!(
+            text,
+            "  median {:.3} ms  (p10 {:.3}, p90 {:.3}, mean {:.3} ± {:.3})",
+            self.median_ms, self.p10_ms, self.p90_ms, self.mean_ms, self.std_ms
+        );
+        _ = writeln!(
+            text,
+            "  {} timed runs after {} warm-up; median 95% CI ±{:.2}%",
+            self.runs,
+            self.warmup,
+            self.median_rel_ci * 100.0
+        );
+        _ = write!(
+            text,
+            "  ONNX Runtime {} {} on {} ({} threads of {} cores{})",
+            f.ort_version,
+            f.execution_provider,
+            f.cpu_model,
+            f.threads,
+            f.cores,
+            f.governor
+                .as_ref()
+                .map(|g| format!(", governor {g}"))
+                .unwrap_or_default()
+        );
+        text
+    }
+}
+
+/// The measurement cache, or none with a warning saying why.
+pub fn open_cache(observer: &dyn Observer) -> Option<MeasurementCache> {
+    let dir = default_dir();
+    match MeasurementCache::open(&dir) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            observer.warn(&format!(
+                "the measurement cache at {} cannot be used ({}); measuring without it",
+                dir.display(),
+                crate::error_chain(&Error::from(e))
+            ));
+            None
+        }
+    }
+}
+
+/// Builds (or finishes building) this machine's lookup table of the Once-for-All space at
+/// `resolutions` into `out`, calibrated on `calibration` subnets measured end to end.
+pub fn build_lut(
+    out: &Path,
+    resolutions: &[u32],
+    calibration: usize,
+    settings: &ProtocolSettings,
+    observer: &dyn Observer,
+) -> Result<String> {
+    let allowed = hwnas_core::space::ofa::RESOLUTIONS;
+    if let Some(bad) = resolutions.iter().find(|r| !allowed.contains(*r)) {
+        return Err(Error::plan(
+            "resolutions",
+            bad,
+            format!("outside {allowed:?}"),
+        ));
+    }
+    let protocol = settings.protocol()?;
+    let cache = open_cache(observer);
+    observer.stage("lut build", 1);
+    let progress =
+        |done: usize, total: usize, what: &str| observer.progress(done as u64, total as u64, what);
+    let warn = |w: &str| observer.warn(w);
+    let lut = LayerLut::build(
+        out,
+        resolutions,
+        &protocol,
+        calibration,
+        cache.as_ref(),
+        &progress,
+        &warn,
+    )?;
+    observer.finish();
+    let mut text = format!(
+        "{} layers at resolutions {:?} in {}",
+        lut.entries.len(),
+        lut.resolutions,
+        out.display()
+    );
+    if let Some(c) = lut.calibration {
+        _ = write!(
+            text,
+            "\ncalibration on {} subnets: measured = {:.3} x layer sum + {:.3} ms (fit RMSE {:.3} ms)",
+            c.subnets, c.slope, c.intercept, c.fit_rmse_ms
+        );
+    }
+    Ok(text)
+}
+
+/// Measures `samples` random subnets (never the calibration ones) end to end and compares
+/// them with the table at `path`.
+pub fn evaluate_lut(path: &Path, samples: usize, observer: &dyn Observer) -> Result<LutReport> {
+    if samples == 0 {
+        return Err(Error::plan("samples", 0, "measure at least 1 subnet"));
+    }
+    let lut = LayerLut::load(path)?;
+    let cache = open_cache(observer);
+    observer.stage("lut eval", samples as u64);
+    let progress =
+        |done: usize, total: usize, what: &str| observer.progress(done as u64, total as u64, what);
+    let warn = |w: &str| observer.warn(w);
+    let points =
+        lut.measure_subnets(samples, 2, &lut.protocol, cache.as_ref(), &progress, &warn)?;
+    observer.finish();
+    let pairs: Vec<(f64, f64)> = points
+        .iter()
+        .map(|&(sum, measured)| {
+            let predicted = lut.calibration.map_or(sum, |c| c.slope * sum + c.intercept);
+            (predicted, measured)
+        })
+        .collect();
+    Ok(report(&pairs))
+}
+
+/// A lookup table's error report for a person.
+pub fn lut_report_text(result: &LutReport) -> String {
+    format!(
+        "{} held-out subnets measured end to end vs the table's prediction:\n  RMSE {:.3} ms, mean absolute error {:.2}%\n  within ±5%: {:.1}%   within ±10%: {:.1}%",
+        result.samples,
+        result.rmse_ms,
+        result.mape * 100.0,
+        result.within_5pct * 100.0,
+        result.within_10pct * 100.0
+    )
+}
