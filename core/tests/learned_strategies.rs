@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use hwnas_core::benchmark::ofa::{NOTE10_DIR, PREDICTOR_FILE, locate_ofa_dir};
+use hwnas_core::benchmark::ofa::{NOTE10_DIR, PREDICTOR_FILE, locate_ofa_files};
 use hwnas_core::benchmark::{Note10Lut, OfaPredictor};
 use hwnas_core::space::{DartsSpace, SearchSpace};
 use hwnas_core::{
@@ -80,14 +80,13 @@ fn learned_strategies_search_the_darts_space() {
 
 #[test]
 fn learned_strategies_search_the_ofa_space_under_a_latency_budget() {
-    let Ok(dir) = locate_ofa_dir(None) else {
-        println!("skipped: Once-for-All's files are absent");
+    let Some(dir) = hwnas_testkit::require(
+        hwnas_testkit::Resource::Data,
+        "Once-for-All's files (../shared/data/ofa-mobilenetv3)",
+        locate_ofa_files(None),
+    ) else {
         return;
     };
-    if !dir.join(PREDICTOR_FILE).is_file() {
-        println!("skipped: Once-for-All's predictor is absent");
-        return;
-    }
     let lut = Arc::new(Note10Lut::load(&dir.join(NOTE10_DIR)).unwrap());
     let space = lut.space().clone();
     let predictor = OfaPredictor::load(&dir.join(PREDICTOR_FILE), space.clone()).unwrap();

@@ -1,11 +1,12 @@
 //! Checks against the real published data in `../shared/data/` (see its SOURCES.md). Each
-//! test skips, saying why, when the data is absent.
+//! test skips, saying why on standard error, when the data is absent (a failure under
+//! `HWNAS_REQUIRE=data`).
 
 use std::sync::Arc;
 
 use hwnas_core::benchmark::nb201::{Nb201Table, SHARED_TABLE, TABLE_ENV};
 use hwnas_core::benchmark::ofa::{
-    NOTE10_DIR, Note10Lut, OfaPredictor, PREDICTOR_FILE, locate_ofa_dir,
+    NOTE10_DIR, Note10Lut, OfaPredictor, PREDICTOR_FILE, locate_ofa_files,
 };
 use hwnas_core::space::SearchSpace;
 use hwnas_core::space::nb201::Nb201Space;
@@ -13,12 +14,13 @@ use hwnas_core::space::ofa::{OfaConfig, OfaSpace};
 use hwnas_core::{Evaluator, LatencyModel, data};
 
 fn real_table() -> Option<Nb201Table> {
-    let Some(path) = data::locate(TABLE_ENV, SHARED_TABLE) else {
-        println!(
-            "skipped: the NAS-Bench-201 table is absent (set {TABLE_ENV} or provide ../shared/data/{SHARED_TABLE})"
-        );
-        return None;
-    };
+    let path = hwnas_testkit::require(
+        hwnas_testkit::Resource::Data,
+        "the NAS-Bench-201 table",
+        data::locate(TABLE_ENV, SHARED_TABLE).ok_or(format!(
+            "set {TABLE_ENV} or provide ../shared/data/{SHARED_TABLE}"
+        )),
+    )?;
     Some(Nb201Table::load(&path, "cifar10").expect("the real table loads"))
 }
 
@@ -60,13 +62,11 @@ fn nb201_device_latencies_are_table_targets() {
 }
 
 fn ofa_dir() -> Option<std::path::PathBuf> {
-    match locate_ofa_dir(None) {
-        Ok(dir) if dir.join(PREDICTOR_FILE).is_file() => Some(dir),
-        _ => {
-            println!("skipped: Once-for-All's files are absent (../shared/data/ofa-mobilenetv3)");
-            None
-        }
-    }
+    hwnas_testkit::require(
+        hwnas_testkit::Resource::Data,
+        "Once-for-All's files (../shared/data/ofa-mobilenetv3)",
+        locate_ofa_files(None),
+    )
 }
 
 fn uniform(ks: u32, e: u32, d: u32, r: u32) -> OfaConfig {

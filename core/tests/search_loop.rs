@@ -1,12 +1,10 @@
 //! The search loop and the baseline strategies on a synthetic table: determinism, budgets,
 //! latency constraints, and that learning strategies beat random search.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use hwnas_core::bench::{BenchSpec, run_bench, summarise};
 use hwnas_core::benchmark::Nb201Table;
-use hwnas_core::space::SearchSpace;
 use hwnas_core::space::nb201::Nb201Space;
 use hwnas_core::{Budget, Objective, Oracle, SearchConfig, run_search, strategy};
 
@@ -14,28 +12,11 @@ use hwnas_core::{Budget, Objective, Oracle, SearchConfig, run_search, strategy};
 /// plus a per-cell wobble, and latency rises with convolutions.
 fn synthetic_table(dir: &std::path::Path) -> Arc<Nb201Table> {
     let path = dir.join("toy.csv");
-    let mut file = std::fs::File::create(&path).unwrap();
-    writeln!(
-        file,
-        "index,arch_str,toy_val_12ep,toy_test_200ep,lat_help_toyphone"
-    )
-    .unwrap();
-    let space = Nb201Space::new();
-    for c in 0..15_625usize {
-        let ops: Vec<u8> = (0..6).map(|e| ((c / 5usize.pow(e)) % 5) as u8).collect();
-        let arch = hwnas_core::Arch(ops.clone());
-        let count = |op: u8| ops.iter().filter(|&&o| o == op).count() as f64;
-        let wobble = ((c * 7919) % 101) as f64 / 100.0;
-        let val = 50.0 + 6.0 * count(3) + 3.0 * count(2) - 4.0 * count(0) + wobble;
-        let latency = 1.0 + 3.0 * count(3) + 1.0 * count(2);
-        writeln!(
-            file,
-            "{c},{},{val:.4},{:.4},{latency}",
-            space.format(&arch),
-            val + 2.0
-        )
-        .unwrap();
-    }
+    hwnas_testkit::write_nb201_table(&path, "toy", "toyphone", |cell| {
+        let wobble = ((cell.index * 7919) % 101) as f64 / 100.0;
+        let val = 50.0 + 6.0 * cell.count(3) + 3.0 * cell.count(2) - 4.0 * cell.count(0) + wobble;
+        (val, val + 2.0, 1.0 + 3.0 * cell.count(3) + cell.count(2))
+    });
     Arc::new(Nb201Table::load(&path, "toy").unwrap())
 }
 

@@ -1,7 +1,8 @@
 //! The supernets on the WGSL kernels: one training step of each supernet (NAS-Bench-201
 //! dense and sparse, DARTS sparse, Once-for-All's sampled subnet) on the wgpu backend gives
 //! the CPU reference's loss, route gradients and weight gradients. Skipped, with the reason
-//! printed, where wgpu finds no adapter (lavapipe serves CPU-only machines).
+//! on standard error, where wgpu finds no adapter (lavapipe serves CPU-only machines), and
+//! failed instead under `HWNAS_REQUIRE=gpu`.
 
 mod common;
 
@@ -13,16 +14,10 @@ use hwnas_core::supernet::{
 use hwnas_kernels::{Backend, Cpu, Tensor, Wgpu};
 
 fn wgpu() -> Option<Wgpu> {
-    match Wgpu::new() {
-        Ok(backend) => {
-            println!("wgpu backend: {}", backend.name());
-            Some(backend)
-        }
-        Err(e) => {
-            println!("skipped: {e}");
-            None
-        }
-    }
+    let backend =
+        hwnas_testkit::require(hwnas_testkit::Resource::Gpu, "a wgpu adapter", Wgpu::new())?;
+    println!("wgpu backend: {}", backend.name());
+    Some(backend)
 }
 
 fn step(net: &Supernet, backend: &dyn Backend, batch: &Batch, routes: &[Route]) -> StepOutput {

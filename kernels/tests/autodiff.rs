@@ -144,17 +144,18 @@ fn a_two_layer_network_trains_on_both_backends() {
     let cpu_loss = train_two_layer(&Cpu);
     println!("cpu: final loss {cpu_loss:.4}");
     assert!(cpu_loss < TOY_LOSS_BAR, "cpu loss {cpu_loss}");
-    match Wgpu::new() {
-        Ok(gpu) => {
-            let gpu_loss = train_two_layer(&gpu);
-            println!("{}: final loss {gpu_loss:.4}", gpu.name());
-            assert!(gpu_loss < TOY_LOSS_BAR, "gpu loss {gpu_loss}");
-            assert!(
-                (gpu_loss - cpu_loss).abs() < 0.02,
-                "backends agree: {gpu_loss} vs {cpu_loss}"
-            );
-        }
-        Err(e) => println!("skipped the wgpu half: {e}"),
+    if let Some(gpu) = hwnas_testkit::require(
+        hwnas_testkit::Resource::Gpu,
+        "a wgpu adapter (the test's wgpu half)",
+        Wgpu::new(),
+    ) {
+        let gpu_loss = train_two_layer(&gpu);
+        println!("{}: final loss {gpu_loss:.4}", gpu.name());
+        assert!(gpu_loss < TOY_LOSS_BAR, "gpu loss {gpu_loss}");
+        assert!(
+            (gpu_loss - cpu_loss).abs() < 0.02,
+            "backends agree: {gpu_loss} vs {cpu_loss}"
+        );
     }
 }
 

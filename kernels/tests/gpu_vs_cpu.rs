@@ -1,30 +1,30 @@
 //! The WGSL kernels against the CPU reference, on proptest-generated shapes, on whatever
-//! adapter wgpu finds (lavapipe on CPU-only machines); skipped, with the reason printed,
-//! only where no adapter exists at all.
+//! adapter wgpu finds (lavapipe on CPU-only machines); skipped, with the reason on standard
+//! error, only where no adapter exists at all (a failure under `HWNAS_REQUIRE=gpu`).
 
 use std::sync::OnceLock;
 
 use hwnas_kernels::gpu::GpuContext;
 use hwnas_kernels::{Activation, Conv2dSpec, Tensor, Tolerance, cpu};
+use hwnas_testkit::{Resource, require};
 use proptest::prelude::*;
 
 fn gpu() -> Option<&'static GpuContext> {
-    static GPU: OnceLock<Option<GpuContext>> = OnceLock::new();
-    GPU.get_or_init(|| match GpuContext::new() {
-        Ok(gpu) => {
-            println!(
-                "wgpu adapter: {} ({})",
-                gpu.adapter().name,
-                gpu.adapter().backend
-            );
-            Some(gpu)
-        }
-        Err(e) => {
-            println!("skipped: {e}");
-            None
-        }
-    })
-    .as_ref()
+    static GPU: OnceLock<Result<GpuContext, String>> = OnceLock::new();
+    let probe = GPU
+        .get_or_init(|| match GpuContext::new() {
+            Ok(gpu) => {
+                println!(
+                    "wgpu adapter: {} ({})",
+                    gpu.adapter().name,
+                    gpu.adapter().backend
+                );
+                Ok(gpu)
+            }
+            Err(e) => Err(e.to_string()),
+        })
+        .as_ref();
+    require(Resource::Gpu, "a wgpu adapter", probe)
 }
 
 fn assert_close(name: &str, gpu: &Tensor, cpu: &Tensor) {
@@ -177,10 +177,11 @@ fn a_wide_stride_2_convolution_takes_the_tiled_path_and_matches() {
 
 /// The wgpu backend, for the op-by-op comparison through the `Backend` trait.
 fn wgpu_backend() -> Option<&'static hwnas_kernels::Wgpu> {
-    static BACKEND: OnceLock<Option<hwnas_kernels::Wgpu>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| hwnas_kernels::Wgpu::new().ok())
-        .as_ref()
+    static BACKEND: OnceLock<Result<hwnas_kernels::Wgpu, String>> = OnceLock::new();
+    let probe = BACKEND
+        .get_or_init(|| hwnas_kernels::Wgpu::new().map_err(|e| e.to_string()))
+        .as_ref();
+    require(Resource::Gpu, "a wgpu adapter", probe)
 }
 
 /// Compares every layer op forward and backward, wgpu vs the CPU reference, on one set of
@@ -393,7 +394,6 @@ proptest! {
 #[test]
 fn every_backend_op_matches_the_reference_on_wgpu() {
     if wgpu_backend().is_none() {
-        println!("skipped: no wgpu adapter");
         return;
     }
     let checked = compare_layer_ops(2, 5, 9, 7, 17);

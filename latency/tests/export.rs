@@ -8,6 +8,17 @@ use hwnas_latency::onnx::builder::encode;
 use hwnas_latency::profile::ModelRunner;
 use rand::SeedableRng;
 
+/// ONNX Runtime, which these tests run every network in (skipped without it, or failed
+/// under `HWNAS_REQUIRE=ort`).
+fn onnx_runtime() -> bool {
+    hwnas_testkit::require(
+        hwnas_testkit::Resource::Ort,
+        "ONNX Runtime",
+        hwnas_latency::OrtRuntime::load(),
+    )
+    .is_some()
+}
+
 fn run(space: &str, arch: &str, fold: bool, optimise: bool) -> (Vec<i64>, Vec<f32>) {
     let options = ExportOptions {
         batch: 1,
@@ -43,6 +54,9 @@ fn samples(space: &dyn SearchSpace, count: usize) -> Vec<String> {
 
 #[test]
 fn nb201_networks_load_run_and_fold_exactly() {
+    if !onnx_runtime() {
+        return;
+    }
     let space = Nb201Space::new();
     let mut archs = samples(&space, 3);
     archs.push("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|".into());
@@ -59,6 +73,9 @@ fn nb201_networks_load_run_and_fold_exactly() {
 
 #[test]
 fn ofa_subnets_load_run_and_fold_exactly() {
+    if !onnx_runtime() {
+        return;
+    }
     let space = OfaSpace::default();
     for arch in samples(&space, 2) {
         let (shape, folded) = run("ofa-mbv3", &arch, true, true);
@@ -71,6 +88,9 @@ fn ofa_subnets_load_run_and_fold_exactly() {
 
 #[test]
 fn darts_networks_load_run_and_fold_exactly() {
+    if !onnx_runtime() {
+        return;
+    }
     let space = DartsSpace::new();
     let v2 = "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])";
     let mut archs = samples(&space, 1);

@@ -15,6 +15,17 @@ use hwnas_latency::export::inherited::{nb201_inherited, ofa_inherited};
 use hwnas_latency::onnx::builder::encode;
 use hwnas_latency::profile::ModelRunner;
 
+/// ONNX Runtime, which these tests run every network in (skipped without it, or failed
+/// under `HWNAS_REQUIRE=ort`).
+fn onnx_runtime() -> bool {
+    hwnas_testkit::require(
+        hwnas_testkit::Resource::Ort,
+        "ONNX Runtime",
+        hwnas_latency::OrtRuntime::load(),
+    )
+    .is_some()
+}
+
 fn batch_of(n: usize, side: usize, seed: u64) -> Batch {
     Batch {
         images: Tensor::randn(&[n, 1, side, side], 1.0, seed),
@@ -74,6 +85,9 @@ fn assert_runs_like(model: &[u8], batch: &Batch, fold: bool, expected: &Tensor, 
 
 #[test]
 fn an_inherited_nb201_subnet_matches_the_supernet_in_onnx_runtime() {
+    if !onnx_runtime() {
+        return;
+    }
     let net = Nb201Supernet::new(
         Nb201SupernetConfig {
             in_channels: 1,
@@ -133,6 +147,9 @@ fn an_inherited_nb201_subnet_matches_the_supernet_in_onnx_runtime() {
 
 #[test]
 fn an_inherited_ofa_subnet_matches_the_supernet_in_onnx_runtime() {
+    if !onnx_runtime() {
+        return;
+    }
     let mut config = OfaSupernetConfig::reduced(1, 3);
     config.stem = 4;
     for (s, w) in config.stages.iter_mut().zip([4, 4, 8, 8, 8]) {

@@ -1,5 +1,6 @@
-//! Helpers for the end-to-end tests in `tests/tests/`: finding the built `hwnas` binary
-//! and running it.
+//! Helpers for the end-to-end tests in `tests/tests/`: finding the built `hwnas` binary,
+//! running it, and the shared data a test needs (skipped, or failed under
+//! `HWNAS_REQUIRE=data`, where it is missing).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -38,4 +39,36 @@ pub fn stdout_text(output: &Output) -> String {
 /// Standard error of a finished command, as text.
 pub fn stderr_text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Once-for-All's folder with its predictor, where present.
+pub fn ofa_files() -> Option<PathBuf> {
+    hwnas_testkit::require(
+        hwnas_testkit::Resource::Data,
+        "Once-for-All's predictor (../shared/data/ofa-mobilenetv3)",
+        hwnas_core::benchmark::ofa::locate_ofa_files(None),
+    )
+}
+
+/// The NAS-Bench-201 CIFAR-10 table, where present.
+pub fn nb201_table() -> Option<PathBuf> {
+    hwnas_testkit::require(
+        hwnas_testkit::Resource::Data,
+        "the NAS-Bench-201 table",
+        hwnas_core::data::locate(
+            "HWNAS_NB201_TABLE",
+            hwnas_core::benchmark::nb201::SHARED_TABLE,
+        )
+        .ok_or("set HWNAS_NB201_TABLE or provide ../shared/data/nas-bench-201"),
+    )
+}
+
+/// Whether Fashion-MNIST can be read (Debian's package or the shared data).
+pub fn fashion_mnist() -> bool {
+    hwnas_testkit::require(
+        hwnas_testkit::Resource::Data,
+        "Fashion-MNIST (install dataset-fashion-mnist or give ../shared/data/image-datasets)",
+        hwnas_core::images::ImageSet::fashion_mnist_train(None).map(|_| ()),
+    )
+    .is_some()
 }

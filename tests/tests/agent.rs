@@ -316,10 +316,7 @@ fn without_a_token_the_agent_stays_on_loopback() {
 #[test]
 fn search_measures_through_an_agent_target() {
     let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
-    let Some(table) =
-        hwnas_core::data::locate("HWNAS_NB201_TABLE", "nas-bench-201/nb201_cifar10.csv.gz")
-    else {
-        println!("skipped: the NAS-Bench-201 table is absent");
+    let Some(table) = hwnas_tests::nb201_table() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -1,36 +1,14 @@
 //! `hwnas bench` end to end on a small generated table: the files it writes and the
 //! fields of summary.json that scripts rely on.
 
-use std::io::Write;
-
 use hwnas_tests::{hwnas, stderr_text, stdout_text};
 use serde_json::Value;
 
-const OPS: [&str; 5] = [
-    "none",
-    "skip_connect",
-    "nor_conv_1x1",
-    "nor_conv_3x3",
-    "avg_pool_3x3",
-];
-
 fn write_table(path: &std::path::Path) {
-    let mut file = std::fs::File::create(path).unwrap();
-    writeln!(
-        file,
-        "index,arch_str,toy_val_12ep,toy_test_200ep,lat_help_toyphone"
-    )
-    .unwrap();
-    for c in 0..15_625usize {
-        let ops: Vec<usize> = (0..6).map(|e| (c / 5usize.pow(e)) % 5).collect();
-        let text = format!(
-            "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|",
-            OPS[ops[0]], OPS[ops[1]], OPS[ops[2]], OPS[ops[3]], OPS[ops[4]], OPS[ops[5]]
-        );
-        let convs = ops.iter().filter(|&&o| o == 3).count() as f64;
-        let val = 60.0 + 5.0 * convs + ((c * 31) % 97) as f64 / 97.0;
-        writeln!(file, "{c},{text},{val},{},{}", val + 1.0, 1.0 + convs).unwrap();
-    }
+    hwnas_testkit::write_nb201_table(path, "toy", "toyphone", |cell| {
+        let val = 60.0 + 5.0 * cell.count(3) + ((cell.index * 31) % 97) as f64 / 97.0;
+        (val, val + 1.0, 1.0 + cell.count(3))
+    });
 }
 
 #[test]

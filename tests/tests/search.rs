@@ -4,18 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hwnas_tests::{hwnas, stderr_text, stdout_text};
+use hwnas_tests::{fashion_mnist, hwnas, nb201_table, ofa_files, stderr_text, stdout_text};
 use serde_json::Value;
-
-fn shared_ofa_present() -> bool {
-    let present = hwnas_core::benchmark::ofa::locate_ofa_dir(None)
-        .map(|d| d.join("acc_predictor_mbv3_w1.2.npz").is_file())
-        .unwrap_or(false);
-    if !present {
-        println!("skipped: Once-for-All's predictor is absent (../shared/data/ofa-mobilenetv3)");
-    }
-    present
-}
 
 fn search_json(out: &Path, extra: &[&str]) -> Value {
     let mut args = vec![
@@ -40,7 +30,7 @@ fn search_json(out: &Path, extra: &[&str]) -> Value {
 
 #[test]
 fn search_prints_the_json_and_writes_the_run_directory() {
-    if !shared_ofa_present() {
+    if ofa_files().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -92,7 +82,7 @@ fn search_prints_the_json_and_writes_the_run_directory() {
 
 #[test]
 fn a_killed_search_resumes_to_the_uninterrupted_answer() {
-    if !shared_ofa_present() {
+    if ofa_files().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -160,10 +150,7 @@ fn a_killed_search_resumes_to_the_uninterrupted_answer() {
 
 #[test]
 fn search_on_nb201_with_a_device_table_meets_the_budget() {
-    let Some(table) =
-        hwnas_core::data::locate("HWNAS_NB201_TABLE", "nas-bench-201/nb201_cifar10.csv.gz")
-    else {
-        println!("skipped: the NAS-Bench-201 table is absent");
+    let Some(table) = nb201_table() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -227,10 +214,7 @@ fn bad_search_flags_name_the_flag_and_the_fix() {
 
 #[test]
 fn proxies_report_rank_correlations() {
-    let Some(table) =
-        hwnas_core::data::locate("HWNAS_NB201_TABLE", "nas-bench-201/nb201_cifar10.csv.gz")
-    else {
-        println!("skipped: the NAS-Bench-201 table is absent");
+    let Some(table) = nb201_table() else {
         return;
     };
     let output = hwnas(&[
@@ -263,19 +247,10 @@ fn proxies_report_rank_correlations() {
     }
 }
 
-fn fashion_mnist_present() -> bool {
-    let present = hwnas_core::images::ImageSet::fashion_mnist_train(None).is_ok();
-    if !present {
-        println!(
-            "skipped: Fashion-MNIST is absent (install dataset-fashion-mnist or give ../shared/data/image-datasets)"
-        );
-    }
-    present
-}
-
 #[test]
 fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
-    if !fashion_mnist_present() {
+    // Latency from the table's pixel3 column; images from Fashion-MNIST.
+    if !fashion_mnist() || nb201_table().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -310,10 +285,6 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
     .output()
     .unwrap();
     let stderr = stderr_text(&output);
-    if stderr.contains("NAS-Bench-201 table") && !output.status.success() {
-        println!("skipped: the NAS-Bench-201 table is absent");
-        return;
-    }
     assert!(output.status.success(), "{stderr}");
     let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
     let arch = json["arch"].as_str().unwrap();
@@ -369,7 +340,7 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
 
 #[test]
 fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machine() {
-    if !fashion_mnist_present() {
+    if !fashion_mnist() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -476,7 +447,7 @@ fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machin
 
 #[test]
 fn an_ofa_search_trains_the_supernet_once_then_searches_it_and_resumes() {
-    if !fashion_mnist_present() {
+    if !fashion_mnist() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -571,7 +542,7 @@ fn an_ofa_search_trains_the_supernet_once_then_searches_it_and_resumes() {
 
 #[test]
 fn a_one_shot_search_runs_its_supernet_on_the_wgsl_kernels() {
-    if !fashion_mnist_present() {
+    if !fashion_mnist() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -605,8 +576,12 @@ fn a_one_shot_search_runs_its_supernet_on_the_wgsl_kernels() {
     .output()
     .unwrap();
     let stderr = stderr_text(&output);
-    if stderr.contains("no wgpu adapter") {
-        println!("skipped: {stderr}");
+    let adapter = if stderr.contains("no wgpu adapter") {
+        Err(stderr.as_str())
+    } else {
+        Ok(())
+    };
+    if hwnas_testkit::require(hwnas_testkit::Resource::Gpu, "a wgpu adapter", adapter).is_none() {
         return;
     }
     assert!(output.status.success(), "{stderr}");

@@ -392,33 +392,16 @@ impl LatencyModel for TableLatency {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::io::Write;
 
     /// Writes a complete synthetic table (all 15,625 cells) whose accuracy rewards 3x3
     /// convolutions, with a latency column, and returns its path.
     pub(crate) fn synthetic_table(dir: &Path) -> PathBuf {
         let path = dir.join("table.csv");
-        let mut file = std::fs::File::create(&path).unwrap();
-        writeln!(
-            file,
-            "index,arch_str,toy_val_12ep,toy_test_200ep,lat_help_toyphone"
-        )
-        .unwrap();
-        let space = Nb201Space::new();
-        for c in 0..CELLS {
-            let arch = arch_of_code(c);
-            let convs = arch.0.iter().filter(|&&op| op == 3).count() as f64;
-            let nones = arch.0.iter().filter(|&&op| op == 0).count() as f64;
-            let val = 60.0 + 5.0 * convs - 2.0 * nones + (c % 7) as f64 * 0.01;
-            let latency = 1.0 + convs * 2.0 + arch.0.iter().filter(|&&op| op == 2).count() as f64;
-            writeln!(
-                file,
-                "{c},{},{val},{},{latency}",
-                space.format(&arch),
-                val + 3.0
-            )
-            .unwrap();
-        }
+        hwnas_testkit::write_nb201_table(&path, "toy", "toyphone", |cell| {
+            let val =
+                60.0 + 5.0 * cell.count(3) - 2.0 * cell.count(0) + (cell.index % 7) as f64 * 0.01;
+            (val, val + 3.0, 1.0 + cell.count(3) * 2.0 + cell.count(2))
+        });
         path
     }
 

@@ -34,6 +34,19 @@ pub fn locate_ofa_dir(dir: Option<&Path>) -> Result<PathBuf> {
     })
 }
 
+/// [`locate_ofa_dir`], where the folder also holds the accuracy predictor.
+pub fn locate_ofa_files(dir: Option<&Path>) -> Result<PathBuf> {
+    let dir = locate_ofa_dir(dir)?;
+    if dir.join(PREDICTOR_FILE).is_file() {
+        Ok(dir)
+    } else {
+        Err(Error::Data {
+            path: dir.join(PREDICTOR_FILE),
+            problem: "Once-for-All's accuracy predictor is missing from the folder".into(),
+        })
+    }
+}
+
 struct Linear {
     weight: Vec<f32>,
     bias: Vec<f32>,
