@@ -80,10 +80,13 @@ pub fn require<T, E: Display>(resource: Resource, what: &str, probe: Result<T, E
                 .name()
                 .unwrap_or("a test")
                 .to_string();
-            eprintln!(
-                "SKIPPED {test}: {what} is missing ({error}); set HWNAS_REQUIRE={} to make this a failure",
+            // Straight to the process's standard error: the test harness captures
+            // `eprintln!` of passing tests, and a skip must be seen.
+            let line = format!(
+                "SKIPPED {test}: {what} is missing ({error}); set HWNAS_REQUIRE={} to make this a failure\n",
                 resource.name()
             );
+            let _ = std::io::stderr().write_all(line.as_bytes());
             None
         }
     }

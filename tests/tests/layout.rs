@@ -20,7 +20,12 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         ),
         (
             "hwnas",
-            set(&["hwnas-core", "hwnas-latency", "hwnas-targets", "hwnas-search"]),
+            set(&[
+                "hwnas-core",
+                "hwnas-latency",
+                "hwnas-targets",
+                "hwnas-search",
+            ]),
         ),
         ("hwnas-tests", set(&["hwnas-core", "hwnas-testkit"])),
     ])
@@ -65,7 +70,10 @@ fn dependencies_point_one_way() {
         // Tests below the search library may use the test kit, never the library itself.
         for dep in hwnas_names(manifest.get("dev-dependencies")) {
             if name != "hwnas-tests" && name != "hwnas" {
-                assert_ne!(dep, "hwnas-search", "{name} dev-depends on the search library");
+                assert_ne!(
+                    dep, "hwnas-search",
+                    "{name} dev-depends on the search library"
+                );
                 assert!(
                     rule.contains(dep.as_str()) || dep == "hwnas-testkit",
                     "{name} [dev-dependencies] names {dep}"
