@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         // The reader of standard output went away: a normal way for a command to end.
         Err(error) if error.is::<output::ReaderGone>() => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", hwnas_search::error_chain(error.as_ref()));
+            eprintln!("error: {}", output::describe(&error));
             ExitCode::FAILURE
         }
     }

@@ -47,3 +47,26 @@ macro_rules! say {
         let _ = writeln!($text, $($arg)*);
     }};
 }
+
+/// An error and its causes on one line, each said once; a core setting error names the
+/// flag that sets it (`--data: ...`).
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let core = cause.downcast_ref::<hwnas_core::Error>().or(
+            match cause.downcast_ref::<hwnas_search::Error>() {
+                Some(hwnas_search::Error::Core(e)) => Some(e),
+                _ => None,
+            },
+        );
+        let line = match core {
+            Some(hwnas_core::Error::Setting { name, problem }) => format!("--{name}: {problem}"),
+            _ => cause.to_string(),
+        };
+        if !text.contains(&line) {
+            text.push_str(if text.is_empty() { "" } else { ": " });
+            text.push_str(&line);
+        }
+    }
+    text
+}

@@ -49,10 +49,21 @@ pub enum Error {
         /// Why.
         problem: String,
     },
-    /// A setting out of range.
+    /// A latency model or evaluator failed for an architecture; the cause is kept.
+    #[error("{source_name} could not answer for {arch}")]
+    Failed {
+        /// The model or evaluator asked.
+        source_name: String,
+        /// The architecture, in its space's format.
+        arch: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A setting out of range. Callers with a command line name the flag (`--{name}`).
     #[error("invalid setting `{name}`: {problem}")]
     Setting {
-        /// The setting's name, as on the command line.
+        /// The setting's name (`latency-ms`, `data`), without any command line's spelling.
         name: String,
         /// What is wrong and what is allowed.
         problem: String,

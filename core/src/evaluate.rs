@@ -44,6 +44,12 @@ pub trait LatencyModel: Send + Sync {
 
     /// Latency of one architecture in milliseconds.
     fn latency_ms(&self, arch: &Arch) -> Result<f64>;
+
+    /// Warnings gathered since the last call that the user must see (a damaged cache
+    /// entry measured again); none by default.
+    fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl<E: Evaluator + ?Sized> Evaluator for std::sync::Arc<E> {

@@ -89,7 +89,7 @@ pub fn run_search(
 ) -> Result<History> {
     if matches!(config.budget, Budget::Seconds(_)) && !oracle.evaluator.has_cost() {
         return Err(Error::Setting {
-            name: "--budget".to_string(),
+            name: "budget".to_string(),
             problem: format!(
                 "{} has no training-time data, so a simulated-seconds budget cannot be kept; give a query budget",
                 oracle.evaluator.name()
@@ -98,8 +98,8 @@ pub fn run_search(
     }
     if config.objective.needs_latency() && oracle.latency.is_none() {
         return Err(Error::Setting {
-            name: "--latency-ms".to_string(),
-            problem: "a latency budget needs a latency model (give --target)".to_string(),
+            name: "latency-ms".to_string(),
+            problem: "a latency budget needs a latency model (give a latency target)".to_string(),
         });
     }
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);

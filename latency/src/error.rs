@@ -69,12 +69,15 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
-    /// A setting out of range; the text names the flag.
+    /// A setting out of range; the text names the setting.
     #[error("invalid setting {0}")]
     Setting(String),
     /// An architecture could not be exported.
     #[error("cannot export: {0}")]
     Export(String),
+    /// Architecture text the space does not accept, with the space's reason.
+    #[error("cannot export")]
+    Arch(#[source] hwnas_core::Error),
     /// ONNX Runtime reported an error.
     #[error("ONNX Runtime: {0}")]
     Ort(String),

@@ -370,10 +370,10 @@ impl LatencyModel for LutLatency {
         let config = self.space.config(arch);
         self.lut
             .predict_ms(&config)
-            .map_err(|e| hwnas_core::Error::Missing {
+            .map_err(|e| hwnas_core::Error::Failed {
                 source_name: "lookup table".to_string(),
                 arch: self.space.format(arch),
-                problem: e.to_string(),
+                source: Box::new(e),
             })
     }
 }
@@ -405,7 +405,16 @@ pub fn host_lut(
         "ofa-mbv3-{}.json",
         &hasher.finalize().to_hex()[..16]
     ));
-    let cache = MeasurementCache::open(&cache_root).ok();
+    let cache = match MeasurementCache::open(&cache_root) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            warn(&format!(
+                "the measurement cache at {} cannot be used ({e}); measuring without it",
+                cache_root.display()
+            ));
+            None
+        }
+    };
     let lut = LayerLut::build(
         &path,
         resolutions,

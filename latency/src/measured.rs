@@ -95,13 +95,17 @@ impl LatencyModel for MeasuredLatency {
         format!("measured:host({} threads)", self.protocol.threads)
     }
 
+    fn take_warnings(&self) -> Vec<String> {
+        MeasuredLatency::take_warnings(self)
+    }
+
     fn latency_ms(&self, arch: &Arch) -> hwnas_core::Result<f64> {
         self.measure(arch)
             .map(|m| m.stats.median_ms)
-            .map_err(|e: Error| hwnas_core::Error::Missing {
+            .map_err(|e: Error| hwnas_core::Error::Failed {
                 source_name: self.name(),
                 arch: self.space.format(arch),
-                problem: e.to_string(),
+                source: Box::new(e),
             })
     }
 }

@@ -52,13 +52,13 @@ impl Protocol {
     pub fn validate(&self) -> Result<()> {
         let bad = |flag: &str, problem: &str| Err(Error::Setting(format!("{flag}: {problem}")));
         if self.threads == 0 {
-            return bad("--threads", "must be at least 1");
+            return bad("threads", "must be at least 1");
         }
         if self.min_runs == 0 || self.max_runs < self.min_runs {
-            return bad("--runs", "needs 1 <= minimum runs <= maximum runs");
+            return bad("runs", "needs 1 <= minimum runs <= maximum runs");
         }
         if self.rel_ci.is_nan() || self.rel_ci <= 0.0 {
-            return bad("--rel-ci", "must be positive");
+            return bad("rel-ci", "must be positive");
         }
         Ok(())
     }

@@ -132,10 +132,10 @@ impl LatencyModel for RemoteMeasure {
         format!("agents:{}", self.target.name)
     }
     fn latency_ms(&self, arch: &Arch) -> hwnas_core::Result<f64> {
-        self.arch_ms(arch).map_err(|e| hwnas_core::Error::Missing {
+        self.arch_ms(arch).map_err(|e| hwnas_core::Error::Failed {
             source_name: self.name(),
             arch: self.space.format(arch),
-            problem: crate::error_chain(&e),
+            source: Box::new(e),
         })
     }
 }

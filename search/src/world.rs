@@ -154,10 +154,11 @@ impl World {
 
     /// Warnings the world's measurements gathered since the last call.
     pub fn take_warnings(&self) -> Vec<String> {
-        self.measured
-            .as_ref()
-            .map(|m| m.take_warnings())
-            .unwrap_or_default()
+        let mut warnings = self.search_latency.take_warnings();
+        if let Some(m) = &self.measured {
+            warnings.extend(m.take_warnings());
+        }
+        warnings
     }
 }
 

@@ -72,9 +72,9 @@ impl Nb201Table {
             return Ok(path.to_path_buf());
         }
         crate::data::locate(TABLE_ENV, SHARED_TABLE).ok_or_else(|| Error::Setting {
-            name: "--table".to_string(),
+            name: "table".to_string(),
             problem: format!(
-                "no NAS-Bench-201 table given and none found; pass --table FILE, set {TABLE_ENV}, or put the shared data at ../shared/data ({SHARED_TABLE})"
+                "no NAS-Bench-201 table given and none found; give the table file, set {TABLE_ENV}, or put the shared data at ../shared/data ({SHARED_TABLE})"
             ),
         })
     }
@@ -312,7 +312,7 @@ impl Nb201Table {
             .into_iter()
             .find(|c| self.costs.contains_key(c))
             .ok_or_else(|| Error::Setting {
-                name: "--target".to_string(),
+                name: "target".to_string(),
                 problem: format!(
                     "table {} has no latency column for `{device}`; devices: {}",
                     self.path.display(),

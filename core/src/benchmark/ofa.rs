@@ -27,9 +27,9 @@ pub fn locate_ofa_dir(dir: Option<&Path>) -> Result<PathBuf> {
         return Ok(dir.to_path_buf());
     }
     crate::data::locate(OFA_DIR_ENV, SHARED_OFA_DIR).ok_or_else(|| Error::Setting {
-        name: "--ofa-dir".to_string(),
+        name: "ofa-dir".to_string(),
         problem: format!(
-            "Once-for-All's predictor and lookup tables were not found; pass --ofa-dir DIR, set {OFA_DIR_ENV}, or put the shared data at ../shared/data/{SHARED_OFA_DIR}"
+            "Once-for-All's predictor and lookup tables were not found; give their folder, set {OFA_DIR_ENV}, or put the shared data at ../shared/data/{SHARED_OFA_DIR}"
         ),
     })
 }

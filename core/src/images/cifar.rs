@@ -101,7 +101,7 @@ impl ImageSet {
             }
         }
         Err(Error::Setting {
-            name: "--data".into(),
+            name: "data".into(),
             problem: format!(
                 "{} holds neither CIFAR-10's data_batch_1..5.bin nor CIFAR-100's train.bin; pass the extracted binary-version folder",
                 dir.display()

@@ -32,7 +32,7 @@ impl ImageSet {
             });
         }
         let side = u32::try_from(size).map_err(|_| Error::Setting {
-            name: "--image-size".into(),
+            name: "image-size".into(),
             problem: format!("{size} is too large"),
         })?;
         let mut names = Vec::new();

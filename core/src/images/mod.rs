@@ -107,7 +107,7 @@ impl ImageSet {
             }
         }
         Err(Error::Setting {
-            name: "--data".into(),
+            name: "data".into(),
             problem: format!(
                 "Fashion-MNIST was not found in {}; install Debian's dataset-fashion-mnist or pass the folder",
                 candidates

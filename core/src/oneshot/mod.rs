@@ -134,9 +134,9 @@ pub fn by_name(
         "reinforce" => Box::new(SupernetReinforce::new(edges, candidates, schedule)),
         other => {
             return Err(Error::Setting {
-                name: "--strategy".into(),
+                name: "strategy".into(),
                 problem: format!(
-                    "`{other}` is not a one-shot strategy; with --evaluator supernet use one of {}",
+                    "`{other}` is not a one-shot strategy; use one of {}",
                     NAMES.join(", ")
                 ),
             });
@@ -312,7 +312,7 @@ impl OneShotRun {
         let mut saved: Saved = checkpoint::load(path)?;
         if saved.strategy != strategy.name() {
             return Err(Error::Setting {
-                name: "--strategy".into(),
+                name: "strategy".into(),
                 problem: format!(
                     "{} holds a {} search, not {}",
                     path.display(),

@@ -237,7 +237,7 @@ pub fn space_by_name(name: &str) -> Result<Box<dyn SearchSpace>> {
         "darts" => Ok(Box::new(DartsSpace::new())),
         "ofa-mbv3" | "ofa" => Ok(Box::new(OfaSpace::default())),
         other => Err(crate::Error::Setting {
-            name: "--space".to_string(),
+            name: "space".to_string(),
             problem: format!("unknown space `{other}`; allowed: nb201, darts, ofa-mbv3"),
         }),
     }

@@ -49,7 +49,7 @@ pub fn by_name(name: &str, space: &dyn SearchSpace) -> Result<Box<dyn Strategy>>
         "l2nas" => Ok(Box::new(L2Nas::new(space))),
         "ganas" => Ok(Box::new(GaNas::new(space))),
         other => Err(Error::Setting {
-            name: "--strategy".to_string(),
+            name: "strategy".to_string(),
             problem: format!("unknown strategy `{other}`; allowed: {}", NAMES.join(", ")),
         }),
     }

@@ -37,7 +37,7 @@ pub fn export_arch(
     weights: &mut dyn Weights,
     options: ExportOptions,
 ) -> Result<ModelProto> {
-    let invalid = |e: hwnas_core::Error| Error::Export(e.to_string());
+    let invalid = Error::Arch;
     match space {
         "nb201" => {
             let s = Nb201Space::new();
