@@ -11,7 +11,7 @@ mod targets_cmds;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Hardware-aware neural architecture search: find a network that is accurate and fast on
 /// your device, with latency measured on the device itself.
@@ -51,8 +51,13 @@ enum Command {
 
 fn main() -> ExitCode {
     prepare_environment();
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let search_flags = matches
+        .subcommand_matches("search")
+        .map(search::given_flags)
+        .unwrap_or_default();
+    match run(cli, &search_flags) {
         Ok(code) => code,
         // The reader of standard output went away: a normal way for a command to end.
         Err(error) if error.is::<output::ReaderGone>() => ExitCode::SUCCESS,
@@ -63,9 +68,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, search_flags: &[String]) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Search(args) => search::run(&args),
+        Command::Search(args) => search::run(&args, search_flags),
         Command::Doctor(args) => doctor::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Proxies(args) => proxies_cmd::run(&args),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
+use clap::parser::ValueSource;
 use hwnas_search::{RunOptions, SearchPlan, SearchRequest};
 
 use crate::latency_cmds::ProtocolArgs;
@@ -149,10 +150,24 @@ impl SearchArgs {
     }
 }
 
-/// Runs `hwnas search`.
-pub fn run(args: &SearchArgs) -> Result<ExitCode> {
+/// The plan's settings given on the command line (not defaulted), as the flags spell them.
+pub fn given_flags(matches: &clap::ArgMatches) -> Vec<String> {
+    matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.as_str().replace('_', "-"))
+        .filter(|flag| !matches!(flag.as_str(), "resume" | "json" | "throttle-ms"))
+        .collect()
+}
+
+/// Runs `hwnas search`; `given` names the flags given on the command line.
+pub fn run(args: &SearchArgs, given: &[String]) -> Result<ExitCode> {
     let request = match &args.resume {
-        Some(dir) => SearchRequest::Resume(dir.clone()),
+        Some(dir) => SearchRequest::Resume {
+            dir: dir.clone(),
+            given: given.to_vec(),
+            values: Some(Box::new(args.plan()?)),
+        },
         None => {
             let plan = args.plan()?;
             plan.validate()?;

@@ -34,7 +34,7 @@ pub use plan::{
     BackendKind, DataSource, EvaluatorKind, ProtocolSettings, SearchKind, SearchPlan, SpaceKind,
     StrategyKind, TargetSpec,
 };
-pub use run_dir::{MANIFEST_SCHEMA, Manifest, RunDir};
+pub use run_dir::{MANIFEST_SCHEMA, Manifest, RunDir, WorldFacts};
 pub use world::World;
 
 /// One error and its causes on one line, outermost first.
@@ -57,8 +57,28 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 pub enum SearchRequest {
     /// A new search.
     New(Box<SearchPlan>),
-    /// Continue the run in this directory with the plan its manifest holds.
-    Resume(PathBuf),
+    /// Continue the run in `dir` with the plan its manifest holds. `given` names the
+    /// settings the caller set explicitly (`budget`, `seed`: the flags given beside
+    /// `--resume`) and `values` holds them; any that differ from the run's are refused.
+    Resume {
+        /// The run directory.
+        dir: PathBuf,
+        /// The settings given explicitly.
+        given: Vec<String>,
+        /// Their values (the rest of the plan is ignored).
+        values: Option<Box<SearchPlan>>,
+    },
+}
+
+impl SearchRequest {
+    /// Continue the run in `dir`, nothing else given.
+    pub fn resume(dir: impl Into<PathBuf>) -> Self {
+        SearchRequest::Resume {
+            dir: dir.into(),
+            given: Vec::new(),
+            values: None,
+        }
+    }
 }
 
 /// How the search is run, beside its plan (nothing here changes its answer).
@@ -72,62 +92,132 @@ pub struct RunOptions {
 
 /// Runs a search to its outcome: creates (or reopens) the run directory, writes the
 /// manifest, runs the search and writes its files. An over-budget answer is an outcome
-/// with `within_budget: false`, not an error.
+/// with `within_budget: false`, not an error. A resumed run keeps the budget its manifest
+/// recorded, and its history must belong to its space.
 pub fn run(
     request: &SearchRequest,
     options: &RunOptions,
     observer: &dyn Observer,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    let (plan, dir, resumed) = match request {
+    let (plan, dir, recorded) = match request {
         SearchRequest::New(plan) => {
             plan.validate()?;
-            (plan.as_ref().clone(), RunDir::create(&plan.out)?, false)
+            let dir = RunDir::create(&plan.out)?;
+            dir.write_manifest(&manifest(plan, options))?;
+            (plan.as_ref().clone(), dir, None)
         }
-        SearchRequest::Resume(path) => {
+        SearchRequest::Resume {
+            dir: path,
+            given,
+            values,
+        } => {
             let (dir, manifest) = RunDir::open(path)?;
+            if let Some(values) = values {
+                refuse_changes(&dir, &manifest.plan, values, given)?;
+            }
             manifest.plan.validate()?;
-            let mut plan = manifest.plan;
+            let mut plan = manifest.plan.clone();
             plan.out = path.clone();
-            (plan, dir, true)
+            (plan, dir, Some(manifest))
         }
-    };
-    let prior = if resumed {
-        dir.read_history()?
-    } else {
-        Vec::new()
     };
     let mut world = World::build(&plan, observer)?;
-    if !resumed {
-        dir.write_manifest(&manifest(&plan, &world, options))?;
+    let prior = dir.read_history()?;
+    check_history(&dir, world.space.as_ref(), &prior)?;
+    match recorded.as_ref().and_then(|m| m.world.as_ref()) {
+        // The budget is the run's, not a new measurement of its reference.
+        Some(facts) => {
+            world.budget.ms = facts.latency_budget_ms;
+            world.budget.origin = facts.budget_origin.clone();
+        }
+        None => {
+            let mut manifest = recorded.unwrap_or_else(|| manifest(&plan, options));
+            manifest.world = Some(world_facts(&world));
+            dir.write_manifest(&manifest)?;
+        }
     }
+    let resumed = matches!(request, SearchRequest::Resume { .. });
+    let timing = (options.throttle_ms, started);
     match plan.kind() {
         SearchKind::OneShot => oneshot::run(&plan, world, &dir, resumed, started, observer),
         SearchKind::TrainOnceThenSample => {
             let (supernet, facts) = oneshot::train_ofa(&plan, &dir, resumed, observer)?;
             world.evaluator = Some(Box::new(std::sync::Arc::clone(&supernet)));
             world.supernet = Some(supernet);
-            let timing = (options.throttle_ms, started);
             sampling::run(&plan, &world, &dir, &prior, Some(facts), timing, observer)
         }
-        SearchKind::Sampling => {
-            let timing = (options.throttle_ms, started);
-            sampling::run(&plan, &world, &dir, &prior, None, timing, observer)
-        }
+        SearchKind::Sampling => sampling::run(&plan, &world, &dir, &prior, None, timing, observer),
     }
 }
 
-fn manifest(plan: &SearchPlan, world: &World, options: &RunOptions) -> Manifest {
+/// Refuses settings given with a resume that differ from the run's own.
+fn refuse_changes(
+    dir: &RunDir,
+    run: &SearchPlan,
+    values: &SearchPlan,
+    given: &[String],
+) -> Result<()> {
+    let changed: Vec<String> = run
+        .differences(values)
+        .into_iter()
+        .filter(|(setting, _, _)| given.iter().any(|g| g == setting))
+        .map(|(setting, was, now)| format!("--{setting} {now} (the run has {was})"))
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::RunDir {
+        dir: dir.path().to_path_buf(),
+        problem: format!(
+            "a resumed run continues with its own settings, but {} differ; drop them, or start a new run with --out",
+            changed.join(", ")
+        ),
+    })
+}
+
+/// Every record of a resumed history must be an architecture of the run's space, as its
+/// text says.
+fn check_history(
+    dir: &RunDir,
+    space: &dyn hwnas_core::SearchSpace,
+    prior: &[hwnas_core::Record],
+) -> Result<()> {
+    for (line, record) in prior.iter().enumerate() {
+        let parsed = space.parse(&record.arch_text).ok();
+        if parsed.as_ref() != Some(&record.arch) || record.query != line + 1 {
+            return Err(Error::RunDir {
+                dir: dir.path().to_path_buf(),
+                problem: format!(
+                    "history.jsonl line {} is not query {} of a {} search (`{}`); the history belongs to another run: start a new run with --out",
+                    line + 1,
+                    line + 1,
+                    space.name(),
+                    record.arch_text
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn manifest(plan: &SearchPlan, options: &RunOptions) -> Manifest {
     Manifest {
         schema: MANIFEST_SCHEMA,
         command: options.command.clone(),
         hwnas_version: env!("CARGO_PKG_VERSION").to_string(),
         plan: plan.clone(),
         seed: plan.seed,
-        space: world.space.name().to_string(),
+        space: plan.space.to_string(),
         strategy: plan.strategy.to_string(),
-        evaluator: world.evaluator_name.clone(),
         target: plan.target.to_string(),
+        world: None,
+    }
+}
+
+fn world_facts(world: &World) -> WorldFacts {
+    WorldFacts {
+        evaluator: world.evaluator_name.clone(),
         latency_model: world.search_latency.name(),
         latency_budget_ms: world.budget.ms,
         budget_origin: world.budget.origin.clone(),

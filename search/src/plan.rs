@@ -532,6 +532,37 @@ impl SearchPlan {
         Ok(())
     }
 
+    /// The settings in which `other` differs from this plan: `(setting, this value, other
+    /// value)`, settings spelled as the command line spells them (`latency-ms`, `threads`).
+    pub fn differences(&self, other: &SearchPlan) -> Vec<(String, String, String)> {
+        fn flat(plan: &SearchPlan) -> Vec<(String, serde_json::Value)> {
+            let value = serde_json::to_value(plan).expect("a plan serialises");
+            let mut settings = Vec::new();
+            for (key, value) in value.as_object().expect("a plan is an object") {
+                match value.as_object() {
+                    Some(nested) => settings.extend(nested.clone()),
+                    None => settings.push((key.clone(), value.clone())),
+                }
+            }
+            settings
+                .into_iter()
+                .map(|(k, v)| (k.replace('_', "-"), v))
+                .collect()
+        }
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "(default)".into(),
+            other => other.to_string(),
+        };
+        let theirs = flat(other);
+        flat(self)
+            .into_iter()
+            .zip(theirs)
+            .filter(|((_, a), (_, b))| a != b)
+            .map(|((key, a), (_, b))| (key, text(&a), text(&b)))
+            .collect()
+    }
+
     fn validate_target(&self) -> Result<()> {
         let TargetSpec::Table(device) = &self.target else {
             if self.kind() == SearchKind::TrainOnceThenSample
@@ -711,6 +742,18 @@ mod tests {
             let message = p.validate().unwrap_err().to_string();
             assert!(message.contains(expected), "{expected}: {message}");
         }
+    }
+
+    #[test]
+    fn differences_name_the_settings_as_the_command_line_does() {
+        let mut other = plan();
+        other.latency_ms = Some(3.0);
+        other.protocol.threads = 4;
+        let diffs = plan().differences(&other);
+        let names: Vec<&str> = diffs.iter().map(|(s, _, _)| s.as_str()).collect();
+        assert_eq!(names, vec!["latency-ms", "threads"]);
+        assert_eq!(diffs[0].2, "3.0");
+        assert!(plan().differences(&plan()).is_empty());
     }
 
     #[test]

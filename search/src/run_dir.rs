@@ -17,7 +17,9 @@ use crate::plan::SearchPlan;
 /// earlier versions (its plan under `settings`), which still resumes.
 pub const MANIFEST_SCHEMA: u32 = 1;
 
-/// `manifest.json`: what ran, with which settings, against what.
+/// `manifest.json`: what ran, with which settings, against what. Written first with the
+/// plan alone (so a run stopped before its world was built still resumes), then again with
+/// the world's facts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     /// The schema version ([`MANIFEST_SCHEMA`]).
@@ -36,10 +38,18 @@ pub struct Manifest {
     pub space: String,
     /// The strategy's name.
     pub strategy: String,
-    /// The evaluator's name.
-    pub evaluator: String,
     /// The target as given.
     pub target: String,
+    /// What the world turned out to be, once it was built.
+    #[serde(flatten)]
+    pub world: Option<WorldFacts>,
+}
+
+/// The facts of a run's world the manifest records (and a resumed run keeps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorldFacts {
+    /// The evaluator's name.
+    pub evaluator: String,
     /// The latency model the search used.
     pub latency_model: String,
     /// The budget.

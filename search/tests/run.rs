@@ -109,7 +109,7 @@ fn a_run_cut_short_resumes_to_the_uninterrupted_history_and_answer() {
         partial.push_str(&torn[..torn.len() / 2]);
         std::fs::write(cut.join("history.jsonl"), partial).unwrap();
         let resumed = run(
-            &SearchRequest::Resume(cut.clone()),
+            &SearchRequest::resume(cut.clone()),
             &RunOptions::default(),
             &Quiet,
         )
@@ -162,6 +162,90 @@ fn a_manifest_of_the_unversioned_schema_still_resumes() {
     let settings = object.remove("plan").unwrap();
     object.insert("settings".into(), settings);
     std::fs::write(old.join("manifest.json"), manifest.to_string()).unwrap();
-    let resumed = run(&SearchRequest::Resume(old), &RunOptions::default(), &Quiet).unwrap();
+    let resumed = run(&SearchRequest::resume(old), &RunOptions::default(), &Quiet).unwrap();
     assert_eq!(resumed.arch, expected.arch);
+}
+
+#[test]
+fn a_resume_refuses_changed_settings_and_another_run_s_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = table(dir.path());
+    let whole = dir.path().join("whole");
+    let p = plan(&table, &whole, StrategyKind::Rea);
+    new_run(&p);
+    // Flags given beside --resume: the same value is fine, another is refused by name.
+    let mut changed = p.clone();
+    changed.budget = 90;
+    changed.seed = 5;
+    let request = |given: &[&str], values: &SearchPlan| SearchRequest::Resume {
+        dir: whole.clone(),
+        given: given.iter().map(|g| g.to_string()).collect(),
+        values: Some(Box::new(values.clone())),
+    };
+    let error = run(
+        &request(&["budget", "seed"], &changed),
+        &RunOptions::default(),
+        &Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("--budget 90 (the run has 60)"), "{error}");
+    assert!(!error.contains("--seed"), "{error}");
+    run(
+        &request(&["seed"], &changed),
+        &RunOptions::default(),
+        &Quiet,
+    )
+    .unwrap();
+    // A history of another space (a Once-for-All record) under this run's manifest.
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(whole.join("manifest.json"), mixed.join("manifest.json")).unwrap();
+    let line = std::fs::read_to_string(whole.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .replace("\"arch_text\":\"|", "\"arch_text\":\"{\\\"ks\\\": [3]}|");
+    std::fs::write(mixed.join("history.jsonl"), format!("{line}\n")).unwrap();
+    let error = run(
+        &SearchRequest::resume(mixed),
+        &RunOptions::default(),
+        &Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("belongs to another run"), "{error}");
+}
+
+#[test]
+fn a_run_stopped_before_its_first_evaluation_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = table(dir.path());
+    let whole = dir.path().join("whole");
+    let expected = new_run(&plan(&table, &whole, StrategyKind::Rea));
+    // What a run killed while building its world leaves: the plan-only manifest.
+    let early = dir.path().join("early");
+    std::fs::create_dir_all(&early).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("manifest.json")).unwrap())
+            .unwrap();
+    for key in [
+        "evaluator",
+        "latency_model",
+        "latency_budget_ms",
+        "budget_origin",
+    ] {
+        manifest.as_object_mut().unwrap().remove(key);
+    }
+    std::fs::write(early.join("manifest.json"), manifest.to_string()).unwrap();
+    let resumed = run(
+        &SearchRequest::resume(early.clone()),
+        &RunOptions::default(),
+        &Quiet,
+    )
+    .unwrap();
+    assert_eq!(resumed.arch, expected.arch);
+    let rewritten = std::fs::read_to_string(early.join("manifest.json")).unwrap();
+    assert!(rewritten.contains("latency_budget_ms"), "{rewritten}");
 }

@@ -78,6 +78,19 @@ fn search_prints_the_json_and_writes_the_run_directory() {
         "{}",
         stderr_text(&output)
     );
+    // Flags beside --resume: another value than the run's is refused by name, the same
+    // value is accepted.
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["search", "--resume", out.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        hwnas(&args).output().unwrap()
+    };
+    let output = resume(&["--budget", "900"]);
+    assert!(!output.status.success());
+    let stderr = stderr_text(&output);
+    assert!(stderr.contains("--budget 900 (the run has 150)"), "{stderr}");
+    let output = resume(&["--seed", "3"]);
+    assert!(output.status.success(), "{}", stderr_text(&output));
 }
 
 #[test]
