@@ -86,29 +86,8 @@ fn run(cli: Cli, search_flags: &[String]) -> anyhow::Result<ExitCode> {
 /// private directory before any thread exists.
 #[allow(unsafe_code)]
 fn prepare_environment() {
-    let usable = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(std::path::PathBuf::from)
-        .is_some_and(|dir| dir.is_dir());
-    if usable {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("hwnas-runtime-{}", whoami_uid()));
-    if std::fs::create_dir_all(&dir).is_ok() {
-        set_private_permissions(&dir);
+    if let Some(dir) = hwnas_core::kernels::gpu::vulkan_runtime_dir() {
         // SAFETY: called first thing in `main`, before any other thread is started.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
     }
 }
-
-fn whoami_uid() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "user".to_string())
-}
-
-#[cfg(unix)]
-fn set_private_permissions(dir: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-}
-
-#[cfg(not(unix))]
-fn set_private_permissions(_dir: &std::path::Path) {}

@@ -88,7 +88,10 @@ fn search_prints_the_json_and_writes_the_run_directory() {
     let output = resume(&["--budget", "900"]);
     assert!(!output.status.success());
     let stderr = stderr_text(&output);
-    assert!(stderr.contains("--budget 900 (the run has 150)"), "{stderr}");
+    assert!(
+        stderr.contains("--budget 900 (the run has 150)"),
+        "{stderr}"
+    );
     let output = resume(&["--seed", "3"]);
     assert!(output.status.success(), "{}", stderr_text(&output));
 }

@@ -14,6 +14,9 @@ use crate::tensor::Tensor;
 use crate::wgsl::{ActivationParams, Conv2dParams, MatmulParams, Shader};
 
 mod layers;
+mod runtime_dir;
+
+pub use runtime_dir::vulkan_runtime_dir;
 
 /// A compiled pipeline: a shader's entry point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
