@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use hwnas_latency::export::{ExportOptions, export_arch};
 use hwnas_latency::onnx::RandomWeights;
 use hwnas_latency::onnx::builder::encode;
-use hwnas_search::ProtocolSettings;
 use hwnas_search::latency_tools::{build_lut, evaluate_lut, lut_report_text, profile_model};
+use hwnas_search::{ProtocolSettings, SpaceKind};
 
 use crate::output::{print, print_json};
 use crate::progress::Bars;
@@ -161,7 +161,7 @@ pub struct LutEvalArgs {
 pub fn lut(command: &LutCommand) -> Result<ExitCode> {
     match command {
         LutCommand::Build(args) => {
-            if args.space != "ofa-mbv3" && args.space != "ofa" {
+            if args.space.parse::<SpaceKind>() != Ok(SpaceKind::Ofa) {
                 bail!(
                     "--space {}: per-layer lookup tables exist for ofa-mbv3 (nb201 and darts are measured end to end)",
                     args.space

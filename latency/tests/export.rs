@@ -1,23 +1,15 @@
 //! Every space's networks export to ONNX, load and run in ONNX Runtime, and the folded
 //! batch norm computes what the unfolded network computes.
 
+mod common;
+
+use common::onnx_runtime;
 use hwnas_core::space::{DartsSpace, Nb201Space, OfaSpace, SearchSpace};
 use hwnas_latency::export::{ExportOptions, export_arch};
 use hwnas_latency::onnx::RandomWeights;
 use hwnas_latency::onnx::builder::encode;
 use hwnas_latency::profile::ModelRunner;
 use rand::SeedableRng;
-
-/// ONNX Runtime, which these tests run every network in (skipped without it, or failed
-/// under `HWNAS_REQUIRE=ort`).
-fn onnx_runtime() -> bool {
-    hwnas_testkit::require(
-        hwnas_testkit::Resource::Ort,
-        "ONNX Runtime",
-        hwnas_latency::OrtRuntime::load(),
-    )
-    .is_some()
-}
 
 fn run(space: &str, arch: &str, fold: bool, optimise: bool) -> (Vec<i64>, Vec<f32>) {
     let options = ExportOptions {

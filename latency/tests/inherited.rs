@@ -2,6 +2,9 @@
 //! supernet load in ONNX Runtime and compute what the supernet computes for them
 //! (inference mode, after batch-norm recalibration).
 
+mod common;
+
+use common::onnx_runtime;
 use hwnas_core::images::batches::Batch;
 use hwnas_core::kernels::{Cpu, Tensor};
 use hwnas_core::oneshot::{SupernetTrainer, WeightSchedule};
@@ -14,17 +17,6 @@ use hwnas_latency::export::ExportOptions;
 use hwnas_latency::export::inherited::{nb201_inherited, ofa_inherited};
 use hwnas_latency::onnx::builder::encode;
 use hwnas_latency::profile::ModelRunner;
-
-/// ONNX Runtime, which these tests run every network in (skipped without it, or failed
-/// under `HWNAS_REQUIRE=ort`).
-fn onnx_runtime() -> bool {
-    hwnas_testkit::require(
-        hwnas_testkit::Resource::Ort,
-        "ONNX Runtime",
-        hwnas_latency::OrtRuntime::load(),
-    )
-    .is_some()
-}
 
 fn batch_of(n: usize, side: usize, seed: u64) -> Batch {
     Batch {

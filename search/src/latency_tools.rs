@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hwnas_latency::cache::{MeasurementCache, default_dir};
 use hwnas_latency::lut::{LayerLut, LutReport, report};
-use hwnas_latency::profile::{Fingerprint, Measurement, profile};
+use hwnas_latency::profile::{Fingerprint, Measurement, Stats, profile};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -17,20 +17,9 @@ use crate::plan::ProtocolSettings;
 /// A model's measurement, as `hwnas profile` reports it.
 #[derive(Debug, Serialize)]
 pub struct ProfileReport {
-    /// Median.
-    pub median_ms: f64,
-    /// 10th percentile.
-    pub p10_ms: f64,
-    /// 90th percentile.
-    pub p90_ms: f64,
-    /// Mean.
-    pub mean_ms: f64,
-    /// Standard deviation.
-    pub std_ms: f64,
-    /// Timed runs.
-    pub runs: usize,
-    /// The median's 95% confidence half-width as a share of it.
-    pub median_rel_ci: f64,
+    /// Median, percentiles, mean, spread and runs.
+    #[serde(flatten)]
+    pub stats: Stats,
     /// Where it was measured.
     pub fingerprint: Fingerprint,
     /// The agent that measured it, for a target's.
@@ -60,15 +49,8 @@ pub fn profile_model(
         }
         None => (profile(&bytes, &protocol)?, None),
     };
-    let s = m.stats;
     Ok(ProfileReport {
-        median_ms: s.median_ms,
-        p10_ms: s.p10_ms,
-        p90_ms: s.p90_ms,
-        mean_ms: s.mean_ms,
-        std_ms: s.std_ms,
-        runs: s.runs,
-        median_rel_ci: s.median_rel_ci,
+        stats: m.stats,
         fingerprint: m.fingerprint,
         agent,
         model: path.to_path_buf(),
@@ -83,18 +65,18 @@ impl ProfileReport {
             Some(agent) => format!("{} (measured by agent {agent})\n", self.model.display()),
             None => format!("{}\n", self.model.display()),
         };
-        let f = &self.fingerprint;
+        let (f, s) = (&self.fingerprint, &self.stats);
         _ = writeln!(
             text,
             "  median {:.3} ms  (p10 {:.3}, p90 {:.3}, mean {:.3} ± {:.3})",
-            self.median_ms, self.p10_ms, self.p90_ms, self.mean_ms, self.std_ms
+            s.median_ms, s.p10_ms, s.p90_ms, s.mean_ms, s.std_ms
         );
         _ = writeln!(
             text,
             "  {} timed runs after {} warm-up; median 95% CI ±{:.2}%",
-            self.runs,
+            s.runs,
             self.warmup,
-            self.median_rel_ci * 100.0
+            s.median_rel_ci * 100.0
         );
         _ = write!(
             text,

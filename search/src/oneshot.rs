@@ -21,9 +21,9 @@ use hwnas_core::supernet::{
     OfaSupernetConfig, Supernet, SupernetKind,
 };
 use hwnas_core::{LatencyModel, Record};
+use hwnas_latency::export::ExportOptions;
 use hwnas_latency::export::inherited::{nb201_inherited, ofa_inherited};
-use hwnas_latency::export::{ExportOptions, export_arch};
-use hwnas_latency::onnx::RandomWeights;
+use hwnas_latency::measured::export_for_profiling;
 use hwnas_latency::onnx::builder::encode;
 use hwnas_latency::onnx::proto::ModelProto;
 use rand::SeedableRng;
@@ -388,13 +388,8 @@ pub fn run(
         }
     }
     let onnx_path = dir.file("best.onnx");
-    let model = export_arch(
-        space.name(),
-        &arch_text,
-        &mut RandomWeights::new(0),
-        ExportOptions::default(),
-    )?;
-    save_model(&model, &onnx_path)?;
+    let model = export_for_profiling(space.as_ref(), &arch)?;
+    std::fs::write(&onnx_path, model).map_err(|e| Error::io("write", &onnx_path, e))?;
     let inherited = write_nb201_inherited((&run, backend.as_ref()), &arch, &data, &config, dir)?;
     let table_test_accuracy = world
         .nb201_table

@@ -9,9 +9,7 @@ use hwnas_core::{
     Arch, Budget, Evaluation, Evaluator, History, Objective, Oracle, Record, SearchConfig,
     pareto_front, run_search, strategy,
 };
-use hwnas_latency::export::{ExportOptions, export_arch};
-use hwnas_latency::onnx::RandomWeights;
-use hwnas_latency::onnx::builder::encode;
+use hwnas_latency::measured::export_for_profiling;
 
 use crate::error::{Error, Result};
 use crate::finalists::{CONFIRMATION_MARGIN, Confirmation, confirm};
@@ -123,13 +121,7 @@ pub fn run(
     });
     let onnx_path = dir.file("best.onnx");
     let write_onnx = |record: &Record| -> Result<Vec<u8>> {
-        let model = export_arch(
-            world.space.name(),
-            &record.arch_text,
-            &mut RandomWeights::new(0),
-            ExportOptions::default(),
-        )?;
-        let bytes = encode(&model);
+        let bytes = export_for_profiling(world.space.as_ref(), &record.arch)?;
         std::fs::write(&onnx_path, &bytes).map_err(|e| Error::io("write", &onnx_path, e))?;
         Ok(bytes)
     };

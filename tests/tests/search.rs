@@ -361,33 +361,37 @@ fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machin
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let output = hwnas(&[
-        "search",
-        "--space",
-        "darts",
-        "--strategy",
-        "gdas",
-        "--evaluator",
-        "supernet",
-        "--data",
-        "fashion-mnist",
-        "--epochs",
-        "1",
-        "--train-images",
-        "128",
-        "--eval-images",
-        "32",
-        "--batch-size",
-        "32",
-        // Two steps learn nothing: any genotype may answer, so any must be within budget.
-        "--latency-ms",
-        "1000",
-        "--json",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    // Two steps of GDAS on 128 images, within `budget` ms.
+    let search = |out: &Path, budget: &str| {
+        hwnas(&[
+            "search",
+            "--space",
+            "darts",
+            "--strategy",
+            "gdas",
+            "--evaluator",
+            "supernet",
+            "--data",
+            "fashion-mnist",
+            "--epochs",
+            "1",
+            "--train-images",
+            "128",
+            "--eval-images",
+            "32",
+            "--batch-size",
+            "32",
+            "--latency-ms",
+            budget,
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+    };
+    // Two steps learn nothing: any genotype may answer, so any must be within budget.
+    let output = search(&out, "1000");
     let stderr = stderr_text(&output);
     assert!(output.status.success(), "{stderr}");
     let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
@@ -405,30 +409,7 @@ fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machin
     // One outcome rule for every search: an answer over the budget is written and
     // printed, and the command fails saying so.
     let over = dir.path().join("over");
-    let output = hwnas(&[
-        "search",
-        "--space",
-        "darts",
-        "--strategy",
-        "gdas",
-        "--evaluator",
-        "supernet",
-        "--epochs",
-        "1",
-        "--train-images",
-        "128",
-        "--eval-images",
-        "32",
-        "--batch-size",
-        "32",
-        "--latency-ms",
-        "0.001",
-        "--json",
-        "--out",
-        over.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let output = search(&over, "0.001");
     assert!(!output.status.success());
     assert!(
         stderr_text(&output).contains("over the 0.001 ms budget"),

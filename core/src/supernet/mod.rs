@@ -94,16 +94,6 @@ pub enum SupernetKind {
 }
 
 impl SupernetKind {
-    /// The supernet of a search space (by the space's name), if it has one.
-    pub fn of_space(space: &str) -> Option<Self> {
-        match space {
-            "nb201" => Some(SupernetKind::Nb201),
-            "darts" => Some(SupernetKind::Darts),
-            "ofa-mbv3" | "ofa" => Some(SupernetKind::Ofa),
-            _ => None,
-        }
-    }
-
     /// Routes per step and candidates per route: `(edges, candidates)`.
     pub fn shape(self) -> (usize, usize) {
         match self {
