@@ -130,7 +130,76 @@ impl LayerLut {
                 ),
             });
         }
+        lut.check().map_err(|problem| Error::Data {
+            path: path.to_path_buf(),
+            problem: format!("{problem}; rebuild it with `hwnas lut build`"),
+        })?;
         Ok(lut)
+    }
+
+    /// Every number where it can be: timings finite and positive, the calibration a
+    /// plausible line, the resolutions Once-for-All's, the protocol valid.
+    fn check(&self) -> std::result::Result<(), String> {
+        let allowed = hwnas_core::space::ofa::RESOLUTIONS;
+        if let Some(r) = self.resolutions.iter().find(|r| !allowed.contains(*r)) {
+            return Err(format!("resolution {r} is outside {allowed:?}"));
+        }
+        self.protocol.validate().map_err(|e| e.to_string())?;
+        for entry in &self.entries {
+            let s = entry.stats;
+            let timings = [s.median_ms, s.p10_ms, s.p90_ms, s.mean_ms];
+            if !timings.iter().all(|t| t.is_finite() && *t > 0.0)
+                || !(s.std_ms.is_finite() && s.std_ms >= 0.0)
+            {
+                return Err(format!(
+                    "layer {} has timings {:?} ms (std {}): each must be a positive number",
+                    entry.layer.label(),
+                    timings,
+                    s.std_ms
+                ));
+            }
+        }
+        if let Some(c) = self.calibration {
+            let plausible = c.slope.is_finite()
+                && c.slope > 0.0
+                && c.slope < 100.0
+                && c.intercept.is_finite()
+                && c.intercept.abs() < 1e6
+                && c.fit_rmse_ms.is_finite()
+                && c.fit_rmse_ms >= 0.0;
+            if !plausible {
+                return Err(format!(
+                    "the calibration (slope {}, intercept {} ms, fit RMSE {} ms) is not a plausible line: the slope must be in (0, 100), the intercept and RMSE finite",
+                    c.slope, c.intercept, c.fit_rmse_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the table's measurements may not hold for `here` (another machine, runtime or
+    /// thread count), or `None` where they were taken on such a machine.
+    pub fn measured_elsewhere(&self, here: &Fingerprint) -> Option<String> {
+        let f = &self.fingerprint;
+        let mut differences = Vec::new();
+        for (what, theirs, ours) in [
+            ("CPU architecture", &f.arch, &here.arch),
+            ("CPU", &f.cpu_model, &here.cpu_model),
+            ("ONNX Runtime", &f.ort_version, &here.ort_version),
+        ] {
+            if theirs != ours {
+                differences.push(format!("{what} {theirs} (here: {ours})"));
+            }
+        }
+        if f.cores != here.cores {
+            differences.push(format!("{} cores (here: {})", f.cores, here.cores));
+        }
+        (!differences.is_empty()).then(|| {
+            format!(
+                "the lookup table was measured on another machine: {}; its predictions may not hold here",
+                differences.join(", ")
+            )
+        })
     }
 
     /// Writes the table as JSON (to a temporary file, then renamed into place).
@@ -405,6 +474,21 @@ pub fn host_lut(
         "ofa-mbv3-{}.json",
         &hasher.finalize().to_hex()[..16]
     ));
+    // A damaged table in the cache is set aside and built again, not reported as the
+    // user's to repair.
+    if path.exists()
+        && let Err(e) = LayerLut::load(&path)
+    {
+        let aside = path.with_extension("json.damaged");
+        warn(&format!(
+            "the cached lookup table is damaged ({e}); moved to {} and building it again",
+            aside.display()
+        ));
+        std::fs::rename(&path, &aside).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
     let cache = match MeasurementCache::open(&cache_root) {
         Ok(cache) => Some(cache),
         Err(e) => {
@@ -453,5 +537,77 @@ mod tests {
         let r = report(&[(10.0, 10.0), (10.6, 10.0), (12.0, 10.0), (9.6, 10.0)]);
         assert_eq!(r.within_5pct, 0.5);
         assert_eq!(r.within_10pct, 0.75);
+    }
+
+    fn table() -> LayerLut {
+        let stats = Stats {
+            median_ms: 1.0,
+            p10_ms: 0.9,
+            p90_ms: 1.1,
+            mean_ms: 1.0,
+            std_ms: 0.1,
+            runs: 50,
+            median_rel_ci: 0.01,
+        };
+        LayerLut {
+            version: LUT_VERSION,
+            fingerprint: Fingerprint {
+                ort_version: "1.31.1".into(),
+                execution_provider: "CPUExecutionProvider".into(),
+                cpu_model: "a cpu".into(),
+                cores: 2,
+                threads: 1,
+                governor: None,
+                arch: "x86_64".into(),
+            },
+            protocol: Protocol::default(),
+            resolutions: vec![224],
+            entries: vec![LutEntry {
+                layer: OfaLayer::FirstConv { r: 224 },
+                stats,
+            }],
+            calibration: Some(Calibration {
+                slope: 1.1,
+                intercept: 0.2,
+                subnets: 12,
+                fit_rmse_ms: 0.05,
+            }),
+        }
+    }
+
+    #[test]
+    fn tables_with_impossible_numbers_are_refused_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lut.json");
+        table().save(&path).unwrap();
+        LayerLut::load(&path).unwrap();
+        let mut negative = table();
+        negative.entries[0].stats.median_ms = -1.0;
+        let mut steep = table();
+        steep.calibration.as_mut().unwrap().slope = 1e300;
+        let mut odd = table();
+        odd.resolutions = vec![2000];
+        for (bad, expected) in [
+            (negative, "must be a positive number"),
+            (steep, "not a plausible line"),
+            (odd, "resolution 2000"),
+        ] {
+            bad.save(&path).unwrap();
+            let error = LayerLut::load(&path).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_table_from_another_machine_is_named_as_such() {
+        let lut = table();
+        assert!(lut.measured_elsewhere(&lut.fingerprint).is_none());
+        let mut board = lut.fingerprint.clone();
+        board.arch = "aarch64".into();
+        let warning = lut.measured_elsewhere(&board).unwrap();
+        assert!(
+            warning.contains("CPU architecture x86_64 (here: aarch64)"),
+            "{warning}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use hwnas_latency::OrtRuntime;
 use hwnas_latency::cache::{MeasurementCache, default_dir};
 use hwnas_latency::lut::{LayerLut, LutReport, report};
 use hwnas_latency::profile::{Fingerprint, Measurement, Stats, profile};
@@ -13,6 +14,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::observer::Observer;
 use crate::plan::ProtocolSettings;
+
+/// The most subnets `hwnas lut eval` measures in one run.
+pub const MAX_LUT_SAMPLES: usize = 10_000;
 
 /// A model's measurement, as `hwnas profile` reports it.
 #[derive(Debug, Serialize)]
@@ -43,8 +47,14 @@ pub fn profile_model(
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let (m, agent): (Measurement, Option<String>) = match target {
         Some(target) => {
-            let threads = (settings.threads != 1).then_some(settings.threads);
-            let (m, agent) = crate::measure::profile_through(target, &bytes, threads)?;
+            // Flags left at their defaults keep the target's own protocol.
+            let defaults = ProtocolSettings::default();
+            let overrides = crate::measure::Overrides {
+                threads: (settings.threads != defaults.threads).then_some(settings.threads),
+                runs: settings.runs,
+                warmup: (settings.warmup != defaults.warmup).then_some(settings.warmup),
+            };
+            let (m, agent) = crate::measure::profile_through(target, &bytes, overrides)?;
             (m, Some(agent))
         }
         None => (profile(&bytes, &protocol)?, None),
@@ -166,7 +176,18 @@ pub fn evaluate_lut(path: &Path, samples: usize, observer: &dyn Observer) -> Res
     if samples == 0 {
         return Err(Error::plan("samples", 0, "measure at least 1 subnet"));
     }
+    if samples > MAX_LUT_SAMPLES {
+        return Err(Error::plan(
+            "samples",
+            samples,
+            format!("at most {MAX_LUT_SAMPLES} subnets (each is exported and profiled)"),
+        ));
+    }
     let lut = LayerLut::load(path)?;
+    let here = Fingerprint::local(OrtRuntime::load()?, lut.protocol.threads);
+    if let Some(warning) = lut.measured_elsewhere(&here) {
+        observer.warn(&warning);
+    }
     let cache = open_cache(observer);
     observer.stage("lut eval", samples as u64);
     let progress =

@@ -47,17 +47,37 @@ impl FinalMeasure for LocalMeasure {
     }
 }
 
+/// What a command line may change in a target's own protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    /// ONNX Runtime threads instead of the target's.
+    pub threads: Option<usize>,
+    /// Exactly this many timed runs instead of the target's adaptive protocol.
+    pub runs: Option<usize>,
+    /// Warm-up runs instead of the target's.
+    pub warmup: Option<usize>,
+}
+
 /// Profiles one model on the first free agent of `target`; the measurement and the agent
-/// that took it. `threads` overrides the target's own thread count.
+/// that took it.
 pub fn profile_on_agents(
     target: &Target,
     token: &[u8],
     model: &[u8],
-    threads: Option<usize>,
+    overrides: Overrides,
 ) -> Result<(Measurement, String)> {
     let mut protocol = target.wire_protocol();
-    if let Some(threads) = threads {
-        protocol.threads = u32::try_from(threads).unwrap_or(u32::MAX);
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    if let Some(threads) = overrides.threads {
+        protocol.threads = count(threads);
+    }
+    if let Some(runs) = overrides.runs {
+        protocol.min_runs = count(runs);
+        protocol.max_runs = count(runs);
+        protocol.max_seconds = 1e9;
+    }
+    if let Some(warmup) = overrides.warmup {
+        protocol.warmup = count(warmup);
     }
     let log = |line: &str| eprintln!("{line}");
     let results = profile_fleet(
@@ -87,7 +107,7 @@ pub fn profile_on_agents(
 pub fn profile_through(
     target_name: &str,
     model: &[u8],
-    threads: Option<usize>,
+    overrides: Overrides,
 ) -> Result<(Measurement, String)> {
     let target = description::find(target_name)?;
     if target.kind != TargetKind::Agent {
@@ -101,7 +121,7 @@ pub fn profile_through(
         ));
     }
     let token = target.token()?;
-    profile_on_agents(&target, &token, model, threads)
+    profile_on_agents(&target, &token, model, overrides)
 }
 
 /// A board, through the agents of a target description.
@@ -120,10 +140,12 @@ impl FinalMeasure for RemoteMeasure {
         self.model_ms(&model)
     }
     fn model_ms(&self, model: &[u8]) -> Result<f64> {
-        Ok(profile_on_agents(&self.target, &self.token, model, None)?
-            .0
-            .stats
-            .median_ms)
+        Ok(
+            profile_on_agents(&self.target, &self.token, model, Overrides::default())?
+                .0
+                .stats
+                .median_ms,
+        )
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::RngCore;
 
 use crate::error::{Error, Result};
-use crate::frame::{receive, send};
+use crate::frame::{discard, receive_within, send};
 use crate::protocol::{
     AgentMessage, ClientMessage, NONCE_LEN, PROTOCOL_VERSION, WireFingerprint, WireProtocol,
     WireStats, agent_proof, client_proof, proofs_equal,
@@ -116,13 +116,13 @@ pub fn serve(
 fn handle(mut stream: TcpStream, shared: &Shared) -> Result<()> {
     let config = &shared.config;
     stream
-        .set_read_timeout(Some(config.handshake_timeout))
-        .map_err(|e| Error::io("setting a timeout", e))?;
-    stream
         .set_write_timeout(Some(config.write_timeout))
         .map_err(|e| Error::io("setting a timeout", e))?;
+    // The whole handshake must be done within its timeout, however the peer paces its bytes.
+    let handshake_ends = std::time::Instant::now() + config.handshake_timeout;
+    let left = || handshake_ends.saturating_duration_since(std::time::Instant::now());
     // The handshake's frames are tiny: cap them hard, whatever the model cap.
-    let client_nonce = match receive::<ClientMessage>(&mut stream, 1024)? {
+    let client_nonce = match receive_within::<ClientMessage>(&stream, 1024, left())? {
         ClientMessage::Hello { version, nonce } if version == PROTOCOL_VERSION => nonce,
         ClientMessage::Hello { version, .. } => {
             let reason = format!(
@@ -149,7 +149,7 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> Result<()> {
             proof: agent_proof(token, &client_nonce, &agent_nonce),
         },
     )?;
-    let proof = match receive::<ClientMessage>(&mut stream, 1024)? {
+    let proof = match receive_within::<ClientMessage>(&stream, 1024, left())? {
         ClientMessage::Auth { proof } => proof,
         other => return Err(Error::Protocol(format!("expected Auth, got {other:?}"))),
     };
@@ -175,11 +175,29 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> Result<()> {
             .map(|a| a.to_string())
             .unwrap_or_default()
     ));
-    stream
-        .set_read_timeout(Some(config.idle_timeout))
-        .map_err(|e| Error::io("setting a timeout", e))?;
     loop {
-        match receive::<ClientMessage>(&mut stream, config.max_frame)? {
+        let message = match receive_within::<ClientMessage>(
+            &stream,
+            config.max_frame,
+            config.idle_timeout,
+        ) {
+            // Say why before closing, and take in what was sent so the close is clean.
+            Err(Error::FrameTooLarge { announced, max }) => {
+                let reason = format!(
+                    "the model is {announced} bytes, over this agent's cap of {max} bytes (hwnas agent --max-model-mib)"
+                );
+                let _ = send(
+                    &mut stream,
+                    &AgentMessage::Refused {
+                        reason: reason.clone(),
+                    },
+                );
+                discard(&stream, announced as u64, config.write_timeout);
+                return Err(Error::Protocol(reason));
+            }
+            other => other?,
+        };
+        match message {
             ClientMessage::Profile {
                 job,
                 model,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::RngCore;
 
 use crate::error::{Error, Result};
-use crate::frame::{DEFAULT_MAX_FRAME, receive, send};
+use crate::frame::{DEFAULT_MAX_FRAME, receive_within, send};
 use crate::protocol::{
     AgentMessage, ClientMessage, NONCE_LEN, PROTOCOL_VERSION, WireFingerprint, WireProtocol,
     WireStats, agent_proof, client_proof, proofs_equal,
@@ -22,22 +22,45 @@ pub struct AgentClient {
     stream: TcpStream,
     address: String,
     fingerprint: WireFingerprint,
+    job_timeout: Duration,
+}
+
+/// How long connecting and authenticating to an agent may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A handshake that failed for want of an answer says so and names the agent.
+fn handshake_error(address: &str, error: Error) -> Error {
+    match error {
+        Error::Io { error: e, .. }
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            Error::Protocol(format!(
+                "agent {address} accepted the connection but did not complete the handshake within {} s (not an hwnas agent, or hung)",
+                HANDSHAKE_TIMEOUT.as_secs()
+            ))
+        }
+        other => other,
+    }
 }
 
 impl AgentClient {
-    /// Connects and authenticates both ways; `timeout` bounds the connection and every read.
+    /// Connects and authenticates both ways within [`HANDSHAKE_TIMEOUT`] (or `timeout`, if
+    /// shorter); `timeout` then bounds each answer to a job, start to end.
     pub fn connect(address: &str, token: &[u8], timeout: Duration) -> Result<Self> {
+        let handshake = timeout.min(HANDSHAKE_TIMEOUT);
+        let handshake_ends = std::time::Instant::now() + handshake;
+        let left = || handshake_ends.saturating_duration_since(std::time::Instant::now());
         let addresses: Vec<_> = std::net::ToSocketAddrs::to_socket_addrs(address)
             .map_err(|e| Error::io(format!("agent address {address}"), e))?
             .collect();
         let first = addresses.first().ok_or_else(|| {
             Error::Protocol(format!("agent address {address} resolves to nothing"))
         })?;
-        let mut stream = TcpStream::connect_timeout(first, timeout)
+        let mut stream = TcpStream::connect_timeout(first, handshake)
             .map_err(|e| Error::io(format!("connecting to {address}"), e))?;
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| Error::io("setting a timeout", e))?;
         stream
             .set_write_timeout(Some(timeout))
             .map_err(|e| Error::io("setting a timeout", e))?;
@@ -50,7 +73,9 @@ impl AgentClient {
                 nonce: client_nonce,
             },
         )?;
-        let (agent_nonce, proof) = match receive::<AgentMessage>(&mut stream, 4096)? {
+        let (agent_nonce, proof) = match receive_within::<AgentMessage>(&stream, 4096, left())
+            .map_err(|e| handshake_error(address, e))?
+        {
             AgentMessage::Challenge {
                 version,
                 nonce,
@@ -83,11 +108,14 @@ impl AgentClient {
                 "agent {address} does not know the token (wrong token file, or not an hwnas agent)"
             )));
         }
-        match receive::<AgentMessage>(&mut stream, 4096)? {
+        match receive_within::<AgentMessage>(&stream, 4096, left())
+            .map_err(|e| handshake_error(address, e))?
+        {
             AgentMessage::Welcome { fingerprint } => Ok(AgentClient {
                 stream,
                 address: address.to_string(),
                 fingerprint,
+                job_timeout: timeout,
             }),
             AgentMessage::Refused { reason } => {
                 Err(Error::Auth(format!("agent {address} refused: {reason}")))
@@ -123,9 +151,14 @@ impl AgentClient {
                 protocol: *protocol,
             },
         )?;
+        let answer_ends = std::time::Instant::now() + self.job_timeout;
         loop {
-            match receive::<AgentMessage>(&mut self.stream, DEFAULT_MAX_FRAME)? {
+            let left = answer_ends.saturating_duration_since(std::time::Instant::now());
+            match receive_within::<AgentMessage>(&self.stream, DEFAULT_MAX_FRAME, left)? {
                 AgentMessage::Queued { .. } => continue,
+                // The agent will not take this model (over its size cap): a failure of the
+                // model, not of the agent.
+                AgentMessage::Refused { reason } => return Ok(Err(reason)),
                 AgentMessage::Measured {
                     job: j,
                     stats,

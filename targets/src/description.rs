@@ -165,7 +165,21 @@ impl Target {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading target {}", path.display()), e))?;
-        Self::parse(&text, path)
+        let target = Self::parse(&text, path)?;
+        // The token file is the one thing outside the description: it must be there too.
+        if let Some(file) = &target.token_file
+            && !file.is_file()
+        {
+            return Err(Error::Target {
+                file: path.to_path_buf(),
+                problem: format!(
+                    "line {}, key `token_file`: {} does not exist; create it (any bytes, shared with the board's agent) or fix the path",
+                    line_of(&text, "token_file"),
+                    file.display()
+                ),
+            });
+        }
+        Ok(target)
     }
 
     /// Parses a description's text (`path` is used for messages and relative paths).
@@ -198,6 +212,14 @@ impl Target {
                         "an agent target lists at least one `host:port` address",
                     ));
                 }
+                if let Some(bad_address) = target.agents.iter().find(|a| !is_host_port(a)) {
+                    return Err(key_problem(
+                        "agents",
+                        &format!(
+                            "`{bad_address}` is not a `host:port` address (a host name or IP, then a port 1 to 65535)"
+                        ),
+                    ));
+                }
                 if let Some(file) = &target.token_file
                     && file.is_relative()
                 {
@@ -212,8 +234,8 @@ impl Target {
             }
             _ => {}
         }
-        if target.ort.threads == 0 {
-            return Err(key_problem("threads", "must be at least 1"));
+        if target.ort.threads == 0 || target.ort.threads > 1024 {
+            return Err(key_problem("threads", "must be 1 to 1024"));
         }
         if !["disable", "basic", "extended", "all"].contains(&target.ort.optimization.as_str()) {
             return Err(key_problem(
@@ -225,8 +247,17 @@ impl Target {
         if p.min_runs == 0 || p.max_runs < p.min_runs {
             return Err(key_problem("min_runs", "needs 1 <= min_runs <= max_runs"));
         }
-        if p.rel_ci.is_nan() || p.rel_ci <= 0.0 {
-            return Err(key_problem("rel_ci", "must be positive"));
+        if p.max_runs > 100_000 {
+            return Err(key_problem("max_runs", "at most 100000 timed runs"));
+        }
+        if !(p.rel_ci.is_finite() && p.rel_ci > 0.0) {
+            return Err(key_problem("rel_ci", "must be a positive number"));
+        }
+        if !(p.max_seconds.is_finite() && p.max_seconds > 0.0) {
+            return Err(key_problem(
+                "max_seconds",
+                "must be a positive number of seconds",
+            ));
         }
         target.source = Some(path.to_path_buf());
         Ok(target)
@@ -252,6 +283,16 @@ impl Target {
             Some(file) => read_token(file),
         }
     }
+}
+
+/// Whether `address` is `host:port` with a non-empty host and a port of 1 to 65535
+/// (`[::1]:7000` for IPv6).
+fn is_host_port(address: &str) -> bool {
+    address.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(char::is_whitespace)
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    })
 }
 
 /// Reads a token file, trimming trailing whitespace; an empty token is an error.
@@ -336,6 +377,33 @@ mod tests {
         assert_eq!(t.ort.threads, 4);
         assert_eq!(t.protocol.min_runs, 60);
         assert_eq!(t.token_file.unwrap(), Path::new("/tmp/t/pi.token"));
+    }
+
+    #[test]
+    fn addresses_ports_and_token_files_are_checked_where_they_are_read() {
+        for address in ["not an address", "host:99999", ":7000", "pi:0", "pi"] {
+            let error = parse(&format!(
+                "name = \"pi4\"\nkind = \"agent\"\nagents = [\"{address}\"]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("host:port") && error.contains(address),
+                "{error}"
+            );
+        }
+        parse("name = \"pi4\"\nkind = \"agent\"\nagents = [\"[::1]:7000\", \"pi.local:7878\"]\n")
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("hwnas-targets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pi.toml");
+        std::fs::write(&file, "name = \"pi4\"\nkind = \"agent\"\nagents = [\"pi:7000\"]\ntoken_file = \"missing.token\"\n").unwrap();
+        let error = Target::load(&file).unwrap_err().to_string();
+        assert!(
+            error.contains("missing.token") && error.contains("does not exist"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! The length is checked against the cap before anything is allocated.
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -58,6 +60,56 @@ pub fn receive<T: DeserializeOwned>(reader: &mut impl Read, max: usize) -> Resul
     postcard::from_bytes(&bytes).map_err(|e| Error::Decode(e.to_string()))
 }
 
+/// A socket read that must be done by a deadline: each read waits at most for the time
+/// left, so a peer trickling one byte at a time cannot hold the reader past it.
+pub struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> DeadlineReader<'a> {
+    /// Reads `stream` until `within` from now.
+    pub fn new(stream: &'a TcpStream, within: Duration) -> Self {
+        DeadlineReader {
+            stream,
+            deadline: Instant::now() + within,
+        }
+    }
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer did not send a whole message in time",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
+/// Reads and decodes a message from `stream`, all of it within `within`.
+pub fn receive_within<T: DeserializeOwned>(
+    stream: &TcpStream,
+    max: usize,
+    within: Duration,
+) -> Result<T> {
+    receive(&mut DeadlineReader::new(stream, within), max)
+}
+
+/// Reads and throws away up to `bytes` from `stream` for at most `within` (what a peer sent
+/// that will not be read, so that closing does not reset the connection under its feet).
+pub fn discard(stream: &TcpStream, bytes: u64, within: Duration) {
+    let _ = std::io::copy(
+        &mut DeadlineReader::new(stream, within).take(bytes),
+        &mut std::io::sink(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +124,39 @@ mod tests {
         assert!(
             matches!(error, Error::FrameTooLarge { announced, .. } if announced == u32::MAX as u64)
         );
+    }
+
+    #[test]
+    fn a_peer_trickling_bytes_is_cut_off_at_the_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let trickler = std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            // A header announcing 64 bytes, then one byte every 100 ms.
+            let _ = stream.write_all(&64u32.to_le_bytes());
+            for _ in 0..30 {
+                if stream.write_all(&[0]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let started = Instant::now();
+        let error = receive_within::<ClientMessage>(&stream, 1024, Duration::from_millis(500))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            error.contains("in time") || error.contains("timed out"),
+            "{error}"
+        );
+        drop(stream);
+        trickler.join().unwrap();
     }
 
     #[test]

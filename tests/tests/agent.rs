@@ -24,7 +24,12 @@ struct Agent {
 
 impl Agent {
     fn start(token_file: Option<&std::path::Path>) -> Agent {
+        Agent::start_with(token_file, &[])
+    }
+
+    fn start_with(token_file: Option<&std::path::Path>, extra: &[&str]) -> Agent {
         let mut args = vec!["agent", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
         if let Some(file) = token_file {
             args.extend(["--token-file", file.to_str().unwrap()]);
         }
@@ -356,4 +361,93 @@ fn search_measures_through_an_agent_target() {
     );
     let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     assert!(manifest.contains("agents:board"), "{manifest}");
+}
+
+/// A target description for `address`, with the token file `token.token` beside it.
+fn target_file(dir: &std::path::Path, address: &str, token: &str) -> std::path::PathBuf {
+    token_file(dir, token);
+    let target = dir.join(format!("{token}.toml"));
+    std::fs::write(
+        &target,
+        format!("name = \"board\"\nkind = \"agent\"\nagents = [\"{address}\"]\ntoken_file = \"{token}.token\"\n"),
+    )
+    .unwrap();
+    target
+}
+
+#[test]
+fn profile_flags_reach_the_agent_and_its_cap_is_named() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.onnx");
+    std::fs::write(&model, &models(1)[0]).unwrap();
+    let agent = Agent::start_with(Some(&token_file(dir.path(), "runs")), &[]);
+    let target = target_file(dir.path(), &agent.address, "runs");
+    let profile = |target: &std::path::Path| {
+        hwnas(&[
+            "profile",
+            model.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--runs",
+            "7",
+            "--json",
+        ])
+        .output()
+        .unwrap()
+    };
+    let output = profile(&target);
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert_eq!(json["runs"], 7, "--runs reaches the agent");
+    // An agent that takes no model that large says so, rather than resetting.
+    let capped = Agent::start_with(
+        Some(&token_file(dir.path(), "capped")),
+        &["--max-model-mib", "0"],
+    );
+    let target = target_file(dir.path(), &capped.address, "capped");
+    let output = profile(&target);
+    assert!(!output.status.success());
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.contains("over this agent's cap of 0 bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("reset"), "{stderr}");
+}
+
+#[test]
+fn a_peer_that_never_answers_fails_the_profile_in_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.onnx");
+    std::fs::write(&model, &models(1)[0]).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    // Accepts, reads nothing, answers nothing, until the test is done.
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let silent = std::thread::spawn(move || {
+        let held = listener.accept();
+        let _ = wait.recv_timeout(Duration::from_secs(60));
+        drop(held);
+    });
+    let target = target_file(dir.path(), &address, "silent");
+    let started = Instant::now();
+    let output = hwnas(&[
+        "profile",
+        model.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let waited = started.elapsed();
+    assert!(!output.status.success());
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.contains("did not complete the handshake"),
+        "{stderr}"
+    );
+    assert!(waited < Duration::from_secs(22), "waited {waited:?}");
+    done.send(()).unwrap();
+    silent.join().unwrap();
 }

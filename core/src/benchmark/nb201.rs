@@ -135,14 +135,22 @@ impl Nb201Table {
             let line = row_no + 2;
             let record = record.map_err(|e| data_error(format!("line {line}: {e}")))?;
             let field = |col: usize| record.get(col).unwrap_or("").trim();
-            let number = |col: usize, name: &str| -> Result<f64> {
-                field(col).parse::<f64>().map_err(|_| {
-                    data_error(format!(
-                        "line {line}: `{name}` is `{}`, not a number",
-                        field(col)
-                    ))
-                })
+            // A number in `range`: NaN, infinities and values outside are refused by name.
+            let checked = |col: usize, name: &str, range: (f64, f64)| -> Result<f64> {
+                let text = field(col);
+                match text.parse::<f64>() {
+                    Ok(v) if v.is_finite() && v >= range.0 && v <= range.1 => Ok(v),
+                    Ok(_) => Err(data_error(format!(
+                        "line {line}: `{name}` is {text}, outside {} to {}; repair the table",
+                        range.0, range.1
+                    ))),
+                    Err(_) => Err(data_error(format!(
+                        "line {line}: `{name}` is `{text}`, not a number"
+                    ))),
+                }
             };
+            let accuracy = |col: usize, name: &str| checked(col, name, (0.0, 100.0));
+            let number = |col: usize, name: &str| checked(col, name, (0.0, f64::MAX));
             let arch = space
                 .parse(field(arch_col))
                 .map_err(|e| data_error(format!("line {line}: {e}")))?;
@@ -169,16 +177,16 @@ impl Nb201Table {
             }
             index_of_code[c] = Some(code_of_index.len() as u32);
             code_of_index.push(c as u32);
-            validation[c] = number(val_col, &val_name)?;
-            test[c] = number(test_col, &test_name)?;
+            validation[c] = accuracy(val_col, &val_name)?;
+            test[c] = accuracy(test_col, &test_name)?;
             if let (Some(col), Some(times)) = (time_col, train_seconds.as_mut()) {
                 times[c] = number(col, "train time")?;
             }
+            // Costs may be missing for a cell (HW-NAS-Bench's columns are), never wrong.
             for (col, name) in &cost_cols {
-                let value = field(*col);
-                if !value.is_empty() {
-                    let parsed = value.parse::<f64>().ok().filter(|v| *v >= 0.0);
-                    costs.get_mut(name).expect("cost column registered")[c] = parsed;
+                if !field(*col).is_empty() {
+                    costs.get_mut(name).expect("cost column registered")[c] =
+                        Some(number(*col, name)?);
                 }
             }
         }
@@ -395,6 +403,30 @@ pub(crate) mod tests {
 
     /// Writes a complete synthetic table (all 15,625 cells) whose accuracy rewards 3x3
     /// convolutions, with a latency column, and returns its path.
+    #[test]
+    fn numbers_out_of_range_are_refused_naming_line_column_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "index,arch_str,toy_val_12ep,toy_test_200ep,lat_help_toyphone";
+        let cell = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|";
+        for (row, expected) in [
+            (format!("0,{cell},NaN,50,1"), "`toy_val_12ep` is NaN"),
+            (format!("0,{cell},1084,50,1"), "is 1084, outside 0 to 100"),
+            (format!("0,{cell},50,inf,1"), "`toy_test_200ep` is inf"),
+            (format!("0,{cell},50,50,-2"), "`lat_help_toyphone` is -2"),
+            (format!("0,{cell},50,50,inf"), "`lat_help_toyphone` is inf"),
+            (format!("0,{cell},50,50,fast"), "not a number"),
+        ] {
+            let path = dir.path().join("bad.csv");
+            std::fs::write(&path, format!("{header}\n{row}\n")).unwrap();
+            let error = Nb201Table::load(&path, "toy").unwrap_err().to_string();
+            assert!(error.contains(expected), "{row}: {error}");
+            assert!(error.contains("line 2"), "{error}");
+        }
+        let path = dir.path().join("good.csv");
+        std::fs::write(&path, format!("{header}\n0,{cell},50,50,\n")).unwrap();
+        assert_eq!(Nb201Table::load(&path, "toy").unwrap().len(), 1);
+    }
+
     pub(crate) fn synthetic_table(dir: &Path) -> PathBuf {
         let path = dir.join("table.csv");
         hwnas_testkit::write_nb201_table(&path, "toy", "toyphone", |cell| {
