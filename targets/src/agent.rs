@@ -192,7 +192,7 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> Result<()> {
                         reason: reason.clone(),
                     },
                 );
-                discard(&stream, announced as u64, config.write_timeout);
+                discard(&stream, announced, config.write_timeout);
                 return Err(Error::Protocol(reason));
             }
             other => other?,
