@@ -148,9 +148,8 @@ impl LayerLut {
         for entry in &self.entries {
             let s = entry.stats;
             let timings = [s.median_ms, s.p10_ms, s.p90_ms, s.mean_ms];
-            if !timings.iter().all(|t| t.is_finite() && *t > 0.0)
-                || !(s.std_ms.is_finite() && s.std_ms >= 0.0)
-            {
+            let positive = timings.iter().all(|t| t.is_finite() && *t > 0.0);
+            if !(positive && s.std_ms.is_finite() && s.std_ms >= 0.0) {
                 return Err(format!(
                     "layer {} has timings {:?} ms (std {}): each must be a positive number",
                     entry.layer.label(),
