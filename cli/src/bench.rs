@@ -96,15 +96,10 @@ pub struct TableArgs {
     pub target: Option<String>,
     /// Latency budget in milliseconds: architectures over it are never the answer
     /// (the constrained reward).
-    #[arg(
-        long,
-        value_name = "MS",
-        conflicts_with = "latency_weight",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "MS", conflicts_with = "latency_weight")]
     pub latency_ms: Option<f64>,
     /// MONAS's weighted reward instead: accuracy minus this many points per millisecond.
-    #[arg(long, value_name = "POINTS_PER_MS", allow_negative_numbers = true)]
+    #[arg(long, value_name = "POINTS_PER_MS")]
     pub latency_weight: Option<f64>,
 }
 

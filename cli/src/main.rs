@@ -51,7 +51,7 @@ enum Command {
 
 fn main() -> ExitCode {
     prepare_environment();
-    let matches = Cli::command().get_matches();
+    let matches = negative_values_allowed(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let search_flags = matches
         .subcommand_matches("search")
@@ -66,6 +66,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Every flag that takes a value accepts one starting with `-` (`--latency-ms -1`), so the
+/// value is checked and named instead of being taken for an unknown flag.
+fn negative_values_allowed(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            if arg.get_action().takes_values() && !arg.is_positional() {
+                arg.allow_negative_numbers(true)
+            } else {
+                arg
+            }
+        })
+        .mut_subcommands(negative_values_allowed)
 }
 
 fn run(cli: Cli, search_flags: &[String]) -> anyhow::Result<ExitCode> {

@@ -39,7 +39,7 @@ pub struct SearchArgs {
     /// Latency budget in ms. Default: 50% of the reference network's latency on the target
     /// (ofa-mbv3: the largest subnet, kernel 7, expand 6, depth 4, at 224; nb201: the cell of
     /// all 3x3 convolutions).
-    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    #[arg(long, value_name = "MS")]
     latency_ms: Option<f64>,
     /// Distinct architectures to evaluate.
     #[arg(long, default_value_t = 500)]

@@ -429,6 +429,12 @@ pub enum SearchKind {
     TrainOnceThenSample,
 }
 
+/// Distinct cells of NAS-Bench-201: a budget cannot exceed them.
+const NB201_CELLS: usize = 15_625;
+
+/// The most architectures one search evaluates.
+const MAX_BUDGET: usize = 10_000_000;
+
 /// The largest `--channels`, `--cells`, `--epochs` or batch a plan accepts: far past
 /// anything this machine can run, short of sizes that overflow.
 const MAX_SIZE: usize = 1 << 20;
@@ -461,8 +467,17 @@ impl SearchPlan {
                 "the budget must be a positive number of milliseconds",
             ));
         }
-        if self.budget == 0 {
-            return Err(Error::plan("budget", 0, "evaluate at least 1 architecture"));
+        let most = if self.space == SpaceKind::Nb201 {
+            NB201_CELLS
+        } else {
+            MAX_BUDGET
+        };
+        if self.budget == 0 || self.budget > most {
+            return Err(Error::plan(
+                "budget",
+                self.budget,
+                format!("evaluate 1 to {most} distinct architectures (the most this space allows)"),
+            ));
         }
         self.protocol.protocol()?;
         let evaluator = self.evaluator();

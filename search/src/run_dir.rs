@@ -69,12 +69,24 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// A new run in `path` (created); refused when it already holds a run.
+    /// A new run in `path` (created); refused when it already holds a run that started (a
+    /// manifest whose world was built, a history, a checkpoint). A run that never got past
+    /// its plan (its world could not be built: a missing table, say) is replaced.
     pub fn create(path: &Path) -> Result<RunDir> {
         let dir = RunDir {
             path: path.to_path_buf(),
         };
-        if dir.file("history.jsonl").exists() || dir.file("manifest.json").exists() {
+        let never_started = || {
+            std::fs::read_to_string(dir.file("manifest.json"))
+                .ok()
+                .and_then(|text| serde_json::from_str::<Manifest>(&text).ok())
+                .is_some_and(|m| m.world.is_none())
+        };
+        let started = ["history.jsonl", "checkpoint.bin", "trace.jsonl"]
+            .iter()
+            .any(|f| dir.file(f).exists())
+            || (dir.file("manifest.json").exists() && !never_started());
+        if started {
             return Err(Error::RunDir {
                 dir: dir.path.clone(),
                 problem: format!(
@@ -98,20 +110,33 @@ impl RunDir {
             problem: "no manifest.json there; give the run directory of an earlier `hwnas search`"
                 .into(),
         })?;
+        // The schema first: a newer manifest is named as such, not as damaged.
+        #[derive(Deserialize)]
+        struct Schema {
+            #[serde(default)]
+            schema: u32,
+            hwnas_version: Option<String>,
+        }
+        if let Ok(version) = serde_json::from_str::<Schema>(&text)
+            && version.schema > MANIFEST_SCHEMA
+        {
+            return Err(Error::RunDir {
+                dir: dir.path.clone(),
+                problem: format!(
+                    "its manifest has schema {}, newer than this hwnas reads ({MANIFEST_SCHEMA}); continue it with the hwnas that wrote it ({})",
+                    version.schema,
+                    version
+                        .hwnas_version
+                        .as_deref()
+                        .unwrap_or("a later version")
+                ),
+            });
+        }
         let manifest: Manifest = serde_json::from_str(&text).map_err(|source| Error::Json {
             path: manifest_path.clone(),
             what: "an hwnas manifest",
             source,
         })?;
-        if manifest.schema > MANIFEST_SCHEMA {
-            return Err(Error::RunDir {
-                dir: dir.path.clone(),
-                problem: format!(
-                    "its manifest has schema {}, newer than this hwnas ({}) reads; continue it with the hwnas that wrote it ({})",
-                    manifest.schema, MANIFEST_SCHEMA, manifest.hwnas_version
-                ),
-            });
-        }
         Ok((dir, manifest))
     }
 

@@ -95,9 +95,21 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
         return Err(Error::plan("batch", plan.batch, "at least 2 images"));
     }
     let table = Nb201Table::load(&Nb201Table::locate(plan.table.as_deref())?, &plan.dataset)?;
+    if plan.samples > table.len() {
+        return Err(Error::plan(
+            "samples",
+            plan.samples,
+            format!(
+                "the table has {} cells; ask for at most that many (--whole-space scores every cell with synflow)",
+                table.len()
+            ),
+        ));
+    }
     let net = Nb201Net::default();
     let images = match ImageSet::fashion_mnist_train(plan.data.as_deref()) {
         Ok(images) => Some(images),
+        // Images the user named must be there; only the default may be missing.
+        Err(e) if plan.data.is_some() => return Err(e.into()),
         Err(e) => {
             observer.warn(&format!(
                 "no Fashion-MNIST ({e}): NASWOT runs on Gaussian noise, grad-norm and snip are left out"

@@ -249,3 +249,24 @@ fn a_run_stopped_before_its_first_evaluation_resumes() {
     let rewritten = std::fs::read_to_string(early.join("manifest.json")).unwrap();
     assert!(rewritten.contains("latency_budget_ms"), "{rewritten}");
 }
+
+#[test]
+fn a_run_whose_world_could_not_be_built_is_replaced_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = table(dir.path());
+    let out = dir.path().join("run");
+    // A table that is not there: the plan is written, the world cannot be built.
+    let mut wrong = plan(&table, &out, StrategyKind::Rea);
+    wrong.table = Some(dir.path().join("typo.csv"));
+    let error = run(
+        &SearchRequest::New(Box::new(wrong)),
+        &RunOptions::default(),
+        &Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("typo.csv"), "{error}");
+    // The corrected command runs in the same directory.
+    let outcome = new_run(&plan(&table, &out, StrategyKind::Rea));
+    assert!(outcome.within_budget);
+}

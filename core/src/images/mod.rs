@@ -90,15 +90,17 @@ impl ImageSet {
         })
     }
 
-    /// Fashion-MNIST's training set from `dir` (the four `*-ubyte.gz` files), or from the
-    /// Debian package's folder, or the shared data.
+    /// Fashion-MNIST's training set from `dir` (the four `*-ubyte.gz` files) when given —
+    /// only there: a folder that lacks them is an error, never replaced by another copy —
+    /// else from the Debian package's folder, or the shared data.
     pub fn fashion_mnist_train(dir: Option<&Path>) -> Result<Self> {
-        let candidates: Vec<PathBuf> = dir
-            .map(Path::to_path_buf)
-            .into_iter()
-            .chain([PathBuf::from("/usr/share/datasets/fashion-mnist")])
-            .chain(crate::data::shared_file("image-datasets/fashion-mnist"))
-            .collect();
+        let candidates: Vec<PathBuf> = match dir {
+            Some(dir) => vec![dir.to_path_buf()],
+            None => [PathBuf::from("/usr/share/datasets/fashion-mnist")]
+                .into_iter()
+                .chain(crate::data::shared_file("image-datasets/fashion-mnist"))
+                .collect(),
+        };
         for folder in &candidates {
             let images = folder.join("train-images-idx3-ubyte.gz");
             let labels = folder.join("train-labels-idx1-ubyte.gz");
