@@ -609,3 +609,79 @@ fn a_one_shot_search_runs_its_supernet_on_the_wgsl_kernels() {
     assert!(!output.status.success());
     assert!(stderr_text(&output).contains("use cpu or wgpu"));
 }
+
+#[test]
+fn a_search_killed_at_random_moments_many_times_ends_as_the_uninterrupted_one() {
+    if ofa_files().is_none() {
+        return;
+    }
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let expected = search_json(&whole, &[]);
+    let run = dir.path().join("killed");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut kills = 0;
+    let mut args: Vec<&str> = vec![
+        "search",
+        "--target",
+        "table:note10",
+        "--latency-ms",
+        "30",
+        "--budget",
+        "150",
+        "--seed",
+        "3",
+        "--json",
+        "--throttle-ms",
+        "4",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let mut lines_at_kill = Vec::new();
+    let final_output = loop {
+        let mut child = hwnas(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills == 6 {
+            break child.wait_with_output().unwrap();
+        }
+        // A random moment: before the manifest, mid-record, near the end.
+        std::thread::sleep(Duration::from_millis(rng.random_range(5..400)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+            let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap_or_default();
+            lines_at_kill.push(history.lines().count());
+        }
+        child.wait().unwrap();
+        // Every later attempt continues the run (or starts it, if it never got going).
+        if run.join("manifest.json").exists() {
+            args = vec![
+                "search",
+                "--resume",
+                run.to_str().unwrap(),
+                "--json",
+                "--throttle-ms",
+                "4",
+            ];
+        }
+    };
+    println!("killed at {lines_at_kill:?} history lines");
+    assert_eq!(kills, 6);
+    assert!(
+        final_output.status.success(),
+        "{}",
+        stderr_text(&final_output)
+    );
+    let resumed: Value = serde_json::from_str(&stdout_text(&final_output)).unwrap();
+    assert_eq!(resumed["arch"], expected["arch"]);
+    assert_eq!(resumed["queries"], expected["queries"]);
+    assert_eq!(
+        std::fs::read_to_string(run.join("history.jsonl")).unwrap(),
+        std::fs::read_to_string(whole.join("history.jsonl")).unwrap(),
+        "after {kills} kills the history is the uninterrupted one, line for line"
+    );
+}
