@@ -48,6 +48,13 @@ fn fixtures(dir: &Path) {
     target("address.toml", "not an address", "board.token");
     target("port.toml", "127.0.0.1:99999", "board.token");
     target("token.toml", "127.0.0.1:7000", "missing.token");
+    let note10 = dir.join("ofa-nan").join("latency_table@note10");
+    std::fs::create_dir_all(&note10).unwrap();
+    std::fs::write(
+        note10.join("224_lookup_table.yaml"),
+        "first_conv: {count: 1, mean: .nan, std: 0.0}\n",
+    )
+    .unwrap();
     for (run, manifest) in [
         ("damaged-run", "{ \"schema\": 1, "),
         (
@@ -201,6 +208,11 @@ const CASES: &[(&str, i32, &[&str])] = &[
         "search --space nb201 --table DIR/good.csv --dataset toy --target table:pixel3 --out DIR/r",
         1,
         &["--target", "pixel3", "toyphone"],
+    ),
+    (
+        "search --target table:note10 --ofa-dir DIR/ofa-nan --out DIR/r",
+        1,
+        &["224_lookup_table.yaml", "first_conv", "NaN"],
     ),
     // Run directories.
     ("search --resume DIR/nowhere", 1, &["manifest.json"]),

@@ -129,6 +129,11 @@ impl OfaPredictor {
                 )));
             }
             width = shape[0] as usize;
+            if weight.iter().chain(&bias).any(|v| !v.is_finite()) {
+                return Err(data_error(format!(
+                    "layer {index} holds a value that is not a finite number; the predictor is damaged"
+                )));
+            }
             layers.push(Linear {
                 weight,
                 bias,
@@ -286,6 +291,18 @@ impl Note10Lut {
                     path: path.clone(),
                     problem: format!("not a lookup table ({{key: {{count, mean, std}}}}): {e}"),
                 })?;
+            if let Some((key, entry)) = table
+                .iter()
+                .find(|(_, v)| !(v.mean.is_finite() && v.mean >= 0.0))
+            {
+                return Err(Error::Data {
+                    path: path.clone(),
+                    problem: format!(
+                        "layer `{key}` has latency {} ms: every mean must be a non-negative number; repair the table",
+                        entry.mean
+                    ),
+                });
+            }
             tables.insert(
                 resolution,
                 table.into_iter().map(|(k, v)| (k, v.mean)).collect(),
