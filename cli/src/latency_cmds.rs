@@ -62,8 +62,11 @@ pub struct ExportArgs {
 
 /// Runs `hwnas export`.
 pub fn export(args: &ExportArgs) -> Result<ExitCode> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
+    if args.batch == 0 || args.batch > 4096 {
+        bail!(
+            "--batch {}: the model's batch must be 1 to 4096",
+            args.batch
+        );
     }
     let options = ExportOptions {
         batch: args.batch,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use hwnas_latency::runtime::OrtRuntime;
 use hwnas_latency::wire::OrtProfiler;
@@ -30,6 +30,12 @@ pub struct AgentArgs {
 
 /// Runs `hwnas agent` (until killed).
 pub fn agent(args: &AgentArgs) -> Result<ExitCode> {
+    if args.max_model_mib >= 4096 {
+        bail!(
+            "--max-model-mib {}: frames carry at most 4 GiB; give 0 to 4095",
+            args.max_model_mib
+        );
+    }
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let runtime = OrtRuntime::load()?;
     let listener = bind(&args.listen, token.as_deref())?;

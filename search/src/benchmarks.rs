@@ -60,8 +60,19 @@ pub fn run(
     if plan.seeds == 0 {
         return Err(Error::plan("seeds", 0, "at least 1 run per strategy"));
     }
-    if plan.queries == 0 {
-        return Err(Error::plan("queries", 0, "at least 1 architecture per run"));
+    if plan.seeds > 100_000 {
+        return Err(Error::plan(
+            "seeds",
+            plan.seeds,
+            "at most 100000 runs per strategy",
+        ));
+    }
+    if plan.queries == 0 || plan.queries > 1_000_000 {
+        return Err(Error::plan(
+            "queries",
+            plan.queries,
+            "1 to 1000000 architectures per run",
+        ));
     }
     let checkpoints = if plan.checkpoints.is_empty() {
         bench::default_checkpoints(plan.queries)

@@ -138,6 +138,13 @@ pub fn build_lut(
             format!("outside {allowed:?}"),
         ));
     }
+    if calibration > 1000 {
+        return Err(Error::plan(
+            "calibration",
+            calibration,
+            "at most 1000 subnets (each is measured end to end; 12 is the default)",
+        ));
+    }
     let protocol = settings.protocol()?;
     let cache = open_cache(observer);
     observer.stage("lut build", 1);

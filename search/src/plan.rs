@@ -612,11 +612,17 @@ impl SearchPlan {
     }
 
     fn validate_supernet_sizes(&self) -> Result<()> {
+        if !(8..=1024).contains(&self.image_size) {
+            return Err(Error::plan(
+                "image-size",
+                self.image_size,
+                "images are resized to 8 to 1024 pixels a side",
+            ));
+        }
         let positive = [
             ("epochs", self.epochs),
             ("batch-size", self.batch_size),
             ("eval-images", self.eval_images),
-            ("image-size", self.image_size),
         ];
         for (setting, value) in positive {
             if value == 0 || value > MAX_SIZE {
