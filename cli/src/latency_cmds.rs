@@ -5,10 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use hwnas_latency::export::{ExportOptions, export_arch};
-use hwnas_latency::onnx::RandomWeights;
-use hwnas_latency::onnx::builder::encode;
-use hwnas_search::latency_tools::{build_lut, evaluate_lut, lut_report_text, profile_model};
+use hwnas_search::latency_tools::{
+    build_lut, evaluate_lut, export_model, lut_report_text, profile_model,
+};
 use hwnas_search::{ProtocolSettings, SpaceKind};
 
 use crate::output::{print, print_json};
@@ -62,25 +61,14 @@ pub struct ExportArgs {
 
 /// Runs `hwnas export`.
 pub fn export(args: &ExportArgs) -> Result<ExitCode> {
-    if args.batch == 0 || args.batch > 4096 {
-        bail!(
-            "--batch {}: the model's batch must be 1 to 4096",
-            args.batch
-        );
-    }
-    let options = ExportOptions {
-        batch: args.batch,
-        fold_batch_norm: !args.no_fold,
-    };
-    let model = export_arch(&args.space, &args.arch, &mut RandomWeights::new(0), options)?;
-    let bytes = encode(&model);
-    std::fs::write(&args.out, &bytes)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    eprintln!(
-        "wrote {} ({} KiB, opset 17, random He weights)",
-        args.out.display(),
-        bytes.len() / 1024
-    );
+    let written = export_model(
+        &args.space,
+        &args.arch,
+        &args.out,
+        args.batch,
+        !args.no_fold,
+    )?;
+    eprintln!("{written}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use hwnas_latency::OrtRuntime;
 use hwnas_latency::cache::{MeasurementCache, default_dir};
+use hwnas_latency::export::{ExportOptions, export_arch};
 use hwnas_latency::lut::{LayerLut, LutReport, report};
+use hwnas_latency::onnx::RandomWeights;
+use hwnas_latency::onnx::builder::encode;
 use hwnas_latency::profile::{Fingerprint, Measurement, Stats, profile};
 use serde::Serialize;
 
@@ -103,6 +106,40 @@ impl ProfileReport {
         );
         text
     }
+}
+
+/// Writes the architecture `arch` of `space` as an ONNX model at `out` (random weights,
+/// batch norm folded unless `fold` is false); says what was written.
+pub fn export_model(
+    space: &str,
+    arch: &str,
+    out: &Path,
+    batch: usize,
+    fold: bool,
+) -> Result<String> {
+    if batch == 0 || batch > 4096 {
+        return Err(Error::plan(
+            "batch",
+            batch,
+            "the model's batch must be 1 to 4096",
+        ));
+    }
+    let options = ExportOptions {
+        batch,
+        fold_batch_norm: fold,
+    };
+    let bytes = encode(&export_arch(
+        space,
+        arch,
+        &mut RandomWeights::new(0),
+        options,
+    )?);
+    std::fs::write(out, &bytes).map_err(|e| Error::io("write", out, e))?;
+    Ok(format!(
+        "wrote {} ({} KiB, opset 17, random He weights)",
+        out.display(),
+        bytes.len() / 1024
+    ))
 }
 
 /// The measurement cache, or none with a warning saying why.
