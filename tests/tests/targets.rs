@@ -6,6 +6,8 @@ use hwnas_tests::{hwnas, stderr_text, stdout_text};
 #[test]
 fn targets_are_listed_shown_and_checked() {
     let dir = tempfile::tempdir().unwrap();
+    // The token file a description names must exist (checked where the file is read).
+    std::fs::write(dir.path().join("pi4.token"), "secret\n").unwrap();
     std::fs::write(
         dir.path().join("pi4.toml"),
         "name = \"pi4\"\nkind = \"agent\"\nagents = [\"10.0.0.21:7878\", \"10.0.0.22:7878\"]\ntoken_file = \"pi4.token\"\n[ort]\nthreads = 4\n",
