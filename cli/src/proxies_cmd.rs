@@ -25,8 +25,8 @@ pub struct ProxiesArgs {
     /// Dataset columns of the table.
     #[arg(long, default_value = "cifar10")]
     dataset: String,
-    /// Images per batch for NASWOT, grad-norm and snip.
-    #[arg(long, default_value_t = 32)]
+    /// Images per batch for NASWOT, grad-norm and snip (the reference's: one batch of 64).
+    #[arg(long, default_value_t = 64)]
     batch: usize,
     /// Folder with Fashion-MNIST's IDX files (default: Debian's package, or the shared data);
     /// without it NASWOT runs on Gaussian noise and grad-norm / snip are skipped.
@@ -35,6 +35,10 @@ pub struct ProxiesArgs {
     /// Also score every cell of the space with synflow and time the zero-cost search.
     #[arg(long)]
     whole_space: bool,
+    /// Score the cells of NASLib's published zero-cost scores (CSV or CSV.gz, e.g.
+    /// ../shared/data/nas-bench-201/naslib_zc_nasbench201_sample.csv.gz) and compare.
+    #[arg(long, value_name = "FILE")]
+    compare: Option<PathBuf>,
     /// Seeds the sample.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -58,6 +62,7 @@ pub fn run(args: &ProxiesArgs) -> Result<ExitCode> {
         batch: args.batch,
         data: args.data.clone(),
         whole_space: args.whole_space,
+        compare: args.compare.clone(),
         seed: args.seed,
     };
     let report = score(&plan, &crate::progress::Bars::new(args.json))?;

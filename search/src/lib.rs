@@ -130,6 +130,9 @@ pub fn run(
         Some(facts) => {
             world.budget.ms = facts.latency_budget_ms;
             world.budget.origin = facts.budget_origin.clone();
+            if let Some(reference) = &facts.budget_reference {
+                world.budget.reference = reference.clone();
+            }
         }
         None => {
             let mut manifest = recorded.unwrap_or_else(|| manifest(&plan, options));
@@ -223,5 +226,6 @@ fn world_facts(world: &World) -> WorldFacts {
         budget_origin: world.budget.origin.clone(),
         target_fingerprint: world.fingerprint.clone(),
         onnxruntime: world.fingerprint.as_ref().map(|f| f.ort_version.clone()),
+        budget_reference: Some(world.budget.reference.clone()),
     }
 }

@@ -110,7 +110,7 @@ fn search_data(plan: &SearchPlan, one_set: bool) -> Result<(OneShotData, usize, 
     } else {
         plan.train_images
     };
-    if wanted + plan.eval_images > images.len() || wanted < 2 * plan.batch_size {
+    if wanted.saturating_add(plan.eval_images) > images.len() || wanted < 2 * plan.batch_size {
         let setting = if plan.train_images == 0 || plan.eval_images >= images.len() {
             "eval-images"
         } else {
@@ -178,6 +178,9 @@ fn train(
 ) -> Result<usize> {
     let total = (OneShotRun::steps_per_epoch(data, config) * config.epochs) as u64;
     let checkpoint = dir.file("checkpoint.bin");
+    // A line the stop cut short is cut off before appending.
+    let _: Vec<serde_json::Value> =
+        crate::run_dir::read_jsonl(&dir.file("trace.jsonl"), "a supernet trace")?;
     let mut trace_file = dir.appender("trace.jsonl")?;
     let mut write_error = None;
     observer.stage("supernet steps", total);

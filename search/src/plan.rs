@@ -480,6 +480,20 @@ impl SearchPlan {
             ));
         }
         self.protocol.protocol()?;
+        if self.finalists == 0 || self.finalists > 1000 {
+            return Err(Error::plan(
+                "finalists",
+                self.finalists,
+                "re-measure 1 to 1000 finalists",
+            ));
+        }
+        if self.train_images > MAX_SIZE {
+            return Err(Error::plan(
+                "train-images",
+                self.train_images,
+                format!("at most {MAX_SIZE} images (0 for all)"),
+            ));
+        }
         let evaluator = self.evaluator();
         let allowed = match self.space {
             SpaceKind::Ofa => &[EvaluatorKind::Predictor, EvaluatorKind::Supernet][..],
@@ -550,6 +564,22 @@ impl SearchPlan {
     /// The settings in which `other` differs from this plan: `(setting, this value, other
     /// value)`, settings spelled as the command line spells them (`latency-ms`, `threads`).
     pub fn differences(&self, other: &SearchPlan) -> Vec<(String, String, String)> {
+        // Defaults compare as the values they stand for (`--evaluator table` is nb201's
+        // default evaluator, `--channels 8` its default width).
+        let effective = |plan: &SearchPlan| {
+            let mut plan = plan.clone();
+            plan.evaluator = Some(plan.evaluator());
+            plan.channels = Some(
+                plan.channels
+                    .unwrap_or(crate::oneshot::default_channels(plan.space)),
+            );
+            plan.cells = Some(
+                plan.cells
+                    .unwrap_or(crate::oneshot::default_cells(plan.space)),
+            );
+            plan
+        };
+        let (this, other) = (effective(self), effective(other));
         fn flat(plan: &SearchPlan) -> Vec<(String, serde_json::Value)> {
             let value = serde_json::to_value(plan).expect("a plan serialises");
             let mut settings = Vec::new();
@@ -569,8 +599,8 @@ impl SearchPlan {
             serde_json::Value::Null => "(default)".into(),
             other => other.to_string(),
         };
-        let theirs = flat(other);
-        flat(self)
+        let theirs = flat(&other);
+        flat(&this)
             .into_iter()
             .zip(theirs)
             .filter(|((_, a), (_, b))| a != b)
@@ -775,6 +805,11 @@ mod tests {
         assert_eq!(names, vec!["latency-ms", "threads"]);
         assert_eq!(diffs[0].2, "3.0");
         assert!(plan().differences(&plan()).is_empty());
+        // A default given explicitly is no difference.
+        let mut explicit = plan();
+        explicit.evaluator = Some(EvaluatorKind::Predictor);
+        explicit.channels = Some(8);
+        assert!(plan().differences(&explicit).is_empty());
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct WorldFacts {
     pub target_fingerprint: Option<Fingerprint>,
     /// ONNX Runtime's version, when it was loaded.
     pub onnxruntime: Option<String>,
+    /// The budget's reference network and its latency (absent in older manifests).
+    #[serde(default)]
+    pub budget_reference: Option<(String, f64)>,
 }
 
 /// A run directory.
@@ -69,23 +72,16 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// A new run in `path` (created); refused when it already holds a run that started (a
-    /// manifest whose world was built, a history, a checkpoint). A run that never got past
-    /// its plan (its world could not be built: a missing table, say) is replaced.
+    /// A new run in `path` (created); refused when it already holds a run that started
+    /// evaluating or training (a history, a trace, a checkpoint). A run that never got that
+    /// far (its world, data or kernels could not be had: a missing table, say) is replaced.
     pub fn create(path: &Path) -> Result<RunDir> {
         let dir = RunDir {
             path: path.to_path_buf(),
         };
-        let never_started = || {
-            std::fs::read_to_string(dir.file("manifest.json"))
-                .ok()
-                .and_then(|text| serde_json::from_str::<Manifest>(&text).ok())
-                .is_some_and(|m| m.world.is_none())
-        };
         let started = ["history.jsonl", "checkpoint.bin", "trace.jsonl"]
             .iter()
-            .any(|f| dir.file(f).exists())
-            || (dir.file("manifest.json").exists() && !never_started());
+            .any(|f| dir.file(f).exists());
         if started {
             return Err(Error::RunDir {
                 dir: dir.path.clone(),
@@ -132,11 +128,18 @@ impl RunDir {
                 ),
             });
         }
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|source| Error::Json {
+        let json_error = |source| Error::Json {
             path: manifest_path.clone(),
             what: "an hwnas manifest",
             source,
-        })?;
+        };
+        let manifest: Manifest = serde_json::from_str(&text).map_err(json_error)?;
+        // A flattened optional part reads as absent when damaged: where its budget is
+        // there, the world's facts must read whole.
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(json_error)?;
+        if manifest.world.is_none() && value.get("latency_budget_ms").is_some() {
+            serde_json::from_value::<WorldFacts>(value).map_err(json_error)?;
+        }
         Ok((dir, manifest))
     }
 
@@ -244,7 +247,7 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &'static str) -> Resul
                 })
                 .map_err(|e| Error::Step {
                     what: format!(
-                        "{} line {number} is damaged (not the last line, so not a torn write); repair or remove the line, or start a new run",
+                        "{} line {number} is damaged (a whole line, not one cut short by a stop); repair or remove the line, or start a new run",
                         path.display()
                     ),
                     source: Box::new(e),
@@ -357,6 +360,9 @@ mod tests {
     fn an_existing_run_is_refused_and_a_missing_manifest_named() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(&dir.path().join("run")).unwrap();
+        // A manifest alone (nothing evaluated yet) does not hold the directory.
+        std::fs::write(run.file("manifest.json"), "{}").unwrap();
+        RunDir::create(run.path()).unwrap();
         std::fs::write(run.file("history.jsonl"), "").unwrap();
         let error = RunDir::create(run.path()).unwrap_err().to_string();
         assert!(error.contains("--resume"), "{error}");

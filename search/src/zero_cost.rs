@@ -1,10 +1,14 @@
 //! Training-free proxies on NAS-Bench-201 cells, judged by rank correlation with the
-//! table's test accuracy, and a timed zero-cost search of the whole space.
+//! table's test accuracy (and, given NASLib's published scores for the same cells, against
+//! those), their rank aggregate, and a timed zero-cost search of the whole space.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use hwnas_core::Arch;
 use hwnas_core::benchmark::Nb201Table;
 use hwnas_core::images::ImageSet;
 use hwnas_core::kernels::Tensor;
@@ -20,10 +24,13 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::observer::Observer;
 
+/// The proxies computed, in report order; `combined` is their rank aggregate.
+pub const PROXIES: [&str; 5] = ["synflow", "naswot", "grad_norm", "snip", "params"];
+
 /// What to score.
 #[derive(Debug, Clone)]
 pub struct ProxyPlan {
-    /// Cells sampled from the table.
+    /// Cells sampled from the table (ignored with `compare`: its cells are scored).
     pub samples: usize,
     /// The NAS-Bench-201 table; `None` for `$HWNAS_NB201_TABLE` or the shared data.
     pub table: Option<PathBuf>,
@@ -35,34 +42,39 @@ pub struct ProxyPlan {
     pub data: Option<PathBuf>,
     /// Also score every cell with synflow, timed.
     pub whole_space: bool,
+    /// NASLib's published zero-cost scores (CSV, optionally gzipped): score its cells and
+    /// compare.
+    pub compare: Option<PathBuf>,
     /// Seeds the sample.
     pub seed: u64,
 }
 
-/// One proxy's rank correlation with test accuracy.
-#[derive(Debug, Serialize)]
+/// One proxy's rank correlations.
+#[derive(Debug, Clone, Serialize)]
 pub struct Correlation {
-    /// The proxy.
-    pub proxy: String,
-    /// Spearman's rho.
-    pub spearman: f64,
-    /// Kendall's tau.
-    pub kendall: f64,
-    /// Cells it was computed on.
-    pub samples: usize,
+    /// Spearman's rho with the table's test accuracy.
+    pub spearman_test: f64,
+    /// Kendall's tau with the table's test accuracy.
+    pub kendall_test: f64,
+    /// Spearman's rho with NASLib's score of the same proxy on the same cells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spearman_with_naslib: Option<f64>,
+    /// NASLib's score's Spearman's rho with the table's test accuracy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub naslib_spearman_test: Option<f64>,
 }
 
 /// The zero-cost search of every cell.
 #[derive(Debug, Serialize)]
 pub struct WholeSpace {
-    /// Cells scored.
-    pub cells: usize,
+    /// The cell synflow ranks first.
+    pub arch: String,
+    /// Its test accuracy.
+    pub test_accuracy: f64,
     /// Seconds it took.
     pub seconds: f64,
-    /// The cell synflow ranks first.
-    pub best_arch: String,
-    /// Its test accuracy.
-    pub best_test_accuracy: f64,
+    /// Cells scored.
+    pub cells: usize,
     /// The table's best test accuracy.
     pub table_optimum: f64,
 }
@@ -70,16 +82,133 @@ pub struct WholeSpace {
 /// What `hwnas proxies` reports.
 #[derive(Debug, Serialize)]
 pub struct ProxyReport {
+    /// Cells scored.
+    pub samples: usize,
+    /// Per proxy (and `combined`, their rank aggregate).
+    pub proxies: BTreeMap<String, Correlation>,
+    /// Seconds the cells took.
+    pub seconds: f64,
     /// The table's data set.
     pub dataset: String,
     /// The images the data-dependent proxies saw.
     pub data: String,
-    /// Per proxy.
-    pub correlations: Vec<Correlation>,
-    /// Seconds the sample took.
-    pub seconds: f64,
     /// The whole-space search, when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub whole_space: Option<WholeSpace>,
+}
+
+/// NASLib's column for each of our proxies.
+fn naslib_column(proxy: &str) -> Option<&'static str> {
+    match proxy {
+        "synflow" => Some("synflow"),
+        "naswot" => Some("nwot"),
+        "grad_norm" => Some("grad_norm"),
+        "snip" => Some("snip"),
+        "params" => Some("params"),
+        _ => None,
+    }
+}
+
+/// The cells of NASLib's file and their published scores per proxy.
+fn read_naslib(path: &Path, dataset: &str) -> Result<Vec<(Arch, BTreeMap<String, f64>)>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let mut text = String::new();
+    let decoded = if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut text)
+    } else {
+        String::from_utf8(bytes)
+            .map(|t| {
+                text = t;
+                text.len()
+            })
+            .map_err(std::io::Error::other)
+    };
+    decoded.map_err(|e| Error::io("read", path, e))?;
+    let bad = |problem: String| Error::plan("compare", path.display(), problem);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let arch_col = column("arch_str").ok_or_else(|| bad("no `arch_str` column".into()))?;
+    let dataset_col = column("dataset");
+    let space = Nb201Space::new();
+    let mut cells = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| bad(format!("line {}: {e}", line + 2)))?;
+        if dataset_col.is_some_and(|c| record.get(c) != Some(dataset)) {
+            continue;
+        }
+        let arch = space
+            .parse(record.get(arch_col).unwrap_or(""))
+            .map_err(|e| bad(format!("line {}: {e}", line + 2)))?;
+        let mut scores = BTreeMap::new();
+        for proxy in PROXIES {
+            if let Some(value) = naslib_column(proxy)
+                .and_then(column)
+                .and_then(|c| record.get(c))
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+            {
+                scores.insert(proxy.to_string(), value);
+            }
+        }
+        cells.push((arch, scores));
+    }
+    if cells.is_empty() {
+        return Err(bad(format!("no cells of the {dataset} data set")));
+    }
+    Ok(cells)
+}
+
+/// One batch of `n` Fashion-MNIST images as NAS-Bench-201's network takes them (padded to
+/// 32x32, 3 channels), normalised per channel to zero mean and unit variance, as the
+/// reference normalises its batch.
+fn reference_batch(set: &ImageSet, n: usize) -> Result<(Tensor, Vec<usize>)> {
+    let (mut pixels, labels) = set.batch_rgb(0, n, 32);
+    let plane = 32 * 32;
+    for c in 0..3 {
+        let values = || (0..n).flat_map(move |b| (0..plane).map(move |p| (b * 3 + c) * plane + p));
+        let count = (n * plane) as f32;
+        let mean = values().map(|i| pixels[i]).sum::<f32>() / count;
+        let var = values().map(|i| (pixels[i] - mean).powi(2)).sum::<f32>() / count;
+        let std = var.sqrt().max(1e-6);
+        for i in values() {
+            pixels[i] = (pixels[i] - mean) / std;
+        }
+    }
+    let tensor = Tensor::new(&[n, 3, 32, 32], pixels).map_err(hwnas_core::Error::from)?;
+    Ok((tensor, labels))
+}
+
+/// Scalar weights of the cell's network: the proxy NASLib calls `params`.
+fn parameter_count(net: &Nb201Net, arch: &Arch) -> f64 {
+    let backend = hwnas_core::kernels::Cpu;
+    let mut tape = hwnas_core::kernels::Tape::new(&backend);
+    let mut params = hwnas_core::proxies::ParamSource::new(0, false);
+    let x = tape.leaf(Tensor::zeros(&[1, 3, 32, 32]), false);
+    net.forward(&mut tape, &mut params, arch, x);
+    params.created.iter().map(|(_, t)| t.len() as f64).sum()
+}
+
+/// Average ranks of each cell over the proxies given, for the rank aggregate (`NaN` scores,
+/// a proxy that could not be computed, are left out of that cell's average).
+fn rank_aggregate(columns: &[Vec<f64>]) -> Vec<f64> {
+    let n = columns.first().map_or(0, Vec::len);
+    let mut total = vec![0.0; n];
+    let mut count = vec![0.0; n];
+    for column in columns {
+        let mut order: Vec<usize> = (0..n).filter(|&i| !column[i].is_nan()).collect();
+        order.sort_by(|&a, &b| column[a].total_cmp(&column[b]));
+        let m = order.len().max(1) as f64;
+        for (rank, &i) in order.iter().enumerate() {
+            total[i] += rank as f64 / m;
+            count[i] += 1.0;
+        }
+    }
+    total
+        .iter()
+        .zip(&count)
+        .map(|(t, c)| if *c > 0.0 { t / c } else { f64::NAN })
+        .collect()
 }
 
 /// Scores the plan's cells with every proxy.
@@ -91,11 +220,11 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
             "at least 3 cells to rank",
         ));
     }
-    if plan.batch < 2 {
-        return Err(Error::plan("batch", plan.batch, "at least 2 images"));
+    if plan.batch < 2 || plan.batch > 1024 {
+        return Err(Error::plan("batch", plan.batch, "2 to 1024 images"));
     }
     let table = Nb201Table::load(&Nb201Table::locate(plan.table.as_deref())?, &plan.dataset)?;
-    if plan.samples > table.len() {
+    if plan.compare.is_none() && plan.samples > table.len() {
         return Err(Error::plan(
             "samples",
             plan.samples,
@@ -105,7 +234,6 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
             ),
         ));
     }
-    let net = Nb201Net::default();
     let images = match ImageSet::fashion_mnist_train(plan.data.as_deref()) {
         Ok(images) => Some(images),
         // Images the user named must be there; only the default may be missing.
@@ -119,11 +247,11 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
     };
     let (batch, labels, data_name) = match &images {
         Some(set) => {
-            let (pixels, labels) = set.batch_rgb(0, plan.batch, 32);
+            let (batch, labels) = reference_batch(set, plan.batch)?;
             (
-                Tensor::new(&[plan.batch, 3, 32, 32], pixels).map_err(hwnas_core::Error::from)?,
+                batch,
                 Some(labels),
-                "Fashion-MNIST (padded to 32x32, 3 channels)",
+                "Fashion-MNIST (padded to 32x32, 3 channels, normalised)",
             )
         }
         None => (
@@ -132,13 +260,24 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
             "Gaussian noise (no image set found)",
         ),
     };
-    let mut archs: Vec<_> = table.archs().collect();
-    archs.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(plan.seed));
-    archs.truncate(plan.samples.min(archs.len()));
+    let (archs, published): (Vec<Arch>, Option<Vec<BTreeMap<String, f64>>>) = match &plan.compare {
+        Some(path) => {
+            let cells = read_naslib(path, &plan.dataset)?;
+            let (archs, scores) = cells.into_iter().unzip();
+            (archs, Some(scores))
+        }
+        None => {
+            let mut archs: Vec<_> = table.archs().collect();
+            archs.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(plan.seed));
+            archs.truncate(plan.samples);
+            (archs, None)
+        }
+    };
+    let net = Nb201Net::default();
     observer.stage("proxies", archs.len() as u64);
     let started = Instant::now();
     let done = std::sync::atomic::AtomicU64::new(0);
-    let scores: Vec<[f64; 4]> = archs
+    let scores: Vec<[f64; 5]> = archs
         .par_iter()
         .map(|arch| {
             let s = synflow(&SYNFLOW_NET, arch, 32);
@@ -146,43 +285,89 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
             let (g, sn) = labels.as_ref().map_or((f64::NAN, f64::NAN), |l| {
                 grad_norm_and_snip(&net, arch, &batch, l)
             });
+            let p = parameter_count(&net, arch);
             let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             observer.progress(d, archs.len() as u64, "");
-            [s, n, g, sn]
+            [s, n, g, sn, p]
         })
         .collect();
     observer.finish();
     let seconds = started.elapsed().as_secs_f64();
     let tests: Vec<f64> = archs
         .iter()
-        .map(|a| table.test(a).expect("from the table"))
+        .map(|a| {
+            table.test(a).ok_or_else(|| {
+                Error::plan(
+                    "compare",
+                    Nb201Space::new().format(a),
+                    "a cell the table does not hold",
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let columns: Vec<Vec<f64>> = (0..PROXIES.len())
+        .map(|i| scores.iter().map(|s| s[i]).collect())
         .collect();
-    let mut correlations = Vec::new();
-    for (i, name) in ["synflow", "naswot", "grad_norm", "snip"]
-        .iter()
-        .enumerate()
-    {
-        let (s, t): (Vec<f64>, Vec<f64>) = scores
+    let mut proxies = BTreeMap::new();
+    let with_tests = |column: &[f64]| {
+        let (s, t): (Vec<f64>, Vec<f64>) = column
             .iter()
             .zip(&tests)
-            .map(|(s, t)| (s[i], *t))
             .filter(|(s, _)| !s.is_nan())
+            .map(|(s, t)| (*s, *t))
             .unzip();
-        if s.len() >= 3 {
-            correlations.push(Correlation {
-                proxy: name.to_string(),
-                spearman: spearman(&s, &t),
-                kendall: kendall_tau(&s, &t),
-                samples: s.len(),
-            });
+        (s.len() >= 3).then(|| (spearman(&s, &t), kendall_tau(&s, &t)))
+    };
+    for (i, name) in PROXIES.iter().enumerate() {
+        let Some((rho, tau)) = with_tests(&columns[i]) else {
+            continue;
+        };
+        let (mut with_naslib, mut naslib_test) = (None, None);
+        if let Some(published) = &published {
+            let pairs: Vec<(f64, f64, f64)> = published
+                .iter()
+                .zip(&columns[i])
+                .zip(&tests)
+                .filter_map(|((p, ours), t)| p.get(*name).map(|theirs| (*ours, *theirs, *t)))
+                .filter(|(ours, _, _)| !ours.is_nan())
+                .collect();
+            if pairs.len() >= 3 {
+                let ours: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+                let theirs: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+                let t: Vec<f64> = pairs.iter().map(|p| p.2).collect();
+                with_naslib = Some(spearman(&ours, &theirs));
+                naslib_test = Some(spearman(&theirs, &t));
+            }
         }
+        proxies.insert(
+            name.to_string(),
+            Correlation {
+                spearman_test: rho,
+                kendall_test: tau,
+                spearman_with_naslib: with_naslib,
+                naslib_spearman_test: naslib_test,
+            },
+        );
+    }
+    let combined = rank_aggregate(&columns);
+    if let Some((rho, tau)) = with_tests(&combined) {
+        proxies.insert(
+            "combined".into(),
+            Correlation {
+                spearman_test: rho,
+                kendall_test: tau,
+                spearman_with_naslib: None,
+                naslib_spearman_test: None,
+            },
+        );
     }
     let whole_space = plan.whole_space.then(|| whole_space(&table, observer));
     Ok(ProxyReport {
+        samples: archs.len(),
+        proxies,
+        seconds,
         dataset: plan.dataset.clone(),
         data: data_name.to_string(),
-        correlations,
-        seconds,
         whole_space,
     })
 }
@@ -200,10 +385,10 @@ fn whole_space(table: &Nb201Table, observer: &dyn Observer) -> WholeSpace {
         .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
         .expect("cells");
     WholeSpace {
-        cells: all.len(),
+        arch: Nb201Space::new().format(&all[best]),
+        test_accuracy: table.test(&all[best]).expect("from the table"),
         seconds: started.elapsed().as_secs_f64(),
-        best_arch: Nb201Space::new().format(&all[best]),
-        best_test_accuracy: table.test(&all[best]).expect("from the table"),
+        cells: all.len(),
         table_optimum: table.test(&table.best_by_test()).expect("from the table"),
     }
 }
@@ -211,26 +396,32 @@ fn whole_space(table: &Nb201Table, observer: &dyn Observer) -> WholeSpace {
 impl ProxyReport {
     /// The report for a person.
     pub fn text(&self) -> String {
-        let mut text = String::new();
-        let samples = self.correlations.first().map_or(0, |c| c.samples);
+        let mut text = format!(
+            "{} NAS-Bench-201 cells ({}), proxies at initialisation on {}, in {:.1} s\n",
+            self.samples, self.dataset, self.data, self.seconds
+        );
         _ = writeln!(
             text,
-            "{samples} NAS-Bench-201 cells ({}), proxies at initialisation on {}, in {:.1} s",
-            self.dataset, self.data, self.seconds
+            "{:<10} {:>9} {:>9} {:>14} {:>14}",
+            "proxy", "spearman", "kendall", "vs NASLib's", "NASLib's rho"
         );
-        _ = writeln!(text, "{:<10} {:>9} {:>9}", "proxy", "spearman", "kendall");
-        for c in &self.correlations {
+        let optional = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        for (name, c) in &self.proxies {
             _ = writeln!(
                 text,
-                "{:<10} {:>9.3} {:>9.3}",
-                c.proxy, c.spearman, c.kendall
+                "{:<10} {:>9.3} {:>9.3} {:>14} {:>14}",
+                name,
+                c.spearman_test,
+                c.kendall_test,
+                optional(c.spearman_with_naslib),
+                optional(c.naslib_spearman_test)
             );
         }
         if let Some(w) = &self.whole_space {
             _ = write!(
                 text,
                 "zero-cost search (synflow) of all {} cells: {:.1} s; chose {} with test {:.2} (table optimum {:.2})",
-                w.cells, w.seconds, w.best_arch, w.best_test_accuracy, w.table_optimum
+                w.cells, w.seconds, w.arch, w.test_accuracy, w.table_optimum
             );
         }
         text

@@ -270,3 +270,38 @@ fn a_run_whose_world_could_not_be_built_is_replaced_by_the_next() {
     let outcome = new_run(&plan(&table, &out, StrategyKind::Rea));
     assert!(outcome.within_budget);
 }
+
+#[test]
+fn a_resumed_run_keeps_the_budget_its_manifest_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = table(dir.path());
+    let whole = dir.path().join("whole");
+    new_run(&plan(&table, &whole, StrategyKind::Rea));
+    let path = whole.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(manifest["latency_budget_ms"], 7.0);
+    manifest["latency_budget_ms"] = serde_json::json!(9.5);
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let resumed = run(
+        &SearchRequest::resume(whole.clone()),
+        &RunOptions::default(),
+        &Quiet,
+    )
+    .unwrap();
+    assert_eq!(
+        resumed.latency_budget_ms, 9.5,
+        "the recorded budget, not the plan's again"
+    );
+    // World facts that do not read are an error, not silently re-measured.
+    manifest["latency_budget_ms"] = serde_json::json!("fast");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let error = run(
+        &SearchRequest::resume(whole),
+        &RunOptions::default(),
+        &Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("not an hwnas manifest"), "{error}");
+}

@@ -151,10 +151,11 @@ impl AgentClient {
                 protocol: *protocol,
             },
         )?;
-        let answer_ends = std::time::Instant::now() + self.job_timeout;
+        // Each answer within the job timeout: a job queued behind others starts its clock
+        // again with each word from the agent that it is still waiting.
         loop {
-            let left = answer_ends.saturating_duration_since(std::time::Instant::now());
-            match receive_within::<AgentMessage>(&self.stream, DEFAULT_MAX_FRAME, left)? {
+            match receive_within::<AgentMessage>(&self.stream, DEFAULT_MAX_FRAME, self.job_timeout)?
+            {
                 AgentMessage::Queued { .. } => continue,
                 // The agent will not take this model (over its size cap): a failure of the
                 // model, not of the agent.

@@ -88,7 +88,21 @@ impl Read for DeadlineReader<'_> {
         }
         self.stream.set_read_timeout(Some(left))?;
         let mut stream = self.stream;
-        stream.read(buf)
+        match stream.read(buf) {
+            // The socket's own timeout (Linux reports it as WouldBlock): the deadline.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the peer did not send a whole message in time",
+                ))
+            }
+            other => other,
+        }
     }
 }
 
@@ -101,13 +115,14 @@ pub fn receive_within<T: DeserializeOwned>(
     receive(&mut DeadlineReader::new(stream, within), max)
 }
 
-/// Reads and throws away up to `bytes` from `stream` for at most `within` (what a peer sent
-/// that will not be read, so that closing does not reset the connection under its feet).
-pub fn discard(stream: &TcpStream, bytes: u64, within: Duration) {
-    let _ = std::io::copy(
+/// Reads and throws away `bytes` from `stream` for at most `within` (a frame that will not
+/// be read); whether all of them came, so that the next frame starts where it should.
+pub fn discard(stream: &TcpStream, bytes: u64, within: Duration) -> bool {
+    std::io::copy(
         &mut DeadlineReader::new(stream, within).take(bytes),
         &mut std::io::sink(),
-    );
+    )
+    .is_ok_and(|copied| copied == bytes)
 }
 
 #[cfg(test)]

@@ -169,6 +169,11 @@ const CASES: &[(&str, i32, &[&str])] = &[
         &["--train-images 1", "two batches"],
     ),
     (
+        "search --space nb201 --evaluator supernet --strategy gdas --train-images 18446744073709551615 --out DIR/r",
+        1,
+        &["--train-images 18446744073709551615"],
+    ),
+    (
         "search --space nb201 --evaluator supernet --strategy rea --out DIR/r",
         1,
         &["--strategy rea", "advantagenas"],

@@ -1,54 +1,59 @@
-//! NAS-Bench-201's CIFAR network on the tape, for proxies: a 3x3 stem, three stages of
-//! cells separated by residual reduction blocks, global pooling and a classifier.
+//! NAS-Bench-201's CIFAR network on the tape, for proxies, as the benchmark (and the
+//! zero-cost proxies' reference code) builds it: a 3x3 conv + BN stem, three stages of
+//! cells separated by ResNet reduction blocks (shortcut: 2x2 average pool and a 1x1
+//! convolution, no batch norm), batch norm and ReLU, global pooling and a classifier.
 
 use hwnas_kernels::{Activation, Conv2dSpec, Tape, Tensor, Var};
+use rand::Rng;
 use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
 
 use crate::space::Arch;
 use crate::space::nb201::EDGES;
 
-/// Where the network's parameters come from, in creation order: He-normal draws from a
-/// seed, optionally replaced by their absolute values (synflow).
+/// Where the network's parameters come from, in creation order: PyTorch's default
+/// initialisation of convolutions and linear layers (uniform in `±1/sqrt(fan_in)`, what the
+/// zero-cost proxies' reference code leaves in place), drawn from a seed, optionally replaced
+/// by their absolute values (synflow).
 pub struct ParamSource {
     rng: rand_chacha::ChaCha8Rng,
     absolute: bool,
-    scale: f32,
-    /// The parameters created so far, with their tape variables.
+    /// The weights created so far (convolutions and the classifier), with their tape
+    /// variables: what the proxies sum over.
     pub created: Vec<(Var, Tensor)>,
 }
 
 impl ParamSource {
-    /// He-normal parameters from `seed`; `absolute` takes their absolute values.
+    /// Parameters from `seed`; `absolute` takes their absolute values.
     pub fn new(seed: u64, absolute: bool) -> Self {
         ParamSource {
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
             absolute,
-            scale: 1.0,
             created: Vec::new(),
         }
     }
 
-    /// Every parameter multiplied by `scale` (e.g. to match another initialisation's
-    /// magnitudes).
-    pub fn scaled(mut self, scale: f32) -> Self {
-        self.scale = scale;
-        self
+    fn draw(&mut self, len: usize, fan_in: usize) -> Vec<f32> {
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        (0..len)
+            .map(|_| {
+                let v = self.rng.random_range(-bound..bound);
+                if self.absolute { v.abs() } else { v }
+            })
+            .collect()
     }
 
     fn param(&mut self, tape: &mut Tape<'_>, shape: &[usize], fan_in: usize) -> Var {
-        let std = self.scale * (2.0 / fan_in as f32).sqrt();
-        let data: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| {
-                let v = std
-                    * <StandardNormal as Distribution<f32>>::sample(&StandardNormal, &mut self.rng);
-                if self.absolute { v.abs() } else { v }
-            })
-            .collect();
+        let data = self.draw(shape.iter().product(), fan_in);
         let tensor = Tensor::new(shape, data).expect("sizes agree");
         let var = tape.leaf(tensor.clone(), true);
         self.created.push((var, tensor));
         var
+    }
+
+    /// A bias (not a weight the proxies sum over).
+    fn bias(&mut self, tape: &mut Tape<'_>, len: usize, fan_in: usize) -> Var {
+        let data = self.draw(len, fan_in);
+        tape.leaf(Tensor::new(&[len], data).expect("size"), false)
     }
 }
 
@@ -92,6 +97,25 @@ impl Builder<'_, '_, '_> {
     }
 
     fn conv(&mut self, x: Var, out: usize, k: usize, stride: usize) -> Var {
+        let y = self.bare_conv(x, out, k, stride);
+        self.bn(y)
+    }
+
+    /// Batch norm in training mode (the network's own), unless the network has none.
+    fn bn(&mut self, y: Var) -> Var {
+        if !self.batch_norm {
+            return y;
+        }
+        let out = self.tape.value(y).shape()[1];
+        let gamma = self
+            .tape
+            .leaf(Tensor::new(&[out], vec![1.0; out]).expect("size"), false);
+        let beta = self.tape.leaf(Tensor::zeros(&[out]), false);
+        self.tape.batch_norm(y, gamma, beta).expect("batch norm")
+    }
+
+    /// A convolution without batch norm (the reduction block's shortcut).
+    fn bare_conv(&mut self, x: Var, out: usize, k: usize, stride: usize) -> Var {
         let cin = self.tape.value(x).shape()[1];
         let w = self.params.param(self.tape, &[out, cin, k, k], cin * k * k);
         let spec = Conv2dSpec {
@@ -100,18 +124,9 @@ impl Builder<'_, '_, '_> {
             dilation: 1,
             groups: 1,
         };
-        let y = self
-            .tape
+        self.tape
             .conv2d(x, w, None, spec)
-            .expect("conv shapes agree");
-        if !self.batch_norm {
-            return y;
-        }
-        let gamma = self
-            .tape
-            .leaf(Tensor::new(&[out], vec![1.0; out]).expect("size"), false);
-        let beta = self.tape.leaf(Tensor::zeros(&[out]), false);
-        self.tape.batch_norm(y, gamma, beta).expect("batch norm")
+            .expect("conv shapes agree")
     }
 
     fn relu_conv(&mut self, x: Var, out: usize, k: usize, stride: usize) -> Var {
@@ -151,8 +166,10 @@ impl Builder<'_, '_, '_> {
     fn reduction(&mut self, x: Var, out: usize) -> Var {
         let a = self.relu_conv(x, out, 3, 2);
         let a = self.relu_conv(a, out, 3, 1);
+        // NAS-Bench-201's ResNet block: the shortcut is pooling and a 1x1 convolution, no
+        // batch norm.
         let s = self.tape.avg_pool(x, 2, 2, 0).expect("pool");
-        let s = self.conv(s, out, 1, 1);
+        let s = self.bare_conv(s, out, 1, 1);
         self.tape.add(s, a).expect("same shape")
     }
 }
@@ -184,11 +201,13 @@ impl Nb201Net {
                 h = b.cell(h, &arch.0);
             }
         }
+        // NAS-Bench-201's `lastact`: batch norm, then ReLU.
+        let h = b.bn(h);
         let h = b.relu(h);
         let pooled = b.tape.global_avg_pool(h).expect("pool");
         let flat = b.tape.flatten(pooled).expect("flatten");
         let w = b.params.param(b.tape, &[channels, self.classes], channels);
-        let bias = b.tape.leaf(Tensor::zeros(&[self.classes]), false);
+        let bias = b.params.bias(b.tape, self.classes, channels);
         let logits = b.tape.linear(flat, w, bias).expect("linear");
         (logits, b.relus)
     }

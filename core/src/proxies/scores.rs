@@ -19,62 +19,71 @@ pub struct ProxyScores {
     pub snip: f64,
 }
 
-/// The network synflow is computed on: one cell per stage, no batch norm. Synflow is a
-/// product of per-layer gains along paths, which overflows `f32` in the 5-cell network
-/// (the reference implementations use `f64`); the cell is the same, so the 1-cell network
-/// ranks cells as the 5-cell one does up to its stem and reduction terms.
+/// The network synflow is computed on: NAS-Bench-201's own (16 channels, 5 cells per
+/// stage) without batch norm, as the reference builds it for synflow.
 pub const SYNFLOW_NET: Nb201Net = Nb201Net {
     channels: 16,
-    cells: 1,
+    cells: 5,
     classes: 10,
     batch_norm: false,
 };
 
-/// The ratio of PyTorch's default convolution initialisation's mean |w| (uniform with bound
-/// `1/sqrt(fan_in)`) to He-normal's, so synflow sees the magnitudes the published scores saw.
-const PYTORCH_DEFAULT_SCALE: f32 = 0.5 / 1.128;
-
 /// log10 of synflow: with all weights replaced by their absolute values and an all-ones
-/// input, `R = sum(output)`, the score is `sum(theta * dR/dtheta)`. The network is
-/// positively homogeneous in its input, so an input scaled by `s` scales the score by `s`;
-/// a smaller input is used, and divided out, when the float range would overflow.
+/// input, `R = sum(output)`, the score is `sum(|theta * dR/dtheta|)` over the convolution
+/// and classifier weights, as the reference computes it in `f64`.
+///
+/// In `f32` the five-cell network's path gains overflow, so the same quantity is computed
+/// scaled: the input by `s` and the backward pass's seed by `g`. The network is linear in
+/// its input once its weights are non-negative (every ReLU passes its input), so every
+/// activation scales by `s`, every gradient by `g`, and each `theta * dR/dtheta` by exactly
+/// `s * g`, which is divided out in `f64`. The pair is chosen from a grid until the forward
+/// and backward values stay in range: the same score, not an approximation of it.
 pub fn synflow(net: &Nb201Net, arch: &Arch, resolution: usize) -> f64 {
-    for exponent in [0i32, -10, -20, -30] {
-        let scale = 10f32.powi(exponent);
+    for (input_exp, seed_exp) in [(0i32, 0i32), (-20, -10), (-30, -20), (-35, -30), (-20, -30)] {
+        let (s, g) = (10f32.powi(input_exp), 10f32.powi(seed_exp));
         let backend = Cpu;
         let mut tape = Tape::new(&backend);
-        let mut params = ParamSource::new(0, true).scaled(PYTORCH_DEFAULT_SCALE);
+        let mut params = ParamSource::new(0, true);
         let x = tape.leaf(
             Tensor::new(
                 &[1, 3, resolution, resolution],
-                vec![scale; 3 * resolution * resolution],
+                vec![s; 3 * resolution * resolution],
             )
             .expect("size"),
             false,
         );
         let (logits, _) = net.forward(&mut tape, &mut params, arch, x);
         let r = tape.sum(logits).expect("sum");
-        if !tape.value(r).data()[0].is_finite() {
+        let seeded = tape.scale(r, g).expect("scale");
+        if !tape.value(seeded).data()[0].is_finite() {
             continue;
         }
-        tape.backward(r).expect("scalar");
+        tape.backward(seeded).expect("scalar");
+        let mut finite = true;
         let score: f64 = params
             .created
             .iter()
             .map(|(v, t)| {
-                tape.grad(*v).map_or(0.0, |g| {
+                tape.grad(*v).map_or(0.0, |grad| {
                     t.data()
                         .iter()
-                        .zip(g.data())
-                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .zip(grad.data())
+                        .map(|(a, b)| {
+                            finite &= b.is_finite();
+                            (f64::from(*a) * f64::from(*b)).abs()
+                        })
                         .sum()
                 })
             })
             .sum();
-        if score.is_finite() && score > 0.0 {
-            return score.log10() - f64::from(exponent);
+        if !finite || !score.is_finite() {
+            continue;
         }
-        if score == 0.0 {
+        if score > 0.0 {
+            return score.log10() - f64::from(input_exp) - f64::from(seed_exp);
+        }
+        if score == 0.0 && tape.value(r).data()[0] == 0.0 {
+            // No path from the input to the output (a cell of `none` edges).
             return f64::NEG_INFINITY;
         }
     }
@@ -252,5 +261,30 @@ mod tests {
         let none = synflow(&net, &Arch(vec![0; 6]), 8);
         assert!(conv > skip, "{conv} vs {skip}");
         assert!(none < skip, "{none} vs {skip}");
+    }
+
+    /// With NAS-Bench-201's own network (batch norm before the last ReLU, no batch norm on
+    /// the reduction shortcut), the gradient proxies see convolutions, not linear paths: a
+    /// cell of 3x3 convolutions outranks an all-skip and an all-pool cell.
+    #[test]
+    fn grad_norm_and_snip_rank_convolutions_above_skips_and_pools() {
+        let net = Nb201Net::default();
+        let batch = Tensor::randn(&[8, 3, 32, 32], 1.0, 3);
+        let labels: Vec<usize> = (0..8).map(|i| i % 10).collect();
+        let score = |op: u8| grad_norm_and_snip(&net, &Arch(vec![op; 6]), &batch, &labels);
+        let (conv, skip, pool) = (score(3), score(1), score(4));
+        assert!(conv.0 > skip.0 && conv.0 > pool.0, "grad-norm {conv:?} {skip:?} {pool:?}");
+        assert!(conv.1 > skip.1 && conv.1 > pool.1, "snip {conv:?} {skip:?} {pool:?}");
+    }
+
+    /// Synflow on the full five-cell network stays finite (the scaled computation) and
+    /// ranks as the paths say: convolutions over skips over nothing.
+    #[test]
+    fn synflow_is_finite_on_the_full_network() {
+        let conv = synflow(&SYNFLOW_NET, &Arch(vec![3; 6]), 32);
+        let skip = synflow(&SYNFLOW_NET, &Arch(vec![1; 6]), 32);
+        assert!(conv.is_finite() && skip.is_finite(), "{conv} {skip}");
+        assert!(conv > skip, "{conv} vs {skip}");
+        assert_eq!(synflow(&SYNFLOW_NET, &Arch(vec![0; 6]), 32), f64::NEG_INFINITY);
     }
 }
