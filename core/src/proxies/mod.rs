@@ -11,7 +11,7 @@ pub mod scores;
 
 pub use nb201_net::{Nb201Net, ParamSource};
 pub use scores::{
-    ProxyScores, SYNFLOW_NET, grad_norm_and_snip, kendall_tau, naswot, spearman, synflow,
+    ProxyScores, SYNFLOW_NET, grad_norm_and_snip, jacob_cov, kendall_tau, naswot, spearman, synflow,
 };
 
 use std::sync::Arc;

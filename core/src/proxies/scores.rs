@@ -177,6 +177,51 @@ pub fn grad_norm_and_snip(
     (grad_norm, snip)
 }
 
+/// jacob_cov (Mellor et al. 2020, as the zero-cost proxies compute it): the gradient of the
+/// summed outputs with respect to each input image (batch norm in training mode), the
+/// correlation matrix of those per-image Jacobians, and `-sum(log(v + k) + 1 / (v + k))`
+/// over its eigenvalues `v` (`k` = 1e-5): higher when the images' Jacobians are less
+/// correlated. `NaN` where the correlations are undefined (a Jacobian that is constant).
+pub fn jacob_cov(net: &Nb201Net, arch: &Arch, batch: &Tensor) -> f64 {
+    let backend = Cpu;
+    let mut tape = Tape::new(&backend);
+    let mut params = ParamSource::new(0, false);
+    let x = tape.leaf(batch.clone(), true);
+    let (logits, _) = net.forward(&mut tape, &mut params, arch, x);
+    let total = tape.sum(logits).expect("sum");
+    tape.backward(total).expect("scalar");
+    let n = batch.shape()[0];
+    let Some(grad) = tape.grad(x) else {
+        return f64::NAN;
+    };
+    let per_image = grad.len() / n;
+    // Each image's Jacobian centred and scaled to unit norm: their Gram matrix is the
+    // correlation matrix (numpy's corrcoef of the rows).
+    let mut rows = Vec::with_capacity(n);
+    for image in grad.data().chunks(per_image) {
+        let mean = image.iter().map(|&v| f64::from(v)).sum::<f64>() / per_image as f64;
+        let centred: Vec<f64> = image.iter().map(|&v| f64::from(v) - mean).collect();
+        let norm = centred.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm == 0.0 || !norm.is_finite() {
+            return f64::NAN;
+        }
+        rows.push(centred.into_iter().map(|v| v / norm).collect::<Vec<f64>>());
+    }
+    let correlations = nalgebra::DMatrix::from_fn(n, n, |i, j| {
+        rows[i]
+            .iter()
+            .zip(&rows[j])
+            .map(|(a, b)| a * b)
+            .sum::<f64>()
+    });
+    let k = 1e-5;
+    -correlations
+        .symmetric_eigenvalues()
+        .iter()
+        .map(|&v| (v + k).ln() + 1.0 / (v + k))
+        .sum::<f64>()
+}
+
 fn ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
@@ -273,8 +318,14 @@ mod tests {
         let labels: Vec<usize> = (0..8).map(|i| i % 10).collect();
         let score = |op: u8| grad_norm_and_snip(&net, &Arch(vec![op; 6]), &batch, &labels);
         let (conv, skip, pool) = (score(3), score(1), score(4));
-        assert!(conv.0 > skip.0 && conv.0 > pool.0, "grad-norm {conv:?} {skip:?} {pool:?}");
-        assert!(conv.1 > skip.1 && conv.1 > pool.1, "snip {conv:?} {skip:?} {pool:?}");
+        assert!(
+            conv.0 > skip.0 && conv.0 > pool.0,
+            "grad-norm {conv:?} {skip:?} {pool:?}"
+        );
+        assert!(
+            conv.1 > skip.1 && conv.1 > pool.1,
+            "snip {conv:?} {skip:?} {pool:?}"
+        );
     }
 
     /// Synflow on the full five-cell network stays finite (the scaled computation) and
@@ -285,6 +336,33 @@ mod tests {
         let skip = synflow(&SYNFLOW_NET, &Arch(vec![1; 6]), 32);
         assert!(conv.is_finite() && skip.is_finite(), "{conv} {skip}");
         assert!(conv > skip, "{conv} vs {skip}");
-        assert_eq!(synflow(&SYNFLOW_NET, &Arch(vec![0; 6]), 32), f64::NEG_INFINITY);
+        assert_eq!(
+            synflow(&SYNFLOW_NET, &Arch(vec![0; 6]), 32),
+            f64::NEG_INFINITY
+        );
+    }
+
+    /// Identical images have identical Jacobians: perfectly correlated, the lowest score; a
+    /// batch of distinct images scores higher.
+    #[test]
+    fn jacob_cov_rewards_decorrelated_jacobians() {
+        let net = Nb201Net {
+            channels: 4,
+            cells: 1,
+            classes: 10,
+            batch_norm: true,
+        };
+        let arch = Arch(vec![3; 6]);
+        let distinct = Tensor::randn(&[6, 3, 8, 8], 1.0, 5);
+        let one = Tensor::randn(&[1, 3, 8, 8], 1.0, 6);
+        let near: Vec<f32> = (0..6)
+            .flat_map(|i| one.data().iter().map(move |v| v + 1e-3 * i as f32))
+            .collect();
+        let near = Tensor::new(&[6, 3, 8, 8], near).unwrap();
+        let (a, b) = (
+            jacob_cov(&net, &arch, &distinct),
+            jacob_cov(&net, &arch, &near),
+        );
+        assert!(a.is_finite() && a > b, "distinct {a} vs near-identical {b}");
     }
 }
