@@ -72,3 +72,19 @@ pub fn fashion_mnist() -> bool {
     )
     .is_some()
 }
+
+/// The flags of a supernet search small enough for a test: Fashion-MNIST, one epoch of
+/// 128 search images in batches of 32 (four steps of training, or two per half), 32
+/// held-out images.
+pub const TINY_SUPERNET: [&str; 10] = [
+    "--data",
+    "fashion-mnist",
+    "--epochs",
+    "1",
+    "--train-images",
+    "128",
+    "--eval-images",
+    "32",
+    "--batch-size",
+    "32",
+];

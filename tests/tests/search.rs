@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hwnas_tests::{fashion_mnist, hwnas, nb201_table, ofa_files, stderr_text, stdout_text};
+use hwnas_tests::{
+    TINY_SUPERNET, fashion_mnist, hwnas, nb201_table, ofa_files, stderr_text, stdout_text,
+};
 use serde_json::Value;
 
 fn search_json(out: &Path, extra: &[&str]) -> Value {
@@ -408,7 +410,7 @@ fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machin
     let out = dir.path().join("run");
     // Two steps of GDAS on 128 images, within `budget` ms.
     let search = |out: &Path, budget: &str| {
-        hwnas(&[
+        let mut args = vec![
             "search",
             "--space",
             "darts",
@@ -416,24 +418,16 @@ fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machin
             "gdas",
             "--evaluator",
             "supernet",
-            "--data",
-            "fashion-mnist",
-            "--epochs",
-            "1",
-            "--train-images",
-            "128",
-            "--eval-images",
-            "32",
-            "--batch-size",
-            "32",
+        ];
+        args.extend(TINY_SUPERNET);
+        args.extend([
             "--latency-ms",
             budget,
             "--json",
             "--out",
             out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap()
+        ]);
+        hwnas(&args).output().unwrap()
     };
     // Two steps learn nothing: any genotype may answer, so any must be within budget.
     let output = search(&out, "1000");
@@ -495,7 +489,7 @@ fn an_ofa_search_trains_the_supernet_once_then_searches_it_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let args = |budget: &'static str| {
-        vec![
+        let mut args = vec![
             "search",
             "--space",
             "ofa-mbv3",
@@ -503,23 +497,11 @@ fn an_ofa_search_trains_the_supernet_once_then_searches_it_and_resumes() {
             "supernet",
             "--strategy",
             "rea",
-            "--data",
-            "fashion-mnist",
-            "--epochs",
-            "1",
-            "--train-images",
-            "128",
-            "--eval-images",
-            "32",
-            "--batch-size",
-            "32",
-            "--budget",
-            budget,
-            // Three random subnets: any of them may answer.
-            "--latency-ms",
-            "1000",
-            "--json",
-        ]
+        ];
+        args.extend(TINY_SUPERNET);
+        // Three random subnets: any of them may answer.
+        args.extend(["--budget", budget, "--latency-ms", "1000", "--json"]);
+        args
     };
     let mut first = args("3");
     first.extend(["--out", out.to_str().unwrap()]);
@@ -589,7 +571,7 @@ fn a_one_shot_search_runs_its_supernet_on_the_wgsl_kernels() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let output = hwnas(&[
+    let mut args = vec![
         "search",
         "--space",
         "nb201",
@@ -599,24 +581,16 @@ fn a_one_shot_search_runs_its_supernet_on_the_wgsl_kernels() {
         "supernet",
         "--backend",
         "wgpu",
-        "--data",
-        "fashion-mnist",
-        "--epochs",
-        "1",
-        "--train-images",
-        "128",
-        "--eval-images",
-        "32",
-        "--batch-size",
-        "32",
+    ];
+    args.extend(TINY_SUPERNET);
+    args.extend([
         "--latency-ms",
         "1000",
         "--json",
         "--out",
         out.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    ]);
+    let output = hwnas(&args).output().unwrap();
     let stderr = stderr_text(&output);
     let adapter = if stderr.contains("no wgpu adapter") {
         Err(stderr.as_str())
