@@ -38,6 +38,21 @@ pub struct MeasurementCache {
     dir: PathBuf,
 }
 
+/// The cache in `dir`, or none where it cannot be used, with a warning saying why:
+/// measuring goes on without it.
+pub fn open_or_warn(dir: &Path, warn: &dyn Fn(&str)) -> Option<MeasurementCache> {
+    match MeasurementCache::open(dir) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            warn(&format!(
+                "the measurement cache at {} cannot be used ({e}); measuring without it",
+                dir.display()
+            ));
+            None
+        }
+    }
+}
+
 /// The default cache folder: `HWNAS_CACHE_DIR/latency`, else `$XDG_CACHE_HOME/hwnas/latency`,
 /// else `~/.cache/hwnas/latency`.
 pub fn default_dir() -> PathBuf {

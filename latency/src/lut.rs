@@ -488,16 +488,7 @@ pub fn host_lut(
             source,
         })?;
     }
-    let cache = match MeasurementCache::open(&cache_root) {
-        Ok(cache) => Some(cache),
-        Err(e) => {
-            warn(&format!(
-                "the measurement cache at {} cannot be used ({e}); measuring without it",
-                cache_root.display()
-            ));
-            None
-        }
-    };
+    let cache = crate::cache::open_or_warn(&cache_root, warn);
     let lut = LayerLut::build(
         &path,
         resolutions,

@@ -142,20 +142,9 @@ pub fn export_model(
     ))
 }
 
-/// The measurement cache, or none with a warning saying why.
+/// The default measurement cache, or none with a warning to `observer` saying why.
 pub fn open_cache(observer: &dyn Observer) -> Option<MeasurementCache> {
-    let dir = default_dir();
-    match MeasurementCache::open(&dir) {
-        Ok(cache) => Some(cache),
-        Err(e) => {
-            observer.warn(&format!(
-                "the measurement cache at {} cannot be used ({}); measuring without it",
-                dir.display(),
-                crate::error_chain(&Error::from(e))
-            ));
-            None
-        }
-    }
+    hwnas_latency::cache::open_or_warn(&default_dir(), &|w| observer.warn(w))
 }
 
 /// Builds (or finishes building) this machine's lookup table of the Once-for-All space at

@@ -37,21 +37,6 @@ pub use plan::{
 pub use run_dir::{MANIFEST_SCHEMA, Manifest, RunDir, WorldFacts};
 pub use world::World;
 
-/// One error and its causes on one line, outermost first.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// What to run: a new plan, or the run directory of an earlier one to continue.
 #[derive(Debug, Clone)]
 pub enum SearchRequest {

@@ -133,13 +133,13 @@ impl RunDir {
             what: "an hwnas manifest",
             source,
         };
-        let manifest: Manifest = serde_json::from_str(&text).map_err(json_error)?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(json_error)?;
         // A flattened optional part reads as absent when damaged: where its budget is
         // there, the world's facts must read whole.
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(json_error)?;
-        if manifest.world.is_none() && value.get("latency_budget_ms").is_some() {
-            serde_json::from_value::<WorldFacts>(value).map_err(json_error)?;
+        if value.get("latency_budget_ms").is_some() {
+            serde_json::from_value::<WorldFacts>(value.clone()).map_err(json_error)?;
         }
+        let manifest: Manifest = serde_json::from_value(value).map_err(json_error)?;
         Ok((dir, manifest))
     }
 

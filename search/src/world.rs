@@ -190,7 +190,6 @@ fn ofa(
             supernet: None,
         });
     }
-    let runtime = OrtRuntime::load()?;
     let resolutions: Vec<u32> = (160..=224).step_by(16).collect();
     observer.stage("lookup table", 1);
     let progress =
@@ -202,32 +201,87 @@ fn ofa(
     let latency = LutLatency::new(lut)?;
     let space = latency.space().clone();
     let predictor = OfaPredictor::load(&dir.join(PREDICTOR_FILE), space.clone())?;
-    let measured = MeasuredLatency::new(Box::new(space.clone()), *protocol, open_cache(observer));
-    let reference_arch = space.from_config(&largest_ofa(224))?;
-    let budget = LatencyBudget::new(
-        plan.latency_ms,
-        "the largest Once-for-All subnet (kernel 7, expand 6, depth 4, r 224)",
-        measured.measure(&reference_arch)?.stats.median_ms,
-    );
+    let reference = space.from_config(&largest_ofa(224))?;
+    let here = Here::measure(
+        plan,
+        protocol,
+        &space,
+        (
+            &reference,
+            "the largest Once-for-All subnet (kernel 7, expand 6, depth 4, r 224)",
+        ),
+        observer,
+    )?;
     observer.note(&format!(
         "lookup table: {} ({} layers)",
         path.display(),
         latency.lut().entries.len()
     ));
-    Ok(World {
-        evaluator_name: "ofa-predictor".into(),
-        evaluator: Some(Box::new(predictor)),
-        search_latency: Box::new(latency),
-        measured: Some(Box::new(LocalMeasure {
-            measured,
-            protocol: *protocol,
-        })),
-        fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
-        budget,
-        space: Box::new(space),
-        nb201_table: None,
-        supernet: None,
-    })
+    Ok(here.world(
+        space,
+        Box::new(latency),
+        (Some(Box::new(predictor)), "ofa-predictor".into()),
+        None,
+    ))
+}
+
+/// This machine measuring a space's architectures: the finalists' measurement, the budget
+/// from a reference measured here (unless given), where it measures, and the cache (opened
+/// once) the search's own measurements share.
+struct Here {
+    measure: LocalMeasure,
+    budget: LatencyBudget,
+    fingerprint: Fingerprint,
+    cache: Option<hwnas_latency::cache::MeasurementCache>,
+}
+
+impl Here {
+    fn measure<S: SearchSpace + Clone + 'static>(
+        plan: &SearchPlan,
+        protocol: &Protocol,
+        space: &S,
+        (reference, what): (&Arch, &str),
+        observer: &dyn Observer,
+    ) -> Result<Here> {
+        let runtime = OrtRuntime::load()?;
+        let cache = open_cache(observer);
+        let measured = MeasuredLatency::new(Box::new(space.clone()), *protocol, cache.clone());
+        let budget = LatencyBudget::new(
+            plan.latency_ms,
+            what,
+            measured.measure(reference)?.stats.median_ms,
+        );
+        Ok(Here {
+            measure: LocalMeasure {
+                measured,
+                protocol: *protocol,
+            },
+            budget,
+            fingerprint: Fingerprint::local(runtime, protocol.threads),
+            cache,
+        })
+    }
+
+    /// The world of `space` measured here, searched with `search_latency`.
+    fn world<S: SearchSpace + 'static>(
+        self,
+        space: S,
+        search_latency: Box<dyn LatencyModel>,
+        (evaluator, evaluator_name): (Option<Box<dyn Evaluator>>, String),
+        nb201_table: Option<Arc<Nb201Table>>,
+    ) -> World {
+        World {
+            evaluator_name,
+            evaluator,
+            search_latency,
+            measured: Some(Box::new(self.measure)),
+            fingerprint: Some(self.fingerprint),
+            budget: self.budget,
+            space: Box::new(space),
+            nb201_table,
+            supernet: None,
+        }
+    }
 }
 
 fn nb201(
@@ -348,32 +402,13 @@ fn host<S: SearchSpace + Clone + 'static>(
     protocol: &Protocol,
     space: S,
     (reference, what): (&Arch, &str),
-    (evaluator, evaluator_name): (Option<Box<dyn Evaluator>>, String),
+    evaluator: (Option<Box<dyn Evaluator>>, String),
     nb201_table: Option<Arc<Nb201Table>>,
     observer: &dyn Observer,
 ) -> Result<World> {
-    let runtime = OrtRuntime::load()?;
-    let measured = MeasuredLatency::new(Box::new(space.clone()), *protocol, open_cache(observer));
-    let budget = LatencyBudget::new(
-        plan.latency_ms,
-        what,
-        measured.measure(reference)?.stats.median_ms,
-    );
-    let search = MeasuredLatency::new(Box::new(space.clone()), *protocol, open_cache(observer));
-    Ok(World {
-        evaluator_name,
-        evaluator,
-        search_latency: Box::new(search),
-        measured: Some(Box::new(LocalMeasure {
-            measured,
-            protocol: *protocol,
-        })),
-        fingerprint: Some(Fingerprint::local(runtime, protocol.threads)),
-        budget,
-        space: Box::new(space),
-        nb201_table,
-        supernet: None,
-    })
+    let here = Here::measure(plan, protocol, &space, (reference, what), observer)?;
+    let search = MeasuredLatency::new(Box::new(space.clone()), *protocol, here.cache.clone());
+    Ok(here.world(space, Box::new(search), evaluator, nb201_table))
 }
 
 fn nb201_remote(plan: &SearchPlan, target: Target) -> Result<World> {

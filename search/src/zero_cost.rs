@@ -120,17 +120,14 @@ fn naslib_column(proxy: &str) -> Option<&'static str> {
 fn read_naslib(path: &Path, dataset: &str) -> Result<Vec<(Arch, BTreeMap<String, f64>)>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let mut text = String::new();
-    let decoded = if bytes.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut text)
+    let mut reader: Box<dyn Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(bytes.as_slice()))
     } else {
-        String::from_utf8(bytes)
-            .map(|t| {
-                text = t;
-                text.len()
-            })
-            .map_err(std::io::Error::other)
+        Box::new(bytes.as_slice())
     };
-    decoded.map_err(|e| Error::io("read", path, e))?;
+    reader
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io("read", path, e))?;
     let bad = |problem: String| Error::plan("compare", path.display(), problem);
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| bad(e.to_string()))?.clone();

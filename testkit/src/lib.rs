@@ -92,20 +92,6 @@ pub fn require<T, E: Display>(resource: Resource, what: &str, probe: Result<T, E
     }
 }
 
-/// [`require`] for a resource found as a file or folder.
-pub fn require_path(
-    resource: Resource,
-    what: &str,
-    path: Option<std::path::PathBuf>,
-) -> Option<std::path::PathBuf> {
-    require(
-        resource,
-        what,
-        path.filter(|p| p.exists())
-            .ok_or("not found (see ../shared/data/SOURCES.md)"),
-    )
-}
-
 /// NAS-Bench-201's operations in the order of its cell encoding.
 pub const NB201_OPS: [&str; 5] = [
     "none",
