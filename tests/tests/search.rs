@@ -9,21 +9,24 @@ use hwnas_tests::{
 };
 use serde_json::Value;
 
+/// The Once-for-All search the run-directory tests share: the Note10 table, 30 ms, 150
+/// queries, seed 3, JSON.
+const NOTE10_SEARCH: [&str; 10] = [
+    "search",
+    "--target",
+    "table:note10",
+    "--latency-ms",
+    "30",
+    "--budget",
+    "150",
+    "--seed",
+    "3",
+    "--json",
+];
+
 fn search_json(out: &Path, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "search",
-        "--target",
-        "table:note10",
-        "--latency-ms",
-        "30",
-        "--budget",
-        "150",
-        "--seed",
-        "3",
-        "--json",
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let mut args = NOTE10_SEARCH.to_vec();
+    args.extend(["--out", out.to_str().unwrap()]);
     args.extend_from_slice(extra);
     let output = hwnas(&args).output().unwrap();
     assert!(output.status.success(), "{}", stderr_text(&output));
@@ -108,26 +111,13 @@ fn a_killed_search_resumes_to_the_uninterrupted_answer() {
     let expected = search_json(&whole, &[]);
 
     let killed = dir.path().join("killed");
-    let mut child = hwnas(&[
-        "search",
-        "--target",
-        "table:note10",
-        "--latency-ms",
-        "30",
-        "--budget",
-        "150",
-        "--seed",
-        "3",
-        "--json",
-        "--out",
-        killed.to_str().unwrap(),
-        "--throttle-ms",
-        "20",
-    ])
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut args = NOTE10_SEARCH.to_vec();
+    args.extend(["--out", killed.to_str().unwrap(), "--throttle-ms", "20"]);
+    let mut child = hwnas(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let history = killed.join("history.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_to_string(&history).map_or(0, |h| h.lines().count()) < 40 {
@@ -641,22 +631,8 @@ fn a_search_killed_at_random_moments_many_times_ends_as_the_uninterrupted_one() 
     let run = dir.path().join("killed");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let mut kills = 0;
-    let mut args: Vec<&str> = vec![
-        "search",
-        "--target",
-        "table:note10",
-        "--latency-ms",
-        "30",
-        "--budget",
-        "150",
-        "--seed",
-        "3",
-        "--json",
-        "--throttle-ms",
-        "4",
-        "--out",
-        run.to_str().unwrap(),
-    ];
+    let mut args = NOTE10_SEARCH.to_vec();
+    args.extend(["--throttle-ms", "4", "--out", run.to_str().unwrap()]);
     let mut lines_at_kill = Vec::new();
     let final_output = loop {
         let mut child = hwnas(&args)
