@@ -1,10 +1,11 @@
-//! `hwnas export`, `hwnas profile` and `hwnas lut build|eval`.
+//! `hwnas export`, `hwnas profile`, `hwnas lut build|eval` and `hwnas latency fit`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use hwnas_search::device_fit::{FitRequest, fit_device};
 use hwnas_search::latency_tools::{
     build_lut, evaluate_lut, export_model, lut_report_text, profile_model,
 };
@@ -183,6 +184,58 @@ pub fn lut(command: &LutCommand) -> Result<ExitCode> {
                 print(&lut_report_text(&result))?;
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hwnas latency` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LatencyCommand {
+    /// Fit a device's latency predictor from a few of its measurements and every other
+    /// device of a table; score it on the architectures it did not measure.
+    Fit(FitArgs),
+}
+
+/// Options of `hwnas latency fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// The table's space: nb201 or fbnet (HW-NAS-Bench's FBNet space).
+    #[arg(long, default_value = "nb201")]
+    space: String,
+    /// The table of device latencies (for nb201, the shared NAS-Bench-201 table by default).
+    #[arg(long, value_name = "FILE")]
+    table: Option<PathBuf>,
+    /// The new device's column (`pixel3`, `lat_help_pixel3`, `hwnb-raspi4`).
+    #[arg(long)]
+    device: String,
+    /// Its measurements the fit uses (the tool chooses which).
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// Which measurements are chosen.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write every architecture's predicted latency to this CSV file.
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `hwnas latency ...`.
+pub fn latency(command: &LatencyCommand) -> Result<ExitCode> {
+    let LatencyCommand::Fit(args) = command;
+    let report = fit_device(&FitRequest {
+        space: args.space.clone(),
+        table: args.table.clone(),
+        device: args.device.clone(),
+        samples: args.samples,
+        seed: args.seed,
+        out: args.out.clone(),
+    })?;
+    match args.json {
+        true => print_json(&report)?,
+        false => print(&report.text())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -42,6 +42,9 @@ enum Command {
     /// Build and evaluate latency lookup tables for this machine.
     #[command(subcommand)]
     Lut(latency_cmds::LutCommand),
+    /// Latency predictors: fit a new device from a few measurements.
+    #[command(subcommand)]
+    Latency(latency_cmds::LatencyCommand),
     /// List and show target devices.
     #[command(subcommand)]
     Targets(targets_cmds::TargetsCommand),
@@ -91,6 +94,7 @@ fn run(cli: Cli, search_flags: &[String]) -> anyhow::Result<ExitCode> {
         Command::Export(args) => latency_cmds::export(&args),
         Command::Profile(args) => latency_cmds::profile_cmd(&args),
         Command::Lut(command) => latency_cmds::lut(&command),
+        Command::Latency(command) => latency_cmds::latency(&command),
         Command::Targets(command) => targets_cmds::targets(&command),
         Command::Agent(args) => targets_cmds::agent(&args),
     }

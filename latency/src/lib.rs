@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod error;
 pub mod export;
+pub mod fewshot;
 pub mod lut;
 pub mod measured;
 pub mod onnx;

@@ -8,6 +8,7 @@
 //! targets.
 
 pub mod benchmarks;
+pub mod device_fit;
 pub mod doctor;
 pub mod error;
 pub mod finalists;

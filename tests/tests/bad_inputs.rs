@@ -23,6 +23,18 @@ fn fixtures(dir: &Path) {
     table("infinite.csv", "60", "inf");
     table("good.csv", "60", "1");
     std::fs::write(dir.join("garbage.onnx"), [7u8; 300]).unwrap();
+    let devices = |name: &str, odd: &str| {
+        let rows: String = (0..10)
+            .map(|i| {
+                let b = if i == 4 { odd.to_string() } else { (2 * i + 3).to_string() };
+                let op = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"][i % 5];
+                format!("|nor_conv_3x3~0|+|none~0|{op}~1|+|nor_conv_1x1~0|avg_pool_3x3~1|skip_connect~2|,{},{b}\n", i + 1)
+            })
+            .collect();
+        std::fs::write(dir.join(name), format!("arch_str,dev_a,dev_b\n{rows}")).unwrap();
+    };
+    devices("devices.csv", "11");
+    devices("devices-text.csv", "fast");
     std::fs::write(dir.join("garbage.json"), "{ not json").unwrap();
     let lut = |name: &str, median: f64, slope: f64| {
         std::fs::write(
@@ -250,6 +262,51 @@ const CASES: &[(&str, i32, &[&str])] = &[
         "profile DIR/garbage.onnx --target DIR/address.toml",
         1,
         &["not an address", "host:port"],
+    ),
+    // latency fit: the table, the device and the sample count named.
+    (
+        "latency fit --table DIR/good.csv --device toyphone",
+        1,
+        &["good.csv", "1 latency column", "at least one other"],
+    ),
+    (
+        "latency fit --table DIR/devices.csv --device dev_c",
+        1,
+        &["--device", "dev_c", "dev_a, dev_b"],
+    ),
+    (
+        "latency fit --table DIR/devices.csv --device dev_b --samples 2",
+        1,
+        &["--samples 2", "3 to 9"],
+    ),
+    (
+        "latency fit --table DIR/devices.csv --device dev_b --samples 5000",
+        1,
+        &["--samples 5000", "at most 2000"],
+    ),
+    (
+        "latency fit --table DIR/devices-text.csv --device dev_b",
+        1,
+        &[
+            "devices-text.csv",
+            "row 5, column `dev_b`",
+            "`fast` is not a number",
+        ],
+    ),
+    (
+        "latency fit --table DIR/devices.csv --space darts --device dev_b",
+        1,
+        &["devices.csv", "row 1"],
+    ),
+    (
+        "latency fit --table DIR/absent.csv --device dev_b",
+        1,
+        &["absent.csv"],
+    ),
+    (
+        "latency fit --space fbnet --device dev_b",
+        1,
+        &["--table", "fbnet"],
     ),
     (
         "lut eval --lut DIR/garbage.json",
