@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::Result;
 use clap::Args;
-use hwnas_search::SpaceKind;
 use hwnas_search::benchmarks::{self, BenchPlan};
 use hwnas_search::tables::{TablePlan, TableWorld};
 
@@ -106,28 +105,13 @@ pub struct TableArgs {
 impl TableArgs {
     /// Loads the data the flags name.
     pub fn load(&self) -> Result<TableWorld> {
-        let device = match &self.target {
-            None => None,
-            Some(t) => Some(
-                t.strip_prefix("table:")
-                    .with_context(|| {
-                        format!("--target `{t}`: table runs take table:DEVICE targets (e.g. table:pixel3)")
-                    })?
-                    .to_string(),
-            ),
-        };
-        let space: SpaceKind = self
-            .space
-            .parse()
-            .map_err(|problem| anyhow!("--space {}: {problem}", self.space))?;
         let plan = TablePlan {
-            space,
             table: self.table.clone(),
             dataset: self.dataset.clone(),
             ofa_dir: self.ofa_dir.clone(),
-            device,
             latency_ms: self.latency_ms,
             latency_weight: self.latency_weight,
+            ..TablePlan::from_flags(&self.space, self.target.as_deref())?
         };
         Ok(plan.load()?)
     }

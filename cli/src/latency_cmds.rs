@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use hwnas_search::ProtocolSettings;
 use hwnas_search::device_fit::{FitRequest, fit_device};
 use hwnas_search::latency_tools::{
     build_lut, evaluate_lut, export_model, lut_report_text, profile_model,
 };
-use hwnas_search::{ProtocolSettings, SpaceKind};
 
 use crate::output::{print, print_json};
 use crate::progress::Bars;
@@ -153,21 +153,11 @@ pub struct LutEvalArgs {
 pub fn lut(command: &LutCommand) -> Result<ExitCode> {
     match command {
         LutCommand::Build(args) => {
-            if args.space.parse::<SpaceKind>() != Ok(SpaceKind::Ofa) {
-                bail!(
-                    "--space {}: per-layer lookup tables exist for ofa-mbv3 (nb201 and darts are measured end to end)",
-                    args.space
-                );
-            }
-            if args.target != "host" {
-                bail!(
-                    "--target {}: lookup tables are built on this machine (`host`); on a board, run `hwnas lut build` there",
-                    args.target
-                );
-            }
             let observer = Bars::new(false);
             let settings = args.protocol.settings();
             let text = build_lut(
+                &args.space,
+                &args.target,
                 &args.out,
                 &args.resolutions,
                 args.calibration,
@@ -225,13 +215,16 @@ pub struct FitArgs {
 /// Runs `hwnas latency ...`.
 pub fn latency(command: &LatencyCommand) -> Result<ExitCode> {
     let LatencyCommand::Fit(args) = command;
+    let (table, out) = (args.table.clone(), args.out.clone());
+    let (space, device) = (args.space.clone(), args.device.clone());
+    let (samples, seed) = (args.samples, args.seed);
     let report = fit_device(&FitRequest {
-        space: args.space.clone(),
-        table: args.table.clone(),
-        device: args.device.clone(),
-        samples: args.samples,
-        seed: args.seed,
-        out: args.out.clone(),
+        space,
+        table,
+        device,
+        samples,
+        seed,
+        out,
     })?;
     match args.json {
         true => print_json(&report)?,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use hwnas_search::zero_cost::{ProxyPlan, score};
 
@@ -49,13 +49,8 @@ pub struct ProxiesArgs {
 
 /// Runs `hwnas proxies`.
 pub fn run(args: &ProxiesArgs) -> Result<ExitCode> {
-    if args.space != "nb201" {
-        bail!(
-            "--space {}: proxies are computed on NAS-Bench-201 cells (nb201), where a table judges them",
-            args.space
-        );
-    }
     let plan = ProxyPlan {
+        space: args.space.clone(),
         samples: args.samples,
         table: args.table.clone(),
         dataset: args.dataset.clone(),

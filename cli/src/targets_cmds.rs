@@ -12,7 +12,6 @@ use hwnas_targets::agent::{AgentConfig, bind, serve};
 use hwnas_targets::description::{self, read_token};
 
 use crate::output::print;
-use crate::say;
 
 /// Options of `hwnas agent`.
 #[derive(Debug, Args)]
@@ -79,34 +78,9 @@ pub enum TargetsCommand {
 pub fn targets(command: &TargetsCommand) -> Result<ExitCode> {
     match command {
         TargetsCommand::List => {
-            let mut text = String::new();
-            say!(
-                text,
-                "targets folder: {}",
-                description::targets_dir().display()
-            );
-            let mut failed = false;
-            for target in description::list() {
-                match target {
-                    Ok(t) => say!(
-                        text,
-                        "  {:<16} {:<6} {}",
-                        t.name,
-                        format!("{:?}", t.kind).to_lowercase(),
-                        t.whereabouts()
-                    ),
-                    Err(e) => {
-                        failed = true;
-                        say!(text, "  (error) {e}");
-                    }
-                }
-            }
+            let (text, failed) = description::listing();
             print(&text)?;
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(ExitCode::from(u8::from(failed)))
         }
         TargetsCommand::Show { name } => {
             let target = description::find(name)?;

@@ -147,15 +147,33 @@ pub fn open_cache(observer: &dyn Observer) -> Option<MeasurementCache> {
     hwnas_latency::cache::open_or_warn(&default_dir(), &|w| observer.warn(w))
 }
 
-/// Builds (or finishes building) this machine's lookup table of the Once-for-All space at
-/// `resolutions` into `out`, calibrated on `calibration` subnets measured end to end.
+/// Builds (or finishes building) this machine's lookup table of `space` (only ofa-mbv3 has
+/// per-layer tables) for `target` (only `host`) at `resolutions` into `out`, calibrated on
+/// `calibration` subnets measured end to end.
+#[allow(clippy::too_many_arguments)]
 pub fn build_lut(
+    space: &str,
+    target: &str,
     out: &Path,
     resolutions: &[u32],
     calibration: usize,
     settings: &ProtocolSettings,
     observer: &dyn Observer,
 ) -> Result<String> {
+    if space.parse::<crate::SpaceKind>() != Ok(crate::SpaceKind::Ofa) {
+        return Err(Error::plan(
+            "space",
+            space,
+            "per-layer lookup tables exist for ofa-mbv3 (nb201 and darts are measured end to end)",
+        ));
+    }
+    if target != "host" {
+        return Err(Error::plan(
+            "target",
+            target,
+            "lookup tables are built on this machine (`host`); on a board, run `hwnas lut build` there",
+        ));
+    }
     let allowed = hwnas_core::space::ofa::RESOLUTIONS;
     if let Some(bad) = resolutions.iter().find(|r| !allowed.contains(*r)) {
         return Err(Error::plan(

@@ -51,6 +51,32 @@ pub struct TableWorld {
 }
 
 impl TablePlan {
+    /// The plan of the flags' texts: `space` by name, `target` as `table:DEVICE`.
+    pub fn from_flags(space: &str, target: Option<&str>) -> Result<Self> {
+        let device = target
+            .map(|t| {
+                t.strip_prefix("table:").map(str::to_string).ok_or_else(|| {
+                    Error::plan(
+                        "target",
+                        t,
+                        "table runs take table:DEVICE targets (e.g. table:pixel3)",
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(TablePlan {
+            space: space
+                .parse()
+                .map_err(|problem| Error::plan("space", space, problem))?,
+            table: None,
+            dataset: "cifar10".to_string(),
+            ofa_dir: None,
+            device,
+            latency_ms: None,
+            latency_weight: None,
+        })
+    }
+
     /// The objective the plan asks for, checked.
     pub fn objective(&self) -> Result<Objective> {
         if let Some(budget) = self.latency_ms {

@@ -36,6 +36,8 @@ pub const COMBINED: [&str; 3] = ["synflow", "naswot", "jacov"];
 /// What to score.
 #[derive(Debug, Clone)]
 pub struct ProxyPlan {
+    /// The space: only nb201, where a table judges the proxies.
+    pub space: String,
     /// Cells sampled from the table (ignored with `compare`: its cells are scored).
     pub samples: usize,
     /// The NAS-Bench-201 table; `None` for `$HWNAS_NB201_TABLE` or the shared data.
@@ -217,6 +219,13 @@ fn rank_aggregate(columns: &[Vec<f64>]) -> Vec<f64> {
 
 /// Scores the plan's cells with every proxy.
 pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
+    if plan.space != "nb201" {
+        return Err(Error::plan(
+            "space",
+            &plan.space,
+            "proxies are computed on NAS-Bench-201 cells (nb201), where a table judges them",
+        ));
+    }
     if plan.samples < 3 {
         return Err(Error::plan(
             "samples",

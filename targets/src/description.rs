@@ -340,6 +340,28 @@ pub fn list() -> Vec<Result<Target>> {
     out
 }
 
+/// `hwnas targets list`'s text: the folder, then a line per target (or its error); and
+/// whether any target failed to load.
+pub fn listing() -> (String, bool) {
+    let mut text = format!("targets folder: {}", targets_dir().display());
+    let mut failed = false;
+    for target in list() {
+        text.push_str(&match target {
+            Ok(t) => format!(
+                "\n  {:<16} {:<6} {}",
+                t.name,
+                format!("{:?}", t.kind).to_lowercase(),
+                t.whereabouts()
+            ),
+            Err(e) => {
+                failed = true;
+                format!("\n  (error) {e}")
+            }
+        });
+    }
+    (text, failed)
+}
+
 /// A target by name (`host`, a name in [`targets_dir`]) or by file path.
 pub fn find(name_or_file: &str) -> Result<Target> {
     if name_or_file == "host" {
