@@ -314,6 +314,56 @@ pub fn profile(model: &[u8], protocol: &Protocol) -> Result<Measurement> {
     })
 }
 
+/// Profiles several models in one interleaved run: a session each, warmed up, then rounds
+/// in which each model runs once (the order rotating each round), until every model has its
+/// `min_runs` and a pinned-down median, or `max_runs` rounds, or `max_seconds` for all of
+/// them together. Load that comes and goes falls on every model alike, so their ratios hold
+/// on a busy machine where separate measurements do not.
+pub fn profile_interleaved(models: &[&[u8]], protocol: &Protocol) -> Result<Vec<Measurement>> {
+    protocol.validate()?;
+    let runtime = OrtRuntime::load()?;
+    let mut runners = models
+        .iter()
+        .map(|m| ModelRunner::new(m, protocol.threads, true))
+        .collect::<Result<Vec<_>>>()?;
+    for runner in &mut runners {
+        for _ in 0..protocol.warmup {
+            runner.time_once()?;
+        }
+    }
+    let started = Instant::now();
+    let count = runners.len();
+    let mut samples = vec![Vec::with_capacity(protocol.min_runs); count];
+    for round in 0..protocol.max_runs {
+        for k in 0..count {
+            let i = (round + k) % count;
+            samples[i].push(runners[i].time_once()?.as_secs_f64() * 1e3);
+        }
+        let n = round + 1;
+        if n >= protocol.min_runs {
+            let limit = protocol.max_seconds * count as f64;
+            if started.elapsed().as_secs_f64() >= limit {
+                break;
+            }
+            if n % 10 == 0
+                && samples
+                    .iter()
+                    .all(|s| stats(s).median_rel_ci < protocol.rel_ci)
+            {
+                break;
+            }
+        }
+    }
+    let fingerprint = Fingerprint::local(runtime, protocol.threads);
+    Ok(samples
+        .iter()
+        .map(|s| Measurement {
+            stats: stats(s),
+            fingerprint: fingerprint.clone(),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

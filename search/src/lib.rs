@@ -21,6 +21,7 @@ pub mod plan;
 pub mod plot;
 pub mod run_dir;
 pub mod sampling;
+pub mod sampling_report;
 pub mod tables;
 pub mod world;
 pub mod zero_cost;

@@ -1,11 +1,12 @@
 //! End-to-end measurement on a target: this machine through ONNX Runtime, or a board
 //! through the agents of a target description.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hwnas_core::{Arch, LatencyModel, SearchSpace};
 use hwnas_latency::measured::{MeasuredLatency, export_for_profiling};
-use hwnas_latency::profile::{Measurement, Protocol, profile};
+use hwnas_latency::profile::{Measurement, Protocol, Stats, profile, profile_interleaved};
 use hwnas_latency::wire::measurement_of;
 use hwnas_targets::client::{FleetResult, profile_fleet};
 use hwnas_targets::description::{self, Target, TargetKind};
@@ -21,6 +22,19 @@ pub trait FinalMeasure: Send + Sync {
     fn arch_ms(&self, arch: &Arch) -> Result<f64>;
     /// Median latency of a model's bytes, measured afresh.
     fn model_ms(&self, model: &[u8]) -> Result<f64>;
+    /// Medians of a model and a reference model measured afresh side by side (in one
+    /// interleaved run where the target allows, so that load falls on both alike).
+    fn paired_ms(&self, model: &[u8], reference: &[u8]) -> Result<(f64, f64)> {
+        let first = self.model_ms(reference)?;
+        let ms = self.model_ms(model)?;
+        let last = self.model_ms(reference)?;
+        Ok((ms, (first + last) / 2.0))
+    }
+    /// The target's load beside the measurements (the one-minute load average less the
+    /// measuring threads), where known.
+    fn other_load(&self) -> Option<f64> {
+        None
+    }
     /// Warnings gathered since the last call (damaged cache entries).
     fn take_warnings(&self) -> Vec<String> {
         Vec::new()
@@ -33,6 +47,34 @@ pub struct LocalMeasure {
     pub measured: MeasuredLatency,
     /// The protocol fresh profiles use.
     pub protocol: Protocol,
+    /// Fresh profiles whose median the protocol could not pin down.
+    noisy: Mutex<Vec<String>>,
+}
+
+impl LocalMeasure {
+    /// Measures by `protocol`, architectures through `measured`'s cache.
+    pub fn new(measured: MeasuredLatency, protocol: Protocol) -> Self {
+        LocalMeasure {
+            measured,
+            protocol,
+            noisy: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Notes a fresh profile whose median's confidence interval stayed wider than the
+    /// protocol asks: its runs ran out (time or count) on a noisy machine.
+    fn watch(&self, stats: &Stats, what: &str) -> f64 {
+        if stats.median_rel_ci > self.protocol.rel_ci {
+            self.noisy.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                "{what}: the median ({:.3} ms) is known to ±{:.1}% only after {} runs (the protocol asks ±{:.1}%): the machine is noisy",
+                stats.median_ms,
+                stats.median_rel_ci * 100.0,
+                stats.runs,
+                self.protocol.rel_ci * 100.0
+            ));
+        }
+        stats.median_ms
+    }
 }
 
 impl FinalMeasure for LocalMeasure {
@@ -40,10 +82,23 @@ impl FinalMeasure for LocalMeasure {
         Ok(self.measured.measure(arch)?.stats.median_ms)
     }
     fn model_ms(&self, model: &[u8]) -> Result<f64> {
-        Ok(profile(model, &self.protocol)?.stats.median_ms)
+        let stats = profile(model, &self.protocol)?.stats;
+        Ok(self.watch(&stats, "a finalist"))
+    }
+    fn paired_ms(&self, model: &[u8], reference: &[u8]) -> Result<(f64, f64)> {
+        let both = profile_interleaved(&[model, reference], &self.protocol)?;
+        Ok((
+            self.watch(&both[0].stats, "a finalist"),
+            self.watch(&both[1].stats, "the reference beside a finalist"),
+        ))
+    }
+    fn other_load(&self) -> Option<f64> {
+        hwnas_targets::host::load_average().map(|l| (l - self.protocol.threads as f64).max(0.0))
     }
     fn take_warnings(&self) -> Vec<String> {
-        self.measured.take_warnings()
+        let mut warnings = self.measured.take_warnings();
+        warnings.append(&mut self.noisy.lock().unwrap_or_else(|p| p.into_inner()));
+        warnings
     }
 }
 

@@ -415,6 +415,8 @@ pub fn run(
         table_test_accuracy,
         run_dir: dir.path().display().to_string(),
         wall_seconds: started.elapsed().as_secs_f64(),
+        finalists_measured: usize::from(measured),
+        other_load: None,
         supernet: Some(facts(plan, &run, backend.as_ref(), &data)),
     };
     let report = report(plan, &outcome, &data, &world.budget.origin);

@@ -56,6 +56,11 @@ pub struct Outcome {
     pub run_dir: String,
     /// Seconds the command took.
     pub wall_seconds: f64,
+    /// Finalists the closed loop measured end to end.
+    pub finalists_measured: usize,
+    /// Runnable threads beside hwnas's own while finalists were measured (the one-minute
+    /// load average), where the target tells.
+    pub other_load: Option<f64>,
     /// A supernet-backed search's facts.
     #[serde(flatten)]
     pub supernet: Option<SupernetFacts>,

@@ -12,7 +12,7 @@ use hwnas_core::{
 use hwnas_latency::measured::export_for_profiling;
 
 use crate::error::{Error, Result};
-use crate::finalists::{CONFIRMATION_MARGIN, Confirmation, confirm};
+use crate::finalists::{BudgetCheck, Confirmation, OVER_BUDGET_REACH, confirm};
 use crate::observer::Observer;
 use crate::outcome::{Outcome, SupernetFacts};
 use crate::plan::SearchPlan;
@@ -112,24 +112,44 @@ pub fn run(
         observer.warn(&warning);
     }
 
-    // Finalists: the most accurate architectures predicted within budget, re-measured.
-    let mut candidates: Vec<&Record> = history.records().iter().filter(|r| r.feasible).collect();
+    // Finalists: the most accurate architectures near the budget by the search's latency,
+    // measured in a closed loop that corrects the prediction as it goes.
+    let reach = world.budget.ms * (1.0 + OVER_BUDGET_REACH);
+    let mut candidates: Vec<&Record> = history
+        .records()
+        .iter()
+        .filter(|r| r.latency_ms.is_some_and(|l| l <= reach))
+        .collect();
     candidates.sort_by(|a, b| {
         b.accuracy
             .total_cmp(&a.accuracy)
             .then(a.query.cmp(&b.query))
     });
     let onnx_path = dir.file("best.onnx");
+    let export =
+        |arch: &Arch| -> Result<Vec<u8>> { Ok(export_for_profiling(world.space.as_ref(), arch)?) };
     let write_onnx = |record: &Record| -> Result<Vec<u8>> {
-        let bytes = export_for_profiling(world.space.as_ref(), &record.arch)?;
+        let bytes = export(&record.arch)?;
         std::fs::write(&onnx_path, &bytes).map_err(|e| Error::io("write", &onnx_path, e))?;
         Ok(bytes)
     };
+    let reference_model = match (&world.budget.relative_to, &world.measured) {
+        (Some(arch), Some(_)) => Some(export(arch)?),
+        _ => None,
+    };
+    let check = BudgetCheck {
+        ms: world.budget.ms,
+        reference: reference_model
+            .as_deref()
+            .map(|model| (model, world.budget.reference.1)),
+    };
+    let load_before = world.measured.as_ref().and_then(|m| m.other_load());
     let confirmation = confirm(
         &candidates,
-        world.budget.ms,
+        &check,
         world.measured.as_deref(),
-        plan.finalists,
+        plan.finalists * 4,
+        &export,
         &write_onnx,
         observer,
     )?
@@ -140,6 +160,11 @@ pub fn run(
             history.len()
         ))
     })?;
+    let load = [
+        load_before,
+        world.measured.as_ref().and_then(|m| m.other_load()),
+    ];
+    let load = load.iter().flatten().copied().reduce(f64::max);
     let inherited_onnx = match &world.supernet {
         Some(supernet) => Some(crate::oneshot::write_ofa_inherited(
             supernet,
@@ -166,9 +191,12 @@ pub fn run(
         table_test_accuracy: best.test_accuracy,
         run_dir: dir.path().display().to_string(),
         wall_seconds: started.elapsed().as_secs_f64(),
+        finalists_measured: confirmation.finalists.len(),
+        other_load: load,
         supernet: facts,
     };
-    let report = report_md(plan, world, &confirmation, &outcome, already);
+    let report =
+        crate::sampling_report::report_md(plan, world, &confirmation, &outcome, (already, load));
     let path = dir.file("report.md");
     std::fs::write(&path, report).map_err(|e| Error::io("write", &path, e))?;
     Ok(outcome)
@@ -202,8 +230,8 @@ fn write_pareto(
         let measured = confirmation
             .finalists
             .iter()
-            .find(|(f, _)| f.arch == r.arch)
-            .and_then(|(_, m)| *m);
+            .find(|f| f.record.arch == r.arch)
+            .map(|f| f.measured_ms);
         csv.write_record([
             r.query.to_string(),
             format!("{:.4}", r.latency_ms.unwrap_or(f64::NAN)),
@@ -234,102 +262,4 @@ fn write_pareto(
         (best.latency_ms.unwrap_or(f64::NAN), best.accuracy),
         budget,
     )
-}
-
-fn report_md(
-    plan: &SearchPlan,
-    w: &World,
-    confirmation: &Confirmation,
-    outcome: &Outcome,
-    resumed_from: usize,
-) -> String {
-    let best = &confirmation.chosen;
-    let mut md = format!(
-        "# hwnas search report\n\n**Chosen architecture** ({}):\n\n```\n{}\n```\n\n",
-        w.space.name(),
-        best.arch_text
-    );
-    if !outcome.within_budget {
-        md.push_str(&format!(
-            "**Not within budget**: no finalist measured within {:.3} ms end to end with {:.0}% to spare; the fastest measured one is shown. Raise --latency-ms, or run again on a quiet machine.\n\n",
-            w.budget.ms,
-            CONFIRMATION_MARGIN * 100.0
-        ));
-    }
-    md.push_str("| | |\n| --- | --- |\n");
-    md.push_str(&format!(
-        "| accuracy estimate | {:.2} ({}) |\n",
-        best.accuracy, w.evaluator_name
-    ));
-    md.push_str(&format!(
-        "| latency | {:.3} ms ({}) |\n",
-        confirmation.latency_ms,
-        if confirmation.measured {
-            "measured end to end with ONNX Runtime"
-        } else {
-            "from the target's table"
-        }
-    ));
-    if let Some(v) = confirmation.verified_ms {
-        md.push_str(&format!("| best.onnx re-profiled | {v:.3} ms |\n"));
-    }
-    md.push_str(&format!(
-        "| latency budget | {:.3} ms — {} |\n",
-        w.budget.ms, w.budget.origin
-    ));
-    md.push_str(&format!(
-        "| target | {} ({}) |\n",
-        plan.target,
-        w.search_latency.name()
-    ));
-    if let Some(f) = &w.fingerprint {
-        md.push_str(&format!(
-            "| measured on | ONNX Runtime {} {} on {} ({} threads of {} cores) |\n",
-            f.ort_version, f.execution_provider, f.cpu_model, f.threads, f.cores
-        ));
-    }
-    md.push_str(&format!(
-        "| strategy | {} (seed {}), {} distinct architectures evaluated{} |\n",
-        plan.strategy,
-        plan.seed,
-        outcome.queries,
-        if resumed_from > 0 {
-            format!(", {resumed_from} replayed from the earlier run")
-        } else {
-            String::new()
-        }
-    ));
-    let (what, ms) = &w.budget.reference;
-    md.push_str(&format!("| reference | {what}: {ms:.3} ms |\n"));
-    md.push_str(&format!(
-        "| wall time | {:.1} s |\n\n",
-        outcome.wall_seconds
-    ));
-    md.push_str("![accuracy vs latency](pareto.svg)\n\n");
-    if confirmation.finalists.iter().any(|(_, m)| m.is_some()) {
-        let ranked_by = if w.search_latency.name().starts_with("measured") {
-            "its own end-to-end measurement"
-        } else {
-            "the latency model's prediction"
-        };
-        md.push_str(&format!("## Finalists re-measured end to end\n\nThe search ranks architectures by {ranked_by}; the most accurate ones within budget were then exported and measured whole again, and the answer profiled once more from the written file, with {:.0}% to spare for run-to-run spread.\n\n| accuracy | search ms | measured ms | within budget |\n| --- | --- | --- | --- |\n", CONFIRMATION_MARGIN * 100.0));
-        for (r, m) in &confirmation.finalists {
-            md.push_str(&format!(
-                "| {:.2} | {:.3} | {} | {} |\n",
-                r.accuracy,
-                r.latency_ms.unwrap_or(f64::NAN),
-                m.map(|v| format!("{v:.3}")).unwrap_or_default(),
-                m.is_some_and(|v| v <= w.budget.ms)
-            ));
-        }
-        md.push('\n');
-    }
-    md.push_str("## Files\n\n- `best.onnx`: the chosen network, opset 17, batch norm folded. Its weights are random (He initialisation): it has the chosen architecture's exact structure and latency; train it, or take weights from a supernet, before use.\n- `history.jsonl`: every evaluated architecture, one JSON object per line, written as it was evaluated.\n- `pareto.csv` / `pareto.svg`: the accuracy-latency Pareto front of what was evaluated; the budget line and the chosen point are marked.\n- `manifest.json`: the command, versions, seed, settings and target fingerprint; `hwnas search --resume DIR` continues an interrupted run from it.\n");
-    if let Some(facts) = &outcome.supernet {
-        let (mean, std) = &facts.input_normalisation;
-        md.push_str(&format!(
-            "- `best-inherited.onnx`: the chosen subnet at the supernet's width with the weights it inherits from the supernet that scored it (batch norm recalibrated, folded): the network its accuracy estimate was measured with. Inputs: images in [0, 1] normalised per channel with mean {mean:?} and std {std:?}.\n"
-        ));
-    }
-    md
 }

@@ -51,6 +51,9 @@ pub struct LatencyBudget {
     pub origin: String,
     /// The reference network and its latency on the target.
     pub reference: (String, f64),
+    /// The reference architecture, where the budget is a share of its measured latency
+    /// (finalists are then measured beside it).
+    pub relative_to: Option<Arch>,
 }
 
 impl LatencyBudget {
@@ -70,7 +73,16 @@ impl LatencyBudget {
             ms,
             origin,
             reference: (what.to_string(), reference_ms),
+            relative_to: None,
         }
+    }
+
+    /// The budget, relative to `reference` where no budget was given.
+    fn measured_beside(mut self, given_ms: Option<f64>, reference: &Arch) -> Self {
+        if given_ms.is_none() {
+            self.relative_to = Some(reference.clone());
+        }
+        self
     }
 }
 
@@ -250,12 +262,10 @@ impl Here {
             plan.latency_ms,
             what,
             measured.measure(reference)?.stats.median_ms,
-        );
+        )
+        .measured_beside(plan.latency_ms, reference);
         Ok(Here {
-            measure: LocalMeasure {
-                measured,
-                protocol: *protocol,
-            },
+            measure: LocalMeasure::new(measured, *protocol),
             budget,
             fingerprint: Fingerprint::local(runtime, protocol.threads),
             cache,
@@ -428,7 +438,8 @@ fn nb201_remote(plan: &SearchPlan, target: Target) -> Result<World> {
         plan.latency_ms,
         NB201_REFERENCE,
         search.arch_ms(&reference)?,
-    );
+    )
+    .measured_beside(plan.latency_ms, &reference);
     Ok(World {
         evaluator_name,
         evaluator: Some(evaluator),

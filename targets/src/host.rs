@@ -59,6 +59,13 @@ fn read_governor() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// The machine's one-minute load average (runnable threads, ours included), where the
+/// operating system tells.
+pub fn load_average() -> Option<f64> {
+    let one = System::load_average().one;
+    (one.is_finite() && one > 0.0).then_some(one)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
