@@ -125,8 +125,8 @@ pub struct LutBuildArgs {
     /// Input resolutions to cover.
     #[arg(long, value_delimiter = ',', default_value = "160,176,192,208,224")]
     resolutions: Vec<u32>,
-    /// Subnets measured end to end to calibrate the layer sum.
-    #[arg(long, default_value_t = 12)]
+    /// Subnets measured end to end to fit the end-to-end model over the layers.
+    #[arg(long, default_value_t = 30)]
     calibration: usize,
     /// Where to write the table (an interrupted build resumes from it).
     #[arg(short, long, value_name = "FILE", default_value = "lut.json")]

@@ -6,6 +6,7 @@ pub mod error;
 pub mod export;
 pub mod fewshot;
 pub mod lut;
+pub mod lut_model;
 pub mod measured;
 pub mod onnx;
 pub mod profile;

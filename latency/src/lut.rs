@@ -15,10 +15,11 @@ use crate::cache::MeasurementCache;
 use crate::error::{Error, Result};
 use crate::export::ExportOptions;
 use crate::export::ofa::{OfaLayer, layer_model, layers};
+use crate::lut_model::{EndToEndModel, Predictor, features};
 use crate::measured::{export_for_profiling, profile_cached};
 use crate::onnx::RandomWeights;
 use crate::onnx::builder::encode;
-use crate::profile::{Fingerprint, Protocol, Stats};
+use crate::profile::{Fingerprint, Protocol, Stats, profile, profile_interleaved};
 use crate::runtime::OrtRuntime;
 
 /// Format version of the lookup-table file.
@@ -62,6 +63,61 @@ pub struct LayerLut {
     pub entries: Vec<LutEntry>,
     /// The end-to-end correction, once fitted.
     pub calibration: Option<Calibration>,
+    /// The reference subnet the calibration subnets were measured beside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<LutReference>,
+    /// The end-to-end model over the table's per-stage sums, chosen by cross-validation
+    /// (tables without one predict by `calibration`'s line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<EndToEndModel>,
+}
+
+/// The subnet calibration and evaluation subnets are measured beside, in one interleaved
+/// run each, so that the machine's drift between measurements cancels: a subnet's
+/// latency is its share of the reference times the reference's own measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LutReference {
+    /// The reference subnet.
+    pub config: OfaConfig,
+    /// Its latency, measured alone.
+    pub ms: f64,
+}
+
+/// A subnet measured end to end for calibration or evaluation.
+#[derive(Debug, Clone)]
+pub struct MeasuredSubnet {
+    /// The subnet.
+    pub config: OfaConfig,
+    /// Its features for the end-to-end model.
+    pub features: Vec<f64>,
+    /// The sum of its layers' medians.
+    pub layer_sum_ms: f64,
+    /// Its latency at the reference's measured speed (the raw median where the table has
+    /// no reference).
+    pub ms: f64,
+    /// The median as measured.
+    pub raw_ms: f64,
+}
+
+/// Subnets measured end to end to fit the end-to-end model when a table is built.
+pub const DEFAULT_CALIBRATION_SUBNETS: usize = 30;
+
+/// The reference of a table at `resolutions`: kernel 5, expand 4, depth 3 (the middle of
+/// the space) at the largest resolution up to 192.
+pub fn reference_config(resolutions: &[u32]) -> OfaConfig {
+    let r = resolutions
+        .iter()
+        .copied()
+        .filter(|&r| r <= 192)
+        .max()
+        .or_else(|| resolutions.iter().copied().min())
+        .unwrap_or(192);
+    OfaConfig {
+        ks: vec![5; 20],
+        e: vec![4; 20],
+        d: vec![3; 5],
+        r,
+    }
 }
 
 /// Every distinct layer of the subnets at these resolutions.
@@ -158,6 +214,34 @@ impl LayerLut {
                 ));
             }
         }
+        if let Some(r) = &self.reference
+            && !(r.ms.is_finite() && r.ms > 0.0)
+        {
+            return Err(format!(
+                "the reference subnet measured {} ms: it must be a positive number",
+                r.ms
+            ));
+        }
+        if let Some(m) = &self.model {
+            let sound = |(x, y): &(Vec<f64>, f64)| {
+                x.len() == crate::lut_model::FEATURES.len()
+                    && x.iter().all(|v| v.is_finite() && *v >= 0.0)
+                    && y.is_finite()
+                    && *y > 0.0
+            };
+            if !crate::lut_model::KINDS.contains(&m.kind.as_str())
+                || !m.points.iter().all(sound)
+                || m.points.len() < 2
+            {
+                return Err(format!(
+                    "the end-to-end model ({}, {} calibration points) is not one hwnas fitted: its kind must be one of {:?} and every point {} non-negative features with a positive latency",
+                    m.kind,
+                    m.points.len(),
+                    crate::lut_model::KINDS,
+                    crate::lut_model::FEATURES.len()
+                ));
+            }
+        }
         if let Some(c) = self.calibration {
             let plausible = c.slope.is_finite()
                 && c.slope > 0.0
@@ -245,6 +329,8 @@ impl LayerLut {
                 resolutions: Vec::new(),
                 entries: Vec::new(),
                 calibration: None,
+                reference: None,
+                model: None,
             },
         };
         let mut all: BTreeSet<u32> = lut.resolutions.iter().copied().collect();
@@ -268,10 +354,13 @@ impl LayerLut {
                 stats: measurement.stats,
             });
             lut.calibration = None;
+            lut.model = None;
             lut.save(path)?;
         }
         progress(total, total, "layers measured");
-        if lut.calibration.is_none() && calibration_subnets > 0 {
+        // Tables from before the end-to-end model are calibrated again to get one.
+        let calibrated = lut.calibration.is_some() && lut.model.is_some();
+        if !calibrated && calibration_subnets > 0 {
             lut.calibrate(calibration_subnets, protocol, cache, progress, warn)?;
             lut.save(path)?;
         }
@@ -300,7 +389,8 @@ impl LayerLut {
             .sum()
     }
 
-    /// Predicted end-to-end latency: the calibrated layer sum.
+    /// Predicted end-to-end latency by the calibration's line over the layer sum (see
+    /// [`LutPredictor`] for the end-to-end model).
     pub fn predict_ms(&self, config: &OfaConfig) -> Result<f64> {
         let sum = self.layer_sum_ms(config)?;
         Ok(match self.calibration {
@@ -309,8 +399,9 @@ impl LayerLut {
         })
     }
 
-    /// Fits the calibration on `count` random subnets measured end to end (seed 1, so the
-    /// evaluation's subnets, drawn with another seed, are held out).
+    /// Fits the calibration line and the end-to-end model on `count` random subnets
+    /// (seed 1, so the evaluation's subnets, drawn with another seed, are held out), each
+    /// measured beside the reference subnet.
     pub fn calibrate(
         &mut self,
         count: usize,
@@ -319,35 +410,111 @@ impl LayerLut {
         progress: Progress<'_>,
         warn: &dyn Fn(&str),
     ) -> Result<Calibration> {
-        let points = self.measure_subnets(count, 1, protocol, cache, progress, warn)?;
-        let calibration = fit_line(&points);
+        let space = self.space()?;
+        let config = reference_config(&self.resolutions);
+        let model =
+            export_for_profiling(&space, &space.from_config(&config).map_err(Error::Arch)?)?;
+        let (measurement, _) = profile_cached(&model, protocol, cache, warn)?;
+        self.reference = Some(LutReference {
+            config,
+            ms: measurement.stats.median_ms,
+        });
+        let subnets = self.measure_subnets(count, 1, protocol, progress)?;
+        let calibration = fit_line(
+            &subnets
+                .iter()
+                .map(|s| (s.layer_sum_ms, s.ms))
+                .collect::<Vec<_>>(),
+        );
         self.calibration = Some(calibration);
+        self.model = Some(EndToEndModel::choose(
+            subnets.into_iter().map(|s| (s.features, s.ms)).collect(),
+        )?);
         Ok(calibration)
     }
 
-    /// `(layer sum, measured)` for `count` random subnets drawn with `seed`.
+    /// `count` random subnets drawn with `seed`, each measured end to end beside the
+    /// table's reference subnet in one interleaved run (alone where it has none).
     pub fn measure_subnets(
         &self,
         count: usize,
         seed: u64,
         protocol: &Protocol,
-        cache: Option<&MeasurementCache>,
         progress: Progress<'_>,
-        warn: &dyn Fn(&str),
-    ) -> Result<Vec<(f64, f64)>> {
+    ) -> Result<Vec<MeasuredSubnet>> {
         let space = self.space()?;
+        let reference = match &self.reference {
+            Some(r) => Some((
+                export_for_profiling(&space, &space.from_config(&r.config).map_err(Error::Arch)?)?,
+                r.ms,
+            )),
+            None => None,
+        };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut points = Vec::with_capacity(count);
+        let mut subnets = Vec::with_capacity(count);
         for i in 0..count {
             progress(i, count, "subnets measured end to end");
             let arch = space.sample(&mut rng);
             let config = space.config(&arch);
             let model = export_for_profiling(&space, &arch)?;
-            let (measurement, _) = profile_cached(&model, protocol, cache, warn)?;
-            points.push((self.layer_sum_ms(&config)?, measurement.stats.median_ms));
+            let (ms, raw_ms) = match &reference {
+                Some((reference, reference_ms)) => {
+                    let both = profile_interleaved(&[&model, reference], protocol)?;
+                    let raw = both[0].stats.median_ms;
+                    (raw / both[1].stats.median_ms * reference_ms, raw)
+                }
+                None => {
+                    let raw = profile(&model, protocol)?.stats.median_ms;
+                    (raw, raw)
+                }
+            };
+            subnets.push(MeasuredSubnet {
+                features: features(self, &config)?,
+                layer_sum_ms: self.layer_sum_ms(&config)?,
+                config,
+                ms,
+                raw_ms,
+            });
         }
         progress(count, count, "subnets measured end to end");
-        Ok(points)
+        Ok(subnets)
+    }
+}
+
+/// A table's prediction of end-to-end latency: its end-to-end model, fitted once, or its
+/// calibration line where it has none.
+pub struct LutPredictor {
+    lut: LayerLut,
+    model: Option<Predictor>,
+}
+
+impl LutPredictor {
+    /// The predictor of `lut`.
+    pub fn new(lut: LayerLut) -> Result<Self> {
+        let model = lut
+            .model
+            .as_ref()
+            .map(EndToEndModel::predictor)
+            .transpose()?;
+        Ok(LutPredictor { lut, model })
+    }
+
+    /// The table.
+    pub fn lut(&self) -> &LayerLut {
+        &self.lut
+    }
+
+    /// Predicted end-to-end milliseconds of a subnet.
+    pub fn predict_ms(&self, config: &OfaConfig) -> Result<f64> {
+        match &self.model {
+            Some(model) => model.predict_ms(&features(&self.lut, config)?),
+            None => self.lut.predict_ms(config),
+        }
+    }
+
+    /// The model kind predictions come from.
+    pub fn kind(&self) -> &str {
+        self.lut.model.as_ref().map_or("line", |m| m.kind.as_str())
     }
 }
 
@@ -407,7 +574,7 @@ pub fn report(pairs: &[(f64, f64)]) -> LutReport {
 
 /// A lookup table as the search's latency model.
 pub struct LutLatency {
-    lut: LayerLut,
+    predictor: LutPredictor,
     space: OfaSpace,
 }
 
@@ -415,7 +582,10 @@ impl LutLatency {
     /// The latency model of a table.
     pub fn new(lut: LayerLut) -> Result<Self> {
         let space = lut.space()?;
-        Ok(LutLatency { lut, space })
+        Ok(LutLatency {
+            predictor: LutPredictor::new(lut)?,
+            space,
+        })
     }
 
     /// The space the table covers.
@@ -425,7 +595,7 @@ impl LutLatency {
 
     /// The table.
     pub fn lut(&self) -> &LayerLut {
-        &self.lut
+        self.predictor.lut()
     }
 }
 
@@ -436,7 +606,7 @@ impl LatencyModel for LutLatency {
 
     fn latency_ms(&self, arch: &Arch) -> hwnas_core::Result<f64> {
         let config = self.space.config(arch);
-        self.lut
+        self.predictor
             .predict_ms(&config)
             .map_err(|e| hwnas_core::Error::Failed {
                 source_name: "lookup table".to_string(),
@@ -562,6 +732,8 @@ mod tests {
                 subnets: 12,
                 fit_rmse_ms: 0.05,
             }),
+            reference: None,
+            model: None,
         }
     }
 

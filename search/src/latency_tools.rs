@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use hwnas_latency::OrtRuntime;
 use hwnas_latency::cache::{MeasurementCache, default_dir};
 use hwnas_latency::export::{ExportOptions, export_arch};
-use hwnas_latency::lut::{LayerLut, LutReport, report};
+use hwnas_latency::lut::{LayerLut, LutPredictor, LutReport, report};
 use hwnas_latency::onnx::RandomWeights;
 use hwnas_latency::onnx::builder::encode;
 use hwnas_latency::profile::{Fingerprint, Measurement, Stats, profile};
@@ -182,11 +182,11 @@ pub fn build_lut(
             format!("outside {allowed:?}"),
         ));
     }
-    if calibration > 1000 {
+    if calibration == 1 || calibration > 1000 {
         return Err(Error::plan(
             "calibration",
             calibration,
-            "at most 1000 subnets (each is measured end to end; 12 is the default)",
+            "0 (no calibration) or 2 to 1000 subnets (each is measured end to end; 30 is the default)",
         ));
     }
     let protocol = settings.protocol()?;
@@ -218,12 +218,53 @@ pub fn build_lut(
             c.subnets, c.slope, c.intercept, c.fit_rmse_ms
         );
     }
+    if let Some(r) = &lut.reference {
+        _ = write!(
+            text,
+            "\neach measured beside the reference subnet (kernel 5, expand 4, depth 3, r {}: {:.3} ms)",
+            r.config.r, r.ms
+        );
+    }
+    if let Some(m) = &lut.model {
+        _ = write!(
+            text,
+            "\nend-to-end model: {} (5-fold cross-validation on the calibration subnets:",
+            m.kind
+        );
+        for k in &m.cross_validation {
+            _ = write!(
+                text,
+                "\n  {:<18} RMSE {:.3} ms, within ±5% {:.0}%, within ±10% {:.0}%",
+                k.kind,
+                k.rmse_ms,
+                k.within_5pct * 100.0,
+                k.within_10pct * 100.0
+            );
+        }
+        text.push(')');
+    }
     Ok(text)
+}
+
+/// A lookup table judged on held-out subnets.
+#[derive(Debug, Serialize)]
+pub struct LutEvaluation {
+    /// Against each subnet's latency at the reference's speed (measured beside the
+    /// reference subnet in one interleaved run, so the machine's drift cancels); against
+    /// the raw medians where the table has no reference.
+    #[serde(flatten)]
+    pub report: LutReport,
+    /// Against the raw medians as measured.
+    pub raw: LutReport,
+    /// The model predictions came from.
+    pub model: String,
+    /// Whether `report` is judged beside the reference.
+    pub beside_reference: bool,
 }
 
 /// Measures `samples` random subnets (never the calibration ones) end to end and compares
 /// them with the table at `path`.
-pub fn evaluate_lut(path: &Path, samples: usize, observer: &dyn Observer) -> Result<LutReport> {
+pub fn evaluate_lut(path: &Path, samples: usize, observer: &dyn Observer) -> Result<LutEvaluation> {
     if samples == 0 {
         return Err(Error::plan("samples", 0, "measure at least 1 subnet"));
     }
@@ -239,32 +280,48 @@ pub fn evaluate_lut(path: &Path, samples: usize, observer: &dyn Observer) -> Res
     if let Some(warning) = lut.measured_elsewhere(&here) {
         observer.warn(&warning);
     }
-    let cache = open_cache(observer);
     observer.stage("lut eval", samples as u64);
     let progress =
         |done: usize, total: usize, what: &str| observer.progress(done as u64, total as u64, what);
-    let warn = |w: &str| observer.warn(w);
-    let points =
-        lut.measure_subnets(samples, 2, &lut.protocol, cache.as_ref(), &progress, &warn)?;
+    let subnets = lut.measure_subnets(samples, 2, &lut.protocol, &progress)?;
     observer.finish();
-    let pairs: Vec<(f64, f64)> = points
-        .iter()
-        .map(|&(sum, measured)| {
-            let predicted = lut.calibration.map_or(sum, |c| c.slope * sum + c.intercept);
-            (predicted, measured)
-        })
-        .collect();
-    Ok(report(&pairs))
+    let predictor = LutPredictor::new(lut)?;
+    let mut paired = Vec::with_capacity(samples);
+    let mut raw = Vec::with_capacity(samples);
+    for subnet in &subnets {
+        let predicted = predictor.predict_ms(&subnet.config)?;
+        paired.push((predicted, subnet.ms));
+        raw.push((predicted, subnet.raw_ms));
+    }
+    Ok(LutEvaluation {
+        report: report(&paired),
+        raw: report(&raw),
+        model: predictor.kind().to_string(),
+        beside_reference: predictor.lut().reference.is_some(),
+    })
 }
 
 /// A lookup table's error report for a person.
-pub fn lut_report_text(result: &LutReport) -> String {
-    format!(
-        "{} held-out subnets measured end to end vs the table's prediction:\n  RMSE {:.3} ms, mean absolute error {:.2}%\n  within ±5%: {:.1}%   within ±10%: {:.1}%",
-        result.samples,
-        result.rmse_ms,
-        result.mape * 100.0,
-        result.within_5pct * 100.0,
-        result.within_10pct * 100.0
-    )
+pub fn lut_report_text(evaluation: &LutEvaluation) -> String {
+    let line = |what: &str, r: &LutReport| {
+        format!(
+            "\n  {what}: RMSE {:.3} ms, mean absolute error {:.2}%, within ±5%: {:.1}%, within ±10%: {:.1}%",
+            r.rmse_ms,
+            r.mape * 100.0,
+            r.within_5pct * 100.0,
+            r.within_10pct * 100.0
+        )
+    };
+    let mut text = format!(
+        "{} held-out subnets measured end to end vs the table's prediction ({} model):",
+        evaluation.report.samples, evaluation.model
+    );
+    if evaluation.beside_reference {
+        text.push_str(&line(
+            "beside the reference (drift cancelled)",
+            &evaluation.report,
+        ));
+    }
+    text.push_str(&line("raw medians", &evaluation.raw));
+    text
 }

@@ -207,8 +207,14 @@ fn ofa(
     let progress =
         |done: usize, total: usize, what: &str| observer.progress(done as u64, total as u64, what);
     let warn = |w: &str| observer.warn(w);
-    let (lut, path) = host_lut(&resolutions, protocol, 12, &progress, &warn)
-        .step(|| "building the latency lookup table for this machine".into())?;
+    let (lut, path) = host_lut(
+        &resolutions,
+        protocol,
+        hwnas_latency::lut::DEFAULT_CALIBRATION_SUBNETS,
+        &progress,
+        &warn,
+    )
+    .step(|| "building the latency lookup table for this machine".into())?;
     observer.finish();
     let latency = LutLatency::new(lut)?;
     let space = latency.space().clone();

@@ -82,6 +82,15 @@ fn a_small_lookup_table_builds_resumes_and_evaluates() {
     };
     let first = build(&[]);
     assert!(first.contains("93 layers"), "{first}");
+    assert!(first.contains("end-to-end model"), "{first}");
+    let table: Value = serde_json::from_str(&std::fs::read_to_string(&lut).unwrap()).unwrap();
+    assert_eq!(table["reference"]["config"]["r"], 128);
+    assert_eq!(table["model"]["points"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        table["model"]["cross_validation"].as_array().unwrap().len(),
+        4,
+        "line, ridge, random forest and gradient boosting are compared"
+    );
     // A second build finds everything measured.
     let again = build(&[]);
     assert!(again.contains("93 layers"), "{again}");
@@ -104,6 +113,9 @@ fn a_small_lookup_table_builds_resumes_and_evaluates() {
         assert!(json[key].as_f64().is_some(), "{key}");
     }
     assert!((0.0..=1.0).contains(&json["within_10pct"].as_f64().unwrap()));
+    assert_eq!(json["beside_reference"], true);
+    assert_eq!(json["raw"]["samples"], 3);
+    assert_eq!(json["model"], table["model"]["kind"]);
 }
 
 /// A new device from 20 measurements: the shared NAS-Bench-201 table's Pixel 3 column
@@ -157,4 +169,45 @@ fn a_new_device_is_fitted_from_twenty_measurements() {
     let written = std::fs::read_to_string(&out).unwrap();
     assert_eq!(written.lines().count(), 1 + 15_625);
     assert_eq!(written.lines().filter(|l| l.ends_with(",1")).count(), 20);
+}
+
+/// Two models timed in one interleaved run: each gets its runs, and their medians agree
+/// with separate measurements (the heavier cell the slower in both).
+#[test]
+fn two_models_profiled_interleaved_agree_with_separate_profiles() {
+    use hwnas_latency::export::{ExportOptions, export_arch};
+    use hwnas_latency::onnx::RandomWeights;
+    use hwnas_latency::onnx::builder::encode;
+    use hwnas_latency::profile::{Protocol, profile, profile_interleaved};
+    let model = |arch: &str| {
+        encode(
+            &export_arch(
+                "nb201",
+                arch,
+                &mut RandomWeights::new(0),
+                ExportOptions::default(),
+            )
+            .unwrap(),
+        )
+    };
+    let heavy = model(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    );
+    let light = model("|skip_connect~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
+    let protocol = Protocol {
+        min_runs: 60,
+        max_runs: 60,
+        ..Protocol::default()
+    };
+    let both = profile_interleaved(&[&heavy, &light], &protocol).unwrap();
+    assert_eq!(both.len(), 2);
+    assert!(both.iter().all(|m| m.stats.runs == 60));
+    let interleaved = both[0].stats.median_ms / both[1].stats.median_ms;
+    let separate = profile(&heavy, &protocol).unwrap().stats.median_ms
+        / profile(&light, &protocol).unwrap().stats.median_ms;
+    assert!(interleaved > 1.5, "heavy / light = {interleaved}");
+    assert!(
+        (interleaved / separate - 1.0).abs() < 0.25,
+        "interleaved ratio {interleaved}, separate {separate}"
+    );
 }
