@@ -102,21 +102,15 @@ pub struct MeasuredSubnet {
 /// Subnets measured end to end to fit the end-to-end model when a table is built.
 pub const DEFAULT_CALIBRATION_SUBNETS: usize = 30;
 
-/// The reference of a table at `resolutions`: kernel 5, expand 4, depth 3 (the middle of
-/// the space) at the largest resolution up to 192.
+/// The reference of a table at `resolutions`: the largest subnet (kernel 7, expand 6, depth
+/// 4) at the largest resolution, the network whose latency sets a search's default budget,
+/// so that the table's predictions and the budget rest on the same measurement.
 pub fn reference_config(resolutions: &[u32]) -> OfaConfig {
-    let r = resolutions
-        .iter()
-        .copied()
-        .filter(|&r| r <= 192)
-        .max()
-        .or_else(|| resolutions.iter().copied().min())
-        .unwrap_or(192);
     OfaConfig {
-        ks: vec![5; 20],
-        e: vec![4; 20],
-        d: vec![3; 5],
-        r,
+        ks: vec![7; 20],
+        e: vec![6; 20],
+        d: vec![4; 5],
+        r: resolutions.iter().copied().max().unwrap_or(224),
     }
 }
 
@@ -359,7 +353,12 @@ impl LayerLut {
         }
         progress(total, total, "layers measured");
         // Tables from before the end-to-end model are calibrated again to get one.
-        let calibrated = lut.calibration.is_some() && lut.model.is_some();
+        let calibrated = lut.calibration.is_some()
+            && lut.model.is_some()
+            && lut
+                .reference
+                .as_ref()
+                .is_some_and(|r| r.config == reference_config(&lut.resolutions));
         if !calibrated && calibration_subnets > 0 {
             lut.calibrate(calibration_subnets, protocol, cache, progress, warn)?;
             lut.save(path)?;
