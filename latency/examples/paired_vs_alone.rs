@@ -11,7 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = std::fs::read(args.get(1).ok_or("give two ONNX files")?)?;
     let rounds: usize = args.get(2).map_or(Ok(3), |r| r.parse())?;
     let protocol = Protocol::default();
-    println!("| round | A alone | B alone | A/B alone | A beside B | B beside A | A/B interleaved |");
+    println!(
+        "| round | A alone | B alone | A/B alone | A beside B | B beside A | A/B interleaved |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for round in 1..=rounds {
         let (alone_a, alone_b) = (
