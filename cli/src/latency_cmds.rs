@@ -196,8 +196,11 @@ pub struct FitArgs {
     #[arg(long, value_name = "FILE")]
     table: Option<PathBuf>,
     /// The new device's column (`pixel3`, `lat_help_pixel3`, `hwnb-raspi4`).
+    #[arg(long, required_unless_present = "target", conflicts_with = "target")]
+    device: Option<String>,
+    /// Or a board: measure the samples through its agents (a target's name or TOML file).
     #[arg(long)]
-    device: String,
+    target: Option<String>,
     /// Its measurements the fit uses (the tool chooses which).
     #[arg(long, default_value_t = 20)]
     samples: usize,
@@ -216,12 +219,13 @@ pub struct FitArgs {
 pub fn latency(command: &LatencyCommand) -> Result<ExitCode> {
     let LatencyCommand::Fit(args) = command;
     let (table, out) = (args.table.clone(), args.out.clone());
-    let (space, device) = (args.space.clone(), args.device.clone());
+    let (space, device, target) = (args.space.clone(), args.device.clone(), args.target.clone());
     let (samples, seed) = (args.samples, args.seed);
     let report = fit_device(&FitRequest {
         space,
         table,
         device,
+        target,
         samples,
         seed,
         out,

@@ -119,17 +119,28 @@ impl Fitted {
                 Fitted::Linear(vec![c.slope, c.intercept])
             }
             "ridge" => {
+                // Features that never vary here (the stem of a one-resolution table) carry
+                // no weight and would break the normalisation.
+                let varying: Vec<usize> = (0..x[0].len())
+                    .filter(|&j| x.iter().any(|r| (r[j] - x[0][j]).abs() > 1e-12))
+                    .collect();
+                let narrowed: Vec<Vec<f64>> = x
+                    .iter()
+                    .map(|r| varying.iter().map(|&j| r[j]).collect())
+                    .collect();
                 let model = RidgeRegression::fit(
-                    &matrix(x)?,
+                    &matrix(&narrowed)?,
                     &y,
                     RidgeRegressionParameters::default()
                         .with_alpha(1e-3)
                         .with_normalize(true),
                 )
                 .map_err(failed(kind))?;
-                let mut coefficients: Vec<f64> =
-                    model.coefficients().iterator(0).copied().collect();
-                coefficients.push(*model.intercept());
+                let mut coefficients = vec![0.0; x[0].len() + 1];
+                for (&j, w) in varying.iter().zip(model.coefficients().iterator(0)) {
+                    coefficients[j] = *w;
+                }
+                coefficients[x[0].len()] = *model.intercept();
                 Fitted::Linear(coefficients)
             }
             "random_forest" => Fitted::Forest(
@@ -187,24 +198,35 @@ pub fn out_of_fold(kind: &str, points: &[(Vec<f64>, f64)], folds: usize) -> Resu
     Ok(predicted)
 }
 
-/// Every kind's cross-validated error on `points`.
+/// Every kind's cross-validated error on `points`; kinds that cannot be fitted on these
+/// points (too few for the features, a feature that never varies) are left out, the line
+/// always fits.
 pub fn cross_validate(points: &[(Vec<f64>, f64)], folds: usize) -> Result<Vec<KindError>> {
     KINDS
         .iter()
-        .map(|kind| {
-            let predicted = out_of_fold(kind, points, folds)?;
+        .filter_map(|kind| {
+            let predicted = match out_of_fold(kind, points, folds) {
+                Ok(p) if p.iter().all(|v| v.is_finite()) => p,
+                _ if *kind != "line" => return None,
+                Ok(_) => {
+                    return Some(Err(Error::Setting(
+                        "the calibration line is not finite".into(),
+                    )));
+                }
+                Err(e) => return Some(Err(e)),
+            };
             let pairs: Vec<(f64, f64)> = predicted
                 .iter()
                 .zip(points)
                 .map(|(p, (_, m))| (*p, *m))
                 .collect();
             let r = crate::lut::report(&pairs);
-            Ok(KindError {
+            Some(Ok(KindError {
                 kind: kind.to_string(),
                 rmse_ms: r.rmse_ms,
                 within_10pct: r.within_10pct,
                 within_5pct: r.within_5pct,
-            })
+            }))
         })
         .collect()
 }

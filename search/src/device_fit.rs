@@ -5,10 +5,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use hwnas_core::benchmark::nb201::Nb201Table;
+use hwnas_core::space::space_by_name;
 use hwnas_latency::fewshot::{self, DeviceTable, Excluded, TABLE_SPACES};
+use hwnas_latency::measured::export_for_profiling;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::measure::{Overrides, profile_through};
 
 /// The most measurements a fit takes (the leave-one-out selection refits once per sample).
 pub const MAX_FIT_SAMPLES: usize = 2000;
@@ -20,8 +23,11 @@ pub struct FitRequest {
     pub space: String,
     /// The table; for nb201, the shared one when `None`.
     pub table: Option<PathBuf>,
-    /// The new device's column.
-    pub device: String,
+    /// The new device's column; `None` with `target`.
+    pub device: Option<String>,
+    /// A board to measure the samples on, through its agents (a target's name or TOML
+    /// file), instead of a column of the table.
+    pub target: Option<String>,
     /// Its measurements the fit may use.
     pub samples: usize,
     /// Which of them.
@@ -39,16 +45,20 @@ pub struct FitReport {
     pub samples: usize,
     /// The sampling seed.
     pub seed: u64,
-    /// Spearman's rank correlation on the unmeasured architectures.
-    pub spearman: f64,
+    /// Spearman's rank correlation on the unmeasured architectures (none for a board: it
+    /// has no column to score against).
+    pub spearman: Option<f64>,
     /// Share of them predicted within ±10%.
-    pub within_10pct: f64,
+    pub within_10pct: Option<f64>,
     /// Share within ±5%.
-    pub within_5pct: f64,
+    pub within_5pct: Option<f64>,
     /// Mean absolute percentage error, as a share.
-    pub mape: f64,
+    pub mape: Option<f64>,
     /// Architectures scored.
     pub scored: usize,
+    /// The agent that measured the samples, for a board.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_by: Option<String>,
     /// The model kind the leave-one-out selection kept.
     pub model: String,
     /// Its leave-one-out RMSE in log latency on the samples.
@@ -72,6 +82,13 @@ pub fn fit_device(request: &FitRequest) -> Result<FitReport> {
             format!("at most {MAX_FIT_SAMPLES} (the few-shot fit is for a few measurements)"),
         ));
     }
+    if request.target.is_some() && request.space != "nb201" {
+        return Err(Error::plan(
+            "space",
+            &request.space,
+            "a board measures architectures hwnas can export from a table: nb201",
+        ));
+    }
     let path = match (&request.table, request.space.as_str()) {
         (Some(path), _) => path.clone(),
         (None, "nb201") => Nb201Table::locate(None)?,
@@ -84,9 +101,25 @@ pub fn fit_device(request: &FitRequest) -> Result<FitReport> {
         }
     };
     let table = DeviceTable::load(&path, &request.space)?;
-    let device = table.column(&request.device)?;
-    let fit = fewshot::fit(&table, device, request.samples, request.seed)?;
-    let score = fewshot::score(&table, device, &fit);
+    let (fit, score, measured_by) = match (&request.target, &request.device) {
+        (Some(target), None) => {
+            let (fit, agent) = fit_on_board(&table, request, target)?;
+            (fit, None, Some(agent))
+        }
+        (None, Some(device)) => {
+            let device = table.column(device)?;
+            let fit = fewshot::fit(&table, device, request.samples, request.seed)?;
+            let score = fewshot::score(&table, device, &fit);
+            (fit, Some(score), None)
+        }
+        _ => {
+            return Err(Error::plan(
+                "device",
+                request.device.as_deref().unwrap_or("(none)"),
+                "give either --device COLUMN (a device of the table) or --target BOARD (measured through its agents)",
+            ));
+        }
+    };
     if let Some(out) = &request.out {
         write_predictions(out, &table, &fit)?;
     }
@@ -94,11 +127,12 @@ pub fn fit_device(request: &FitRequest) -> Result<FitReport> {
         device: fit.device.clone(),
         samples: request.samples,
         seed: request.seed,
-        spearman: score.spearman,
-        within_10pct: score.within_10pct,
-        within_5pct: score.within_5pct,
-        mape: score.mape,
-        scored: score.scored,
+        spearman: score.as_ref().map(|s| s.spearman),
+        within_10pct: score.as_ref().map(|s| s.within_10pct),
+        within_5pct: score.as_ref().map(|s| s.within_5pct),
+        mape: score.as_ref().map(|s| s.mape),
+        scored: score.as_ref().map_or(0, |s| s.scored),
+        measured_by,
         model: fit.model.kind().to_string(),
         loo_log_rmse: fit.loo_log_rmse,
         references: fit
@@ -111,6 +145,31 @@ pub fn fit_device(request: &FitRequest) -> Result<FitReport> {
         excluded: fit.excluded,
         table: path,
     })
+}
+
+/// Measures `request.samples` architectures of the table, chosen by the known devices, on
+/// the board `target` and fits its predictor; returns it and the agent that measured.
+fn fit_on_board(
+    table: &DeviceTable,
+    request: &FitRequest,
+    target: &str,
+) -> Result<(fewshot::FewShotFit, String)> {
+    let space = space_by_name(&request.space)?;
+    fewshot::check_samples(request.samples, table.archs.len(), target)?;
+    let known = fewshot::Known::of(table, None)?;
+    let all: Vec<usize> = (0..table.archs.len()).collect();
+    let rows = fewshot::choose_rows(&known.devices, &all, request.samples, request.seed);
+    let mut measured = Vec::with_capacity(rows.len());
+    let mut agent = String::new();
+    for &row in &rows {
+        let arch = space.parse(&table.archs[row])?;
+        let model = export_for_profiling(space.as_ref(), &arch)?;
+        let (measurement, by) = profile_through(target, &model, Overrides::default())?;
+        measured.push(measurement.stats.median_ms);
+        agent = by;
+    }
+    let fit = fewshot::fit_rows(table, known, target, rows, &measured)?;
+    Ok((fit, agent))
 }
 
 /// Writes `arch,<device>_predicted_ms,measured_for_fit` for every row.
@@ -150,15 +209,30 @@ impl FitReport {
             },
             self.loo_log_rmse
         );
-        _ = write!(
-            text,
-            "  on the {} architectures it did not measure: Spearman {:.3}, within ±10% {:.1}%, within ±5% {:.1}%, mean error {:.1}%",
-            self.scored,
+        match (
             self.spearman,
-            self.within_10pct * 100.0,
-            self.within_5pct * 100.0,
-            self.mape * 100.0
-        );
+            self.within_10pct,
+            self.within_5pct,
+            self.mape,
+        ) {
+            (Some(spearman), Some(w10), Some(w5), Some(mape)) => {
+                _ = write!(
+                    text,
+                    "  on the {} architectures it did not measure: Spearman {spearman:.3}, within ±10% {:.1}%, within ±5% {:.1}%, mean error {:.1}%",
+                    self.scored,
+                    w10 * 100.0,
+                    w5 * 100.0,
+                    mape * 100.0
+                )
+            }
+            _ => {
+                _ = write!(
+                    text,
+                    "  measured by agent {}; the table has no column of this board to score against (-o writes every architecture's prediction)",
+                    self.measured_by.as_deref().unwrap_or("?")
+                )
+            }
+        }
         for e in &self.excluded {
             _ = write!(text, "\n  not used: {} ({})", e.column, e.reason);
         }

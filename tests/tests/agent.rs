@@ -451,3 +451,57 @@ fn a_peer_that_never_answers_fails_the_profile_in_seconds() {
     done.send(()).unwrap();
     silent.join().unwrap();
 }
+
+/// A board's latency predictor from 8 architectures it measured through its agent, the
+/// other devices of the shared table teaching the shape: the agent ran exactly those 8,
+/// and the written predictions cover every cell, positive, with the 8 marked.
+#[test]
+fn a_board_is_fitted_from_a_few_of_its_own_measurements() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let Some(table) = hwnas_tests::nb201_table() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), "fit");
+    let agent = Agent::start(Some(&token));
+    let target = dir.path().join("board.toml");
+    std::fs::write(
+        &target,
+        format!("name = \"board\"\nkind = \"agent\"\nagents = [\"{}\"]\ntoken_file = \"fit.token\"\n[protocol]\nwarmup = 2\nmin_runs = 15\nmax_runs = 15\n", agent.address),
+    )
+    .unwrap();
+    let out = dir.path().join("board.csv");
+    let output = hwnas(&[
+        "latency",
+        "fit",
+        "--table",
+        table.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--samples",
+        "8",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert_eq!(json["samples"], 8);
+    assert_eq!(json["measured_by"], agent.address.as_str());
+    assert!(
+        json["spearman"].is_null(),
+        "a board has no column to score against"
+    );
+    assert!(json["loo_log_rmse"].as_f64().unwrap().is_finite());
+    assert_eq!(agent.jobs_done(), 8);
+    let written = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<&str> = written.lines().skip(1).collect();
+    assert_eq!(rows.len(), 15_625);
+    assert_eq!(rows.iter().filter(|l| l.ends_with(",1")).count(), 8);
+    for row in rows {
+        let ms: f64 = row.rsplit(',').nth(1).unwrap().parse().unwrap();
+        assert!(ms.is_finite() && ms > 0.0, "{row}");
+    }
+}

@@ -303,6 +303,12 @@ const CASES: &[(&str, i32, &[&str])] = &[
         1,
         &["absent.csv"],
     ),
+    ("latency fit --table DIR/devices.csv", 2, &["--device"]),
+    (
+        "latency fit --table DIR/devices.csv --space fbnet --target DIR/address.toml",
+        1,
+        &["--space fbnet", "nb201"],
+    ),
     (
         "latency fit --space fbnet --device dev_b",
         1,

@@ -46,12 +46,11 @@ pub struct FewShotFit {
 }
 
 /// Known devices: every complete latency column but the target and copies of it.
-fn known_columns(table: &DeviceTable, target: usize) -> (Vec<usize>, Vec<Excluded>) {
-    let target_values = &table.columns[target].values;
+fn known_columns(table: &DeviceTable, target: Option<usize>) -> (Vec<usize>, Vec<Excluded>) {
     let mut known = Vec::new();
     let mut excluded = Vec::new();
     for (i, column) in table.columns.iter().enumerate() {
-        if i == target {
+        if Some(i) == target {
             continue;
         }
         if !column.complete() {
@@ -64,10 +63,14 @@ fn known_columns(table: &DeviceTable, target: usize) -> (Vec<usize>, Vec<Exclude
         }
         // The same measurements under another name (HW-NAS-Bench's copies of HELP's columns)
         // would make a fit look better than a new device can be predicted.
+        let Some(target) = target else {
+            known.push(i);
+            continue;
+        };
         let (shared, equal) = column
             .values
             .iter()
-            .zip(target_values)
+            .zip(&table.columns[target].values)
             .filter_map(|(a, b)| Some((a.as_ref()?, b.as_ref()?)))
             .fold((0usize, 0usize), |(s, e), (a, b)| {
                 (s + 1, e + usize::from((a - b).abs() <= 1e-6 * b.abs()))
@@ -119,52 +122,103 @@ pub fn choose_rows(devices: &[Vec<f64>], candidates: &[usize], k: usize, seed: u
         .collect()
 }
 
-/// Fits a predictor of `device` (a column of `table`) from `samples` of its rows, chosen by
-/// [`choose_rows`] with `seed`.
-pub fn fit(table: &DeviceTable, device: usize, samples: usize, seed: u64) -> Result<FewShotFit> {
-    let (known, excluded) = known_columns(table, device);
-    let name = &table.columns[device].name;
-    if known.is_empty() {
-        return Err(Error::Setting(format!(
-            "--table: {} has no complete latency column besides `{name}` to learn from",
-            table.path.display()
-        )));
+/// The known devices of `table` for a new device (`target`, a column of the table when it
+/// is one), standardised, and the columns left out.
+pub struct Known {
+    /// Column indices.
+    pub columns: Vec<usize>,
+    /// `[device][row]` standardised log latency.
+    pub devices: Vec<Vec<f64>>,
+    /// Columns left out, and why.
+    pub excluded: Vec<Excluded>,
+}
+
+impl Known {
+    /// Every complete column but `target` and copies of it.
+    pub fn of(table: &DeviceTable, target: Option<usize>) -> Result<Self> {
+        let (columns, excluded) = known_columns(table, target);
+        if columns.is_empty() {
+            return Err(Error::Setting(format!(
+                "--table: {} has no complete latency column to learn from{}",
+                table.path.display(),
+                target.map_or(String::new(), |t| format!(
+                    " besides `{}`",
+                    table.columns[t].name
+                ))
+            )));
+        }
+        let devices = standardised_logs(table, &columns);
+        Ok(Known {
+            columns,
+            devices,
+            excluded,
+        })
     }
-    let target = &table.columns[device].values;
-    let candidates: Vec<usize> = (0..target.len()).filter(|&r| target[r].is_some()).collect();
-    if samples < MIN_SAMPLES || samples >= candidates.len() {
-        return Err(Error::Setting(format!(
-            "--samples {samples}: give {MIN_SAMPLES} to {} (the rows of `{name}` with a value, less one to score on)",
-            candidates.len().saturating_sub(1)
-        )));
-    }
-    let devices = standardised_logs(table, &known);
-    let rows = choose_rows(&devices, &candidates, samples, seed);
-    let y: Vec<f64> = rows
-        .iter()
-        .map(|&r| target[r].expect("candidates have values").ln())
-        .collect();
+}
+
+/// Fits a predictor from the latencies `measured_ms` of `rows` (of a device the table has
+/// no column for, or whose column is `known`'s target).
+pub fn fit_rows(
+    table: &DeviceTable,
+    known: Known,
+    device: &str,
+    rows: Vec<usize>,
+    measured_ms: &[f64],
+) -> Result<FewShotFit> {
+    let y: Vec<f64> = measured_ms.iter().map(|v| v.ln()).collect();
     let features = Features {
-        devices: &devices,
+        devices: &known.devices,
         arch: &table.arch_features,
     };
-    let (model, loo_log_rmse) = models::select(&features, &rows, &y)
-        .ok_or_else(|| Error::Setting(format!("--samples {samples}: the sampled rows of `{name}` do not vary in any known device; give more samples or another --seed")))?;
+    let (model, loo_log_rmse) = models::select(&features, &rows, &y).ok_or_else(|| {
+        Error::Setting(format!(
+            "--samples {}: the sampled architectures do not vary in any known device; give more samples or another --seed",
+            rows.len()
+        ))
+    })?;
     let predicted_ms = (0..table.archs.len())
         .map(|r| model.predict(&features, r).exp())
         .collect();
     Ok(FewShotFit {
-        device: name.clone(),
+        device: device.to_string(),
         sample_rows: rows,
         model,
         loo_log_rmse,
         known: known
+            .columns
             .iter()
             .map(|&c| table.columns[c].name.clone())
             .collect(),
-        excluded,
+        excluded: known.excluded,
         predicted_ms,
     })
+}
+
+/// Fits a predictor of `device` (a column of `table`) from `samples` of its rows, chosen by
+/// [`choose_rows`] with `seed`.
+pub fn fit(table: &DeviceTable, device: usize, samples: usize, seed: u64) -> Result<FewShotFit> {
+    let known = Known::of(table, Some(device))?;
+    let name = &table.columns[device].name;
+    let target = &table.columns[device].values;
+    let candidates: Vec<usize> = (0..target.len()).filter(|&r| target[r].is_some()).collect();
+    check_samples(samples, candidates.len(), name)?;
+    let rows = choose_rows(&known.devices, &candidates, samples, seed);
+    let measured: Vec<f64> = rows
+        .iter()
+        .map(|&r| target[r].expect("candidates have values"))
+        .collect();
+    fit_rows(table, known, name, rows, &measured)
+}
+
+/// Checks a sample count against the `available` rows of `device`.
+pub fn check_samples(samples: usize, available: usize, device: &str) -> Result<()> {
+    if samples < MIN_SAMPLES || samples >= available {
+        return Err(Error::Setting(format!(
+            "--samples {samples}: give {MIN_SAMPLES} to {} (the rows of `{device}` with a value, less one to score on)",
+            available.saturating_sub(1)
+        )));
+    }
+    Ok(())
 }
 
 /// How a fit predicts the rows it did not measure.
