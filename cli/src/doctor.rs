@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use hwnas_search::doctor::Report;
 
-use crate::output::{print, print_json};
+use crate::output::emit;
 
 /// Options of `hwnas doctor`.
 #[derive(Debug, Args)]
@@ -18,11 +18,7 @@ pub struct DoctorArgs {
 /// Runs `hwnas doctor`; exits non-zero when ONNX Runtime cannot be loaded.
 pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let report = Report::detect();
-    if args.json {
-        print_json(&report)?;
-    } else {
-        print(&report.text())?;
-    }
+    emit(args.json, &report, Report::text)?;
     if let Some(error) = &report.onnxruntime.error {
         eprintln!("error: {error}");
         return Ok(ExitCode::FAILURE);

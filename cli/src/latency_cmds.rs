@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hwnas_search::ProtocolSettings;
-use hwnas_search::device_fit::{FitRequest, fit_device};
+use hwnas_search::device_fit::{FitReport, FitRequest, fit_device};
 use hwnas_search::latency_tools::{
-    build_lut, evaluate_lut, export_model, lut_report_text, profile_model,
+    ProfileReport, build_lut, evaluate_lut, export_model, lut_report_text, profile_model,
 };
 
-use crate::output::{print, print_json};
+use crate::output::{emit, print};
 use crate::progress::Bars;
 
 /// Measurement settings shared by the commands that profile.
@@ -96,11 +96,7 @@ pub fn profile_cmd(args: &ProfileArgs) -> Result<ExitCode> {
         args.target.as_deref(),
     )
     .with_context(|| format!("profiling {}", args.model.display()))?;
-    if args.json {
-        print_json(&report)?;
-    } else {
-        print(&report.text())?;
-    }
+    emit(args.json, &report, ProfileReport::text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -168,11 +164,7 @@ pub fn lut(command: &LutCommand) -> Result<ExitCode> {
         }
         LutCommand::Eval(args) => {
             let result = evaluate_lut(&args.lut, args.samples, &Bars::new(false))?;
-            if args.json {
-                print_json(&result)?;
-            } else {
-                print(&lut_report_text(&result))?;
-            }
+            emit(args.json, &result, lut_report_text)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -181,29 +173,31 @@ pub fn lut(command: &LutCommand) -> Result<ExitCode> {
 /// `hwnas latency` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LatencyCommand {
-    /// Fit a device's latency predictor from a few of its measurements and every other
-    /// device of a table; score it on the architectures it did not measure.
+    /// Fit a device's latency predictor from a few measurements and a table's other devices.
     Fit(FitArgs),
 }
 
 /// Options of `hwnas latency fit`.
 #[derive(Debug, Args)]
 pub struct FitArgs {
-    /// The table's space: nb201 or fbnet (HW-NAS-Bench's FBNet space).
+    /// The table's space: nb201, ofa-mbv3 (HELP's table) or fbnet (HW-NAS-Bench's).
     #[arg(long, default_value = "nb201")]
     space: String,
-    /// The table of device latencies (for nb201, the shared NAS-Bench-201 table by default).
+    /// The table of device latencies (by default the shared data's, for nb201 and ofa-mbv3).
     #[arg(long, value_name = "FILE")]
     table: Option<PathBuf>,
     /// The new device's column (`pixel3`, `lat_help_pixel3`, `hwnb-raspi4`).
     #[arg(long, required_unless_present = "target", conflicts_with = "target")]
     device: Option<String>,
-    /// Or a board: measure the samples through its agents (a target's name or TOML file).
+    /// Or measure the samples on `host` or a board's agents (a target name or TOML file).
     #[arg(long)]
     target: Option<String>,
     /// Its measurements the fit uses (the tool chooses which).
     #[arg(long, default_value_t = 20)]
     samples: usize,
+    /// With --target: this many more architectures measured there to score the fit on.
+    #[arg(long, default_value_t = 0)]
+    held_out: usize,
     /// Which measurements are chosen.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -218,21 +212,16 @@ pub struct FitArgs {
 /// Runs `hwnas latency ...`.
 pub fn latency(command: &LatencyCommand) -> Result<ExitCode> {
     let LatencyCommand::Fit(args) = command;
-    let (table, out) = (args.table.clone(), args.out.clone());
-    let (space, device, target) = (args.space.clone(), args.device.clone(), args.target.clone());
-    let (samples, seed) = (args.samples, args.seed);
     let report = fit_device(&FitRequest {
-        space,
-        table,
-        device,
-        target,
-        samples,
-        seed,
-        out,
+        space: args.space.clone(),
+        table: args.table.clone(),
+        device: args.device.clone(),
+        target: args.target.clone(),
+        samples: args.samples,
+        seed: args.seed,
+        out: args.out.clone(),
+        held_out: args.held_out,
     })?;
-    match args.json {
-        true => print_json(&report)?,
-        false => print(&report.text())?,
-    }
+    emit(args.json, &report, FitReport::text)?;
     Ok(ExitCode::SUCCESS)
 }

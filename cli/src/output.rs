@@ -35,6 +35,18 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     print(&serde_json::to_string_pretty(value)?)
 }
 
+/// Writes `value` as JSON when `json`, else the text `text` makes of it.
+pub fn emit<T: Serialize>(
+    json: bool,
+    value: &T,
+    text: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    match json {
+        true => print_json(value),
+        false => print(&text(value)),
+    }
+}
+
 /// `println!` that returns the write's error instead of panicking: `say!(text, "{x}")`
 /// appends a line to the `String` `text`.
 #[macro_export]

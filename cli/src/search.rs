@@ -10,7 +10,7 @@ use clap::parser::ValueSource;
 use hwnas_search::{RunOptions, SearchPlan, SearchRequest};
 
 use crate::latency_cmds::ProtocolArgs;
-use crate::output::print_json;
+use crate::output::emit;
 
 /// Options of `hwnas search`.
 #[derive(Debug, Clone, Args)]
@@ -180,11 +180,7 @@ pub fn run(args: &SearchArgs, given: &[String]) -> Result<ExitCode> {
     };
     let observer = crate::progress::Bars::new(args.json);
     let outcome = hwnas_search::run(&request, &options, &observer)?;
-    if args.json {
-        print_json(&outcome)?;
-    } else {
-        crate::output::print(&outcome.summary())?;
-    }
+    emit(args.json, &outcome, hwnas_search::Outcome::summary)?;
     if let Some(failure) = outcome.over_budget_message() {
         bail!(failure);
     }

@@ -32,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     samples,
                     seed,
                     out: None,
+                    held_out: 0,
                 })?;
                 spearman += report.spearman.unwrap_or(f64::NAN) / seeds as f64;
                 within += report.within_10pct.unwrap_or(f64::NAN) / seeds as f64;

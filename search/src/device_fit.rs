@@ -5,9 +5,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use hwnas_core::benchmark::nb201::Nb201Table;
-use hwnas_core::space::space_by_name;
+use hwnas_core::benchmark::ofa::locate_ofa_dir;
 use hwnas_latency::fewshot::{self, DeviceTable, Excluded, TABLE_SPACES};
 use hwnas_latency::measured::export_for_profiling;
+use hwnas_latency::profile::{profile, profile_interleaved};
+use rand::SeedableRng;
+use rand::seq::IndexedRandom;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -34,6 +37,8 @@ pub struct FitRequest {
     pub seed: u64,
     /// Where to write the predicted latency of every architecture, as CSV.
     pub out: Option<PathBuf>,
+    /// With `target`: further architectures measured there to score the fit on.
+    pub held_out: usize,
 }
 
 /// The fit and its score on the architectures it did not measure.
@@ -82,16 +87,17 @@ pub fn fit_device(request: &FitRequest) -> Result<FitReport> {
             format!("at most {MAX_FIT_SAMPLES} (the few-shot fit is for a few measurements)"),
         ));
     }
-    if request.target.is_some() && request.space != "nb201" {
+    if request.target.is_some() && !matches!(request.space.as_str(), "nb201" | "ofa-mbv3") {
         return Err(Error::plan(
             "space",
             &request.space,
-            "a board measures architectures hwnas can export from a table: nb201",
+            "a board measures architectures hwnas can export from a table: nb201 or ofa-mbv3",
         ));
     }
     let path = match (&request.table, request.space.as_str()) {
         (Some(path), _) => path.clone(),
         (None, "nb201") => Nb201Table::locate(None)?,
+        (None, "ofa-mbv3") => locate_ofa_dir(None)?.join(HELP_OFA_TABLE),
         (None, space) => {
             return Err(Error::plan(
                 "table",
@@ -103,8 +109,8 @@ pub fn fit_device(request: &FitRequest) -> Result<FitReport> {
     let table = DeviceTable::load(&path, &request.space)?;
     let (fit, score, measured_by) = match (&request.target, &request.device) {
         (Some(target), None) => {
-            let (fit, agent) = fit_on_board(&table, request, target)?;
-            (fit, None, Some(agent))
+            let (fit, score, agent) = fit_on_board(&table, request, target)?;
+            (fit, score, Some(agent))
         }
         (None, Some(device)) => {
             let device = table.column(device)?;
@@ -147,29 +153,84 @@ pub fn fit_device(request: &FitRequest) -> Result<FitReport> {
     })
 }
 
+/// HELP's Once-for-All latency table in the Once-for-All folder.
+pub const HELP_OFA_TABLE: &str = "help_ofa_latency.csv.gz";
+
 /// Measures `request.samples` architectures of the table, chosen by the known devices, on
-/// the board `target` and fits its predictor; returns it and the agent that measured.
+/// `target` (`host`: this machine, each beside the table's largest subnet in one
+/// interleaved run so that drift cancels — the slowest by the known devices —; else a board through its agents) and fits its
+/// predictor; then measures `request.held_out` others to score it. Returns the fit, the
+/// score and what measured.
 fn fit_on_board(
     table: &DeviceTable,
     request: &FitRequest,
     target: &str,
-) -> Result<(fewshot::FewShotFit, String)> {
-    let space = space_by_name(&request.space)?;
-    fewshot::check_samples(request.samples, table.archs.len(), target)?;
+) -> Result<(fewshot::FewShotFit, Option<fewshot::FewShotScore>, String)> {
+    let space = fewshot::table::space_of(&request.space, &table.archs)
+        .map_err(|problem| Error::plan("space", &request.space, problem))?;
+    fewshot::check_samples(
+        request.samples + request.held_out,
+        table.archs.len(),
+        target,
+    )?;
+    let model_of = |row: usize| -> Result<Vec<u8>> {
+        Ok(export_for_profiling(
+            space.as_ref(),
+            &space.parse(&table.archs[row])?,
+        )?)
+    };
+    let protocol = hwnas_latency::profile::Protocol::default();
     let known = fewshot::Known::of(table, None)?;
+    let reference = match target {
+        "host" => {
+            // The slowest architecture by the known devices.
+            let speed = |r: usize| known.devices.iter().map(|d| d[r]).sum::<f64>();
+            let largest = (0..table.archs.len())
+                .max_by(|&a, &b| speed(a).total_cmp(&speed(b)))
+                .expect("the table has rows");
+            let model = model_of(largest)?;
+            let ms = profile(&model, &protocol)?.stats.median_ms;
+            Some((model, ms))
+        }
+        _ => None,
+    };
+    let mut agent = "this machine".to_string();
+    let mut measure = |row: usize| -> Result<f64> {
+        let model = model_of(row)?;
+        Ok(match &reference {
+            Some((reference, reference_ms)) => {
+                let both = profile_interleaved(&[&model, reference], &protocol)?;
+                both[0].stats.median_ms / both[1].stats.median_ms * reference_ms
+            }
+            None => {
+                let (measurement, by) = profile_through(target, &model, Overrides::default())?;
+                agent = by;
+                measurement.stats.median_ms
+            }
+        })
+    };
     let all: Vec<usize> = (0..table.archs.len()).collect();
     let rows = fewshot::choose_rows(&known.devices, &all, request.samples, request.seed);
-    let mut measured = Vec::with_capacity(rows.len());
-    let mut agent = String::new();
-    for &row in &rows {
-        let arch = space.parse(&table.archs[row])?;
-        let model = export_for_profiling(space.as_ref(), &arch)?;
-        let (measurement, by) = profile_through(target, &model, Overrides::default())?;
-        measured.push(measurement.stats.median_ms);
-        agent = by;
-    }
+    let measured = rows
+        .iter()
+        .map(|&r| measure(r))
+        .collect::<Result<Vec<_>>>()?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(request.seed ^ 0x5c0e);
+    let others: Vec<usize> = all.into_iter().filter(|r| !rows.contains(r)).collect();
+    let held: Vec<usize> = others
+        .choose_multiple(&mut rng, request.held_out)
+        .copied()
+        .collect();
+    let held_ms = held
+        .iter()
+        .map(|&r| measure(r))
+        .collect::<Result<Vec<_>>>()?;
     let fit = fewshot::fit_rows(table, known, target, rows, &measured)?;
-    Ok((fit, agent))
+    let score = (!held.is_empty()).then(|| {
+        let predicted: Vec<f64> = held.iter().map(|&r| fit.predicted_ms[r]).collect();
+        fewshot::score_pairs(&predicted, &held_ms)
+    });
+    Ok((fit, score, agent))
 }
 
 /// Writes `arch,<device>_predicted_ms,measured_for_fit` for every row.

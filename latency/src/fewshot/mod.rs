@@ -245,16 +245,21 @@ pub fn score(table: &DeviceTable, device: usize, fit: &FewShotFit) -> FewShotSco
         .filter(|(r, _)| !fit.sample_rows.contains(r))
         .filter_map(|(r, v)| v.map(|m| (fit.predicted_ms[r], m)))
         .unzip();
+    score_pairs(&predicted, &measured)
+}
+
+/// Scores predictions against measurements of the same architectures.
+pub fn score_pairs(predicted: &[f64], measured: &[f64]) -> FewShotScore {
     let n = predicted.len() as f64;
     let relative: Vec<f64> = predicted
         .iter()
-        .zip(&measured)
+        .zip(measured)
         .map(|(p, m)| (p - m).abs() / m)
         .collect();
     let share = |limit: f64| relative.iter().filter(|r| **r <= limit).count() as f64 / n;
     FewShotScore {
         scored: predicted.len(),
-        spearman: hwnas_core::proxies::scores::spearman(&predicted, &measured),
+        spearman: hwnas_core::proxies::scores::spearman(predicted, measured),
         within_10pct: share(0.10),
         within_5pct: share(0.05),
         mape: relative.iter().sum::<f64>() / n,

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use hwnas_core::SearchSpace;
+use hwnas_core::space::ofa::{OfaSpace, parse_config};
 use hwnas_core::space::space_by_name;
 
 use crate::error::{Error, Result};
@@ -51,14 +53,38 @@ fn is_latency_column(name: &str) -> bool {
         "accuracy",
         "index",
     ];
-    !matches!(name, "arch_str" | "ops" | "op_idx_list" | "dataset")
-        && !NOT_LATENCY.iter().any(|marker| name.contains(marker))
+    !matches!(
+        name,
+        "arch_str" | "ops" | "op_idx_list" | "dataset" | "ks" | "e" | "d" | "r"
+    ) && !NOT_LATENCY.iter().any(|marker| name.contains(marker))
 }
 
-/// The architecture spaces whose tables this reads: a space of hwnas (its text format in
-/// `arch_str`), or `fbnet`, HW-NAS-Bench's FBNet space (`ops`: 22 `|`-separated layer
-/// choices), which hwnas measures through tables only.
-pub const TABLE_SPACES: &str = "nb201, fbnet";
+/// The architecture spaces whose tables this reads: nb201 (its text format in `arch_str`),
+/// ofa-mbv3 (HELP's columns `ks`, `e`, `d` as `-`-joined values and `r`), or `fbnet`,
+/// HW-NAS-Bench's FBNet space (`ops`: 22 `|`-separated layer choices), which hwnas measures
+/// through tables only.
+pub const TABLE_SPACES: &str = "nb201, ofa-mbv3, fbnet";
+
+/// The space a table's architecture texts are parsed in: for ofa-mbv3, over the table's
+/// resolutions.
+pub fn space_of(
+    space: &str,
+    archs: &[String],
+) -> std::result::Result<Box<dyn SearchSpace>, String> {
+    if space == "ofa-mbv3" || space == "ofa" {
+        let mut resolutions = Vec::new();
+        for text in archs {
+            let config = parse_config(text).map_err(|e| e.to_string())?;
+            if !resolutions.contains(&config.r) {
+                resolutions.push(config.r);
+            }
+        }
+        return Ok(Box::new(
+            OfaSpace::new(resolutions).map_err(|e| e.to_string())?,
+        ));
+    }
+    space_by_name(space).map_err(|e| format!("{e} (tables are read for spaces: {TABLE_SPACES})"))
+}
 
 fn open(path: &Path) -> Result<Box<dyn Read>> {
     let file = std::fs::File::open(path).map_err(|source| Error::Io {
@@ -84,12 +110,24 @@ impl DeviceTable {
             .headers()
             .map_err(|e| data_error(format!("no CSV header: {e}")))?
             .clone();
-        let arch_name = if space == "fbnet" { "ops" } else { "arch_str" };
-        let arch_col = headers.iter().position(|h| h == arch_name).ok_or_else(|| {
-            data_error(format!(
-                "no `{arch_name}` column, which a table of the {space} space has"
-            ))
-        })?;
+        let ofa = space == "ofa-mbv3" || space == "ofa";
+        let arch_name = match (space, ofa) {
+            (_, true) => "ks",
+            ("fbnet", _) => "ops",
+            _ => "arch_str",
+        };
+        let column = |name: &str| {
+            headers.iter().position(|h| h == name).ok_or_else(|| {
+                data_error(format!(
+                    "no `{name}` column, which a table of the {space} space has"
+                ))
+            })
+        };
+        let arch_col = column(arch_name)?;
+        let ofa_cols = match ofa {
+            true => Some([column("ks")?, column("e")?, column("d")?, column("r")?]),
+            false => None,
+        };
         let latency_cols: Vec<(usize, String)> = headers
             .iter()
             .enumerate()
@@ -112,7 +150,19 @@ impl DeviceTable {
             .collect();
         for (row, record) in reader.records().enumerate() {
             let record = record.map_err(|e| data_error(format!("row {}: {e}", row + 1)))?;
-            archs.push(record.get(arch_col).unwrap_or_default().to_string());
+            archs.push(match ofa_cols {
+                Some(cols) => {
+                    let list = |i: usize| record.get(cols[i]).unwrap_or_default().replace('-', ",");
+                    format!(
+                        "{{\"ks\":[{}],\"e\":[{}],\"d\":[{}],\"r\":[{}]}}",
+                        list(0),
+                        list(1),
+                        list(2),
+                        list(3)
+                    )
+                }
+                None => record.get(arch_col).unwrap_or_default().to_string(),
+            });
             for ((col, name), column) in latency_cols.iter().zip(&mut columns) {
                 let text = record.get(*col).unwrap_or_default().trim();
                 let value = match text {
@@ -175,8 +225,7 @@ fn encode(space: &str, archs: &[String]) -> std::result::Result<Vec<Vec<f64>>, S
     if space == "fbnet" {
         return Ok(encode_tokens(archs));
     }
-    let space = space_by_name(space)
-        .map_err(|e| format!("{e} (tables are read for spaces: {TABLE_SPACES})"))?;
+    let space = space_of(space, archs)?;
     archs
         .iter()
         .enumerate()
