@@ -2,7 +2,17 @@
 //! environment variables, then `shared/data/` beside an ancestor of the current directory
 //! or of the executable.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// Opens a table file for reading, gunzipped on the fly when its name ends in `.gz`.
+pub fn open_table(path: &Path) -> std::io::Result<Box<dyn Read>> {
+    let reader = std::io::BufReader::new(std::fs::File::open(path)?);
+    Ok(match path.extension().is_some_and(|e| e == "gz") {
+        true => Box::new(flate2::read::GzDecoder::new(reader)),
+        false => Box::new(reader),
+    })
+}
 
 /// Environment variable naming the folder that holds the shared data sets.
 pub const DATA_DIR_ENV: &str = "HWNAS_DATA_DIR";

@@ -5,7 +5,6 @@
 //! number of cost columns (`lat_help_<device>`, `hwnb_c10_<device>_latency`, ...).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -52,19 +51,6 @@ fn arch_of_code(mut code: usize) -> Arch {
     Arch(ops)
 }
 
-fn open_table(path: &Path) -> Result<Box<dyn Read>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let gz = path.extension().is_some_and(|e| e == "gz");
-    Ok(if gz {
-        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
-    } else {
-        Box::new(std::io::BufReader::new(file))
-    })
-}
-
 impl Nb201Table {
     /// The table at `path` (or `HWNAS_NB201_TABLE`, or the shared data folder's copy).
     pub fn locate(path: Option<&Path>) -> Result<PathBuf> {
@@ -85,7 +71,11 @@ impl Nb201Table {
             path: path.to_path_buf(),
             problem,
         };
-        let mut reader = csv::Reader::from_reader(open_table(path)?);
+        let file = crate::data::open_table(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = csv::Reader::from_reader(file);
         let headers = reader
             .headers()
             .map_err(|e| data_error(format!("no CSV header: {e}")))?

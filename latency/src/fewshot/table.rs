@@ -2,7 +2,6 @@
 //! hwnas's own NAS-Bench-201 table): one row per architecture, one latency column per device.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use hwnas_core::SearchSpace;
@@ -86,18 +85,6 @@ pub fn space_of(
     space_by_name(space).map_err(|e| format!("{e} (tables are read for spaces: {TABLE_SPACES})"))
 }
 
-fn open(path: &Path) -> Result<Box<dyn Read>> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let reader = std::io::BufReader::new(file);
-    Ok(match path.extension().is_some_and(|e| e == "gz") {
-        true => Box::new(flate2::read::GzDecoder::new(reader)),
-        false => Box::new(reader),
-    })
-}
-
 impl DeviceTable {
     /// Reads the table at `path`, whose architectures are of `space` (see [`TABLE_SPACES`]).
     pub fn load(path: &Path, space: &str) -> Result<Self> {
@@ -105,7 +92,11 @@ impl DeviceTable {
             path: path.to_path_buf(),
             problem,
         };
-        let mut reader = csv::Reader::from_reader(open(path)?);
+        let file = hwnas_core::data::open_table(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = csv::Reader::from_reader(file);
         let headers = reader
             .headers()
             .map_err(|e| data_error(format!("no CSV header: {e}")))?
