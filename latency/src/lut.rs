@@ -371,20 +371,23 @@ impl LayerLut {
         OfaSpace::new(self.resolutions.clone()).map_err(|e| Error::Setting(e.to_string()))
     }
 
+    /// The median of one layer of a subnet at resolution `r`.
+    pub fn median_ms(&self, layer: &OfaLayer, r: u32) -> Result<f64> {
+        self.entries
+            .iter()
+            .find(|e| e.layer == *layer)
+            .map(|e| e.stats.median_ms)
+            .ok_or_else(|| Error::Setting(format!(
+                "the lookup table has no entry for {} (resolution {r} not built? run `hwnas lut build --resolutions {r}`)",
+                layer.label()
+            )))
+    }
+
     /// The sum of a subnet's layer medians.
     pub fn layer_sum_ms(&self, config: &OfaConfig) -> Result<f64> {
         layers(config)
             .iter()
-            .map(|layer| {
-                self.entries
-                    .iter()
-                    .find(|e| e.layer == *layer)
-                    .map(|e| e.stats.median_ms)
-                    .ok_or_else(|| Error::Setting(format!(
-                        "the lookup table has no entry for {} (resolution {} not built? run `hwnas lut build --resolutions {}`)",
-                        layer.label(), config.r, config.r
-                    )))
-            })
+            .map(|layer| self.median_ms(layer, config.r))
             .sum()
     }
 

@@ -34,19 +34,14 @@ pub const FEATURES: [&str; 12] = [
     "stage 5 depth",
 ];
 
+/// The leading features that are milliseconds (stem, five stages, head): their sum is the
+/// layer sum.
+const TIME_FEATURES: usize = 7;
+
 /// A subnet's features: the table's medians summed over the stem (first conv and first
 /// block), each stage and the head, then each stage's depth.
 pub fn features(lut: &LayerLut, config: &OfaConfig) -> Result<Vec<f64>> {
-    let median = |layer: &OfaLayer| {
-        lut.entries
-            .iter()
-            .find(|e| e.layer == *layer)
-            .map(|e| e.stats.median_ms)
-            .ok_or_else(|| Error::Setting(format!(
-                "the lookup table has no entry for {} (resolution {} not built? run `hwnas lut build --resolutions {}`)",
-                layer.label(), config.r, config.r
-            )))
-    };
+    let median = |layer: &OfaLayer| lut.median_ms(layer, config.r);
     let all = layers(config);
     let mut x = vec![0.0; FEATURES.len()];
     let mut next = 2;
@@ -92,6 +87,12 @@ pub struct KindError {
 
 /// A regressor fitted on some points.
 enum Fitted {
+    /// `slope * layer sum + intercept`.
+    Line {
+        slope: f64,
+        intercept: f64,
+    },
+    /// Weights of the features, then the intercept.
     Linear(Vec<f64>),
     Forest(RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>),
     Boosting(XGRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>),
@@ -113,10 +114,13 @@ impl Fitted {
                 let sums: Vec<(f64, f64)> = x
                     .iter()
                     .zip(&y)
-                    .map(|(f, m)| (f[..7].iter().sum(), *m))
+                    .map(|(f, m)| (f[..TIME_FEATURES].iter().sum(), *m))
                     .collect();
                 let c = crate::lut::fit_line(&sums);
-                Fitted::Linear(vec![c.slope, c.intercept])
+                Fitted::Line {
+                    slope: c.slope,
+                    intercept: c.intercept,
+                }
             }
             "ridge" => {
                 // Features that never vary here (the stem of a one-resolution table) carry
@@ -170,7 +174,9 @@ impl Fitted {
 
     fn predict(&self, x: &[f64]) -> Result<f64> {
         Ok(match self {
-            Fitted::Linear(c) if c.len() == 2 => c[0] * x[..7].iter().sum::<f64>() + c[1],
+            Fitted::Line { slope, intercept } => {
+                slope * x[..TIME_FEATURES].iter().sum::<f64>() + intercept
+            }
             Fitted::Linear(c) => c.iter().zip(x).map(|(w, v)| w * v).sum::<f64>() + c[c.len() - 1],
             Fitted::Forest(m) => m
                 .predict(&matrix(&[x.to_vec()])?)

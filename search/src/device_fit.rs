@@ -50,17 +50,10 @@ pub struct FitReport {
     pub samples: usize,
     /// The sampling seed.
     pub seed: u64,
-    /// Spearman's rank correlation on the unmeasured architectures (none for a board: it
-    /// has no column to score against).
-    pub spearman: Option<f64>,
-    /// Share of them predicted within ±10%.
-    pub within_10pct: Option<f64>,
-    /// Share within ±5%.
-    pub within_5pct: Option<f64>,
-    /// Mean absolute percentage error, as a share.
-    pub mape: Option<f64>,
-    /// Architectures scored.
-    pub scored: usize,
+    /// Spearman, within ±10% and ±5%, mean error and architectures scored, on those the fit
+    /// did not use (absent for a board without `--held-out`: nothing to score against).
+    #[serde(flatten)]
+    pub score: Option<fewshot::FewShotScore>,
     /// The agent that measured the samples, for a board.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measured_by: Option<String>,
@@ -133,11 +126,7 @@ pub fn fit_device(request: &FitRequest) -> Result<FitReport> {
         device: fit.device.clone(),
         samples: request.samples,
         seed: request.seed,
-        spearman: score.as_ref().map(|s| s.spearman),
-        within_10pct: score.as_ref().map(|s| s.within_10pct),
-        within_5pct: score.as_ref().map(|s| s.within_5pct),
-        mape: score.as_ref().map(|s| s.mape),
-        scored: score.as_ref().map_or(0, |s| s.scored),
+        score,
         measured_by,
         model: fit.model.kind().to_string(),
         loo_log_rmse: fit.loo_log_rmse,
@@ -270,26 +259,22 @@ impl FitReport {
             },
             self.loo_log_rmse
         );
-        match (
-            self.spearman,
-            self.within_10pct,
-            self.within_5pct,
-            self.mape,
-        ) {
-            (Some(spearman), Some(w10), Some(w5), Some(mape)) => {
+        match &self.score {
+            Some(s) => {
                 _ = write!(
                     text,
-                    "  on the {} architectures it did not measure: Spearman {spearman:.3}, within ±10% {:.1}%, within ±5% {:.1}%, mean error {:.1}%",
-                    self.scored,
-                    w10 * 100.0,
-                    w5 * 100.0,
-                    mape * 100.0
+                    "  on the {} architectures it did not measure: Spearman {:.3}, within ±10% {:.1}%, within ±5% {:.1}%, mean error {:.1}%",
+                    s.scored,
+                    s.spearman,
+                    s.within_10pct * 100.0,
+                    s.within_5pct * 100.0,
+                    s.mape * 100.0
                 )
             }
-            _ => {
+            None => {
                 _ = write!(
                     text,
-                    "  measured by agent {}; the table has no column of this board to score against (-o writes every architecture's prediction)",
+                    "  measured by {}; nothing to score against (give --held-out N to measure N more; -o writes every architecture's prediction)",
                     self.measured_by.as_deref().unwrap_or("?")
                 )
             }

@@ -109,11 +109,12 @@ fn next(
     better_than: Option<usize>,
 ) -> Option<usize> {
     let end = better_than.unwrap_or(candidates.len());
+    let factor = correction.factor();
     (0..end).find(|&i| {
         !measured.contains(&i)
             && candidates[i]
                 .latency_ms
-                .is_some_and(|p| p * correction.factor() <= limit_ms)
+                .is_some_and(|p| p * factor <= limit_ms)
     })
 }
 

@@ -250,19 +250,18 @@ pub fn score(table: &DeviceTable, device: usize, fit: &FewShotFit) -> FewShotSco
 
 /// Scores predictions against measurements of the same architectures.
 pub fn score_pairs(predicted: &[f64], measured: &[f64]) -> FewShotScore {
-    let n = predicted.len() as f64;
-    let relative: Vec<f64> = predicted
+    let pairs: Vec<(f64, f64)> = predicted
         .iter()
-        .zip(measured)
-        .map(|(p, m)| (p - m).abs() / m)
+        .copied()
+        .zip(measured.iter().copied())
         .collect();
-    let share = |limit: f64| relative.iter().filter(|r| **r <= limit).count() as f64 / n;
+    let errors = crate::lut::report(&pairs);
     FewShotScore {
         scored: predicted.len(),
         spearman: hwnas_core::proxies::scores::spearman(predicted, measured),
-        within_10pct: share(0.10),
-        within_5pct: share(0.05),
-        mape: relative.iter().sum::<f64>() / n,
+        within_10pct: errors.within_10pct,
+        within_5pct: errors.within_5pct,
+        mape: errors.mape,
     }
 }
 

@@ -197,14 +197,19 @@ const RESIDUAL_LAMBDAS: [f64; 13] = [
 
 /// Fits a model of `kind` (one of [`KINDS`]) to log latencies `y` of `rows`.
 pub fn fit(kind: &str, f: &Features, rows: &[usize], y: &[f64]) -> Option<Model> {
-    let lines = ranked_lines(f, rows, y);
-    let joint: Vec<Vec<f64>> = rows.iter().map(|&r| f.joint(r)).collect();
+    let joint = || -> Vec<Vec<f64>> { rows.iter().map(|&r| f.joint(r)).collect() };
     Some(match kind {
-        "line" => Model::Line(lines.first()?.1),
-        "mean_of_lines" => Model::MeanOfLines(lines.iter().take(3).map(|l| l.1).collect()),
-        "ridge" => Model::Ridge(Ridge::fit(&joint, y, &RIDGE_LAMBDAS)),
+        "line" => Model::Line(ranked_lines(f, rows, y).first()?.1),
+        "mean_of_lines" => Model::MeanOfLines(
+            ranked_lines(f, rows, y)
+                .iter()
+                .take(3)
+                .map(|l| l.1)
+                .collect(),
+        ),
+        "ridge" => Model::Ridge(Ridge::fit(&joint(), y, &RIDGE_LAMBDAS)),
         _ => {
-            let line = lines.first()?.1;
+            let line = ranked_lines(f, rows, y).first()?.1;
             let left: Vec<f64> = rows
                 .iter()
                 .zip(y)
@@ -212,7 +217,7 @@ pub fn fit(kind: &str, f: &Features, rows: &[usize], y: &[f64]) -> Option<Model>
                 .collect();
             Model::LineAndRidge {
                 line,
-                ridge: Ridge::fit(&joint, &left, &RESIDUAL_LAMBDAS),
+                ridge: Ridge::fit(&joint(), &left, &RESIDUAL_LAMBDAS),
             }
         }
     })
