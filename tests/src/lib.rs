@@ -4,6 +4,22 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The machine as the tests of one test binary share it: tests that time something hold it
+/// alone ([`machine_alone`]), the others share it among themselves ([`machine_shared`]), so
+/// no profile or agent of a neighbouring test loads the CPU while a timing is taken.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// Holds the machine beside the other non-timing tests of this binary.
+pub fn machine_shared() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Holds the machine alone, for a test whose assertion rests on a timing.
+pub fn machine_alone() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The `hwnas` binary built beside this test executable (`target/<profile>/hwnas`).
 ///

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hwnas_core::space::{Nb201Space, SearchSpace};
@@ -13,7 +13,7 @@ use hwnas_latency::onnx::RandomWeights;
 use hwnas_latency::onnx::builder::encode;
 use hwnas_targets::client::{AgentClient, profile_fleet};
 use hwnas_targets::protocol::WireProtocol;
-use hwnas_tests::{hwnas, stderr_text, stdout_text};
+use hwnas_tests::{hwnas, machine_alone, machine_shared, stderr_text, stdout_text};
 use rand::SeedableRng;
 
 struct Agent {
@@ -121,14 +121,9 @@ const QUICK: WireProtocol = WireProtocol {
     threads: 1,
 };
 
-/// The timing comparison runs alone: the other tests of this file share the machine among
-/// themselves (read), the comparison holds it exclusively (write), so their agents and
-/// profiles do not load the CPU while it times.
-static MACHINE: RwLock<()> = RwLock::new(());
-
 #[test]
 fn a_fleet_finishes_the_batch_when_an_agent_dies() {
-    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = machine_shared();
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), "fleet-secret");
     let a = Agent::start(Some(&token));
@@ -179,7 +174,7 @@ fn a_fleet_finishes_the_batch_when_an_agent_dies() {
 
 #[test]
 fn a_wrong_token_is_refused_and_logged() {
-    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = machine_shared();
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), "right");
     let agent = Agent::start(Some(&token));
@@ -208,7 +203,7 @@ fn a_wrong_token_is_refused_and_logged() {
 
 #[test]
 fn a_4_gib_frame_is_refused_without_allocating() {
-    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = machine_shared();
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), "cap");
     let agent = Agent::start(Some(&token));
@@ -249,7 +244,7 @@ fn a_4_gib_frame_is_refused_without_allocating() {
 
 #[test]
 fn an_agent_measurement_agrees_with_a_local_profile() {
-    let _alone = MACHINE.write().unwrap_or_else(|e| e.into_inner());
+    let _alone = machine_alone();
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), "agree");
     let agent = Agent::start(Some(&token));
@@ -303,7 +298,7 @@ fn an_agent_measurement_agrees_with_a_local_profile() {
 
 #[test]
 fn without_a_token_the_agent_stays_on_loopback() {
-    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = machine_shared();
     let output = hwnas(&["agent", "--listen", "0.0.0.0:0"]).output().unwrap();
     assert!(!output.status.success());
     let stderr = stderr_text(&output);
@@ -320,7 +315,7 @@ fn without_a_token_the_agent_stays_on_loopback() {
 
 #[test]
 fn search_measures_through_an_agent_target() {
-    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = machine_shared();
     let Some(table) = hwnas_tests::nb201_table() else {
         return;
     };
@@ -377,7 +372,7 @@ fn target_file(dir: &std::path::Path, address: &str, token: &str) -> std::path::
 
 #[test]
 fn profile_flags_reach_the_agent_and_its_cap_is_named() {
-    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = machine_shared();
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.onnx");
     std::fs::write(&model, &models(1)[0]).unwrap();
@@ -457,7 +452,7 @@ fn a_peer_that_never_answers_fails_the_profile_in_seconds() {
 /// and the written predictions cover every cell, positive, with the 8 marked.
 #[test]
 fn a_board_is_fitted_from_a_few_of_its_own_measurements() {
-    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let _shared = machine_shared();
     let Some(table) = hwnas_tests::nb201_table() else {
         return;
     };

@@ -1,11 +1,12 @@
 //! `hwnas export`, `hwnas profile --json` and `hwnas lut build|eval --json` end to end on
 //! this machine's ONNX Runtime.
 
-use hwnas_tests::{hwnas, stderr_text, stdout_text};
+use hwnas_tests::{hwnas, machine_alone, machine_shared, stderr_text, stdout_text};
 use serde_json::Value;
 
 #[test]
 fn export_then_profile_prints_the_documented_json() {
+    let _machine = machine_shared();
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("cell.onnx");
     let output = hwnas(&[
@@ -55,6 +56,7 @@ fn export_then_profile_prints_the_documented_json() {
 
 #[test]
 fn a_small_lookup_table_builds_resumes_and_evaluates() {
+    let _machine = machine_shared();
     let dir = tempfile::tempdir().unwrap();
     let lut = dir.path().join("lut.json");
     let build = |extra: &[&str]| {
@@ -129,6 +131,7 @@ fn a_small_lookup_table_builds_resumes_and_evaluates() {
 /// predictions hold every cell and mark the 20 measured ones.
 #[test]
 fn a_new_device_is_fitted_from_twenty_measurements() {
+    let _machine = machine_shared();
     let Some(table) = hwnas_tests::nb201_table() else {
         return;
     };
@@ -178,9 +181,12 @@ fn a_new_device_is_fitted_from_twenty_measurements() {
 }
 
 /// Two models timed in one interleaved run: each gets its runs, and their medians agree
-/// with separate measurements (the heavier cell the slower in both).
+/// with separate measurements (the heavier cell the slower in both). The lighter cell still
+/// convolves: a cell of skips alone is so small that the heavy one's cache traffic moves its
+/// median by ~20% when interleaved, and a subnet is never judged beside so unlike a one.
 #[test]
 fn two_models_profiled_interleaved_agree_with_separate_profiles() {
+    let _machine = machine_alone();
     use hwnas_latency::export::{ExportOptions, export_arch};
     use hwnas_latency::onnx::RandomWeights;
     use hwnas_latency::onnx::builder::encode;
@@ -199,7 +205,9 @@ fn two_models_profiled_interleaved_agree_with_separate_profiles() {
     let heavy = model(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
     );
-    let light = model("|skip_connect~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|");
+    let light = model(
+        "|nor_conv_1x1~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|nor_conv_1x1~2|",
+    );
     let protocol = Protocol {
         min_runs: 60,
         max_runs: 60,
@@ -209,8 +217,15 @@ fn two_models_profiled_interleaved_agree_with_separate_profiles() {
     assert_eq!(both.len(), 2);
     assert!(both.iter().all(|m| m.stats.runs == 60));
     let interleaved = both[0].stats.median_ms / both[1].stats.median_ms;
-    let separate = profile(&heavy, &protocol).unwrap().stats.median_ms
-        / profile(&light, &protocol).unwrap().stats.median_ms;
+    // Separate profiles, alternated three times; the fastest median of each, so a burst of
+    // load from outside the test (CI machines are shared) does not decide the ratio.
+    let (mut heavy_ms, mut light_ms) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        heavy_ms = heavy_ms.min(profile(&heavy, &protocol).unwrap().stats.median_ms);
+        light_ms = light_ms.min(profile(&light, &protocol).unwrap().stats.median_ms);
+    }
+    let separate = heavy_ms / light_ms;
+    println!("interleaved heavy / light {interleaved:.2}, separate {separate:.2}");
     assert!(interleaved > 1.5, "heavy / light = {interleaved}");
     assert!(
         (interleaved / separate - 1.0).abs() < 0.25,
@@ -222,6 +237,7 @@ fn two_models_profiled_interleaved_agree_with_separate_profiles() {
 /// beside the table's slowest), the GPUs teaching the shape, scored on 4 more measured here.
 #[test]
 fn this_machine_is_fitted_from_a_few_once_for_all_measurements() {
+    let _machine = machine_shared();
     let Some(dir) = hwnas_tests::ofa_files() else {
         return;
     };
