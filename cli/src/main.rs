@@ -1,6 +1,7 @@
 //! `hwnas`: hardware-aware neural architecture search from the command line.
 
 mod bench;
+mod cluster;
 mod doctor;
 mod latency_cmds;
 mod output;
@@ -50,6 +51,8 @@ enum Command {
     Targets(targets_cmds::TargetsCommand),
     /// Serve profiling requests from hosts (run this on the edge board).
     Agent(targets_cmds::AgentArgs),
+    /// Evaluate one task of a cluster search (what `--executor slurm`'s jobs run).
+    Worker(cluster::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +100,7 @@ fn run(cli: Cli, search_flags: &[String]) -> anyhow::Result<ExitCode> {
         Command::Latency(command) => latency_cmds::latency(&command),
         Command::Targets(command) => targets_cmds::targets(&command),
         Command::Agent(args) => targets_cmds::agent(&args),
+        Command::Worker(args) => cluster::worker(&args),
     }
 }
 

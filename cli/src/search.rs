@@ -28,7 +28,8 @@ pub struct SearchArgs {
     /// ofa-mbv3), `table` (the NAS-Bench-201 table, for nb201), `proxy` (synflow, nb201) or
     /// `supernet` (a weight-sharing supernet trained on `--data`: a one-shot search for
     /// nb201 and darts; for ofa-mbv3 the Once-for-All supernet trained once, then searched
-    /// by the sampling strategy). Default: the space's.
+    /// by the sampling strategy) or `train` (each candidate trained for `--epochs` on
+    /// `--data`, any space; see `--executor`). Default: the space's.
     #[arg(long)]
     evaluator: Option<String>,
     /// Latency target: `host` (this machine, measured with ONNX Runtime), table:DEVICE (a
@@ -68,7 +69,8 @@ pub struct SearchArgs {
     /// images per class).
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
-    /// Epochs of supernet training (`--evaluator supernet`).
+    /// Epochs of supernet training (`--evaluator supernet`), or of each candidate's
+    /// (`--evaluator train`).
     #[arg(long, default_value_t = 4)]
     epochs: usize,
     /// Training images a supernet uses (a one-shot search: half for weights, half for the
@@ -100,8 +102,14 @@ pub struct SearchArgs {
     /// Finalists re-measured end to end before the answer is given.
     #[arg(long, default_value_t = 5)]
     finalists: usize,
+    /// Architectures proposed and evaluated together (default: 8 with `--evaluator train`,
+    /// else 1); the history depends on it, not on the executor.
+    #[arg(long, value_name = "N")]
+    proposals: Option<usize>,
     #[command(flatten)]
     protocol: ProtocolArgs,
+    #[command(flatten)]
+    executor: crate::cluster::ExecutorArgs,
     /// Print one JSON object for scripts.
     #[arg(long)]
     json: bool,
@@ -111,7 +119,7 @@ pub struct SearchArgs {
 }
 
 /// Parses a flag's text into its typed setting, naming the flag on failure.
-fn typed<T: std::str::FromStr<Err = String>>(flag: &str, text: &str) -> Result<T> {
+pub fn typed<T: std::str::FromStr<Err = String>>(flag: &str, text: &str) -> Result<T> {
     text.parse()
         .map_err(|problem| anyhow!("--{flag} {text}: {problem}"))
 }
@@ -146,6 +154,7 @@ impl SearchArgs {
             image_size: self.image_size,
             finalists: self.finalists,
             protocol: self.protocol.settings(),
+            proposals: self.proposals,
         })
     }
 }
@@ -157,6 +166,7 @@ pub fn given_flags(matches: &clap::ArgMatches) -> Vec<String> {
         .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
         .map(|id| id.as_str().replace('_', "-"))
         .filter(|flag| !matches!(flag.as_str(), "resume" | "json" | "throttle-ms"))
+        .filter(|flag| !flag.starts_with("slurm-") && !matches!(flag.as_str(), "executor" | "jobs"))
         .collect()
 }
 
@@ -177,6 +187,7 @@ pub fn run(args: &SearchArgs, given: &[String]) -> Result<ExitCode> {
     let options = RunOptions {
         command: std::env::args().collect(),
         throttle_ms: args.throttle_ms,
+        executor: args.executor.settings()?,
     };
     let observer = crate::progress::Bars::new(args.json);
     let outcome = hwnas_search::run(&request, &options, &observer)?;

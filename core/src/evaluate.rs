@@ -34,6 +34,13 @@ pub trait Evaluator: Send + Sync {
     }
 }
 
+/// Something that scores many architectures at once: an executor that fans candidates out
+/// over threads or cluster jobs. Answers in the order asked.
+pub trait BatchEvaluator: Send + Sync {
+    /// Scores every architecture of `archs`, one answer each, in order.
+    fn evaluate_batch(&self, archs: &[Arch]) -> Result<Vec<Evaluation>>;
+}
+
 /// Something that knows how long an architecture takes to run on a target, in milliseconds.
 ///
 /// Implemented by published tables (NAS-Bench-201 device columns, Once-for-All's Note10

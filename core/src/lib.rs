@@ -17,7 +17,7 @@ pub mod strategy;
 pub mod supernet;
 
 pub use error::{Error, Result};
-pub use evaluate::{Evaluation, Evaluator, LatencyModel};
+pub use evaluate::{BatchEvaluator, Evaluation, Evaluator, LatencyModel};
 pub use history::{History, Record};
 pub use hwnas_kernels as kernels;
 pub use objective::Objective;

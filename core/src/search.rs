@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
-use crate::evaluate::{Evaluation, Evaluator, LatencyModel};
+use crate::evaluate::{BatchEvaluator, Evaluation, Evaluator, LatencyModel};
 use crate::history::{History, Record};
 use crate::objective::Objective;
 use crate::space::{Arch, SearchSpace};
@@ -34,6 +34,9 @@ pub struct SearchConfig {
     /// Consecutive proposals of already-evaluated architectures tolerated before the loop
     /// substitutes a random unseen one (so a converged strategy cannot stall the run).
     pub max_repeats: usize,
+    /// Architectures proposed and evaluated together (1: one at a time, each observed
+    /// before the next is proposed). The history depends on it, never on who evaluates.
+    pub batch: usize,
 }
 
 impl SearchConfig {
@@ -44,6 +47,7 @@ impl SearchConfig {
             seed,
             objective: Objective::Accuracy,
             max_repeats: 100,
+            batch: 1,
         }
     }
 }
@@ -56,6 +60,9 @@ pub struct Oracle<'a> {
     pub latency: Option<&'a dyn LatencyModel>,
     /// Answers already known (a resumed run's history): used instead of asking again.
     pub known: HashMap<Arch, (Evaluation, Option<f64>)>,
+    /// Scores a batch of proposals at once (threads, cluster jobs); `None`: the evaluator,
+    /// one after another.
+    pub executor: Option<&'a dyn BatchEvaluator>,
 }
 
 impl<'a> Oracle<'a> {
@@ -65,7 +72,47 @@ impl<'a> Oracle<'a> {
             evaluator,
             latency,
             known: HashMap::new(),
+            executor: None,
         }
+    }
+
+    /// Answers every architecture of `archs`, in order: known ones from memory, the rest
+    /// through the executor (or the evaluator), their latency from the latency model.
+    fn ask_all(&self, archs: &[Arch]) -> Result<Vec<(Evaluation, Option<f64>)>> {
+        let unknown: Vec<Arch> = archs
+            .iter()
+            .filter(|a| !self.known.contains_key(*a))
+            .cloned()
+            .collect();
+        let evaluations = match self.executor {
+            Some(executor) if !unknown.is_empty() => executor.evaluate_batch(&unknown)?,
+            _ => unknown
+                .iter()
+                .map(|a| self.evaluator.evaluate(a))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        if evaluations.len() != unknown.len() {
+            return Err(Error::Setting {
+                name: "executor".into(),
+                problem: format!(
+                    "{} answers for {} architectures",
+                    evaluations.len(),
+                    unknown.len()
+                ),
+            });
+        }
+        let mut fresh = unknown.iter().zip(evaluations).collect::<HashMap<_, _>>();
+        archs
+            .iter()
+            .map(|arch| match self.known.get(arch) {
+                Some(answer) => Ok(*answer),
+                None => {
+                    let evaluation = fresh.remove(arch).expect("an answer per unknown arch");
+                    let latency = self.latency.map(|l| l.latency_ms(arch)).transpose()?;
+                    Ok((evaluation, latency))
+                }
+            })
+            .collect()
     }
 
     fn ask(&self, arch: &Arch) -> Result<(Evaluation, Option<f64>)> {
@@ -110,6 +157,34 @@ pub fn run_search(
         Budget::Queries(n) => history.len() >= n,
         Budget::Seconds(s) => seconds >= s,
     };
+    if config.batch > 1 {
+        while !done(&history, seconds) {
+            let n = match config.budget {
+                Budget::Queries(total) => config.batch.min(total - history.len()),
+                Budget::Seconds(_) => config.batch,
+            };
+            let archs = next_batch(space, strategy, &history, &mut rng, n, config.max_repeats);
+            if archs.is_empty() {
+                break;
+            }
+            for (arch, (evaluation, latency_ms)) in archs.iter().zip(oracle.ask_all(&archs)?) {
+                seconds += evaluation.cost_seconds;
+                let record = new_record(
+                    space,
+                    config,
+                    &history,
+                    arch.clone(),
+                    evaluation,
+                    latency_ms,
+                    seconds,
+                );
+                on_record(&record)?;
+                history.push(record.clone());
+                strategy.observe(space, &history, &record);
+            }
+        }
+        return Ok(history);
+    }
     while !done(&history, seconds) {
         let mut arch = strategy.propose(space, &history, &mut rng);
         if let Some(record) = history.get(&arch) {
@@ -127,22 +202,83 @@ pub fn run_search(
         repeats = 0;
         let (evaluation, latency_ms) = oracle.ask(&arch)?;
         seconds += evaluation.cost_seconds;
-        let record = Record {
-            query: history.len() + 1,
-            arch_text: space.format(&arch),
-            arch,
-            accuracy: evaluation.accuracy,
-            test_accuracy: evaluation.test_accuracy,
-            latency_ms,
-            reward: config.objective.reward(evaluation.accuracy, latency_ms),
-            feasible: config.objective.feasible(latency_ms),
-            seconds,
-        };
+        let record = new_record(
+            space, config, &history, arch, evaluation, latency_ms, seconds,
+        );
         on_record(&record)?;
         history.push(record.clone());
         strategy.observe(space, &history, &record);
     }
     Ok(history)
+}
+
+/// The record of the next query.
+fn new_record(
+    space: &dyn SearchSpace,
+    config: &SearchConfig,
+    history: &History,
+    arch: Arch,
+    evaluation: Evaluation,
+    latency_ms: Option<f64>,
+    seconds: f64,
+) -> Record {
+    Record {
+        query: history.len() + 1,
+        arch_text: space.format(&arch),
+        arch,
+        accuracy: evaluation.accuracy,
+        test_accuracy: evaluation.test_accuracy,
+        latency_ms,
+        reward: config.objective.reward(evaluation.accuracy, latency_ms),
+        feasible: config.objective.feasible(latency_ms),
+        seconds,
+    }
+}
+
+/// `n` distinct architectures not yet in the history, from the strategy's batches: a repeat
+/// of an earlier query is observed again (as in the one-at-a-time loop) and asked for
+/// anew; past `max_repeats` repeats the batch is filled with random unseen architectures.
+/// Fewer than `n` only when the space is, in effect, exhausted.
+fn next_batch(
+    space: &dyn SearchSpace,
+    strategy: &mut dyn Strategy,
+    history: &History,
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    max_repeats: usize,
+) -> Vec<Arch> {
+    let mut batch: Vec<Arch> = Vec::with_capacity(n);
+    let mut repeats = 0;
+    while batch.len() < n && repeats <= max_repeats {
+        let proposals = strategy.propose_batch(space, history, rng, n - batch.len());
+        if proposals.is_empty() {
+            repeats += 1;
+        }
+        for arch in proposals {
+            if batch.len() == n {
+                break;
+            }
+            if let Some(record) = history.get(&arch) {
+                let record = record.clone();
+                strategy.observe(space, history, &record);
+                repeats += 1;
+            } else if batch.contains(&arch) {
+                repeats += 1;
+            } else {
+                batch.push(arch);
+            }
+        }
+    }
+    while batch.len() < n {
+        let fresh = (0..10_000)
+            .map(|_| space.sample(rng))
+            .find(|arch| history.get(arch).is_none() && !batch.contains(arch));
+        match fresh {
+            Some(arch) => batch.push(arch),
+            None => break,
+        }
+    }
+    batch
 }
 
 /// A uniformly random architecture not yet in the history (None when none is found in

@@ -11,6 +11,7 @@ pub mod benchmarks;
 pub mod device_fit;
 pub mod doctor;
 pub mod error;
+pub mod executor;
 pub mod finalists;
 pub mod latency_tools;
 pub mod measure;
@@ -22,7 +23,10 @@ pub mod plot;
 pub mod run_dir;
 pub mod sampling;
 pub mod sampling_report;
+pub mod slurm;
 pub mod tables;
+pub mod tasks;
+pub mod worker;
 pub mod world;
 pub mod zero_cost;
 
@@ -33,8 +37,8 @@ pub use error::{Error, Result};
 pub use observer::{Observer, Quiet};
 pub use outcome::Outcome;
 pub use plan::{
-    BackendKind, DataSource, EvaluatorKind, ProtocolSettings, SearchKind, SearchPlan, SpaceKind,
-    StrategyKind, TargetSpec,
+    BackendKind, DataSource, EvaluatorKind, ExecutorKind, ProtocolSettings, SearchKind, SearchPlan,
+    SpaceKind, StrategyKind, TargetSpec,
 };
 pub use run_dir::{MANIFEST_SCHEMA, Manifest, RunDir, WorldFacts};
 pub use world::World;
@@ -75,6 +79,8 @@ pub struct RunOptions {
     pub command: Vec<String>,
     /// Testing aid: sleep this long after each evaluation.
     pub throttle_ms: u64,
+    /// Who evaluates the proposals (this machine's threads, or a Slurm cluster).
+    pub executor: executor::ExecutorSettings,
 }
 
 /// Runs a search to its outcome: creates (or reopens) the run directory, writes the
@@ -109,6 +115,7 @@ pub fn run(
             (plan, dir, Some(manifest))
         }
     };
+    check_executor(&plan, &options.executor)?;
     let mut world = World::build(&plan, observer)?;
     let prior = dir.read_history()?;
     check_history(&dir, world.space.as_ref(), &prior)?;
@@ -128,7 +135,7 @@ pub fn run(
         }
     }
     let resumed = matches!(request, SearchRequest::Resume { .. });
-    let timing = (options.throttle_ms, started);
+    let timing = (options, started);
     match plan.kind() {
         SearchKind::OneShot => oneshot::run(&plan, world, &dir, resumed, started, observer),
         SearchKind::TrainOnceThenSample => {
@@ -139,6 +146,36 @@ pub fn run(
         }
         SearchKind::Sampling => sampling::run(&plan, &world, &dir, &prior, None, timing, observer),
     }
+}
+
+/// The executor must suit the plan: a cluster trains candidates, so it needs
+/// `--evaluator train`; `--jobs` is a count of evaluations at a time.
+fn check_executor(plan: &SearchPlan, executor: &executor::ExecutorSettings) -> Result<()> {
+    if executor.jobs == 0 || executor.jobs > executor::MAX_JOBS {
+        return Err(Error::plan(
+            "jobs",
+            executor.jobs,
+            format!("run 1 to {} evaluations at a time", executor::MAX_JOBS),
+        ));
+    }
+    if executor.kind == ExecutorKind::Slurm
+        && (plan.kind() != SearchKind::Sampling || plan.evaluator() != EvaluatorKind::Train)
+    {
+        return Err(Error::plan(
+            "executor",
+            "slurm",
+            format!(
+                "cluster tasks train candidates: use it with --evaluator train (this search's evaluator, {}, answers in {} on this machine)",
+                plan.evaluator(),
+                if plan.kind() == SearchKind::Sampling {
+                    "microseconds"
+                } else {
+                    "one supernet"
+                }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses settings given with a resume that differ from the run's own.

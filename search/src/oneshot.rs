@@ -12,8 +12,8 @@ use hwnas_core::images::batches::{Augmentation, Normalisation};
 use hwnas_core::kernels::{Backend, Cpu, Wgpu};
 use hwnas_core::oneshot::{
     AdditiveLatency, ArchSchedule, LatencyPenalty, LatencySource, OneShotConfig, OneShotData,
-    OneShotRun, SandwichSampling, SupernetEvaluator, SupernetTrainer, WeightSchedule, by_name,
-    scoring_batches,
+    OneShotRun, SandwichSampling, SupernetEvaluator, SupernetTrainer, TrainingEvaluator,
+    TrainingSettings, WeightSchedule, by_name, scoring_batches,
 };
 use hwnas_core::space::{Nb201Space, SearchSpace};
 use hwnas_core::supernet::{
@@ -235,6 +235,33 @@ fn facts(
             data.normalisation.std.clone(),
         ),
     }
+}
+
+/// The evaluator of `--evaluator train`: each candidate trained on its own on the plan's
+/// images (every search image for its weights, scored on the held-out ones), from the
+/// initial weights of the space's supernet seeded by the plan, so every candidate starts
+/// alike and scores the same on any worker.
+pub fn training_evaluator(plan: &SearchPlan, observer: &dyn Observer) -> Result<TrainingEvaluator> {
+    let (data, channels, classes) = search_data(plan, true)?;
+    let initial = match plan.space {
+        SpaceKind::Ofa => Supernet::Ofa(OfaSupernet::new(
+            OfaSupernetConfig::reduced(channels, classes),
+            plan.seed,
+        )?),
+        _ => build_cell_supernet(plan, channels, classes)?,
+    };
+    let settings = TrainingSettings {
+        epochs: plan.epochs,
+        batch_size: plan.batch_size,
+        seed: plan.seed,
+        schedule: WeightSchedule::default(),
+    };
+    Ok(TrainingEvaluator::new(
+        initial,
+        backend(plan, observer)?,
+        data,
+        settings,
+    ))
 }
 
 /// Once-for-All's "train once": the Once-for-All supernet (a quarter of MobileNetV3 w1.2)

@@ -115,6 +115,19 @@ named_enum!(
         Proxy = "proxy",
         /// A weight-sharing supernet trained on the user's images.
         Supernet = "supernet",
+        /// Each candidate trained on its own for `--epochs` on the user's images, scored on
+        /// held-out ones (an executor fans the training out).
+        Train = "train",
+    }
+);
+
+named_enum!(
+    /// Who evaluates a batch of proposals (how the search runs, never what it answers).
+    ExecutorKind, "executor" {
+        /// This machine, `--jobs` evaluations at a time.
+        Local = "local",
+        /// A Slurm cluster: each batch one job array of `hwnas worker` tasks.
+        Slurm = "slurm",
     }
 );
 
@@ -412,6 +425,10 @@ pub struct SearchPlan {
     pub finalists: usize,
     /// How latency is measured.
     pub protocol: ProtocolSettings,
+    /// Architectures proposed and evaluated together (`None`: 8 with `--evaluator train`,
+    /// 1 otherwise); the history depends on it, never on the executor.
+    #[serde(default)]
+    pub proposals: Option<usize>,
 }
 
 fn default_backend() -> BackendKind {
@@ -429,8 +446,15 @@ pub enum SearchKind {
     TrainOnceThenSample,
 }
 
+/// Proposals per batch of a training search: enough to keep a few cluster nodes or cores
+/// busy, few enough that the strategy still learns between batches.
+pub const DEFAULT_TRAINING_PROPOSALS: usize = 8;
+
 /// Distinct cells of NAS-Bench-201: a budget cannot exceed them.
 const NB201_CELLS: usize = 15_625;
+
+/// The most architectures proposed at a time.
+pub const MAX_PROPOSALS: usize = 4096;
 
 /// The most architectures one search evaluates.
 const MAX_BUDGET: usize = 10_000_000;
@@ -444,6 +468,16 @@ impl SearchPlan {
     pub fn evaluator(&self) -> EvaluatorKind {
         self.evaluator
             .unwrap_or_else(|| self.space.default_evaluator())
+    }
+
+    /// Architectures proposed and evaluated together.
+    pub fn proposals(&self) -> usize {
+        self.proposals
+            .unwrap_or(if self.evaluator() == EvaluatorKind::Train {
+                DEFAULT_TRAINING_PROPOSALS
+            } else {
+                1
+            })
     }
 
     /// What kind of search the plan describes (valid only after [`SearchPlan::validate`]).
@@ -496,20 +530,25 @@ impl SearchPlan {
         }
         let evaluator = self.evaluator();
         let allowed = match self.space {
-            SpaceKind::Ofa => &[EvaluatorKind::Predictor, EvaluatorKind::Supernet][..],
+            SpaceKind::Ofa => &[
+                EvaluatorKind::Predictor,
+                EvaluatorKind::Supernet,
+                EvaluatorKind::Train,
+            ][..],
             SpaceKind::Nb201 => &[
                 EvaluatorKind::Table,
                 EvaluatorKind::Proxy,
                 EvaluatorKind::Supernet,
+                EvaluatorKind::Train,
             ][..],
-            SpaceKind::Darts => &[EvaluatorKind::Supernet][..],
+            SpaceKind::Darts => &[EvaluatorKind::Supernet, EvaluatorKind::Train][..],
         };
         if !allowed.contains(&evaluator) {
             return Err(Error::plan(
                 "evaluator",
                 evaluator,
                 format!(
-                    "not available for --space {}; use `predictor` or `supernet` (trained here, then searched) for ofa-mbv3, or `table`, `proxy` (synflow, training-free) or `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce) for nb201, `supernet` for darts",
+                    "not available for --space {}; use `predictor`, `supernet` (trained here, then searched) or `train` for ofa-mbv3, or `table`, `proxy` (synflow, training-free), `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce) or `train` (each candidate trained) for nb201, `supernet` or `train` for darts",
                     self.space
                 ),
             ));
@@ -554,8 +593,19 @@ impl SearchPlan {
                 "its latency term is built on NAS-Bench-201's one-decision-per-edge cells; use --space nb201, or another strategy with --space darts",
             ));
         }
+        if let Some(n) = self.proposals
+            && (n == 0 || n > MAX_PROPOSALS || self.kind() != SearchKind::Sampling)
+        {
+            return Err(Error::plan(
+                "proposals",
+                n,
+                format!(
+                    "a sampling search proposes 1 to {MAX_PROPOSALS} architectures at a time; a one-shot search proposes none"
+                ),
+            ));
+        }
         self.validate_target()?;
-        if self.evaluator() == EvaluatorKind::Supernet {
+        if matches!(evaluator, EvaluatorKind::Supernet | EvaluatorKind::Train) {
             self.validate_supernet_sizes()?;
         }
         Ok(())
@@ -569,6 +619,7 @@ impl SearchPlan {
         let effective = |plan: &SearchPlan| {
             let mut plan = plan.clone();
             plan.evaluator = Some(plan.evaluator());
+            plan.proposals = Some(plan.proposals());
             plan.channels = Some(
                 plan.channels
                     .unwrap_or(crate::oneshot::default_channels(plan.space)),
@@ -609,10 +660,10 @@ impl SearchPlan {
     }
 
     fn validate_target(&self) -> Result<()> {
+        let at_image_resolution = self.kind() == SearchKind::TrainOnceThenSample
+            || (self.space == SpaceKind::Ofa && self.evaluator() == EvaluatorKind::Train);
         let TargetSpec::Table(device) = &self.target else {
-            if self.kind() == SearchKind::TrainOnceThenSample
-                && !matches!(self.target, TargetSpec::Host)
-            {
+            if at_image_resolution && !matches!(self.target, TargetSpec::Host) {
                 return Err(Error::plan(
                     "target",
                     &self.target,
@@ -622,7 +673,7 @@ impl SearchPlan {
             return Ok(());
         };
         match self.space {
-            SpaceKind::Ofa if self.kind() == SearchKind::TrainOnceThenSample => Err(Error::plan(
+            SpaceKind::Ofa if at_image_resolution => Err(Error::plan(
                 "target",
                 &self.target,
                 "a supernet-scored Once-for-All search measures subnets at the images' resolution on this machine; use --target host (published tables cover 128-224 px)",
@@ -720,6 +771,7 @@ mod tests {
             image_size: 32,
             finalists: 5,
             protocol: ProtocolSettings::default(),
+            proposals: None,
         }
     }
 

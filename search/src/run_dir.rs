@@ -174,10 +174,10 @@ impl RunDir {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file renamed over it, so a reader never sees
-/// half a file.
+/// Writes `bytes` to `path` through a temporary file (of this process) renamed over it, so
+/// a reader never sees half a file, even where two processes write it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))
 }

@@ -6,17 +6,21 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hwnas_core::{
-    Arch, Budget, Evaluation, Evaluator, History, Objective, Oracle, Record, SearchConfig,
-    pareto_front, run_search, strategy,
+    Arch, BatchEvaluator, Budget, Evaluation, Evaluator, History, Objective, Oracle, Record,
+    SearchConfig, pareto_front, run_search, strategy,
 };
 use hwnas_latency::measured::export_for_profiling;
 
+use crate::RunOptions;
 use crate::error::{Error, Result};
+use crate::executor::{ExecutorSettings, LocalExecutor};
 use crate::finalists::{BudgetCheck, Confirmation, OVER_BUDGET_REACH, confirm};
 use crate::observer::Observer;
 use crate::outcome::{Outcome, SupernetFacts};
+use crate::plan::ExecutorKind;
 use crate::plan::SearchPlan;
 use crate::run_dir::RunDir;
+use crate::slurm::SlurmExecutor;
 use crate::world::World;
 
 /// Slows each evaluation down (a testing aid: a run slow enough to be killed mid-way).
@@ -43,9 +47,10 @@ pub fn run(
     dir: &RunDir,
     prior: &[Record],
     facts: Option<SupernetFacts>,
-    (throttle_ms, started): (u64, Instant),
+    (options, started): (&RunOptions, Instant),
     observer: &dyn Observer,
 ) -> Result<Outcome> {
+    let throttle_ms = options.throttle_ms;
     let evaluator = world.evaluator.as_deref().ok_or_else(|| {
         Error::plan(
             "evaluator",
@@ -57,14 +62,14 @@ pub fn run(
         inner: evaluator,
         ms: throttle_ms,
     };
-    let mut oracle = Oracle::new(
-        if throttle_ms > 0 {
-            &throttled
-        } else {
-            evaluator
-        },
-        Some(world.search_latency.as_ref()),
-    );
+    let evaluator: &dyn Evaluator = if throttle_ms > 0 {
+        &throttled
+    } else {
+        evaluator
+    };
+    let mut oracle = Oracle::new(evaluator, Some(world.search_latency.as_ref()));
+    let executor = executor(&options.executor, evaluator, world, dir, observer)?;
+    oracle.executor = Some(executor.as_ref());
     oracle.known = prior
         .iter()
         .map(|r| {
@@ -79,6 +84,7 @@ pub fn run(
     let mut strategy = strategy::by_name(plan.strategy.as_str(), world.space.as_ref())?;
     let mut config = SearchConfig::new(Budget::Queries(plan.budget), plan.seed);
     config.objective = Objective::latency_budget(world.budget.ms);
+    config.batch = plan.proposals();
     let mut history_file = dir.appender("history.jsonl")?;
     let already = prior.len();
     observer.stage("search", plan.budget as u64);
@@ -200,6 +206,38 @@ pub fn run(
     let path = dir.file("report.md");
     std::fs::write(&path, report).map_err(|e| Error::io("write", &path, e))?;
     Ok(outcome)
+}
+
+/// The executor the run's options ask for over `evaluator`.
+fn executor<'a>(
+    settings: &ExecutorSettings,
+    evaluator: &'a dyn Evaluator,
+    world: &'a World,
+    dir: &RunDir,
+    observer: &'a dyn Observer,
+) -> Result<Box<dyn BatchEvaluator + 'a>> {
+    Ok(match settings.kind {
+        ExecutorKind::Local => Box::new(LocalExecutor {
+            evaluator,
+            jobs: settings.jobs,
+        }),
+        ExecutorKind::Slurm => {
+            let binary = settings.worker_binary.as_deref().ok_or_else(|| {
+                Error::plan(
+                    "executor",
+                    "slurm",
+                    "no hwnas binary for the cluster's tasks was given (the library's caller sets ExecutorSettings::worker_binary)",
+                )
+            })?;
+            Box::new(SlurmExecutor::new(
+                dir,
+                world.space.as_ref(),
+                settings.slurm.clone(),
+                binary,
+                observer,
+            )?)
+        }
+    })
 }
 
 fn write_pareto(

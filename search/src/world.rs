@@ -138,12 +138,15 @@ impl World {
                             "an agent target measures every architecture end to end, which suits a sampling search of nb201; for ofa-mbv3 run `hwnas search` on the board itself, where it builds the board's lookup table",
                         ));
                     }
-                    return nb201_remote(plan, described);
+                    return nb201_remote(plan, described, observer);
                 }
             }
         }
         match (plan.space, plan.kind()) {
             (SpaceKind::Ofa, SearchKind::TrainOnceThenSample) => {
+                ofa_supernet(plan, &protocol, observer)
+            }
+            (SpaceKind::Ofa, _) if plan.evaluator() == EvaluatorKind::Train => {
                 ofa_supernet(plan, &protocol, observer)
             }
             (SpaceKind::Ofa, _) => ofa(plan, &target, &protocol, observer),
@@ -155,7 +158,7 @@ impl World {
                     &protocol,
                     space,
                     (&reference, "DARTS-V2's published cells"),
-                    (None, "supernet".into()),
+                    trained_or(plan, (None, "supernet".into()), observer)?,
                     None,
                     observer,
                 )
@@ -310,7 +313,7 @@ fn nb201(
     // without it, and then only the report's transfer check is missing.
     let table_optional = matches!(
         plan.evaluator(),
-        EvaluatorKind::Proxy | EvaluatorKind::Supernet
+        EvaluatorKind::Proxy | EvaluatorKind::Supernet | EvaluatorKind::Train
     ) && *target == TargetSpec::Host;
     let table = match Nb201Table::locate(plan.table.as_deref()) {
         Ok(path) => Some(Arc::new(Nb201Table::load(&path, &plan.dataset)?)),
@@ -322,7 +325,8 @@ fn nb201(
         }
         Err(e) => return Err(e.into()),
     };
-    let evaluator = nb201_evaluator(plan, table.as_ref());
+    let (table_evaluator, name) = nb201_evaluator(plan, table.as_ref());
+    let evaluator = trained_or(plan, (Some(table_evaluator), name), observer)?;
     let space = Nb201Space::new();
     let reference = space.parse(NB201_ALL_CONV3)?;
     let TargetSpec::Table(device) = target else {
@@ -331,7 +335,7 @@ fn nb201(
             protocol,
             space,
             (&reference, NB201_REFERENCE),
-            (Some(evaluator.0), evaluator.1),
+            evaluator,
             table,
             observer,
         );
@@ -351,7 +355,7 @@ fn nb201(
     );
     Ok(World {
         evaluator_name: evaluator.1,
-        evaluator: Some(evaluator.0),
+        evaluator: evaluator.0,
         search_latency: Box::new(latency),
         measured: None,
         fingerprint: None,
@@ -360,6 +364,21 @@ fn nb201(
         nb201_table: Some(table),
         supernet: None,
     })
+}
+
+/// With `--evaluator train`, the training evaluator (the images loaded now, so a bad
+/// `--data` fails before any measurement); otherwise `other`.
+fn trained_or(
+    plan: &SearchPlan,
+    other: (Option<Box<dyn Evaluator>>, String),
+    observer: &dyn Observer,
+) -> Result<(Option<Box<dyn Evaluator>>, String)> {
+    if plan.evaluator() != EvaluatorKind::Train {
+        return Ok(other);
+    }
+    let trained = crate::oneshot::training_evaluator(plan, observer)?;
+    let name = trained.name();
+    Ok((Some(Box::new(trained)), name))
 }
 
 /// The NAS-Bench-201 evaluator the plan asks for: the table, or synflow (with the table
@@ -380,6 +399,16 @@ fn nb201_evaluator(
             (Box::new(proxy), name)
         }
     }
+}
+
+/// The space of an `--evaluator train` search (Once-for-All at the images' resolution),
+/// as a worker builds it without the rest of the world.
+pub fn training_space(plan: &SearchPlan) -> Result<Box<dyn SearchSpace>> {
+    Ok(match plan.space {
+        SpaceKind::Nb201 => Box::new(Nb201Space::new()),
+        SpaceKind::Darts => Box::new(DartsSpace::new()),
+        SpaceKind::Ofa => Box::new(OfaSpace::new(vec![image_side(plan)])?),
+    })
 }
 
 /// The images' side a supernet sees (and its subnets are measured at).
@@ -405,7 +434,7 @@ fn ofa_supernet(plan: &SearchPlan, protocol: &Protocol, observer: &dyn Observer)
             &reference,
             &format!("the largest Once-for-All subnet (kernel 7, expand 6, depth 4) at {r} px"),
         ),
-        (None, "supernet:ofa-mbv3".into()),
+        trained_or(plan, (None, "supernet:ofa-mbv3".into()), observer)?,
         None,
         observer,
     )
@@ -427,10 +456,11 @@ fn host<S: SearchSpace + Clone + 'static>(
     Ok(here.world(space, Box::new(search), evaluator, nb201_table))
 }
 
-fn nb201_remote(plan: &SearchPlan, target: Target) -> Result<World> {
+fn nb201_remote(plan: &SearchPlan, target: Target, observer: &dyn Observer) -> Result<World> {
     let path = Nb201Table::locate(plan.table.as_deref())?;
     let table = Arc::new(Nb201Table::load(&path, &plan.dataset)?);
-    let (evaluator, evaluator_name) = nb201_evaluator(plan, Some(&table));
+    let (table_evaluator, name) = nb201_evaluator(plan, Some(&table));
+    let (evaluator, evaluator_name) = trained_or(plan, (Some(table_evaluator), name), observer)?;
     let space = Nb201Space::new();
     let token = target.token()?;
     let remote = || RemoteMeasure {
@@ -448,7 +478,7 @@ fn nb201_remote(plan: &SearchPlan, target: Target) -> Result<World> {
     .measured_beside(plan.latency_ms, &reference);
     Ok(World {
         evaluator_name,
-        evaluator: Some(evaluator),
+        evaluator,
         search_latency: Box::new(search),
         measured: Some(Box::new(remote())),
         fingerprint: None,

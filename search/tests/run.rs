@@ -44,6 +44,7 @@ fn plan(table: &Path, out: &Path, strategy: StrategyKind) -> SearchPlan {
         image_size: 32,
         finalists: 5,
         protocol: hwnas_search::ProtocolSettings::default(),
+        proposals: None,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod darts;
 pub mod gdas;
 pub mod reinforce;
 pub mod sandwich;
+pub mod standalone;
 pub mod trainer;
 pub mod unas;
 
@@ -27,6 +28,7 @@ pub use darts::Darts;
 pub use gdas::Gdas;
 pub use reinforce::SupernetReinforce;
 pub use sandwich::SandwichSampling;
+pub use standalone::{TrainingEvaluator, TrainingSettings};
 pub use trainer::{SupernetTrainer, WeightSchedule};
 pub use unas::{AdditiveLatency, LatencyPenalty, LatencySource, Unas, UnasSettings};
 

@@ -35,6 +35,19 @@ pub trait Strategy: Send {
 
     /// Learns from the record of the last proposal; `history` already contains it.
     fn observe(&mut self, space: &dyn SearchSpace, history: &History, record: &Record);
+
+    /// The next `n` architectures to evaluate together (a batch an executor scores in
+    /// parallel); their records are observed in order once all are answered. By default,
+    /// `n` proposals from the same history; the loop drops repeats and asks again.
+    fn propose_batch(
+        &mut self,
+        space: &dyn SearchSpace,
+        history: &History,
+        rng: &mut dyn RngCore,
+        n: usize,
+    ) -> Vec<Arch> {
+        (0..n).map(|_| self.propose(space, history, rng)).collect()
+    }
 }
 
 /// The strategies `hwnas bench --strategies` and `hwnas search --strategy` accept.

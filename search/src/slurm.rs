@@ -1,0 +1,395 @@
+//! `--executor slurm`: each batch of proposals becomes one Slurm job array whose tasks run
+//! `hwnas worker --run DIR --task I`, each evaluating one candidate and writing its result
+//! into the run directory ([`crate::tasks`]). The search waits for the array, collects the
+//! results, and resubmits the tasks that ended without one (cancelled, preempted, a node
+//! lost), up to [`MAX_ATTEMPTS`] times; a task that failed with an error is not retried.
+//! A resumed search submits nothing that finished, and waits for tasks of its earlier
+//! jobs that still run. The cluster's own scheduler does the scheduling; hwnas only
+//! submits and watches, through `sbatch` and `squeue`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hwnas_core::{Arch, BatchEvaluator, Evaluation, SearchSpace};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::observer::Observer;
+use crate::run_dir::{JsonLines, RunDir, read_jsonl};
+use crate::tasks::TaskBoard;
+
+/// Times a task may end without a result before the search gives up on it.
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// How long `squeue` may keep failing (the controller unreachable) before the search stops.
+const SQUEUE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// What each job array asks of the cluster (`--slurm-*` flags); `None` leaves Slurm's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlurmSettings {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--time` per task (`MM`, `HH:MM:SS`, `D-HH`).
+    pub time: Option<String>,
+    /// `--cpus-per-task` (also the worker's kernel threads).
+    pub cpus: Option<usize>,
+    /// `--gres` (GPUs: `gpu:1`).
+    pub gres: Option<String>,
+    /// More `sbatch` options, each passed as given (`--account=lab`, `--qos=short`).
+    pub options: Vec<String>,
+    /// Seconds between looks at the queue (`None`: 2).
+    pub poll_seconds: Option<f64>,
+}
+
+impl SlurmSettings {
+    fn sbatch_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(p) = &self.partition {
+            args.push(format!("--partition={p}"));
+        }
+        if let Some(t) = &self.time {
+            args.push(format!("--time={t}"));
+        }
+        if let Some(c) = self.cpus {
+            args.push(format!("--cpus-per-task={c}"));
+        }
+        if let Some(g) = &self.gres {
+            args.push(format!("--gres={g}"));
+        }
+        args.extend(self.options.iter().cloned());
+        args
+    }
+}
+
+/// One job array submitted, as `tasks/jobs.jsonl` records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmittedJob {
+    /// Slurm's job id.
+    pub job: String,
+    /// The tasks it runs (its array indices).
+    pub tasks: Vec<usize>,
+}
+
+/// Evaluates batches as Slurm job arrays of `hwnas worker` tasks.
+pub struct SlurmExecutor<'a> {
+    space: &'a dyn SearchSpace,
+    board: TaskBoard,
+    script: PathBuf,
+    name: String,
+    settings: SlurmSettings,
+    observer: &'a dyn Observer,
+}
+
+impl<'a> SlurmExecutor<'a> {
+    /// An executor for the run in `dir` whose tasks run `binary` (an `hwnas` on a
+    /// filesystem every node sees); checks that `sbatch` answers and writes the tasks'
+    /// script, `tasks/worker.sh`.
+    pub fn new(
+        dir: &RunDir,
+        space: &'a dyn SearchSpace,
+        settings: SlurmSettings,
+        binary: &Path,
+        observer: &'a dyn Observer,
+    ) -> Result<Self> {
+        let version = Command::new("sbatch").arg("--version").output();
+        if !version.is_ok_and(|o| o.status.success()) {
+            return Err(Error::plan(
+                "executor",
+                "slurm",
+                "`sbatch --version` does not run here: run the search on a machine of the cluster (a login node) with Slurm's commands on PATH and SLURM_CONF set where needed, or use --executor local (`bash scripts/slurm.sh start` brings up a one-node cluster on this machine)",
+            ));
+        }
+        let board = TaskBoard::open(dir)?;
+        let run =
+            std::fs::canonicalize(dir.path()).map_err(|e| Error::io("read", dir.path(), e))?;
+        let script = board.dir().join("worker.sh");
+        let text = format!(
+            "#!/bin/sh\n# Written by `hwnas search --executor slurm`: one task of the run in {run}.\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {} worker --run {} --task \"$SLURM_ARRAY_TASK_ID\"\n",
+            shell_quoted(&binary.display().to_string()),
+            shell_quoted(&run.display().to_string()),
+            run = run.display(),
+        );
+        std::fs::write(&script, text).map_err(|e| Error::io("write", &script, e))?;
+        set_executable(&script)?;
+        let name = format!(
+            "hwnas-{}",
+            run.file_name().and_then(|n| n.to_str()).unwrap_or("run")
+        );
+        Ok(SlurmExecutor {
+            space,
+            board,
+            script,
+            name,
+            settings,
+            observer,
+        })
+    }
+
+    fn jobs_path(&self) -> PathBuf {
+        self.board.dir().join("jobs.jsonl")
+    }
+
+    /// Every job array this run submitted (this search's and the earlier ones').
+    fn recorded_jobs(&self) -> Result<Vec<SubmittedJob>> {
+        read_jsonl(&self.jobs_path(), "the run's Slurm job list")
+    }
+
+    /// Submits `tasks` as one job array; returns its job id.
+    fn submit(&self, tasks: &[usize]) -> Result<String> {
+        let array = tasks
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let logs = self.board.dir().join("logs").join("%a-%A.log");
+        let output = Command::new("sbatch")
+            .arg("--parsable")
+            .arg(format!("--array={array}"))
+            .arg(format!("--job-name={}", self.name))
+            .arg(format!("--output={}", logs.display()))
+            .args(self.settings.sbatch_args())
+            .arg(&self.script)
+            .output()
+            .map_err(|e| Error::io("run", "sbatch", e))?;
+        if !output.status.success() {
+            return Err(Error::plan(
+                "executor",
+                "slurm",
+                format!(
+                    "sbatch refused the job array ({}): {}; check the --slurm-* settings",
+                    self.settings.sbatch_args().join(" "),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let job = stdout.trim().split(';').next().unwrap_or("").to_string();
+        if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
+            return Err(Error::plan(
+                "executor",
+                "slurm",
+                format!(
+                    "sbatch --parsable answered `{}`, not a job id",
+                    stdout.trim()
+                ),
+            ));
+        }
+        JsonLines::append(&self.jobs_path())?.push(&SubmittedJob {
+            job: job.clone(),
+            tasks: tasks.to_vec(),
+        })?;
+        self.observer.note(&format!(
+            "slurm: job {job} submitted ({} task{}: {array})",
+            tasks.len(),
+            if tasks.len() == 1 { "" } else { "s" }
+        ));
+        Ok(job)
+    }
+
+    /// The tasks of `jobs` still pending or running, with their states.
+    fn live(&self, jobs: &[SubmittedJob]) -> Result<HashMap<usize, String>> {
+        let mut live = HashMap::new();
+        for job in jobs {
+            let output = Command::new("squeue")
+                .args(["-h", "-r", "-j", &job.job, "-o", "%K %T"])
+                .output()
+                .map_err(|e| Error::io("run", "squeue", e))?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if !output.status.success() {
+                // A job the controller has already forgotten has nothing left to run.
+                if stderr.contains("Invalid job id") {
+                    continue;
+                }
+                return Err(Error::plan(
+                    "executor",
+                    "slurm",
+                    format!("squeue failed: {}", stderr.trim()),
+                ));
+            }
+            for line in String::from_utf8_lossy(&output.stdout).lines() {
+                let mut fields = line.split_whitespace();
+                if let (Some(task), Some(state)) = (fields.next(), fields.next())
+                    && let Ok(task) = task.parse::<usize>()
+                    && job.tasks.contains(&task)
+                {
+                    live.insert(task, state.to_string());
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Waits for `tasks`, submitting those neither finished nor queued; returns their
+    /// accuracies in order.
+    fn run_tasks(&self, tasks: &[usize]) -> Result<Vec<Evaluation>> {
+        let poll = Duration::from_secs_f64(self.settings.poll_seconds.unwrap_or(2.0).max(0.05));
+        let mut attempts: HashMap<usize, usize> = HashMap::new();
+        let mut squeue_failing_since: Option<Instant> = None;
+        let mut last_states = String::new();
+        loop {
+            // The queue first, the results second: a task finishing in between has its
+            // result seen, never mistaken for one lost.
+            let jobs = self.recorded_jobs()?;
+            let live = match self.live(&jobs) {
+                Ok(live) => {
+                    squeue_failing_since = None;
+                    live
+                }
+                Err(e) => {
+                    let since = *squeue_failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > SQUEUE_PATIENCE {
+                        return Err(e);
+                    }
+                    std::thread::sleep(poll);
+                    continue;
+                }
+            };
+            let mut waiting = Vec::new();
+            for &task in tasks {
+                match self.board.result(task)? {
+                    Some(result) => {
+                        if let Some(error) = result.error {
+                            return Err(Error::plan(
+                                "executor",
+                                "slurm",
+                                format!(
+                                    "task {task} (`{}`) failed on {}: {error}; its log: {}",
+                                    result.arch,
+                                    result.host,
+                                    self.board.log_pattern(task).display()
+                                ),
+                            ));
+                        }
+                    }
+                    None => waiting.push(task),
+                }
+            }
+            if waiting.is_empty() {
+                break;
+            }
+            let lost: Vec<usize> = waiting
+                .iter()
+                .copied()
+                .filter(|t| !live.contains_key(t))
+                .collect();
+            let mut retried = 0;
+            for &task in &lost {
+                let tries = attempts.entry(task).or_default();
+                retried += usize::from(*tries > 0);
+                if *tries >= MAX_ATTEMPTS {
+                    return Err(Error::plan(
+                        "executor",
+                        "slurm",
+                        format!(
+                            "task {task} ended {MAX_ATTEMPTS} times without a result (cancelled, preempted, out of time or memory); see {}, raise --slurm-time, or resume the search with --resume to try again",
+                            self.board.log_pattern(task).display()
+                        ),
+                    ));
+                }
+                *tries += 1;
+            }
+            if !lost.is_empty() {
+                if retried > 0 {
+                    self.observer.note(&format!(
+                        "slurm: resubmitting {retried} task(s) that ended without a result"
+                    ));
+                }
+                self.submit(&lost)?;
+            } else {
+                let mut counts: Vec<(String, usize)> = Vec::new();
+                for state in waiting.iter().filter_map(|t| live.get(t)) {
+                    match counts.iter_mut().find(|(s, _)| s == state) {
+                        Some((_, n)) => *n += 1,
+                        None => counts.push((state.clone(), 1)),
+                    }
+                }
+                let states = counts
+                    .iter()
+                    .map(|(s, n)| format!("{n} {}", s.to_lowercase()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if states != last_states {
+                    self.observer.progress(
+                        (tasks.len() - waiting.len()) as u64,
+                        tasks.len() as u64,
+                        &format!("slurm: {states}"),
+                    );
+                    last_states = states;
+                }
+            }
+            std::thread::sleep(poll);
+        }
+        tasks
+            .iter()
+            .map(|&task| {
+                let result = self.board.result(task)?.expect("a result for every task");
+                Ok(Evaluation {
+                    accuracy: result.accuracy.unwrap_or(f64::NAN),
+                    test_accuracy: result.test_accuracy,
+                    cost_seconds: 0.0,
+                })
+            })
+            .collect()
+    }
+}
+
+impl BatchEvaluator for SlurmExecutor<'_> {
+    fn evaluate_batch(&self, archs: &[Arch]) -> hwnas_core::Result<Vec<Evaluation>> {
+        let texts: Vec<String> = archs.iter().map(|a| self.space.format(a)).collect();
+        let answer = self
+            .board
+            .assign(&texts)
+            .and_then(|tasks| self.run_tasks(&tasks));
+        answer.map_err(|e| hwnas_core::Error::Failed {
+            source_name: "the slurm executor".into(),
+            arch: texts.first().cloned().unwrap_or_default(),
+            source: Box::new(e),
+        })
+    }
+}
+
+/// `text` quoted for `sh`.
+fn shell_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+fn set_executable(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io("write", path, e))?;
+    }
+    let _ = path;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_become_sbatch_options_in_order() {
+        let settings = SlurmSettings {
+            partition: Some("gpu".into()),
+            time: Some("00:30:00".into()),
+            cpus: Some(4),
+            gres: Some("gpu:1".into()),
+            options: vec!["--account=lab".into()],
+            poll_seconds: None,
+        };
+        assert_eq!(
+            settings.sbatch_args(),
+            [
+                "--partition=gpu",
+                "--time=00:30:00",
+                "--cpus-per-task=4",
+                "--gres=gpu:1",
+                "--account=lab"
+            ]
+        );
+        assert_eq!(shell_quoted("/a b/it's"), "'/a b/it'\\''s'");
+    }
+}
