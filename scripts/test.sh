@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Sets up what is missing (ONNX Runtime, the Vulkan CPU driver), then runs every test of
-# the workspace. Extra arguments go to `cargo test`.
+# Sets up what is missing (ONNX Runtime, the Vulkan CPU driver, a one-node Slurm cluster for
+# the executor's test), then runs every test of the workspace. Extra arguments go to
+# `cargo test`. A cluster this script started is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 hwnas_setup_all
+# The cluster the executor's end-to-end test submits to (installed where missing and
+# possible; where not, that test skips, or fails under HWNAS_REQUIRE=slurm or all).
+if ! bash scripts/slurm.sh status >/dev/null 2>&1; then
+    if conf="$(bash scripts/slurm.sh start)"; then
+        trap 'bash scripts/slurm.sh stop' EXIT
+        eval "$conf"
+    fi
+else
+    eval "$(bash scripts/slurm.sh status | grep '^export SLURM_CONF=')"
+fi
 # The end-to-end tests drive the built binary.
 cargo build --quiet -p hwnas
 cargo test --workspace "$@"

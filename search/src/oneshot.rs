@@ -254,7 +254,7 @@ pub fn training_evaluator(plan: &SearchPlan, observer: &dyn Observer) -> Result<
         epochs: plan.epochs,
         batch_size: plan.batch_size,
         seed: plan.seed,
-        schedule: WeightSchedule::default(),
+        schedule: WeightSchedule::nas_bench_201(),
     };
     Ok(TrainingEvaluator::new(
         initial,

@@ -23,6 +23,8 @@ pub enum Resource {
     Ort,
     /// The shared data (`../shared/data`: tables, Once-for-All's files, Fashion-MNIST).
     Data,
+    /// A Slurm cluster (`bash scripts/slurm.sh start` brings up a one-node one).
+    Slurm,
 }
 
 impl Resource {
@@ -32,6 +34,7 @@ impl Resource {
             Resource::Gpu => "gpu",
             Resource::Ort => "ort",
             Resource::Data => "data",
+            Resource::Slurm => "slurm",
         }
     }
 }
@@ -39,7 +42,7 @@ impl Resource {
 /// The resources `HWNAS_REQUIRE` names.
 ///
 /// # Panics
-/// On a name that is not `all`, `gpu`, `ort` or `data`: a typo must not let tests skip.
+/// On a name that is not `all`, `gpu`, `ort`, `data` or `slurm`: a typo must not let tests skip.
 pub fn required() -> Vec<Resource> {
     parse_required(&std::env::var("HWNAS_REQUIRE").unwrap_or_default())
 }
@@ -48,12 +51,22 @@ fn parse_required(text: &str) -> Vec<Resource> {
     let mut resources = Vec::new();
     for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         match word {
-            "all" => return vec![Resource::Gpu, Resource::Ort, Resource::Data],
+            "all" => {
+                return vec![
+                    Resource::Gpu,
+                    Resource::Ort,
+                    Resource::Data,
+                    Resource::Slurm,
+                ];
+            }
             "gpu" => resources.push(Resource::Gpu),
             "ort" => resources.push(Resource::Ort),
             "data" => resources.push(Resource::Data),
+            "slurm" => resources.push(Resource::Slurm),
             other => {
-                panic!("HWNAS_REQUIRE names `{other}`; use all, or a comma list of gpu, ort, data")
+                panic!(
+                    "HWNAS_REQUIRE names `{other}`; use all, or a comma list of gpu, ort, data, slurm"
+                )
             }
         }
     }
@@ -164,7 +177,7 @@ mod tests {
     #[test]
     fn require_lists_are_read_and_typos_refused() {
         assert_eq!(parse_required(""), vec![]);
-        assert_eq!(parse_required("all").len(), 3);
+        assert_eq!(parse_required("all").len(), 4);
         assert_eq!(
             parse_required("ort, data"),
             vec![Resource::Ort, Resource::Data]

@@ -104,3 +104,32 @@ pub const TINY_SUPERNET: [&str; 10] = [
     "--batch-size",
     "32",
 ];
+
+/// The Slurm configuration of a running cluster: `$SLURM_CONF` where set (`bash
+/// scripts/test.sh` starts the project's one-node cluster and sets it), otherwise the one
+/// `bash scripts/slurm.sh start` brings up (installing Slurm where it can).
+pub fn slurm_conf() -> Option<PathBuf> {
+    let probe = match std::env::var_os("SLURM_CONF") {
+        Some(conf) if std::path::Path::new(&conf).exists() => Ok(PathBuf::from(conf)),
+        _ => {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/slurm.sh");
+            match Command::new("bash").args([script, "start"]).output() {
+                Ok(out) if out.status.success() => stdout_text(&out)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("export SLURM_CONF="))
+                    .map(PathBuf::from)
+                    .ok_or_else(|| "scripts/slurm.sh start printed no SLURM_CONF".to_string()),
+                Ok(out) => Err(format!(
+                    "scripts/slurm.sh start failed: {}",
+                    stderr_text(&out)
+                )),
+                Err(e) => Err(format!("cannot run bash: {e}")),
+            }
+        }
+    };
+    hwnas_testkit::require(
+        hwnas_testkit::Resource::Slurm,
+        "a Slurm cluster (bash scripts/slurm.sh start)",
+        probe,
+    )
+}
