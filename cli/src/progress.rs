@@ -61,6 +61,12 @@ impl Observer for Bars {
         }
     }
 
+    fn waiting_on(&self, message: &str) {
+        if let Some(bar) = self.current().as_ref() {
+            bar.set_message(message.to_string());
+        }
+    }
+
     fn finish(&self) {
         if let Some(bar) = self.current().take() {
             bar.finish_and_clear();

@@ -111,3 +111,62 @@ fn a_seconds_budget_without_training_times_is_refused_clearly() {
         .to_string();
     assert!(error.contains("bogus") && error.contains("rea"), "{error}");
 }
+
+/// Scores batches with the table, recording each batch's size.
+struct CountingExecutor<'a> {
+    table: &'a Nb201Table,
+    sizes: std::sync::Mutex<Vec<usize>>,
+}
+
+impl hwnas_core::BatchEvaluator for CountingExecutor<'_> {
+    fn evaluate_batch(
+        &self,
+        archs: &[hwnas_core::Arch],
+    ) -> hwnas_core::Result<Vec<hwnas_core::Evaluation>> {
+        use hwnas_core::Evaluator;
+        self.sizes.lock().unwrap().push(archs.len());
+        archs.iter().map(|a| self.table.evaluate(a)).collect()
+    }
+}
+
+#[test]
+fn batched_proposals_are_distinct_reach_the_executor_whole_and_do_not_depend_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = synthetic_table(dir.path());
+    let space = Nb201Space::new();
+    for name in strategy::NAMES {
+        let batched = |executor: Option<&dyn hwnas_core::BatchEvaluator>| {
+            let mut strategy = strategy::by_name(name, &space).unwrap();
+            let mut oracle = Oracle::new(table.as_ref(), None);
+            oracle.executor = executor;
+            let mut config = SearchConfig::new(Budget::Queries(62), 4);
+            config.batch = 5;
+            run_search(&space, strategy.as_mut(), &oracle, &config, &mut |_| Ok(())).unwrap()
+        };
+        let executor = CountingExecutor {
+            table: &table,
+            sizes: std::sync::Mutex::new(Vec::new()),
+        };
+        let through_executor = batched(Some(&executor));
+        let alone = batched(None);
+        assert_eq!(through_executor.records(), alone.records(), "{name}");
+        assert_eq!(through_executor.len(), 62, "{name}");
+        let distinct: std::collections::HashSet<_> =
+            alone.records().iter().map(|r| r.arch.clone()).collect();
+        assert_eq!(
+            distinct.len(),
+            62,
+            "{name}: every proposal a new architecture"
+        );
+        // Twelve whole batches of five, then the two queries the budget has left.
+        let mut expected = vec![5; 12];
+        expected.push(2);
+        assert_eq!(*executor.sizes.lock().unwrap(), expected, "{name}");
+        // One at a time is another run of a strategy that learns after each record
+        // (REINFORCE updates its policy once per batch of its own, random never learns).
+        if name == "rea" {
+            let one_at_a_time = run(name, &table, 4, 62);
+            assert!(alone.records() != one_at_a_time.records(), "{name}");
+        }
+    }
+}

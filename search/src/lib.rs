@@ -115,7 +115,10 @@ pub fn run(
             (plan, dir, Some(manifest))
         }
     };
-    check_executor(&plan, &options.executor)?;
+    let options = &RunOptions {
+        executor: executor_for(&plan, &options.executor)?,
+        ..options.clone()
+    };
     let mut world = World::build(&plan, observer)?;
     let prior = dir.read_history()?;
     check_history(&dir, world.space.as_ref(), &prior)?;
@@ -148,9 +151,13 @@ pub fn run(
     }
 }
 
-/// The executor must suit the plan: a cluster trains candidates, so it needs
-/// `--evaluator train`; `--jobs` is a count of evaluations at a time.
-fn check_executor(plan: &SearchPlan, executor: &executor::ExecutorSettings) -> Result<()> {
+/// The executor settings, checked against the plan (a cluster trains candidates, so it
+/// needs `--evaluator train`; `--jobs` is a count of evaluations at a time), with the
+/// Slurm settings a described target's `[slurm]` table gives where no flag did.
+fn executor_for(
+    plan: &SearchPlan,
+    executor: &executor::ExecutorSettings,
+) -> Result<executor::ExecutorSettings> {
     if executor.jobs == 0 || executor.jobs > executor::MAX_JOBS {
         return Err(Error::plan(
             "jobs",
@@ -175,7 +182,15 @@ fn check_executor(plan: &SearchPlan, executor: &executor::ExecutorSettings) -> R
             ),
         ));
     }
-    Ok(())
+    let mut executor = executor.clone();
+    if executor.kind == ExecutorKind::Slurm
+        && let TargetSpec::Described(name) = &plan.target
+    {
+        let target = hwnas_targets::description::find(name)?;
+        executor.slurm = executor.slurm.or_from(&target.slurm);
+    }
+    executor.slurm.validate()?;
+    Ok(executor)
 }
 
 /// Refuses settings given with a resume that differ from the run's own.

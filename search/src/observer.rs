@@ -7,6 +7,9 @@ pub trait Observer: Sync {
     fn stage(&self, _name: &str, _total: u64) {}
     /// The current stage reached `done` of `total` steps; `message` says what it is on.
     fn progress(&self, _done: u64, _total: u64, _message: &str) {}
+    /// What the current stage is waiting on (`slurm: 3 running, 5 pending`), its count
+    /// unchanged.
+    fn waiting_on(&self, _message: &str) {}
     /// The current stage ended.
     fn finish(&self) {}
     /// Information a person may want (where a table was read from); not a problem.

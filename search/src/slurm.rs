@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hwnas_core::{Arch, BatchEvaluator, Evaluation, SearchSpace};
+use hwnas_targets::description::ClusterSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -44,6 +45,68 @@ pub struct SlurmSettings {
 }
 
 impl SlurmSettings {
+    /// These settings, with those left unset taken from a target description's `[slurm]`
+    /// table (its extra options first, then these).
+    pub fn or_from(mut self, cluster: &ClusterSettings) -> Self {
+        self.partition = self.partition.or_else(|| cluster.partition.clone());
+        self.time = self.time.or_else(|| cluster.time.clone());
+        self.cpus = self.cpus.or(cluster.cpus);
+        self.gres = self.gres.or_else(|| cluster.gres.clone());
+        self.options = cluster
+            .options
+            .iter()
+            .cloned()
+            .chain(self.options)
+            .collect();
+        self
+    }
+
+    /// Checks what can be checked before anything is submitted.
+    pub fn validate(&self) -> Result<()> {
+        let words = [
+            ("slurm-partition", &self.partition),
+            ("slurm-time", &self.time),
+            ("slurm-gres", &self.gres),
+        ];
+        for (setting, value) in words {
+            if let Some(v) = value
+                && (v.is_empty() || v.chars().any(char::is_whitespace))
+            {
+                return Err(Error::plan(
+                    setting,
+                    format!("`{v}`"),
+                    "give one word, as sbatch takes it (`gpu`, `01:00:00`, `gpu:1`)",
+                ));
+            }
+        }
+        if let Some(c) = self.cpus
+            && !(1..=4096).contains(&c)
+        {
+            return Err(Error::plan(
+                "slurm-cpus",
+                c,
+                "ask for 1 to 4096 CPUs per task",
+            ));
+        }
+        if let Some(p) = self.poll_seconds
+            && !(p.is_finite() && (0.05..=600.0).contains(&p))
+        {
+            return Err(Error::plan(
+                "slurm-poll",
+                p,
+                "look at the queue every 0.05 to 600 seconds",
+            ));
+        }
+        if let Some(bad) = self.options.iter().find(|o| !o.starts_with('-')) {
+            return Err(Error::plan(
+                "slurm-option",
+                format!("`{bad}`"),
+                "each is one sbatch option with its dashes, e.g. --slurm-option=--account=lab",
+            ));
+        }
+        Ok(())
+    }
+
     fn sbatch_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(p) = &self.partition {
@@ -228,10 +291,16 @@ impl<'a> SlurmExecutor<'a> {
         let mut attempts: HashMap<usize, usize> = HashMap::new();
         let mut squeue_failing_since: Option<Instant> = None;
         let mut last_states = String::new();
+        let mut waiting: Vec<usize> = tasks.to_vec();
         loop {
             // The queue first, the results second: a task finishing in between has its
-            // result seen, never mistaken for one lost.
-            let jobs = self.recorded_jobs()?;
+            // result seen, never mistaken for one lost. Only the arrays holding a task
+            // still waited for are asked after.
+            let jobs: Vec<SubmittedJob> = self
+                .recorded_jobs()?
+                .into_iter()
+                .filter(|j| j.tasks.iter().any(|t| waiting.contains(t)))
+                .collect();
             let live = match self.live(&jobs) {
                 Ok(live) => {
                     squeue_failing_since = None;
@@ -246,7 +315,7 @@ impl<'a> SlurmExecutor<'a> {
                     continue;
                 }
             };
-            let mut waiting = Vec::new();
+            waiting.clear();
             for &task in tasks {
                 match self.board.result(task)? {
                     Some(result) => {
@@ -311,11 +380,11 @@ impl<'a> SlurmExecutor<'a> {
                     .collect::<Vec<_>>()
                     .join(", ");
                 if states != last_states {
-                    self.observer.progress(
-                        (tasks.len() - waiting.len()) as u64,
-                        tasks.len() as u64,
-                        &format!("slurm: {states}"),
-                    );
+                    self.observer.waiting_on(&format!(
+                        "slurm: {} of {} done, {states}",
+                        tasks.len() - waiting.len(),
+                        tasks.len()
+                    ));
                     last_states = states;
                 }
             }
@@ -391,5 +460,34 @@ mod tests {
             ]
         );
         assert_eq!(shell_quoted("/a b/it's"), "'/a b/it'\\''s'");
+    }
+
+    #[test]
+    fn a_target_files_slurm_table_fills_what_no_flag_gave() {
+        let from_flags = SlurmSettings {
+            partition: Some("short".into()),
+            options: vec!["--qos=high".into()],
+            ..SlurmSettings::default()
+        };
+        let cluster: ClusterSettings = toml::from_str(
+            "partition = \"gpu\"\ngres = \"gpu:1\"\ncpus = 4\noptions = [\"--account=lab\"]\n",
+        )
+        .unwrap();
+        let merged = from_flags.or_from(&cluster);
+        assert_eq!(merged.partition.as_deref(), Some("short"), "a flag wins");
+        assert_eq!(merged.gres.as_deref(), Some("gpu:1"));
+        assert_eq!(merged.cpus, Some(4));
+        assert_eq!(merged.options, ["--account=lab", "--qos=high"]);
+        merged.validate().unwrap();
+        let bad = SlurmSettings {
+            time: Some("1 hour".into()),
+            ..SlurmSettings::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--slurm-time `1 hour`")
+        );
     }
 }

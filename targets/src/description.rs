@@ -89,6 +89,24 @@ impl Default for ProtocolSettings {
     }
 }
 
+/// The Slurm cluster whose nodes train a search's candidates for this target
+/// (`--executor slurm`); each setting is the `sbatch` option of the same name, and the
+/// `--slurm-*` flags override them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--time` per task.
+    pub time: Option<String>,
+    /// `--cpus-per-task`.
+    pub cpus: Option<usize>,
+    /// `--gres` (`gpu:1`).
+    pub gres: Option<String>,
+    /// More `sbatch` options, each as given (`--account=lab`).
+    pub options: Vec<String>,
+}
+
 /// A target device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +131,9 @@ pub struct Target {
     /// Measurement protocol.
     #[serde(default)]
     pub protocol: ProtocolSettings,
+    /// Where `--executor slurm` submits (`[slurm]`).
+    #[serde(default)]
+    pub slurm: ClusterSettings,
     /// The file it was read from (`None` for built-ins).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -157,6 +178,7 @@ impl Target {
             table: None,
             ort: OrtSettings::default(),
             protocol: ProtocolSettings::default(),
+            slurm: ClusterSettings::default(),
             source: None,
         }
     }

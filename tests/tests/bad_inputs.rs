@@ -449,6 +449,46 @@ const CASES: &[(&str, i32, &[&str])] = &[
         1,
         &["nope", "toy"],
     ),
+    (
+        "search --executor cloud --out DIR/r",
+        1,
+        &["--executor cloud", "local or slurm"],
+    ),
+    (
+        "search --space nb201 --table DIR/good.csv --dataset toy --jobs 0 --out DIR/r",
+        1,
+        &["--jobs 0", "1 to 1024"],
+    ),
+    (
+        "search --space nb201 --table DIR/good.csv --dataset toy --executor slurm --out DIR/r",
+        1,
+        &["--executor slurm", "--evaluator train"],
+    ),
+    (
+        "search --space nb201 --proposals 0 --out DIR/r",
+        1,
+        &["--proposals 0", "1 to 4096"],
+    ),
+    (
+        "search --space nb201 --evaluator supernet --strategy darts --proposals 4 --out DIR/r",
+        1,
+        &["--proposals 4", "one-shot"],
+    ),
+    (
+        "search --space nb201 --evaluator train --executor slurm --slurm-cpus 0 --out DIR/r",
+        1,
+        &["--slurm-cpus 0", "1 to 4096"],
+    ),
+    (
+        "search --space nb201 --evaluator train --executor slurm --slurm-option account=lab --out DIR/r",
+        1,
+        &["--slurm-option `account=lab`", "dashes"],
+    ),
+    (
+        "worker --run DIR --task 0",
+        1,
+        &["no manifest.json", "run directory"],
+    ),
 ];
 
 #[test]
