@@ -21,7 +21,7 @@ NODE="$(hostname -s)"
 say() { echo "slurm.sh: $*" >&2; }
 
 alive() { # alive PIDFILE: the PID in the file names a running process
-    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+    [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null
 }
 
 install_packages() {
