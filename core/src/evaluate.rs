@@ -52,6 +52,13 @@ pub trait LatencyModel: Send + Sync {
     /// Latency of one architecture in milliseconds.
     fn latency_ms(&self, arch: &Arch) -> Result<f64>;
 
+    /// Whether an answer costs next to nothing (a table lookup, a fitted predictor), so
+    /// the search may ask it of every proposal before spending a query on it; `false` for
+    /// a measurement.
+    fn is_cheap(&self) -> bool {
+        false
+    }
+
     /// Warnings gathered since the last call that the user must see (a damaged cache
     /// entry measured again); none by default.
     fn take_warnings(&self) -> Vec<String> {

@@ -37,7 +37,15 @@ pub struct SearchConfig {
     /// Architectures proposed and evaluated together (1: one at a time, each observed
     /// before the next is proposed). The history depends on it, never on who evaluates.
     pub batch: usize,
+    /// Under a latency budget with a cheap latency model (a table, a fitted predictor),
+    /// proposals over the budget are drawn again (up to [`MAX_SCREENED`] times each)
+    /// before a query is spent on them: the strategy searches the feasible set.
+    pub screen_infeasible: bool,
 }
+
+/// Proposals over the budget drawn again, at most, before one is evaluated anyway (and
+/// penalised by the objective, so the strategy learns from it).
+pub const MAX_SCREENED: usize = 100;
 
 impl SearchConfig {
     /// A run with the given budget and seed, maximising accuracy.
@@ -48,6 +56,7 @@ impl SearchConfig {
             objective: Objective::Accuracy,
             max_repeats: 100,
             batch: 1,
+            screen_infeasible: true,
         }
     }
 }
@@ -157,13 +166,34 @@ pub fn run_search(
         Budget::Queries(n) => history.len() >= n,
         Budget::Seconds(s) => seconds >= s,
     };
+    let screen = match (config.objective, oracle.latency) {
+        (Objective::LatencyBudget { budget_ms, .. }, Some(latency))
+            if config.screen_infeasible && latency.is_cheap() =>
+        {
+            Some((latency, budget_ms))
+        }
+        _ => None,
+    };
+    let fits = |arch: &Arch| -> Result<bool> {
+        match screen {
+            Some((latency, budget_ms)) => Ok(latency.latency_ms(arch)? <= budget_ms),
+            None => Ok(true),
+        }
+    };
     if config.batch > 1 {
         while !done(&history, seconds) {
             let n = match config.budget {
                 Budget::Queries(total) => config.batch.min(total - history.len()),
                 Budget::Seconds(_) => config.batch,
             };
-            let archs = next_batch(space, strategy, &history, &mut rng, n, config.max_repeats);
+            let archs = next_batch(
+                space,
+                strategy,
+                (&history, &mut rng),
+                n,
+                config.max_repeats,
+                &fits,
+            )?;
             if archs.is_empty() {
                 break;
             }
@@ -185,8 +215,14 @@ pub fn run_search(
         }
         return Ok(history);
     }
+    let mut screened = 0;
     while !done(&history, seconds) {
         let mut arch = strategy.propose(space, &history, &mut rng);
+        if history.get(&arch).is_none() && screened < MAX_SCREENED && !fits(&arch)? {
+            screened += 1;
+            continue;
+        }
+        screened = 0;
         if let Some(record) = history.get(&arch) {
             let record = record.clone();
             strategy.observe(space, &history, &record);
@@ -238,17 +274,19 @@ fn new_record(
 /// `n` distinct architectures not yet in the history, from the strategy's batches: a repeat
 /// of an earlier query is observed again (as in the one-at-a-time loop) and asked for
 /// anew; past `max_repeats` repeats the batch is filled with random unseen architectures.
+/// Proposals `fits` refuses are drawn again, [`MAX_SCREENED`] times per place at most.
 /// Fewer than `n` only when the space is, in effect, exhausted.
 fn next_batch(
     space: &dyn SearchSpace,
     strategy: &mut dyn Strategy,
-    history: &History,
-    rng: &mut ChaCha8Rng,
+    (history, rng): (&History, &mut ChaCha8Rng),
     n: usize,
     max_repeats: usize,
-) -> Vec<Arch> {
+    fits: &dyn Fn(&Arch) -> Result<bool>,
+) -> Result<Vec<Arch>> {
     let mut batch: Vec<Arch> = Vec::with_capacity(n);
     let mut repeats = 0;
+    let mut screened = 0;
     while batch.len() < n && repeats <= max_repeats {
         let proposals = strategy.propose_batch(space, history, rng, n - batch.len());
         if proposals.is_empty() {
@@ -264,6 +302,8 @@ fn next_batch(
                 repeats += 1;
             } else if batch.contains(&arch) {
                 repeats += 1;
+            } else if screened < MAX_SCREENED * n && !fits(&arch)? {
+                screened += 1;
             } else {
                 batch.push(arch);
             }
@@ -278,7 +318,7 @@ fn next_batch(
             None => break,
         }
     }
-    batch
+    Ok(batch)
 }
 
 /// A uniformly random architecture not yet in the history (None when none is found in

@@ -170,3 +170,60 @@ fn batched_proposals_are_distinct_reach_the_executor_whole_and_do_not_depend_on_
         }
     }
 }
+
+#[test]
+fn under_a_budget_with_a_table_proposals_over_it_are_drawn_again_before_a_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = synthetic_table(dir.path());
+    let space = Nb201Space::new();
+    let latency = table.latency_column("toyphone").unwrap();
+    for name in strategy::NAMES {
+        let infeasible = |screen: bool| {
+            let mut strategy = strategy::by_name(name, &space).unwrap();
+            let oracle = Oracle::new(table.as_ref(), Some(&latency));
+            let mut config = SearchConfig::new(Budget::Queries(150), 5);
+            config.objective = Objective::latency_budget(6.0);
+            config.screen_infeasible = screen;
+            let history =
+                run_search(&space, strategy.as_mut(), &oracle, &config, &mut |_| Ok(())).unwrap();
+            history.records().iter().filter(|r| !r.feasible).count()
+        };
+        let (screened, unscreened) = (infeasible(true), infeasible(false));
+        // About half the cells are over 6 ms; screened, none is queried (the random fill
+        // of an exhausted strategy aside).
+        assert!(screened <= 2, "{name}: {screened} infeasible queries");
+        assert!(
+            unscreened > 10,
+            "{name}: {unscreened} infeasible queries unscreened"
+        );
+    }
+}
+
+#[test]
+fn generational_evolution_beats_random_search_given_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = synthetic_table(dir.path());
+    let space = Nb201Space::new();
+    let spec = BenchSpec {
+        strategies: vec!["random".into(), "evolution".into()],
+        seeds: 8,
+        first_seed: 0,
+        queries: 600,
+        objective: Objective::Accuracy,
+    };
+    let runs = run_bench(&space, table.as_ref(), None, &spec, &|_| {}).unwrap();
+    let best = table.best_by_validation();
+    let rows = summarise(&runs, "toy", &best, &[100, 600]);
+    let mean = |name: &str, at: usize| {
+        rows.iter()
+            .find(|r| r.strategy == name && r.queries == at)
+            .unwrap()
+            .mean_test
+    };
+    assert!(mean("evolution", 600) > mean("random", 600), "{rows:?}");
+    // Its first generation is random: level with random search at 100 queries.
+    assert!(
+        (mean("evolution", 100) - mean("random", 100)).abs() < 1.5,
+        "{rows:?}"
+    );
+}

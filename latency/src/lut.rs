@@ -602,6 +602,10 @@ impl LutLatency {
 }
 
 impl LatencyModel for LutLatency {
+    fn is_cheap(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         "lut:host".to_string()
     }

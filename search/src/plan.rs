@@ -87,6 +87,8 @@ named_enum!(
         Random = "random",
         /// Regularized evolution.
         Rea = "rea",
+        /// Once-for-All's generational evolution (for cheap evaluators).
+        Evolution = "evolution",
         /// REINFORCE (a sampling controller, or on a supernet).
         Reinforce = "reinforce",
         /// L2NAS's actor-critic.
@@ -143,9 +145,10 @@ named_enum!(
 
 impl StrategyKind {
     /// The sampling strategies (core's `strategy::by_name`).
-    pub const SAMPLING: [StrategyKind; 5] = [
+    pub const SAMPLING: [StrategyKind; 6] = [
         StrategyKind::Random,
         StrategyKind::Rea,
+        StrategyKind::Evolution,
         StrategyKind::Reinforce,
         StrategyKind::L2nas,
         StrategyKind::Ganas,

@@ -372,6 +372,10 @@ impl TableLatency {
 }
 
 impl LatencyModel for TableLatency {
+    fn is_cheap(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         format!("table:{}", self.device)
     }

@@ -352,6 +352,10 @@ impl Note10Lut {
 }
 
 impl LatencyModel for Note10Lut {
+    fn is_cheap(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> String {
         "table:note10".to_string()
     }

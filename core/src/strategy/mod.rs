@@ -2,6 +2,7 @@
 
 pub mod evolution;
 pub mod ganas;
+pub mod generational;
 pub mod l2nas;
 pub mod nets;
 pub mod random;
@@ -15,6 +16,7 @@ use crate::space::{Arch, SearchSpace};
 
 pub use evolution::RegularizedEvolution;
 pub use ganas::GaNas;
+pub use generational::GenerationalEvolution;
 pub use l2nas::L2Nas;
 pub use random::RandomSearch;
 pub use reinforce::Reinforce;
@@ -51,13 +53,14 @@ pub trait Strategy: Send {
 }
 
 /// The strategies `hwnas bench --strategies` and `hwnas search --strategy` accept.
-pub const NAMES: [&str; 5] = ["random", "rea", "reinforce", "l2nas", "ganas"];
+pub const NAMES: [&str; 6] = ["random", "rea", "evolution", "reinforce", "l2nas", "ganas"];
 
 /// A strategy with its default settings, by name.
 pub fn by_name(name: &str, space: &dyn SearchSpace) -> Result<Box<dyn Strategy>> {
     match name {
         "random" => Ok(Box::new(RandomSearch)),
         "rea" => Ok(Box::new(RegularizedEvolution::default())),
+        "evolution" => Ok(Box::new(GenerationalEvolution::default())),
         "reinforce" => Ok(Box::new(Reinforce::new(space))),
         "l2nas" => Ok(Box::new(L2Nas::new(space))),
         "ganas" => Ok(Box::new(GaNas::new(space))),
