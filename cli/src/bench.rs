@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// Folder for runs.jsonl, summary.json, summary.csv, curves.json and curves.svg.
     #[arg(long, short, value_name = "DIR")]
     out: PathBuf,
+    /// Spend queries on proposals over the latency budget too (by default they are drawn
+    /// again first, where the latency is a table's).
+    #[arg(long)]
+    no_screen: bool,
     /// Print summary.json's content on standard output instead of the table.
     #[arg(long)]
     json: bool,
@@ -49,6 +53,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         first_seed: args.first_seed,
         queries: args.queries,
         checkpoints: args.checkpoints.clone(),
+        screen_infeasible: !args.no_screen,
     };
     let result = benchmarks::run(
         &plan,

@@ -19,7 +19,7 @@ pub struct SearchArgs {
     /// (DARTS cells, with `--evaluator supernet`).
     #[arg(long, default_value = "ofa-mbv3")]
     space: String,
-    /// Strategy: random, rea, reinforce, l2nas or ganas (sampling strategies); with
+    /// Strategy: random, rea, evolution, reinforce, l2nas or ganas (sampling strategies); with
     /// `--evaluator supernet` on nb201 or darts, a one-shot strategy: darts, gdas,
     /// advantagenas, unas or reinforce.
     #[arg(long, default_value = "rea")]

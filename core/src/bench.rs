@@ -26,6 +26,9 @@ pub struct BenchSpec {
     pub queries: usize,
     /// What the strategies maximise.
     pub objective: Objective,
+    /// Whether proposals over a latency budget are drawn again before a query (see
+    /// [`SearchConfig::screen_infeasible`]).
+    pub screen_infeasible: bool,
 }
 
 /// One finished run.
@@ -37,6 +40,9 @@ pub struct RunOutcome {
     pub seed: u64,
     /// Everything it evaluated.
     pub history: History,
+    /// Wall seconds from the run's start to each record (the search's own cost: proposing,
+    /// learning, querying), in query order.
+    pub elapsed: Vec<f64>,
 }
 
 /// Runs every (strategy, seed) pair, in parallel; `progress` is called after each run.
@@ -61,11 +67,18 @@ pub fn run_bench(
             let oracle = Oracle::new(evaluator, latency);
             let mut config = SearchConfig::new(Budget::Queries(spec.queries), *seed);
             config.objective = spec.objective;
-            let history = run_search(space, strategy.as_mut(), &oracle, &config, &mut |_| Ok(()))?;
+            config.screen_infeasible = spec.screen_infeasible;
+            let started = std::time::Instant::now();
+            let mut elapsed = Vec::with_capacity(spec.queries);
+            let history = run_search(space, strategy.as_mut(), &oracle, &config, &mut |_| {
+                elapsed.push(started.elapsed().as_secs_f64());
+                Ok(())
+            })?;
             let outcome = RunOutcome {
                 strategy: name.clone(),
                 seed: *seed,
                 history,
+                elapsed,
             };
             progress(&outcome);
             Ok(outcome)
@@ -96,6 +109,8 @@ pub struct SummaryRow {
     /// Median over runs of the queries until the target was first evaluated; `None` when
     /// fewer than half the runs had found it by this checkpoint.
     pub median_queries_to_best: Option<f64>,
+    /// Mean wall seconds a run took to reach the checkpoint (runs share the cores).
+    pub mean_seconds: f64,
     /// Mean hypervolume of each run's accuracy-latency Pareto front (latency down, search
     /// signal up) against the bench's reference point; `None` without latencies.
     pub hypervolume: Option<f64>,
@@ -201,6 +216,14 @@ pub fn summarise(
                 mean_val: mean_std(&vals).0,
                 hit_rate: hits as f64 / mine.len().max(1) as f64,
                 median_queries_to_best: median,
+                mean_seconds: mean_std(
+                    &mine
+                        .iter()
+                        .filter_map(|r| r.elapsed.get(q.min(r.elapsed.len()).saturating_sub(1)))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                )
+                .0,
                 hypervolume: reference.map(|reference| {
                     let volumes: Vec<f64> = mine
                         .iter()

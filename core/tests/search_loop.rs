@@ -61,6 +61,7 @@ fn learning_strategies_beat_random_search() {
         first_seed: 0,
         queries: 200,
         objective: Objective::Accuracy,
+        screen_infeasible: true,
     };
     let runs = run_bench(&space, table.as_ref(), None, &spec, &|_| {}).unwrap();
     let best = table.best_by_validation();
@@ -210,6 +211,7 @@ fn generational_evolution_beats_random_search_given_generations() {
         first_seed: 0,
         queries: 600,
         objective: Objective::Accuracy,
+        screen_infeasible: true,
     };
     let runs = run_bench(&space, table.as_ref(), None, &spec, &|_| {}).unwrap();
     let best = table.best_by_validation();

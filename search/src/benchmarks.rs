@@ -25,6 +25,9 @@ pub struct BenchPlan {
     pub queries: usize,
     /// Budget checkpoints to summarise (empty: the defaults up to `queries`).
     pub checkpoints: Vec<usize>,
+    /// Whether proposals over the latency budget are drawn again before a query (the
+    /// default; `false` to see what the screen is worth).
+    pub screen_infeasible: bool,
 }
 
 /// What a benchmark found.
@@ -96,6 +99,7 @@ pub fn run(
         first_seed: plan.first_seed,
         queries: plan.queries,
         objective: world.objective,
+        screen_infeasible: plan.screen_infeasible,
     };
     let total = (plan.strategies.len() * plan.seeds) as u64;
     observer.stage("bench", total);
@@ -209,19 +213,20 @@ pub fn table_text(rows: &[SummaryRow], best_test: Option<f64>, target: &str) -> 
     let mut text = String::new();
     _ = writeln!(
         text,
-        "{:<12} {:>7} {:>16} {:>10} {:>9} {:>14} {:>12}",
+        "{:<12} {:>7} {:>16} {:>10} {:>9} {:>14} {:>12} {:>9}",
         "strategy",
         "queries",
         "test acc (%)",
         "val acc",
         "hit rate",
         "median q->best",
-        "hypervolume"
+        "hypervolume",
+        "wall s"
     );
     for row in rows {
         _ = writeln!(
             text,
-            "{:<12} {:>7} {:>9.2} ± {:<4.2} {:>10.2} {:>9.2} {:>14} {:>12}",
+            "{:<12} {:>7} {:>9.2} ± {:<4.2} {:>10.2} {:>9.2} {:>14} {:>12} {:>9.3}",
             row.strategy,
             row.queries,
             row.mean_test,
@@ -231,7 +236,8 @@ pub fn table_text(rows: &[SummaryRow], best_test: Option<f64>, target: &str) -> 
             row.median_queries_to_best
                 .map_or("-".to_string(), |m| format!("{m:.0}")),
             row.hypervolume
-                .map_or("-".to_string(), |h| format!("{h:.1}"))
+                .map_or("-".to_string(), |h| format!("{h:.1}")),
+            row.mean_seconds
         );
     }
     if let Some(best) = best_test {
