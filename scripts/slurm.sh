@@ -20,8 +20,14 @@ NODE="$(hostname -s)"
 
 say() { echo "slurm.sh: $*" >&2; }
 
-alive() { # alive PIDFILE: the PID in the file names a running process
-    [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null
+alive() { # alive PIDFILE: the PID in the file names a running munged, slurmctld or slurmd
+    local pid
+    pid="$(cat "$1" 2>/dev/null)" || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
+        munged | slurmctld | slurmd) return 0 ;;
+        *) return 1 ;;
+    esac
 }
 
 install_packages() {
@@ -105,13 +111,16 @@ start() {
     local state=""
     for _ in $(seq 60); do
         state="$(sinfo -h -N -o %T 2>/dev/null | head -n1 || true)"
+        # A trailing `*` is Slurm's mark of a node not responding: not up yet.
         case "$state" in
+            *\*) ;;
             idle* | mixed* | allocated* | completing*) break ;;
             down* | drain*) scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true ;;
         esac
         sleep 1
     done
     case "$state" in
+        *\*) say "the node does not respond (state: $state); see $DIR/log/slurmd.log"; exit 1 ;;
         idle* | mixed* | allocated* | completing*) ;;
         *)
             say "the node did not come up (state: ${state:-none}); see $DIR/log/slurmctld.log and $DIR/log/slurmd.log"
@@ -124,6 +133,14 @@ start() {
 
 stop() {
     local f
+    # Jobs first: with proctrack/linuxproc a task outlives a killed slurmd.
+    if alive "$DIR/slurmctld.pid"; then
+        SLURM_CONF="$CONF" scancel -u "$(id -un)" 2>/dev/null || true
+        for _ in $(seq 20); do
+            [ -z "$(SLURM_CONF="$CONF" squeue -h -u "$(id -un)" 2>/dev/null)" ] && break
+            sleep 0.5
+        done
+    fi
     for f in "$DIR/slurmd.pid" "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; do
         if alive "$f"; then
             kill "$(cat "$f")"

@@ -9,8 +9,9 @@ hwnas_setup_all
 # The cluster the executor's end-to-end test submits to (installed where missing and
 # possible; where not, that test skips, or fails under HWNAS_REQUIRE=slurm or all).
 if ! bash scripts/slurm.sh status >/dev/null 2>&1; then
+    # Stopped at the end whatever happens, a start that failed half-way included.
+    trap 'bash scripts/slurm.sh stop >/dev/null 2>&1' EXIT
     if conf="$(bash scripts/slurm.sh start)"; then
-        trap 'bash scripts/slurm.sh stop' EXIT
         eval "$conf"
     fi
 else

@@ -85,16 +85,31 @@ pub fn run(
     let mut config = SearchConfig::new(Budget::Queries(plan.budget), plan.seed);
     config.objective = Objective::latency_budget(world.budget.ms);
     config.batch = plan.proposals();
+    if world.measured.is_some() {
+        // The finalists are measured: keep the candidates the closed loop may still find
+        // within the budget.
+        config.screen_margin = OVER_BUDGET_REACH;
+    }
     let mut history_file = dir.appender("history.jsonl")?;
     let already = prior.len();
     observer.stage("search", plan.budget as u64);
     let mut write_error = None;
+    let mut replay_error = None;
     let history = run_search(
         world.space.as_ref(),
         strategy.as_mut(),
         &oracle,
         &config,
         &mut |record| {
+            if let Some(earlier) = prior.get(record.query - 1)
+                && earlier.arch_text != record.arch_text
+            {
+                replay_error = Some(record.query);
+                return Err(hwnas_core::Error::Setting {
+                    name: "resume".into(),
+                    problem: "the replay left the recorded history".into(),
+                });
+            }
             if record.query > already
                 && let Err(e) = history_file.push(record)
             {
@@ -109,6 +124,14 @@ pub fn run(
             Ok(())
         },
     );
+    if let Some(query) = replay_error {
+        return Err(Error::RunDir {
+            dir: dir.path().to_path_buf(),
+            problem: format!(
+                "resumed, the search proposed another architecture than history.jsonl records at query {query} (this hwnas searches differently from the one that wrote the run); start a new run with --out"
+            ),
+        });
+    }
     let history = match (history, write_error) {
         (_, Some(e)) => return Err(e),
         (h, None) => h?,

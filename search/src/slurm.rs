@@ -24,6 +24,22 @@ use crate::tasks::TaskBoard;
 /// Times a task may end without a result before the search gives up on it.
 pub const MAX_ATTEMPTS: usize = 3;
 
+/// Reasons Slurm gives for a pending task that will never start as submitted.
+const NEVER_RUNS: [&str; 7] = [
+    "BadConstraints",
+    "PartitionTimeLimit",
+    "PartitionNodeLimit",
+    "PartitionConfig",
+    "InvalidAccount",
+    "InvalidQOS",
+    "MaxWallDurationPerJobLimit",
+];
+
+/// A task missing from the queue without a visible result is taken for lost only after
+/// this long (and two looks at the queue): a result written on a node may take a moment
+/// to show on a network filesystem.
+const RESULT_GRACE: Duration = Duration::from_secs(3);
+
 /// How long `squeue` may keep failing (the controller unreachable) before the search stops.
 const SQUEUE_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -221,7 +237,7 @@ impl<'a> SlurmExecutor<'a> {
                 "executor",
                 "slurm",
                 format!(
-                    "sbatch refused the job array ({}): {}; check the --slurm-* settings",
+                    "sbatch refused the job array of tasks {array} ({}): {}; check the --slurm-* settings, and (where the tasks number past it) the cluster's MaxArraySize",
                     self.settings.sbatch_args().join(" "),
                     String::from_utf8_lossy(&output.stderr).trim()
                 ),
@@ -251,12 +267,13 @@ impl<'a> SlurmExecutor<'a> {
         Ok(job)
     }
 
-    /// The tasks of `jobs` still pending or running, with their states.
+    /// The tasks of `jobs` still pending or running, with their states (and, pending,
+    /// the reason: `PENDING Resources`).
     fn live(&self, jobs: &[SubmittedJob]) -> Result<HashMap<usize, String>> {
         let mut live = HashMap::new();
         for job in jobs {
             let output = Command::new("squeue")
-                .args(["-h", "-r", "-j", &job.job, "-o", "%K %T"])
+                .args(["-h", "-r", "-j", &job.job, "-o", "%K %T %r"])
                 .output()
                 .map_err(|e| Error::io("run", "squeue", e))?;
             let stderr = String::from_utf8_lossy(&output.stderr);
@@ -272,13 +289,34 @@ impl<'a> SlurmExecutor<'a> {
                 ));
             }
             for line in String::from_utf8_lossy(&output.stdout).lines() {
-                let mut fields = line.split_whitespace();
-                if let (Some(task), Some(state)) = (fields.next(), fields.next())
-                    && let Ok(task) = task.parse::<usize>()
-                    && job.tasks.contains(&task)
-                {
-                    live.insert(task, state.to_string());
+                let mut fields = line.splitn(3, ' ');
+                let (Some(task), Some(state)) = (fields.next(), fields.next()) else {
+                    continue;
+                };
+                let reason = fields.next().unwrap_or("").trim();
+                let Ok(task) = task.parse::<usize>() else {
+                    continue;
+                };
+                if !job.tasks.contains(&task) {
+                    continue;
                 }
+                if state == "PENDING" && NEVER_RUNS.iter().any(|r| reason.contains(r)) {
+                    // The cluster will never start it as asked: cancel the array, say why.
+                    let _ = Command::new("scancel").arg(&job.job).status();
+                    return Err(Error::plan(
+                        "executor",
+                        "slurm",
+                        format!(
+                            "job {} cannot start: Slurm holds its tasks pending for `{reason}`; change the --slurm-* settings (partition, time, CPUs, GPUs) or the target's [slurm] table, then resume with --resume",
+                            job.job
+                        ),
+                    ));
+                }
+                let shown = match reason {
+                    "" | "None" | "(null)" => state.to_string(),
+                    reason => format!("{state} ({reason})"),
+                };
+                live.insert(task, shown);
             }
         }
         Ok(live)
@@ -292,6 +330,8 @@ impl<'a> SlurmExecutor<'a> {
         let mut squeue_failing_since: Option<Instant> = None;
         let mut last_states = String::new();
         let mut waiting: Vec<usize> = tasks.to_vec();
+        // Tasks submitted (now or by an earlier search) and first seen gone, with when.
+        let mut gone_since: HashMap<usize, (Instant, usize)> = HashMap::new();
         loop {
             // The queue first, the results second: a task finishing in between has its
             // result seen, never mistaken for one lost. Only the arrays holding a task
@@ -308,11 +348,17 @@ impl<'a> SlurmExecutor<'a> {
                 }
                 Err(e) => {
                     let since = *squeue_failing_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > SQUEUE_PATIENCE {
+                    let all_done = tasks
+                        .iter()
+                        .all(|&t| self.board.result(t).is_ok_and(|r| r.is_some()));
+                    if all_done {
+                        HashMap::new()
+                    } else if since.elapsed() > SQUEUE_PATIENCE {
                         return Err(e);
+                    } else {
+                        std::thread::sleep(poll);
+                        continue;
                     }
-                    std::thread::sleep(poll);
-                    continue;
                 }
             };
             waiting.clear();
@@ -324,10 +370,11 @@ impl<'a> SlurmExecutor<'a> {
                                 "executor",
                                 "slurm",
                                 format!(
-                                    "task {task} (`{}`) failed on {}: {error}; its log: {}",
+                                    "task {task} (`{}`) failed on {}: {error}; its log: {}; once the cause is fixed, delete {} and resume with --resume",
                                     result.arch,
                                     result.host,
-                                    self.board.log_pattern(task).display()
+                                    self.board.log_pattern(task).display(),
+                                    self.board.result_path(task).display()
                                 ),
                             ));
                         }
@@ -338,11 +385,22 @@ impl<'a> SlurmExecutor<'a> {
             if waiting.is_empty() {
                 break;
             }
-            let lost: Vec<usize> = waiting
-                .iter()
-                .copied()
-                .filter(|t| !live.contains_key(t))
-                .collect();
+            let submitted: Vec<usize> = jobs.iter().flat_map(|j| j.tasks.clone()).collect();
+            let mut lost = Vec::new();
+            for &task in &waiting {
+                if live.contains_key(&task) {
+                    gone_since.remove(&task);
+                } else if !submitted.contains(&task) && !attempts.contains_key(&task) {
+                    lost.push(task); // never submitted: at once
+                } else {
+                    let (since, looks) = gone_since.entry(task).or_insert((Instant::now(), 0));
+                    *looks += 1;
+                    if *looks >= 2 && since.elapsed() >= RESULT_GRACE {
+                        gone_since.remove(&task);
+                        lost.push(task);
+                    }
+                }
+            }
             let mut retried = 0;
             for &task in &lost {
                 let tries = attempts.entry(task).or_default();
@@ -352,7 +410,7 @@ impl<'a> SlurmExecutor<'a> {
                         "executor",
                         "slurm",
                         format!(
-                            "task {task} ended {MAX_ATTEMPTS} times without a result (cancelled, preempted, out of time or memory); see {}, raise --slurm-time, or resume the search with --resume to try again",
+                            "task {task} ended {MAX_ATTEMPTS} times without a result (cancelled, preempted, out of time or memory, or its worker could not read the run directory or start the binary: are both on a filesystem the nodes see?); see {}, raise --slurm-time, or resume the search with --resume to try again",
                             self.board.log_pattern(task).display()
                         ),
                     ));
@@ -366,7 +424,8 @@ impl<'a> SlurmExecutor<'a> {
                     ));
                 }
                 self.submit(&lost)?;
-            } else {
+            }
+            if lost.is_empty() {
                 let mut counts: Vec<(String, usize)> = Vec::new();
                 for state in waiting.iter().filter_map(|t| live.get(t)) {
                     match counts.iter_mut().find(|(s, _)| s == state) {
@@ -413,7 +472,7 @@ impl BatchEvaluator for SlurmExecutor<'_> {
             .and_then(|tasks| self.run_tasks(&tasks));
         answer.map_err(|e| hwnas_core::Error::Failed {
             source_name: "the slurm executor".into(),
-            arch: texts.first().cloned().unwrap_or_default(),
+            arch: format!("a batch of {}", texts.len()),
             source: Box::new(e),
         })
     }

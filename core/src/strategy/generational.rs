@@ -109,6 +109,11 @@ impl Strategy for GenerationalEvolution {
     }
 
     fn observe(&mut self, _: &dyn SearchSpace, _: &History, record: &Record) {
+        // A repeat (the loop tells of a known architecture again) is no new member.
+        let known = |members: &[(Arch, f64)]| members.iter().any(|(a, _)| *a == record.arch);
+        if known(&self.parents) || known(&self.children) {
+            return;
+        }
         self.children.push((record.arch.clone(), record.reward));
         if self.children.len() >= self.children_wanted() {
             let mut generation = std::mem::take(&mut self.parents);
@@ -116,6 +121,58 @@ impl Strategy for GenerationalEvolution {
             generation.sort_by(|a, b| b.1.total_cmp(&a.1));
             generation.truncate(self.parent_count());
             self.parents = generation;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::Nb201Space;
+
+    fn record(ops: [u8; 6], reward: f64) -> Record {
+        Record {
+            query: 1,
+            arch: Arch(ops.to_vec()),
+            arch_text: String::new(),
+            accuracy: reward,
+            test_accuracy: None,
+            latency_ms: None,
+            reward,
+            feasible: true,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn generations_keep_the_best_quarter_once_each_whatever_is_told_twice() {
+        let space = Nb201Space::new();
+        let history = History::new();
+        let mut evolution = GenerationalEvolution {
+            population_size: 8,
+            ..GenerationalEvolution::default()
+        };
+        // The first generation: 8 distinct members, the best told three times.
+        for i in 0..8u8 {
+            let r = record([i % 5, i / 5, 0, 0, 0, 0], f64::from(i));
+            evolution.observe(&space, &history, &r);
+            if i == 7 {
+                evolution.observe(&space, &history, &r);
+                evolution.observe(&space, &history, &r);
+            }
+        }
+        let rewards: Vec<f64> = evolution.parents.iter().map(|p| p.1).collect();
+        assert_eq!(rewards, [7.0, 6.0], "the best two of eight, once each");
+        assert!(evolution.children.is_empty());
+        // Children come from the parents, mutated or crossed: each shares most of its
+        // decisions with one (a uniform sample shares about one in five).
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        for _ in 0..20 {
+            let child = evolution.propose(&space, &history, &mut rng);
+            let shared = |p: &Arch| p.0.iter().zip(&child.0).filter(|(a, b)| a == b).count();
+            let most = evolution.parents.iter().map(|(p, _)| shared(p)).max();
+            assert!(most >= Some(4), "{child:?}");
+            assert!(space.validate(&child).is_ok());
         }
     }
 }

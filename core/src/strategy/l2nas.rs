@@ -25,6 +25,8 @@
 //!   history is re-drawn with fresh noise (up to 20 times) before falling back to a random
 //!   unseen mutation of the best architecture.
 
+use std::collections::VecDeque;
+
 use hwnas_kernels::{Cpu, Tape, Tensor};
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, Normal};
@@ -79,7 +81,10 @@ pub struct L2Nas {
     critic_head: Mlp,
     /// `(state, action)` of every proposal, by the architecture it became.
     experience: Vec<(Vec<f32>, Vec<f32>, Arch)>,
-    pending: Option<(Vec<f32>, Vec<f32>)>,
+    /// `(architecture, state, action)` of proposals not yet observed, newest last: a batch
+    /// is observed after all its proposals, and a proposal the loop drew again (over the
+    /// budget) never is, so the oldest are dropped past [`MAX_PENDING`].
+    pending: VecDeque<(Arch, Vec<f32>, Vec<f32>)>,
     rng_seed: u64,
 }
 
@@ -99,7 +104,7 @@ impl L2Nas {
             critic_action: Mlp::new(&[d, 64], 1e-3, 3),
             critic_head: Mlp::new(&[64, 64, 1], 1e-3, 4),
             experience: Vec::new(),
-            pending: None,
+            pending: VecDeque::new(),
             rng_seed: 0,
         }
     }
@@ -223,6 +228,18 @@ impl L2Nas {
     }
 }
 
+/// Proposals awaiting their record, at most (beyond the largest batch a plan allows).
+pub const MAX_PENDING: usize = 8192;
+
+impl L2Nas {
+    fn remember(&mut self, arch: &Arch, state: Vec<f32>, action: Vec<f32>) {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((arch.clone(), state, action));
+    }
+}
+
 impl Strategy for L2Nas {
     fn name(&self) -> &'static str {
         "l2nas"
@@ -238,7 +255,8 @@ impl Strategy for L2Nas {
         let state = top_k_state(space, history, self.config.top_k);
         if history.len() < self.config.warmup || rng.random_bool(self.config.epsilon) {
             let arch = space.sample(rng);
-            self.pending = Some((state, space.one_hot(&arch)));
+            let action = space.one_hot(&arch);
+            self.remember(&arch, state, action);
             return arch;
         }
         let base = self
@@ -252,7 +270,7 @@ impl Strategy for L2Nas {
                 .decode(&action)
                 .expect("action has the encoding's length");
             if history.get(&arch).is_none() {
-                self.pending = Some((state, action));
+                self.remember(&arch, state, action);
                 return arch;
             }
         }
@@ -269,14 +287,16 @@ impl Strategy for L2Nas {
             }
             arch = space.mutate(&arch, rng);
         }
-        self.pending = Some((state, space.one_hot(&arch)));
+        let action = space.one_hot(&arch);
+        self.remember(&arch, state, action);
         arch
     }
 
     fn observe(&mut self, _: &dyn SearchSpace, history: &History, record: &Record) {
-        let Some((state, action)) = self.pending.take() else {
+        let Some(at) = self.pending.iter().rposition(|(a, _, _)| *a == record.arch) else {
             return;
         };
+        let (_, state, action) = self.pending.remove(at).expect("a pending proposal");
         self.experience.push((state, action, record.arch.clone()));
         if history.len() >= self.config.warmup {
             let mut rng =
@@ -312,5 +332,38 @@ mod tests {
         // Edge 0: half nor_conv_3x3 (index 3), half nor_conv_1x1 (index 2).
         assert_eq!(&state[0..5], &[0.0, 0.0, 0.5, 0.5, 0.0]);
         assert!((state.iter().sum::<f32>() - 6.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_batch_of_proposals_is_learned_from_each_with_its_own_action() {
+        let space = Nb201Space::new();
+        let mut l2nas = L2Nas::new(&space);
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        let mut history = History::new();
+        let batch = l2nas.propose_batch(&space, &history, &mut rng, 4);
+        let actions: Vec<Vec<f32>> = l2nas.pending.iter().map(|(_, _, a)| a.clone()).collect();
+        // Observed in another order than proposed: each record finds its own proposal.
+        for (i, arch) in batch.iter().enumerate().rev() {
+            let record = Record {
+                query: history.len() + 1,
+                arch: arch.clone(),
+                arch_text: String::new(),
+                accuracy: i as f64,
+                test_accuracy: None,
+                latency_ms: None,
+                reward: i as f64,
+                feasible: true,
+                seconds: 0.0,
+            };
+            history.push(record.clone());
+            l2nas.observe(&space, &history, &record);
+        }
+        assert!(l2nas.pending.is_empty());
+        assert_eq!(l2nas.experience.len(), 4);
+        for (i, arch) in batch.iter().enumerate() {
+            let (_, action, seen) = &l2nas.experience[3 - i];
+            assert_eq!(seen, arch);
+            assert_eq!(action, &actions[i]);
+        }
     }
 }
