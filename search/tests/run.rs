@@ -284,6 +284,16 @@ fn a_resumed_run_keeps_the_budget_its_manifest_recorded() {
     assert_eq!(manifest["latency_budget_ms"], 7.0);
     manifest["latency_budget_ms"] = serde_json::json!(9.5);
     std::fs::write(&path, manifest.to_string()).unwrap();
+    // Replayed under another budget, its records are not proposed again: refused, by query.
+    let replay = run(
+        &SearchRequest::resume(whole.clone()),
+        &RunOptions::default(),
+        &Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(replay.contains("proposed another architecture"), "{replay}");
+    std::fs::write(whole.join("history.jsonl"), "").unwrap();
     let resumed = run(
         &SearchRequest::resume(whole.clone()),
         &RunOptions::default(),

@@ -108,7 +108,7 @@ fn bench_refuses_bad_flags_with_a_fix() {
     assert!(!output.status.success());
     let stderr = stderr_text(&output);
     assert!(
-        stderr.contains("annealing") && stderr.contains("random, rea, reinforce"),
+        stderr.contains("annealing") && stderr.contains("random, rea, evolution, reinforce"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"));
