@@ -42,9 +42,11 @@ pub struct SearchArgs {
     /// all 3x3 convolutions).
     #[arg(long, value_name = "MS")]
     latency_ms: Option<f64>,
-    /// Distinct architectures to evaluate.
-    #[arg(long, default_value_t = 500)]
-    budget: usize,
+    /// Distinct architectures to evaluate. Default: by what a query costs: 5000 with a
+    /// predictor or a table (under a second), 500 with a proxy or a supernet's subnets, 100
+    /// with `--evaluator train`.
+    #[arg(long)]
+    budget: Option<usize>,
     /// Seeds every random choice.
     #[arg(long, default_value_t = 0)]
     seed: u64,

@@ -393,8 +393,9 @@ pub struct SearchPlan {
     pub target: TargetSpec,
     /// The latency budget in ms; `None` for half the reference network's latency.
     pub latency_ms: Option<f64>,
-    /// Distinct architectures a sampling search evaluates.
-    pub budget: usize,
+    /// Distinct architectures a sampling search evaluates (`None`: by the evaluator's cost,
+    /// see [`SearchPlan::budget`]).
+    pub budget: Option<usize>,
     /// Seeds every random choice.
     pub seed: u64,
     /// The run directory.
@@ -473,6 +474,17 @@ impl SearchPlan {
             .unwrap_or_else(|| self.space.default_evaluator())
     }
 
+    /// Distinct architectures the search evaluates: as given, or by what a query costs —
+    /// 5,000 where it costs microseconds (a predictor, a table: under a second), 500 for a
+    /// proxy or a trained supernet's subnets, 100 candidates trained on their own.
+    pub fn budget(&self) -> usize {
+        self.budget.unwrap_or(match self.evaluator() {
+            EvaluatorKind::Predictor | EvaluatorKind::Table => 5_000,
+            EvaluatorKind::Proxy | EvaluatorKind::Supernet => 500,
+            EvaluatorKind::Train => 100,
+        })
+    }
+
     /// Architectures proposed and evaluated together.
     pub fn proposals(&self) -> usize {
         self.proposals
@@ -509,10 +521,10 @@ impl SearchPlan {
         } else {
             MAX_BUDGET
         };
-        if self.budget == 0 || self.budget > most {
+        if self.budget() == 0 || self.budget() > most {
             return Err(Error::plan(
                 "budget",
-                self.budget,
+                self.budget(),
                 format!("evaluate 1 to {most} distinct architectures (the most this space allows)"),
             ));
         }
@@ -623,6 +635,7 @@ impl SearchPlan {
             let mut plan = plan.clone();
             plan.evaluator = Some(plan.evaluator());
             plan.proposals = Some(plan.proposals());
+            plan.budget = Some(plan.budget());
             plan.channels = Some(
                 plan.channels
                     .unwrap_or(crate::oneshot::default_channels(plan.space)),
@@ -757,7 +770,7 @@ mod tests {
             evaluator: None,
             target: TargetSpec::Host,
             latency_ms: None,
-            budget: 500,
+            budget: Some(500),
             seed: 0,
             out: PathBuf::from("hwnas-run"),
             table: None,
@@ -788,7 +801,7 @@ mod tests {
                 Box::new(|p| p.latency_ms = Some(f64::NAN)),
                 "--latency-ms NaN",
             ),
-            (Box::new(|p| p.budget = 0), "--budget 0"),
+            (Box::new(|p| p.budget = Some(0)), "--budget 0"),
             (
                 Box::new(|p| p.evaluator = Some(EvaluatorKind::Table)),
                 "--evaluator table",

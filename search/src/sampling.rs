@@ -82,7 +82,7 @@ pub fn run(
         })
         .collect::<HashMap<_, _>>();
     let mut strategy = strategy::by_name(plan.strategy.as_str(), world.space.as_ref())?;
-    let mut config = SearchConfig::new(Budget::Queries(plan.budget), plan.seed);
+    let mut config = SearchConfig::new(Budget::Queries(plan.budget()), plan.seed);
     config.objective = Objective::latency_budget(world.budget.ms);
     config.batch = plan.proposals();
     if world.measured.is_some() {
@@ -92,7 +92,7 @@ pub fn run(
     }
     let mut history_file = dir.appender("history.jsonl")?;
     let already = prior.len();
-    observer.stage("search", plan.budget as u64);
+    observer.stage("search", plan.budget() as u64);
     let mut write_error = None;
     let mut replay_error = None;
     let history = run_search(
@@ -120,7 +120,7 @@ pub fn run(
                     source: std::io::Error::other("the history could not be written"),
                 });
             }
-            observer.progress(record.query as u64, plan.budget as u64, "");
+            observer.progress(record.query as u64, plan.budget() as u64, "");
             Ok(())
         },
     );

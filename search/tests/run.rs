@@ -27,7 +27,7 @@ fn plan(table: &Path, out: &Path, strategy: StrategyKind) -> SearchPlan {
         evaluator: None,
         target: TargetSpec::Table("toyphone".into()),
         latency_ms: Some(7.0),
-        budget: 60,
+        budget: Some(60),
         seed: 5,
         out: out.to_path_buf(),
         table: Some(table.to_path_buf()),
@@ -176,7 +176,7 @@ fn a_resume_refuses_changed_settings_and_another_run_s_history() {
     new_run(&p);
     // Flags given beside --resume: the same value is fine, another is refused by name.
     let mut changed = p.clone();
-    changed.budget = 90;
+    changed.budget = Some(90);
     changed.seed = 5;
     let request = |given: &[&str], values: &SearchPlan| SearchRequest::Resume {
         dir: whole.clone(),
