@@ -185,9 +185,10 @@ impl<'a> SlurmExecutor<'a> {
             std::fs::canonicalize(dir.path()).map_err(|e| Error::io("read", dir.path(), e))?;
         let script = board.dir().join("worker.sh");
         let text = format!(
-            "#!/bin/sh\n# Written by `hwnas search --executor slurm`: one task of the run in {run}.\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {} worker --run {} --task \"$SLURM_ARRAY_TASK_ID\"\n",
+            "#!/bin/sh\n# Written by `hwnas search --executor slurm`: one task of the run in {run}.\n# $1: the array's task list, one task per line; array index i runs line i + 1.\nset -eu\ntask=\"$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" \"$1\")\"\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\nexec {} worker --run {} --task \"$task\" >{}/\"$task-$SLURM_ARRAY_JOB_ID.log\" 2>&1\n",
             shell_quoted(&binary.display().to_string()),
             shell_quoted(&run.display().to_string()),
+            shell_quoted(&board.dir().join("logs").display().to_string()),
             run = run.display(),
         );
         std::fs::write(&script, text).map_err(|e| Error::io("write", &script, e))?;
@@ -215,21 +216,29 @@ impl<'a> SlurmExecutor<'a> {
         read_jsonl(&self.jobs_path(), "the run's Slurm job list")
     }
 
-    /// Submits `tasks` as one job array; returns its job id.
+    /// Submits `tasks` as one job array (indices 0 to n - 1, each mapped to its task by a
+    /// list in `tasks/arrays/`, so a run's task numbers never meet the cluster's
+    /// `MaxArraySize`); returns its job id.
     fn submit(&self, tasks: &[usize]) -> Result<String> {
         let array = tasks
             .iter()
             .map(|t| t.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let logs = self.board.dir().join("logs").join("%a-%A.log");
+        let lists = self.board.dir().join("arrays");
+        std::fs::create_dir_all(&lists).map_err(|e| Error::io("create", &lists, e))?;
+        let list = lists.join(format!("{}.txt", self.recorded_jobs()?.len()));
+        let lines: String = tasks.iter().map(|t| format!("{t}\n")).collect();
+        crate::run_dir::write_atomically(&list, lines.as_bytes())?;
+        let logs = self.board.dir().join("logs").join("slurm-%A_%a.log");
         let output = Command::new("sbatch")
             .arg("--parsable")
-            .arg(format!("--array={array}"))
+            .arg(format!("--array=0-{}", tasks.len().saturating_sub(1)))
             .arg(format!("--job-name={}", self.name))
             .arg(format!("--output={}", logs.display()))
             .args(self.settings.sbatch_args())
             .arg(&self.script)
+            .arg(&list)
             .output()
             .map_err(|e| Error::io("run", "sbatch", e))?;
         if !output.status.success() {
@@ -237,7 +246,7 @@ impl<'a> SlurmExecutor<'a> {
                 "executor",
                 "slurm",
                 format!(
-                    "sbatch refused the job array of tasks {array} ({}): {}; check the --slurm-* settings, and (where the tasks number past it) the cluster's MaxArraySize",
+                    "sbatch refused the job array of tasks {array} ({}): {}; check the --slurm-* settings",
                     self.settings.sbatch_args().join(" "),
                     String::from_utf8_lossy(&output.stderr).trim()
                 ),
@@ -294,12 +303,10 @@ impl<'a> SlurmExecutor<'a> {
                     continue;
                 };
                 let reason = fields.next().unwrap_or("").trim();
-                let Ok(task) = task.parse::<usize>() else {
+                // The array index names the task through the job's own list.
+                let Some(&task) = task.parse::<usize>().ok().and_then(|i| job.tasks.get(i)) else {
                     continue;
                 };
-                if !job.tasks.contains(&task) {
-                    continue;
-                }
                 if state == "PENDING" && NEVER_RUNS.iter().any(|r| reason.contains(r)) {
                     // The cluster will never start it as asked: cancel the array, say why.
                     let _ = Command::new("scancel").arg(&job.job).status();

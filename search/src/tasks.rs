@@ -69,7 +69,8 @@ impl TaskBoard {
         self.dir.join(format!("{task:06}.result.json"))
     }
 
-    /// The log files of task `task`'s attempts, as Slurm names them (`logs/12-<job>.log`).
+    /// The log files of task `task`'s attempts (`logs/12-<job>.log`, the worker's output;
+    /// Slurm's own messages, a cancel or a time limit, are in `logs/slurm-<job>_<index>.log`).
     pub fn log_pattern(&self, task: usize) -> PathBuf {
         self.dir.join("logs").join(format!("{task}-*.log"))
     }

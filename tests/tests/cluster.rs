@@ -119,7 +119,8 @@ fn a_training_search_answers_alike_locally_and_through_slurm_through_cancels_and
         !jobs(&dir("slurm")).is_empty()
     });
     let (job, tasks) = jobs(&dir("slurm"))[0].clone();
-    let cancelled = format!("{job}_{}", tasks[0]);
+    // Array index 0 runs the array's first task.
+    let cancelled = format!("{job}_0");
     let scancel = Command::new("scancel")
         .arg(&cancelled)
         .env("SLURM_CONF", &conf)
