@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use hwnas_search::executor::ExecutorSettings;
 use hwnas_search::slurm::SlurmSettings;
+use hwnas_targets::description::ClusterSettings;
 
 /// How a search's evaluations run (never what it answers).
 #[derive(Debug, Clone, Args)]
@@ -47,11 +48,13 @@ impl ExecutorArgs {
             kind: crate::search::typed("executor", &self.executor)?,
             jobs: self.jobs,
             slurm: SlurmSettings {
-                partition: self.slurm_partition.clone(),
-                time: self.slurm_time.clone(),
-                cpus: self.slurm_cpus,
-                gres: self.slurm_gres.clone(),
-                options: self.slurm_options.clone(),
+                sbatch: ClusterSettings {
+                    partition: self.slurm_partition.clone(),
+                    time: self.slurm_time.clone(),
+                    cpus: self.slurm_cpus,
+                    gres: self.slurm_gres.clone(),
+                    options: self.slurm_options.clone(),
+                },
                 poll_seconds: Some(self.slurm_poll),
             },
             worker_binary: Some(std::env::current_exe().context("locating the hwnas binary")?),

@@ -129,7 +129,9 @@ impl<'a> Oracle<'a> {
             .collect()
     }
 
-    fn ask(&self, arch: &Arch) -> Result<(Evaluation, Option<f64>)> {
+    /// The answer for `arch`; `latency_ms`, where the loop already asked the latency model
+    /// (the screen), is not asked again.
+    fn ask(&self, arch: &Arch, latency_ms: Option<f64>) -> Result<(Evaluation, Option<f64>)> {
         if let Some(answer) = self.known.get(arch) {
             return Ok(*answer);
         }
@@ -139,7 +141,10 @@ impl<'a> Oracle<'a> {
             return Ok(answers[0]);
         }
         let evaluation = self.evaluator.evaluate(arch)?;
-        let latency = self.latency.map(|l| l.latency_ms(arch)).transpose()?;
+        let latency = match latency_ms {
+            Some(ms) => Some(ms),
+            None => self.latency.map(|l| l.latency_ms(arch)).transpose()?,
+        };
         Ok((evaluation, latency))
     }
 }
@@ -184,13 +189,19 @@ pub fn run_search(
         }
         _ => None,
     };
+    // The screen's answer for a proposal: its latency and whether that is within reach.
+    let screened_latency = |arch: &Arch| -> Result<Option<(f64, bool)>> {
+        let Some((latency, budget_ms)) = screen else {
+            return Ok(None);
+        };
+        let ms = latency.latency_ms(arch)?;
+        Ok(Some((
+            ms,
+            ms <= budget_ms * (1.0 + config.screen_margin.max(0.0)),
+        )))
+    };
     let fits = |arch: &Arch| -> Result<bool> {
-        match screen {
-            Some((latency, budget_ms)) => {
-                Ok(latency.latency_ms(arch)? <= budget_ms * (1.0 + config.screen_margin.max(0.0)))
-            }
-            None => Ok(true),
-        }
+        Ok(screened_latency(arch)?.is_none_or(|(_, within)| within))
     };
     if config.batch > 1 {
         while !done(&history, seconds) {
@@ -230,9 +241,16 @@ pub fn run_search(
     let mut screened = 0;
     while !done(&history, seconds) {
         let mut arch = strategy.propose(space, &history, &mut rng);
-        if history.get(&arch).is_none() && screened < MAX_SCREENED && !fits(&arch)? {
-            screened += 1;
-            continue;
+        let mut latency_known = None;
+        if history.get(&arch).is_none()
+            && screened < MAX_SCREENED
+            && let Some((ms, within)) = screened_latency(&arch)?
+        {
+            if !within {
+                screened += 1;
+                continue;
+            }
+            latency_known = Some(ms);
         }
         screened = 0;
         if let Some(record) = history.get(&arch) {
@@ -246,9 +264,10 @@ pub fn run_search(
                 Some(fresh) => arch = fresh,
                 None => break,
             }
+            latency_known = None;
         }
         repeats = 0;
-        let (evaluation, latency_ms) = oracle.ask(&arch)?;
+        let (evaluation, latency_ms) = oracle.ask(&arch, latency_known)?;
         seconds += evaluation.cost_seconds;
         let record = new_record(
             space, config, &history, arch, evaluation, latency_ms, seconds,

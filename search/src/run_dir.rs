@@ -155,12 +155,7 @@ impl RunDir {
 
     /// Writes the manifest (whole, then renamed over the old one).
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let text = serde_json::to_string_pretty(manifest).map_err(|source| Error::Json {
-            path: self.file("manifest.json"),
-            what: "serialisable",
-            source,
-        })?;
-        write_atomically(&self.file("manifest.json"), text.as_bytes())
+        write_json(&self.file("manifest.json"), manifest)
     }
 
     /// The records of `history.jsonl` (none when absent). See [`read_jsonl`].
@@ -172,6 +167,26 @@ impl RunDir {
     pub fn appender(&self, name: &str) -> Result<JsonLines> {
         JsonLines::append(&self.file(name))
     }
+}
+
+/// Reads a whole JSON file of `T`; errors name the file and what it should hold.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        what,
+        source,
+    })
+}
+
+/// Writes `value` as pretty JSON, whole, then renamed into place.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        what: "serialisable",
+        source,
+    })?;
+    write_atomically(path, text.as_bytes())
 }
 
 /// Writes `bytes` to `path` through a temporary file (of this process) renamed over it, so

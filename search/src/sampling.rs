@@ -69,7 +69,7 @@ pub fn run(
     };
     let mut oracle = Oracle::new(evaluator, Some(world.search_latency.as_ref()));
     let executor = executor(&options.executor, evaluator, world, dir, observer)?;
-    oracle.executor = Some(executor.as_ref());
+    oracle.executor = executor.as_deref();
     oracle.known = prior
         .iter()
         .map(|r| {
@@ -231,19 +231,21 @@ pub fn run(
     Ok(outcome)
 }
 
-/// The executor the run's options ask for over `evaluator`.
+/// The executor the run's options ask for over `evaluator`; none where the evaluator
+/// itself, one query after another, is all that is asked (the cheap evaluators' hot path).
 fn executor<'a>(
     settings: &ExecutorSettings,
     evaluator: &'a dyn Evaluator,
     world: &'a World,
     dir: &RunDir,
     observer: &'a dyn Observer,
-) -> Result<Box<dyn BatchEvaluator + 'a>> {
+) -> Result<Option<Box<dyn BatchEvaluator + 'a>>> {
     Ok(match settings.kind {
-        ExecutorKind::Local => Box::new(LocalExecutor {
+        ExecutorKind::Local if settings.jobs <= 1 => None,
+        ExecutorKind::Local => Some(Box::new(LocalExecutor {
             evaluator,
             jobs: settings.jobs,
-        }),
+        })),
         ExecutorKind::Slurm => {
             let binary = settings.worker_binary.as_deref().ok_or_else(|| {
                 Error::plan(
@@ -252,13 +254,13 @@ fn executor<'a>(
                     "no hwnas binary for the cluster's tasks was given (the library's caller sets ExecutorSettings::worker_binary)",
                 )
             })?;
-            Box::new(SlurmExecutor::new(
+            Some(Box::new(SlurmExecutor::new(
                 dir,
                 world.space.as_ref(),
                 settings.slurm.clone(),
                 binary,
                 observer,
-            )?)
+            )?))
         }
     })
 }

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hwnas_core::{Arch, BatchEvaluator, Evaluation, SearchSpace};
@@ -43,19 +44,13 @@ const RESULT_GRACE: Duration = Duration::from_secs(3);
 /// How long `squeue` may keep failing (the controller unreachable) before the search stops.
 const SQUEUE_PATIENCE: Duration = Duration::from_secs(120);
 
-/// What each job array asks of the cluster (`--slurm-*` flags); `None` leaves Slurm's default.
+/// What each job array asks of the cluster (`--slurm-*` flags; `None` leaves Slurm's
+/// default), and how often the search looks at the queue.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SlurmSettings {
-    /// `--partition`.
-    pub partition: Option<String>,
-    /// `--time` per task (`MM`, `HH:MM:SS`, `D-HH`).
-    pub time: Option<String>,
-    /// `--cpus-per-task` (also the worker's kernel threads).
-    pub cpus: Option<usize>,
-    /// `--gres` (GPUs: `gpu:1`).
-    pub gres: Option<String>,
-    /// More `sbatch` options, each passed as given (`--account=lab`, `--qos=short`).
-    pub options: Vec<String>,
+    /// The `sbatch` options: partition, time, CPUs, GRES, more (the same settings a target
+    /// description's `[slurm]` table holds).
+    pub sbatch: ClusterSettings,
     /// Seconds between looks at the queue (`None`: 2).
     pub poll_seconds: Option<f64>,
 }
@@ -64,15 +59,16 @@ impl SlurmSettings {
     /// These settings, with those left unset taken from a target description's `[slurm]`
     /// table (its extra options first, then these).
     pub fn or_from(mut self, cluster: &ClusterSettings) -> Self {
-        self.partition = self.partition.or_else(|| cluster.partition.clone());
-        self.time = self.time.or_else(|| cluster.time.clone());
-        self.cpus = self.cpus.or(cluster.cpus);
-        self.gres = self.gres.or_else(|| cluster.gres.clone());
-        self.options = cluster
+        let mine = &mut self.sbatch;
+        mine.partition = mine.partition.take().or_else(|| cluster.partition.clone());
+        mine.time = mine.time.take().or_else(|| cluster.time.clone());
+        mine.cpus = mine.cpus.or(cluster.cpus);
+        mine.gres = mine.gres.take().or_else(|| cluster.gres.clone());
+        mine.options = cluster
             .options
             .iter()
             .cloned()
-            .chain(self.options)
+            .chain(std::mem::take(&mut mine.options))
             .collect();
         self
     }
@@ -80,9 +76,9 @@ impl SlurmSettings {
     /// Checks what can be checked before anything is submitted.
     pub fn validate(&self) -> Result<()> {
         let words = [
-            ("slurm-partition", &self.partition),
-            ("slurm-time", &self.time),
-            ("slurm-gres", &self.gres),
+            ("slurm-partition", &self.sbatch.partition),
+            ("slurm-time", &self.sbatch.time),
+            ("slurm-gres", &self.sbatch.gres),
         ];
         for (setting, value) in words {
             if let Some(v) = value
@@ -95,7 +91,7 @@ impl SlurmSettings {
                 ));
             }
         }
-        if let Some(c) = self.cpus
+        if let Some(c) = self.sbatch.cpus
             && !(1..=4096).contains(&c)
         {
             return Err(Error::plan(
@@ -113,7 +109,7 @@ impl SlurmSettings {
                 "look at the queue every 0.05 to 600 seconds",
             ));
         }
-        if let Some(bad) = self.options.iter().find(|o| !o.starts_with('-')) {
+        if let Some(bad) = self.sbatch.options.iter().find(|o| !o.starts_with('-')) {
             return Err(Error::plan(
                 "slurm-option",
                 format!("`{bad}`"),
@@ -125,19 +121,19 @@ impl SlurmSettings {
 
     fn sbatch_args(&self) -> Vec<String> {
         let mut args = Vec::new();
-        if let Some(p) = &self.partition {
+        if let Some(p) = &self.sbatch.partition {
             args.push(format!("--partition={p}"));
         }
-        if let Some(t) = &self.time {
+        if let Some(t) = &self.sbatch.time {
             args.push(format!("--time={t}"));
         }
-        if let Some(c) = self.cpus {
+        if let Some(c) = self.sbatch.cpus {
             args.push(format!("--cpus-per-task={c}"));
         }
-        if let Some(g) = &self.gres {
+        if let Some(g) = &self.sbatch.gres {
             args.push(format!("--gres={g}"));
         }
-        args.extend(self.options.iter().cloned());
+        args.extend(self.sbatch.options.iter().cloned());
         args
     }
 }
@@ -147,7 +143,7 @@ impl SlurmSettings {
 pub struct SubmittedJob {
     /// Slurm's job id.
     pub job: String,
-    /// The tasks it runs (its array indices).
+    /// The tasks it runs, in the order of its array indices (index 0 runs the first).
     pub tasks: Vec<usize>,
 }
 
@@ -159,6 +155,9 @@ pub struct SlurmExecutor<'a> {
     name: String,
     settings: SlurmSettings,
     observer: &'a dyn Observer,
+    /// Every array this run submitted (`tasks/jobs.jsonl`, this search's and earlier
+    /// ones'), read once and appended to as this search submits.
+    jobs: Mutex<Vec<SubmittedJob>>,
 }
 
 impl<'a> SlurmExecutor<'a> {
@@ -197,6 +196,7 @@ impl<'a> SlurmExecutor<'a> {
             "hwnas-{}",
             run.file_name().and_then(|n| n.to_str()).unwrap_or("run")
         );
+        let jobs = read_jsonl(&jobs_path(&board), "the run's Slurm job list")?;
         Ok(SlurmExecutor {
             space,
             board,
@@ -204,16 +204,13 @@ impl<'a> SlurmExecutor<'a> {
             name,
             settings,
             observer,
+            jobs: Mutex::new(jobs),
         })
     }
 
-    fn jobs_path(&self) -> PathBuf {
-        self.board.dir().join("jobs.jsonl")
-    }
-
     /// Every job array this run submitted (this search's and the earlier ones').
-    fn recorded_jobs(&self) -> Result<Vec<SubmittedJob>> {
-        read_jsonl(&self.jobs_path(), "the run's Slurm job list")
+    fn recorded_jobs(&self) -> Vec<SubmittedJob> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Submits `tasks` as one job array (indices 0 to n - 1, each mapped to its task by a
@@ -227,7 +224,7 @@ impl<'a> SlurmExecutor<'a> {
             .join(",");
         let lists = self.board.dir().join("arrays");
         std::fs::create_dir_all(&lists).map_err(|e| Error::io("create", &lists, e))?;
-        let list = lists.join(format!("{}.txt", self.recorded_jobs()?.len()));
+        let list = lists.join(format!("{}.txt", self.recorded_jobs().len()));
         let lines: String = tasks.iter().map(|t| format!("{t}\n")).collect();
         crate::run_dir::write_atomically(&list, lines.as_bytes())?;
         let logs = self.board.dir().join("logs").join("slurm-%A_%a.log");
@@ -264,10 +261,15 @@ impl<'a> SlurmExecutor<'a> {
                 ),
             ));
         }
-        JsonLines::append(&self.jobs_path())?.push(&SubmittedJob {
+        let submitted = SubmittedJob {
             job: job.clone(),
             tasks: tasks.to_vec(),
-        })?;
+        };
+        JsonLines::append(&jobs_path(&self.board))?.push(&submitted)?;
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(submitted);
         self.observer.note(&format!(
             "slurm: job {job} submitted ({} task{}: {array})",
             tasks.len(),
@@ -344,7 +346,7 @@ impl<'a> SlurmExecutor<'a> {
             // result seen, never mistaken for one lost. Only the arrays holding a task
             // still waited for are asked after.
             let jobs: Vec<SubmittedJob> = self
-                .recorded_jobs()?
+                .recorded_jobs()
                 .into_iter()
                 .filter(|j| j.tasks.iter().any(|t| waiting.contains(t)))
                 .collect();
@@ -485,6 +487,11 @@ impl BatchEvaluator for SlurmExecutor<'_> {
     }
 }
 
+/// The run's record of its job arrays.
+fn jobs_path(board: &TaskBoard) -> PathBuf {
+    board.dir().join("jobs.jsonl")
+}
+
 /// `text` quoted for `sh`.
 fn shell_quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
@@ -508,11 +515,13 @@ mod tests {
     #[test]
     fn settings_become_sbatch_options_in_order() {
         let settings = SlurmSettings {
-            partition: Some("gpu".into()),
-            time: Some("00:30:00".into()),
-            cpus: Some(4),
-            gres: Some("gpu:1".into()),
-            options: vec!["--account=lab".into()],
+            sbatch: ClusterSettings {
+                partition: Some("gpu".into()),
+                time: Some("00:30:00".into()),
+                cpus: Some(4),
+                gres: Some("gpu:1".into()),
+                options: vec!["--account=lab".into()],
+            },
             poll_seconds: None,
         };
         assert_eq!(
@@ -531,23 +540,33 @@ mod tests {
     #[test]
     fn a_target_files_slurm_table_fills_what_no_flag_gave() {
         let from_flags = SlurmSettings {
-            partition: Some("short".into()),
-            options: vec!["--qos=high".into()],
-            ..SlurmSettings::default()
+            sbatch: ClusterSettings {
+                partition: Some("short".into()),
+                options: vec!["--qos=high".into()],
+                ..ClusterSettings::default()
+            },
+            poll_seconds: None,
         };
         let cluster: ClusterSettings = toml::from_str(
             "partition = \"gpu\"\ngres = \"gpu:1\"\ncpus = 4\noptions = [\"--account=lab\"]\n",
         )
         .unwrap();
         let merged = from_flags.or_from(&cluster);
-        assert_eq!(merged.partition.as_deref(), Some("short"), "a flag wins");
-        assert_eq!(merged.gres.as_deref(), Some("gpu:1"));
-        assert_eq!(merged.cpus, Some(4));
-        assert_eq!(merged.options, ["--account=lab", "--qos=high"]);
+        assert_eq!(
+            merged.sbatch.partition.as_deref(),
+            Some("short"),
+            "a flag wins"
+        );
+        assert_eq!(merged.sbatch.gres.as_deref(), Some("gpu:1"));
+        assert_eq!(merged.sbatch.cpus, Some(4));
+        assert_eq!(merged.sbatch.options, ["--account=lab", "--qos=high"]);
         merged.validate().unwrap();
         let bad = SlurmSettings {
-            time: Some("1 hour".into()),
-            ..SlurmSettings::default()
+            sbatch: ClusterSettings {
+                time: Some("1 hour".into()),
+                ..ClusterSettings::default()
+            },
+            poll_seconds: None,
         };
         assert!(
             bad.validate()

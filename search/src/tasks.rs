@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::run_dir::{RunDir, write_atomically};
+use crate::run_dir::{RunDir, read_json, write_json};
 
 /// One candidate to evaluate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,24 +148,6 @@ impl TaskBoard {
     pub fn write_result(&self, result: &TaskResult) -> Result<()> {
         write_json(&self.result_path(result.task), result)
     }
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        what,
-        source,
-    })
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
-        path: path.to_path_buf(),
-        what: "serialisable",
-        source,
-    })?;
-    write_atomically(path, text.as_bytes())
 }
 
 #[cfg(test)]
