@@ -43,6 +43,8 @@ pub struct RunOutcome {
     /// Wall seconds from the run's start to each record (the search's own cost: proposing,
     /// learning, querying), in query order.
     pub elapsed: Vec<f64>,
+    /// Where each record's proposal came from (see [`strategy::Strategy::sources`]).
+    pub sources: Vec<(usize, &'static str)>,
 }
 
 /// Runs every (strategy, seed) pair, in parallel; `progress` is called after each run.
@@ -79,6 +81,7 @@ pub fn run_bench(
                 seed: *seed,
                 history,
                 elapsed,
+                sources: strategy.sources(),
             };
             progress(&outcome);
             Ok(outcome)
@@ -114,6 +117,32 @@ pub struct SummaryRow {
     /// Mean hypervolume of each run's accuracy-latency Pareto front (latency down, search
     /// signal up) against the bench's reference point; `None` without latencies.
     pub hypervolume: Option<f64>,
+    /// Shares of the queries by where their proposals came from, over every run, e.g.
+    /// `actor 81% exploration 9% warmup 10%`; empty for a strategy with one way to propose.
+    #[serde(default)]
+    pub sources: String,
+}
+
+/// The shares of the first `queries` records of `runs` by proposal source, largest first.
+pub fn source_shares(runs: &[&RunOutcome], queries: usize) -> String {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    let mut total = 0;
+    for (_, label) in runs
+        .iter()
+        .flat_map(|r| r.sources.iter().filter(|&&(q, _)| q <= queries))
+    {
+        total += 1;
+        match counts.iter_mut().find(|(l, _)| l == label) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((label, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts
+        .iter()
+        .map(|(label, n)| format!("{label} {:.0}%", 100.0 * *n as f64 / total as f64))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The worst latency and the worst accuracy over every run: the hypervolume reference.
@@ -240,6 +269,7 @@ pub fn summarise(
                         .collect();
                     mean_std(&volumes).0
                 }),
+                sources: source_shares(&mine, q),
             });
         }
     }

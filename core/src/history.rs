@@ -42,6 +42,26 @@ fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64,
 pub struct History {
     records: Vec<Record>,
     by_arch: HashMap<Arch, usize>,
+    /// Indices of `records`, best reward first (earliest on ties, no number last): kept
+    /// sorted on every push so that the top-k the strategies read each query costs O(k).
+    ranked: Vec<usize>,
+}
+
+/// Whether record `a` ranks above record `b`: higher reward, earlier on ties, a reward that
+/// is not a number below every number.
+fn ranks_above(a: &Record, b: &Record) -> bool {
+    let key = |r: &Record| {
+        if r.reward.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            r.reward
+        }
+    };
+    match key(a).total_cmp(&key(b)) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => (a.reward.is_nan(), a.query) < (b.reward.is_nan(), b.query),
+    }
 }
 
 impl History {
@@ -73,7 +93,12 @@ impl History {
     /// Appends a record (its architecture must be new).
     pub fn push(&mut self, record: Record) {
         debug_assert!(!self.by_arch.contains_key(&record.arch));
-        self.by_arch.insert(record.arch.clone(), self.records.len());
+        let index = self.records.len();
+        let at = self
+            .ranked
+            .partition_point(|&i| ranks_above(&self.records[i], &record));
+        self.ranked.insert(at, index);
+        self.by_arch.insert(record.arch.clone(), index);
         self.records.push(record);
     }
 
@@ -93,16 +118,42 @@ impl History {
 
     /// The `k` records with the highest reward, best first.
     pub fn top_k(&self, k: usize) -> Vec<&Record> {
-        let mut sorted: Vec<&Record> = self.records.iter().collect();
-        sorted.sort_by(|a, b| b.reward.total_cmp(&a.reward).then(a.query.cmp(&b.query)));
-        sorted.truncate(k);
-        sorted
+        self.ranked
+            .iter()
+            .take(k)
+            .map(|&i| &self.records[i])
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scored(query: usize, reward: f64) -> Record {
+        Record {
+            query,
+            arch: Arch(vec![query as u8]),
+            arch_text: String::new(),
+            accuracy: reward,
+            test_accuracy: None,
+            latency_ms: None,
+            reward,
+            feasible: true,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_top_k_is_best_first_earliest_on_ties_and_not_a_number_last() {
+        let mut history = History::new();
+        for (query, reward) in [(1, 2.0), (2, f64::NAN), (3, 5.0), (4, 2.0), (5, -1.0)] {
+            history.push(scored(query, reward));
+        }
+        let queries: Vec<usize> = history.top_k(10).iter().map(|r| r.query).collect();
+        assert_eq!(queries, [3, 1, 4, 5, 2]);
+        assert_eq!(history.top_k(2).len(), 2);
+    }
 
     #[test]
     fn a_record_without_an_accuracy_reads_back_as_written() {

@@ -46,16 +46,19 @@ pub enum Activation {
     HardSigmoid,
     /// 1 / (1 + e^-x).
     Sigmoid,
+    /// (e^x - e^-x) / (e^x + e^-x): bounded outputs, as for actions in [-1, 1].
+    Tanh,
 }
 
 impl Activation {
     /// Every activation.
-    pub const ALL: [Activation; 5] = [
+    pub const ALL: [Activation; 6] = [
         Activation::Relu,
         Activation::Relu6,
         Activation::HardSwish,
         Activation::HardSigmoid,
         Activation::Sigmoid,
+        Activation::Tanh,
     ];
 
     /// The index the WGSL kernel switches on.
@@ -71,6 +74,7 @@ impl Activation {
             Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
             Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
         }
     }
 
@@ -93,6 +97,7 @@ impl Activation {
                 let s = 1.0 / (1.0 + (-x).exp());
                 s * (1.0 - s)
             }
+            Activation::Tanh => 1.0 - x.tanh().powi(2),
         }
     }
 }

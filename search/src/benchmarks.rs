@@ -213,7 +213,7 @@ pub fn table_text(rows: &[SummaryRow], best_test: Option<f64>, target: &str) -> 
     let mut text = String::new();
     _ = writeln!(
         text,
-        "{:<12} {:>7} {:>16} {:>10} {:>9} {:>14} {:>12} {:>9}",
+        "{:<12} {:>7} {:>16} {:>10} {:>9} {:>14} {:>12} {:>9}  {}",
         "strategy",
         "queries",
         "test acc (%)",
@@ -221,12 +221,12 @@ pub fn table_text(rows: &[SummaryRow], best_test: Option<f64>, target: &str) -> 
         "hit rate",
         "median q->best",
         "hypervolume",
-        "wall s"
+        "wall s",
+        "proposals by source"
     );
     for row in rows {
-        _ = writeln!(
-            text,
-            "{:<12} {:>7} {:>9.2} ± {:<4.2} {:>10.2} {:>9.2} {:>14} {:>12} {:>9.3}",
+        let line = format!(
+            "{:<12} {:>7} {:>9.2} ± {:<4.2} {:>10.2} {:>9.2} {:>14} {:>12} {:>9.3}  {}",
             row.strategy,
             row.queries,
             row.mean_test,
@@ -237,8 +237,10 @@ pub fn table_text(rows: &[SummaryRow], best_test: Option<f64>, target: &str) -> 
                 .map_or("-".to_string(), |m| format!("{m:.0}")),
             row.hypervolume
                 .map_or("-".to_string(), |h| format!("{h:.1}")),
-            row.mean_seconds
+            row.mean_seconds,
+            row.sources
         );
+        _ = writeln!(text, "{}", line.trim_end());
     }
     if let Some(best) = best_test {
         _ = writeln!(

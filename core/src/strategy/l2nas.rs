@@ -1,33 +1,40 @@
 //! L2NAS (Mills et al., 2021, arXiv 2109.12425): an actor-critic that learns where good
 //! architectures are from the search history.
 //!
-//! - The **action** is a continuous vector with one value per decision option (like DARTS's
-//!   alphas); the architecture is its argmax per decision.
+//! - The **action** is a continuous vector in `[-1, 1]` with one value per decision option
+//!   (like DARTS's alphas, bounded by the actor's tanh output); the architecture is its
+//!   argmax per decision.
 //! - The **state** is the distribution of the best architectures found so far: the mean
 //!   one-hot encoding of the top-K of the history (by reward).
 //! - The **critic** `Q(s, a)` is fitted to a high quantile of the rewards with the pinball
 //!   loss (quantile 0.9), not to their mean, so it models the upper tail of what an action
 //!   yields; the **actor** ascends the critic (deterministic policy gradient).
-//! - **Exploration**: Gaussian noise on the action, and epsilon-greedy random architectures.
+//! - **Exploration**: Gaussian noise on the actor's action (clipped to the range), and
+//!   epsilon-greedy uniformly random actions drawn in the same range, so every stored action
+//!   is on the scale the critic sees from the actor.
+//!
+//! Every proposal is labelled by where it came from ([`Source`]: warm-up, actor, exploration,
+//! fallback) and `hwnas bench` reports the shares.
 //!
 //! Choices where the paper is silent, and why:
 //! - K = 10 for the state: enough to describe a region, small enough to move as the history
-//!   improves. Warm-up: 10 random architectures before the networks are used.
-//! - Rewards are standardised over the history before fitting, so the same learning rates
+//!   improves. Warm-up: 10 random actions before the networks are used.
+//! - Rewards are standardised over the replay before fitting, so the same learning rates
 //!   serve accuracy in percent, predictor fractions or proxy scores.
+//! - The replay is bounded: the 64 best experiences and the 192 most recent. With a fixed
+//!   number of steps per evaluation (8 critic steps, then 4 actor steps, minibatches of 32)
+//!   the cost of a query does not grow with the history.
 //! - The critic reads `[s, a]` through two first-layer matrices summed (the same as one layer
 //!   over the concatenation), 64 hidden units, two hidden layers; the actor maps `s` to `a`
-//!   through 64 hidden units. Adam, 1e-3 for both.
-//! - Per evaluation: 8 critic steps on minibatches of 32 from the whole history (all
-//!   experience stays useful: the reward of an action does not change), then 4 actor steps
-//!   on the states seen.
-//! - Noise: standard deviation 0.3 of the action scale; epsilon 0.1. A proposal already in the
-//!   history is re-drawn with fresh noise (up to 20 times) before falling back to a random
-//!   unseen mutation of the best architecture.
+//!   through 64 hidden units and a tanh. Adam, 1e-3 for both.
+//! - Noise: standard deviation 0.3; epsilon 0.1. A proposal already in the history is re-drawn
+//!   with fresh noise (up to 20 times) before falling back to an unseen mutation of the best
+//!   architecture, stored as the actor's action with the mutated decisions' values swapped
+//!   so that it decodes to that mutation (the same range, the same values).
 
 use std::collections::VecDeque;
 
-use hwnas_kernels::{Cpu, Tape, Tensor};
+use hwnas_kernels::{Activation, Cpu, Tape, Tensor, Var};
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, Normal};
 
@@ -47,7 +54,7 @@ pub struct L2NasConfig {
     pub quantile: f32,
     /// Action noise (standard deviation).
     pub noise: f32,
-    /// Probability of a uniformly random architecture.
+    /// Probability of a uniformly random action.
     pub epsilon: f64,
     /// Critic steps per evaluation.
     pub critic_steps: usize,
@@ -55,6 +62,10 @@ pub struct L2NasConfig {
     pub actor_steps: usize,
     /// Minibatch size.
     pub batch: usize,
+    /// Best experiences kept for training.
+    pub replay_top: usize,
+    /// Most recent experiences kept for training.
+    pub replay_recent: usize,
 }
 
 impl Default for L2NasConfig {
@@ -65,11 +76,92 @@ impl Default for L2NasConfig {
             quantile: 0.9,
             noise: 0.3,
             epsilon: 0.1,
-            critic_steps: 32,
-            actor_steps: 16,
+            critic_steps: 8,
+            actor_steps: 4,
             batch: 32,
+            replay_top: 64,
+            replay_recent: 192,
         }
     }
+}
+
+/// Where an L2NAS proposal came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A uniformly random action before the networks are used.
+    Warmup,
+    /// The actor's action with Gaussian noise.
+    Actor,
+    /// An epsilon-greedy uniformly random action.
+    Exploration,
+    /// Every noisy action was a known architecture: a mutation of the best one.
+    Fallback,
+}
+
+impl Source {
+    /// The label `hwnas bench` reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Warmup => "warmup",
+            Source::Actor => "actor",
+            Source::Exploration => "exploration",
+            Source::Fallback => "fallback",
+        }
+    }
+}
+
+/// One observed proposal: the state it was made in, its action and the reward it earned.
+#[derive(Debug, Clone)]
+struct Experience {
+    state: Vec<f32>,
+    action: Vec<f32>,
+    reward: f32,
+}
+
+/// The experiences the networks train on: the best few and the most recent, both bounded.
+#[derive(Debug, Default)]
+struct Replay {
+    /// Best reward first, at most `top_capacity`.
+    top: Vec<Experience>,
+    /// Oldest first, at most `recent_capacity`.
+    recent: VecDeque<Experience>,
+    top_capacity: usize,
+    recent_capacity: usize,
+}
+
+impl Replay {
+    fn push(&mut self, experience: Experience) {
+        let at = self.top.partition_point(|e| e.reward >= experience.reward);
+        if at < self.top_capacity {
+            self.top.insert(at, experience.clone());
+            self.top.truncate(self.top_capacity);
+        }
+        if self.recent.len() >= self.recent_capacity {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(experience);
+    }
+
+    fn len(&self) -> usize {
+        self.top.len() + self.recent.len()
+    }
+
+    fn get(&self, i: usize) -> &Experience {
+        if i < self.top.len() {
+            &self.top[i]
+        } else {
+            &self.recent[i - self.top.len()]
+        }
+    }
+}
+
+/// A proposal awaiting its record.
+#[derive(Debug, Clone)]
+struct Pending {
+    arch: Arch,
+    state: Vec<f32>,
+    action: Vec<f32>,
+    source: Source,
 }
 
 /// The L2NAS strategy.
@@ -79,12 +171,13 @@ pub struct L2Nas {
     critic_state: Mlp,
     critic_action: Mlp,
     critic_head: Mlp,
-    /// `(state, action)` of every proposal, by the architecture it became.
-    experience: Vec<(Vec<f32>, Vec<f32>, Arch)>,
-    /// `(architecture, state, action)` of proposals not yet observed, newest last: a batch
-    /// is observed after all its proposals, and a proposal the loop drew again (over the
-    /// budget) never is, so the oldest are dropped past [`MAX_PENDING`].
-    pending: VecDeque<(Arch, Vec<f32>, Vec<f32>)>,
+    replay: Replay,
+    /// Proposals not yet observed, newest last: a batch is observed after all its
+    /// proposals, and a proposal the loop drew again (over the budget) never is, so the
+    /// oldest are dropped past [`MAX_PENDING`].
+    pending: VecDeque<Pending>,
+    /// `(query, source)` of every new record observed.
+    sources: Vec<(usize, &'static str)>,
     rng_seed: u64,
 }
 
@@ -103,8 +196,13 @@ impl L2Nas {
             critic_state: Mlp::new(&[d, 64], 1e-3, 2),
             critic_action: Mlp::new(&[d, 64], 1e-3, 3),
             critic_head: Mlp::new(&[64, 64, 1], 1e-3, 4),
-            experience: Vec::new(),
+            replay: Replay {
+                top_capacity: config.replay_top,
+                recent_capacity: config.replay_recent.max(1),
+                ..Replay::default()
+            },
             pending: VecDeque::new(),
+            sources: Vec::new(),
             rng_seed: 0,
         }
     }
@@ -122,37 +220,79 @@ pub fn top_k_state(space: &dyn SearchSpace, history: &History, k: usize) -> Vec<
     state
 }
 
-fn rows(rows: &[&Vec<f32>]) -> Tensor {
-    let width = rows.first().map_or(0, |r| r.len());
-    Tensor::new(
-        &[rows.len(), width],
-        rows.iter().flat_map(|r| r.iter().copied()).collect(),
-    )
-    .expect("equal rows")
+fn rows<'a>(rows: impl ExactSizeIterator<Item = &'a Vec<f32>>, width: usize) -> Tensor {
+    let n = rows.len();
+    let mut data = Vec::with_capacity(n * width);
+    for row in rows {
+        data.extend_from_slice(row);
+    }
+    Tensor::new(&[n, width], data).expect("equal rows")
+}
+
+/// `action` changed as little as possible to decode to `arch`: within each decision whose
+/// argmax is not `arch`'s choice, that choice's value and the argmax's value swap places.
+pub fn steer(space: &dyn SearchSpace, action: &[f32], arch: &Arch) -> Vec<f32> {
+    let mut steered = action.to_vec();
+    let mut offset = 0;
+    for (decision, &choice) in space.decisions().iter().zip(arch.choices()) {
+        let slice = &mut steered[offset..offset + decision.choices.len()];
+        let mut best = 0;
+        for (i, &v) in slice.iter().enumerate() {
+            if v > slice[best] {
+                best = i;
+            }
+        }
+        let choice = choice as usize;
+        if best != choice {
+            slice.swap(best, choice);
+        }
+        // Ties (a saturated actor): the others step just below the choice, in the range.
+        let top = slice[choice];
+        if top - 1e-3 < -1.0 {
+            slice[choice] = -1.0 + 2e-3;
+        }
+        let top = slice[choice];
+        for (i, v) in slice.iter_mut().enumerate() {
+            if i != choice && *v >= top {
+                *v = top - 1e-3;
+            }
+        }
+        offset += decision.choices.len();
+    }
+    steered
 }
 
 impl L2Nas {
     /// Q(s, a) for a batch, on a tape; returns the output variable and the critic's variables.
-    fn critic_forward(
-        &self,
-        tape: &mut Tape<'_>,
-        s: hwnas_kernels::Var,
-        a: hwnas_kernels::Var,
-    ) -> (
-        hwnas_kernels::Var,
-        [Vec<(hwnas_kernels::Var, hwnas_kernels::Var)>; 3],
-    ) {
+    fn critic_forward(&self, tape: &mut Tape<'_>, s: Var, a: Var) -> (Var, [Vec<(Var, Var)>; 3]) {
         let ps = self.critic_state.on_tape(tape);
         let pa = self.critic_action.on_tape(tape);
         let ph = self.critic_head.on_tape(tape);
         let hs = Mlp::forward(tape, &ps, s);
         let ha = Mlp::forward(tape, &pa, a);
         let h = tape.add(hs, ha).expect("same width");
-        let h = tape
-            .activation(h, hwnas_kernels::Activation::Relu)
-            .expect("relu");
+        let h = tape.activation(h, Activation::Relu).expect("relu");
         let q = Mlp::forward(tape, &ph, h);
         (q, [ps, pa, ph])
+    }
+
+    /// The actor's bounded action for a batch of states, on a tape.
+    fn actor_forward(tape: &mut Tape<'_>, params: &[(Var, Var)], s: Var) -> Var {
+        let raw = Mlp::forward(tape, params, s);
+        tape.activation(raw, Activation::Tanh).expect("tanh")
+    }
+
+    /// The actor's action for one state (no gradients).
+    fn act(&self, state: &[f32]) -> Vec<f32> {
+        let backend = Cpu;
+        let mut tape = Tape::new(&backend);
+        let params = self.actor.on_tape(&mut tape);
+        let s = tape.leaf(
+            Tensor::new(&[1, state.len()], state.to_vec()).expect("one row"),
+            false,
+        );
+        let a = Self::actor_forward(&mut tape, &params, s);
+        tape.value(a).data().to_vec()
     }
 
     /// Indices of a random minibatch of the `n` experiences (with replacement).
@@ -163,29 +303,17 @@ impl L2Nas {
     }
 
     /// The chosen experiences' states or actions as one `[batch, width]` tensor.
-    fn stack(
-        &self,
-        batch: &[usize],
-        field: impl Fn(&(Vec<f32>, Vec<f32>, Arch)) -> &Vec<f32>,
-    ) -> Tensor {
-        rows(
-            &batch
-                .iter()
-                .map(|&i| field(&self.experience[i]))
-                .collect::<Vec<_>>(),
-        )
+    fn stack(&self, batch: &[usize], field: impl Fn(&Experience) -> &Vec<f32>) -> Tensor {
+        let width = field(self.replay.get(0)).len();
+        rows(batch.iter().map(|&i| field(self.replay.get(i))), width)
     }
 
-    fn train(&mut self, history: &History, rng: &mut dyn RngCore) {
-        let rewards: Vec<f32> = self
-            .experience
-            .iter()
-            .map(|(_, _, arch)| history.get(arch).map_or(0.0, |r| r.reward as f32))
-            .collect();
-        let n = rewards.len();
+    fn train(&mut self, rng: &mut dyn RngCore) {
+        let n = self.replay.len();
         if n < 2 {
             return;
         }
+        let rewards: Vec<f32> = (0..n).map(|i| self.replay.get(i).reward).collect();
         let mean = rewards.iter().sum::<f32>() / n as f32;
         let std = (rewards.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / n as f32)
             .sqrt()
@@ -195,8 +323,8 @@ impl L2Nas {
         for _ in 0..self.config.critic_steps {
             let batch = self.minibatch(n, rng);
             let mut tape = Tape::new(&backend);
-            let s = tape.leaf(self.stack(&batch, |e| &e.0), false);
-            let a = tape.leaf(self.stack(&batch, |e| &e.1), false);
+            let s = tape.leaf(self.stack(&batch, |e| &e.state), false);
+            let a = tape.leaf(self.stack(&batch, |e| &e.action), false);
             let (q, params) = self.critic_forward(&mut tape, s, a);
             let targets: Vec<f32> = batch.iter().map(|&i| normalised[i]).collect();
             let (_, grad) = pinball(tape.value(q).data(), &targets, self.config.quantile);
@@ -212,9 +340,9 @@ impl L2Nas {
         for _ in 0..self.config.actor_steps {
             let batch = self.minibatch(n, rng);
             let mut tape = Tape::new(&backend);
-            let s = tape.leaf(self.stack(&batch, |e| &e.0), false);
+            let s = tape.leaf(self.stack(&batch, |e| &e.state), false);
             let actor = self.actor.on_tape(&mut tape);
-            let a = Mlp::forward(&mut tape, &actor, s);
+            let a = Self::actor_forward(&mut tape, &actor, s);
             let (q, _) = self.critic_forward(&mut tape, s, a);
             // Ascend Q: the gradient of -mean(Q).
             let seed = Tensor::new(
@@ -232,11 +360,23 @@ impl L2Nas {
 pub const MAX_PENDING: usize = 8192;
 
 impl L2Nas {
-    fn remember(&mut self, arch: &Arch, state: Vec<f32>, action: Vec<f32>) {
+    fn remember(&mut self, arch: &Arch, state: Vec<f32>, action: Vec<f32>, source: Source) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
         }
-        self.pending.push_back((arch.clone(), state, action));
+        self.pending.push_back(Pending {
+            arch: arch.clone(),
+            state,
+            action,
+            source,
+        });
+    }
+
+    /// A uniformly random action in `[-1, 1]`.
+    fn random_action(space: &dyn SearchSpace, rng: &mut dyn RngCore) -> Vec<f32> {
+        (0..space.encoding_len())
+            .map(|_| rng.random_range(-1.0f32..=1.0))
+            .collect()
     }
 }
 
@@ -253,24 +393,28 @@ impl Strategy for L2Nas {
     ) -> Arch {
         self.rng_seed = rng.next_u64();
         let state = top_k_state(space, history, self.config.top_k);
-        if history.len() < self.config.warmup || rng.random_bool(self.config.epsilon) {
-            let arch = space.sample(rng);
-            let action = space.one_hot(&arch);
-            self.remember(&arch, state, action);
+        let warming_up = history.len() < self.config.warmup;
+        if warming_up || rng.random_bool(self.config.epsilon) {
+            let action = Self::random_action(space, rng);
+            let arch = space.decode(&action).expect("the encoding's length");
+            let source = if warming_up {
+                Source::Warmup
+            } else {
+                Source::Exploration
+            };
+            self.remember(&arch, state, action, source);
             return arch;
         }
-        let base = self
-            .actor
-            .predict(&Tensor::new(&[1, state.len()], state.clone()).expect("one row"))
-            .into_data();
+        let base = self.act(&state);
         let normal = Normal::new(0.0f32, self.config.noise).expect("positive noise");
         for _ in 0..20 {
-            let action: Vec<f32> = base.iter().map(|v| v + normal.sample(rng)).collect();
-            let arch = space
-                .decode(&action)
-                .expect("action has the encoding's length");
+            let action: Vec<f32> = base
+                .iter()
+                .map(|v| (v + normal.sample(rng)).clamp(-1.0, 1.0))
+                .collect();
+            let arch = space.decode(&action).expect("the encoding's length");
             if history.get(&arch).is_none() {
-                self.remember(&arch, state, action);
+                self.remember(&arch, state, action, Source::Actor);
                 return arch;
             }
         }
@@ -287,22 +431,38 @@ impl Strategy for L2Nas {
             }
             arch = space.mutate(&arch, rng);
         }
-        let action = space.one_hot(&arch);
-        self.remember(&arch, state, action);
+        let action = steer(space, &base, &arch);
+        self.remember(&arch, state, action, Source::Fallback);
         arch
     }
 
     fn observe(&mut self, _: &dyn SearchSpace, history: &History, record: &Record) {
-        let Some(at) = self.pending.iter().rposition(|(a, _, _)| *a == record.arch) else {
+        let Some(at) = self.pending.iter().rposition(|p| p.arch == record.arch) else {
             return;
         };
-        let (_, state, action) = self.pending.remove(at).expect("a pending proposal");
-        self.experience.push((state, action, record.arch.clone()));
+        let pending = self.pending.remove(at).expect("a pending proposal");
+        // New records arrive in query order; a repeat's record is an earlier one.
+        if record.query > self.sources.last().map_or(0, |&(q, _)| q) {
+            self.sources.push((record.query, pending.source.label()));
+        }
+        if record.reward.is_nan() {
+            // Nothing to learn from an architecture the evaluator cannot score.
+            return;
+        }
+        self.replay.push(Experience {
+            state: pending.state,
+            action: pending.action,
+            reward: record.reward as f32,
+        });
         if history.len() >= self.config.warmup {
             let mut rng =
                 <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(self.rng_seed);
-            self.train(history, &mut rng);
+            self.train(&mut rng);
         }
+    }
+
+    fn sources(&self) -> Vec<(usize, &'static str)> {
+        self.sources.clone()
     }
 }
 
@@ -341,7 +501,7 @@ mod tests {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
         let mut history = History::new();
         let batch = l2nas.propose_batch(&space, &history, &mut rng, 4);
-        let actions: Vec<Vec<f32>> = l2nas.pending.iter().map(|(_, _, a)| a.clone()).collect();
+        let actions: Vec<Vec<f32>> = l2nas.pending.iter().map(|p| p.action.clone()).collect();
         // Observed in another order than proposed: each record finds its own proposal.
         for (i, arch) in batch.iter().enumerate().rev() {
             let record = Record {
@@ -359,11 +519,107 @@ mod tests {
             l2nas.observe(&space, &history, &record);
         }
         assert!(l2nas.pending.is_empty());
-        assert_eq!(l2nas.experience.len(), 4);
-        for (i, arch) in batch.iter().enumerate() {
-            let (_, action, seen) = &l2nas.experience[3 - i];
-            assert_eq!(seen, arch);
-            assert_eq!(action, &actions[i]);
+        assert_eq!(l2nas.replay.recent.len(), 4);
+        for i in 0..4 {
+            let seen = &l2nas.replay.recent[3 - i];
+            assert_eq!(seen.reward, i as f32);
+            assert_eq!(seen.action, actions[i]);
         }
+    }
+
+    #[test]
+    fn steering_an_action_decodes_to_the_architecture_and_keeps_the_range() {
+        let space = Nb201Space::new();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        for _ in 0..200 {
+            let action = L2Nas::random_action(&space, &mut rng);
+            let arch = space.sample(&mut rng);
+            let steered = steer(&space, &action, &arch);
+            assert_eq!(space.decode(&steered).unwrap(), arch);
+            assert!(steered.iter().all(|v| (-1.0..=1.0).contains(v)));
+        }
+        // Ties (a saturated actor) are broken towards the architecture too.
+        let arch = space.sample(&mut rng);
+        let steered = steer(&space, &vec![1.0; space.encoding_len()], &arch);
+        assert_eq!(space.decode(&steered).unwrap(), arch);
+    }
+
+    #[test]
+    fn the_replay_keeps_the_best_and_the_latest_and_no_more() {
+        let mut replay = Replay {
+            top_capacity: 4,
+            recent_capacity: 6,
+            ..Replay::default()
+        };
+        for i in 0..1000 {
+            // The best rewards come early: only the top list remembers them.
+            let reward = if i < 10 {
+                100.0 + i as f32
+            } else {
+                (i % 50) as f32
+            };
+            replay.push(Experience {
+                state: vec![],
+                action: vec![],
+                reward,
+            });
+        }
+        assert_eq!(replay.len(), 10);
+        let top: Vec<f32> = replay.top.iter().map(|e| e.reward).collect();
+        assert_eq!(top, [109.0, 108.0, 107.0, 106.0]);
+        let recent: Vec<f32> = replay.recent.iter().map(|e| e.reward).collect();
+        assert_eq!(recent, [44.0, 45.0, 46.0, 47.0, 48.0, 49.0]);
+    }
+
+    #[test]
+    fn every_query_is_labelled_and_the_actor_proposes_once_trained() {
+        let space = Nb201Space::new();
+        let mut l2nas = L2Nas::new(&space);
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+        let mut history = History::new();
+        while history.len() < 200 {
+            let arch = l2nas.propose(&space, &history, &mut rng);
+            let record = match history.get(&arch) {
+                Some(seen) => seen.clone(),
+                None => {
+                    // A reward the actor can learn: how many edges are conv 3x3 (index 3).
+                    let reward = arch.choices().iter().filter(|&&c| c == 3).count() as f64;
+                    let record = Record {
+                        query: history.len() + 1,
+                        arch: arch.clone(),
+                        arch_text: String::new(),
+                        accuracy: reward,
+                        test_accuracy: None,
+                        latency_ms: None,
+                        reward,
+                        feasible: true,
+                        seconds: 0.0,
+                    };
+                    history.push(record.clone());
+                    record
+                }
+            };
+            l2nas.observe(&space, &history, &record);
+        }
+        let sources = l2nas.sources();
+        let queries: Vec<usize> = sources.iter().map(|&(q, _)| q).collect();
+        assert_eq!(queries, (1..=200).collect::<Vec<_>>());
+        let count = |label: &str| sources.iter().filter(|&&(_, s)| s == label).count();
+        assert_eq!(count("warmup"), 10);
+        assert!(count("actor") > 40, "{sources:?}");
+        assert!(
+            l2nas
+                .replay
+                .recent
+                .iter()
+                .all(|e| e.action.iter().all(|v| (-1.0..=1.0).contains(v)))
+        );
+        // The actor learned the reward: its late proposals hold more 3x3 convolutions than
+        // the 1.2 a random cell has.
+        let late: Vec<f64> = history.records()[150..].iter().map(|r| r.reward).collect();
+        assert!(
+            late.iter().sum::<f64>() / late.len() as f64 > 2.5,
+            "{late:?}"
+        );
     }
 }

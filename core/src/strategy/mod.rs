@@ -50,6 +50,13 @@ pub trait Strategy: Send {
     ) -> Vec<Arch> {
         (0..n).map(|_| self.propose(space, history, rng)).collect()
     }
+
+    /// Where each new record's proposal came from, as `(query, label)` in query order, for
+    /// a strategy that proposes in more than one way (L2NAS: actor, exploration, fallback);
+    /// empty otherwise.
+    fn sources(&self) -> Vec<(usize, &'static str)> {
+        Vec::new()
+    }
 }
 
 /// The strategies `hwnas bench --strategies` and `hwnas search --strategy` accept.

@@ -1,5 +1,5 @@
 // Activations forward (y = f(x)) and backward (dx = dy * f'(x)); `kind` selects the
-// function: 0 relu, 1 relu6, 2 h-swish, 3 h-sigmoid, 4 sigmoid (Activation::code).
+// function: 0 relu, 1 relu6, 2 h-swish, 3 h-sigmoid, 4 sigmoid, 5 tanh (Activation::code).
 
 struct ActivationParams {
     len: u32,
@@ -19,7 +19,9 @@ fn forward(v: f32, kind: u32) -> f32 {
         case 1u: { return clamp(v, 0.0, 6.0); }
         case 2u: { return v * clamp(v + 3.0, 0.0, 6.0) / 6.0; }
         case 3u: { return clamp(v + 3.0, 0.0, 6.0) / 6.0; }
-        default: { return 1.0 / (1.0 + exp(-v)); }
+        case 4u: { return 1.0 / (1.0 + exp(-v)); }
+        // Clamped: some drivers compute tanh through exp, which overflows to NaN.
+        default: { return tanh(clamp(v, -15.0, 15.0)); }
     }
 }
 
@@ -33,9 +35,13 @@ fn derivative(v: f32, kind: u32) -> f32 {
             return (2.0 * v + 3.0) / 6.0;
         }
         case 3u: { return select(0.0, 1.0 / 6.0, v > -3.0 && v < 3.0); }
-        default: {
+        case 4u: {
             let s = 1.0 / (1.0 + exp(-v));
             return s * (1.0 - s);
+        }
+        default: {
+            let t = tanh(clamp(v, -15.0, 15.0));
+            return 1.0 - t * t;
         }
     }
 }
