@@ -200,8 +200,9 @@ pub fn run_search(
             ms <= budget_ms * (1.0 + config.screen_margin.max(0.0)),
         )))
     };
-    let fits = |arch: &Arch| -> Result<bool> {
-        Ok(screened_latency(arch)?.is_none_or(|(_, within)| within))
+    // The latency of a proposal the screen refuses; None for one it lets through.
+    let refused = |arch: &Arch| -> Result<Option<f64>> {
+        Ok(screened_latency(arch)?.and_then(|(ms, within)| (!within).then_some(ms)))
     };
     if config.batch > 1 {
         while !done(&history, seconds) {
@@ -215,7 +216,7 @@ pub fn run_search(
                 (&history, &mut rng),
                 n,
                 config.max_repeats,
-                &fits,
+                &refused,
             )?;
             if archs.is_empty() {
                 break;
@@ -247,6 +248,7 @@ pub fn run_search(
             && let Some((ms, within)) = screened_latency(&arch)?
         {
             if !within {
+                strategy.screened(space, &arch, ms);
                 screened += 1;
                 continue;
             }
@@ -305,7 +307,8 @@ fn new_record(
 /// `n` distinct architectures not yet in the history, from the strategy's batches: a repeat
 /// of an earlier query is observed again (as in the one-at-a-time loop) and asked for
 /// anew; past `max_repeats` repeats the batch is filled with random unseen architectures.
-/// Proposals `fits` refuses are drawn again, [`MAX_SCREENED`] times per place at most.
+/// Proposals `refused` gives a latency for (over the budget) are drawn again, [`MAX_SCREENED`]
+/// times per place at most, and the strategy is told of each.
 /// Fewer than `n` only when the space is, in effect, exhausted.
 fn next_batch(
     space: &dyn SearchSpace,
@@ -313,7 +316,7 @@ fn next_batch(
     (history, rng): (&History, &mut ChaCha8Rng),
     n: usize,
     max_repeats: usize,
-    fits: &dyn Fn(&Arch) -> Result<bool>,
+    refused: &dyn Fn(&Arch) -> Result<Option<f64>>,
 ) -> Result<Vec<Arch>> {
     let mut batch: Vec<Arch> = Vec::with_capacity(n);
     let mut repeats = 0;
@@ -333,7 +336,10 @@ fn next_batch(
                 repeats += 1;
             } else if batch.contains(&arch) {
                 repeats += 1;
-            } else if screened < MAX_SCREENED * n && !fits(&arch)? {
+            } else if screened < MAX_SCREENED * n
+                && let Some(ms) = refused(&arch)?
+            {
+                strategy.screened(space, &arch, ms);
                 screened += 1;
             } else {
                 batch.push(arch);

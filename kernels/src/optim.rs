@@ -121,20 +121,25 @@ impl Adam {
         }
         self.t += 1;
         let (c1, c2) = (1.0 - self.beta1.powi(self.t), 1.0 - self.beta2.powi(self.t));
-        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
-            for (j, (w, &dw)) in p.data_mut().iter_mut().zip(g.data()).enumerate() {
-                let d = if self.decoupled {
+        let (beta1, beta2, lr, eps) = (self.beta1, self.beta2, self.learning_rate, self.epsilon);
+        let (wd, decoupled) = (self.weight_decay, self.decoupled);
+        let (inv_c1, inv_c2) = (1.0 / c1, 1.0 / c2);
+        for ((p, g), (m, v)) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+        {
+            let weights = p.data_mut();
+            for (((w, &dw), m), v) in weights.iter_mut().zip(g.data()).zip(m).zip(v) {
+                let d = if decoupled {
+                    *w -= lr * wd * *w;
                     dw
                 } else {
-                    dw + self.weight_decay * *w
+                    dw + wd * *w
                 };
-                if self.decoupled {
-                    *w -= self.learning_rate * self.weight_decay * *w;
-                }
-                self.m[i][j] = self.beta1 * self.m[i][j] + (1.0 - self.beta1) * d;
-                self.v[i][j] = self.beta2 * self.v[i][j] + (1.0 - self.beta2) * d * d;
-                *w -= self.learning_rate * (self.m[i][j] / c1)
-                    / ((self.v[i][j] / c2).sqrt() + self.epsilon);
+                *m = beta1 * *m + (1.0 - beta1) * d;
+                *v = beta2 * *v + (1.0 - beta2) * d * d;
+                *w -= lr * (*m * inv_c1) / ((*v * inv_c2).sqrt() + eps);
             }
         }
     }

@@ -51,6 +51,14 @@ pub trait Strategy: Send {
         (0..n).map(|_| self.propose(space, history, rng)).collect()
     }
 
+    /// Told of a proposal the loop drew again without a query: a cheap latency model puts
+    /// it at `latency_ms`, over the budget (see [`crate::SearchConfig::screen_infeasible`]).
+    /// A strategy that learns from its proposals can learn to avoid such; by default
+    /// nothing happens.
+    fn screened(&mut self, space: &dyn SearchSpace, arch: &Arch, latency_ms: f64) {
+        _ = (space, arch, latency_ms);
+    }
+
     /// Where each new record's proposal came from, as `(query, label)` in query order, for
     /// a strategy that proposes in more than one way (L2NAS: actor, exploration, fallback);
     /// empty otherwise.

@@ -66,9 +66,10 @@ impl Mlp {
         tape.value(y).clone()
     }
 
-    /// One Adam step along the gradients the tape holds for `params`.
-    pub fn step(&mut self, tape: &Tape<'_>, params: &[(Var, Var)]) {
-        let grads: Vec<Tensor> = params
+    /// The gradients the tape holds for `params`, in parameter order (zeros where none
+    /// reached a parameter); hand them to [`Mlp::apply`] once the tape is dropped.
+    pub fn gradients(&self, tape: &Tape<'_>, params: &[(Var, Var)]) -> Vec<Tensor> {
+        params
             .iter()
             .flat_map(|(w, b)| [*w, *b])
             .zip(self.layers.iter().flat_map(|(w, b)| [w, b]))
@@ -77,17 +78,29 @@ impl Mlp {
                     .cloned()
                     .unwrap_or_else(|| Tensor::zeros(p.shape()))
             })
+            .collect()
+    }
+
+    /// One Adam step along `gradients` (from [`Mlp::gradients`]). The parameters are
+    /// updated in place when no tape still shares them, copied first otherwise.
+    pub fn apply(&mut self, gradients: &[Tensor]) {
+        let mut flat: Vec<Tensor> = std::mem::take(&mut self.layers)
+            .into_iter()
+            .flat_map(|(w, b)| [w, b])
             .collect();
-        let mut flat: Vec<Tensor> = self
-            .layers
-            .iter()
-            .flat_map(|(w, b)| [w.clone(), b.clone()])
-            .collect();
-        self.optimiser.step(&mut flat, &grads);
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.0 = flat[2 * i].clone();
-            layer.1 = flat[2 * i + 1].clone();
+        self.optimiser.step(&mut flat, gradients);
+        let mut flat = flat.into_iter();
+        while let (Some(w), Some(b)) = (flat.next(), flat.next()) {
+            self.layers.push((w, b));
         }
+    }
+
+    /// One Adam step along the gradients the tape holds for `params` (the parameters are
+    /// copied, the tape still sharing them; [`Mlp::gradients`] then [`Mlp::apply`] after
+    /// the tape is dropped avoids the copy).
+    pub fn step(&mut self, tape: &Tape<'_>, params: &[(Var, Var)]) {
+        let gradients = self.gradients(tape, params);
+        self.apply(&gradients);
     }
 }
 

@@ -18,6 +18,45 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// How the elements of a tensor broadcast to an output shape are found, by output index.
+enum Source {
+    /// The same shape as the output: index `k`.
+    Same,
+    /// One value for every output element.
+    Scalar,
+    /// The output's trailing axes (a bias): index `k % len`.
+    Trailing(usize),
+    /// Anything else: one source index per output index.
+    Indices(Vec<usize>),
+}
+
+impl Source {
+    fn new(shape: &[usize], out: &[usize]) -> Source {
+        let len: usize = shape.iter().product();
+        let total: usize = out.iter().product();
+        let core = &shape[shape.iter().take_while(|&&d| d == 1).count()..];
+        if shape == out {
+            Source::Same
+        } else if len == 1 {
+            Source::Scalar
+        } else if out.ends_with(core) && len > 0 && total.is_multiple_of(len) {
+            Source::Trailing(len)
+        } else {
+            Source::Indices(source_indices(shape, out))
+        }
+    }
+
+    #[inline]
+    fn at(&self, k: usize) -> usize {
+        match self {
+            Source::Same => k,
+            Source::Scalar => 0,
+            Source::Trailing(len) => k % len,
+            Source::Indices(indices) => indices[k],
+        }
+    }
+}
+
 /// For each index of `out` (row-major), the index into a tensor of `shape` broadcast to it.
 fn source_indices(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let rank = out.len();
@@ -46,22 +85,26 @@ fn source_indices(shape: &[usize], out: &[usize]) -> Vec<usize> {
     indices
 }
 
+/// `f(a, b)` element-wise with broadcasting.
+fn combine(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Result<Tensor> {
+    let shape = broadcast_shape(a.shape(), b.shape())?;
+    let (x, y) = (a.data(), b.data());
+    let data = if a.shape() == b.shape() {
+        x.iter().zip(y).map(|(&u, &v)| f(u, v)).collect()
+    } else {
+        let (ia, ib) = (Source::new(a.shape(), &shape), Source::new(b.shape(), &shape));
+        let total: usize = shape.iter().product();
+        (0..total).map(|k| f(x[ia.at(k)], y[ib.at(k)])).collect()
+    };
+    Tensor::new(&shape, data)
+}
+
 /// `a + b` (`multiply` false) or `a * b` with broadcasting.
 pub fn binary(a: &Tensor, b: &Tensor, multiply: bool) -> Result<Tensor> {
     if multiply {
         return mul(a, b);
     }
-    let shape = broadcast_shape(a.shape(), b.shape())?;
-    let (ia, ib) = (
-        source_indices(a.shape(), &shape),
-        source_indices(b.shape(), &shape),
-    );
-    let data = ia
-        .iter()
-        .zip(&ib)
-        .map(|(&i, &j)| a.data()[i] + b.data()[j])
-        .collect();
-    Tensor::new(&shape, data)
+    combine(a, b, |u, v| u + v)
 }
 
 /// `(da, db)` of [`binary`].
@@ -74,24 +117,31 @@ pub fn binary_backward(
     if multiply {
         return mul_backward(a, b, dy);
     }
-    // The sum's gradient is the product's with both factors read as ones.
-    let ones = |t: &Tensor| Tensor::new(t.shape(), vec![1.0; t.len()]);
-    mul_backward(&ones(a)?, &ones(b)?, dy)
+    let shape = broadcast_shape(a.shape(), b.shape())?;
+    if dy.shape() != shape.as_slice() {
+        return Err(Error::Shape(format!(
+            "add backward: dy {:?} for a sum of shape {shape:?}",
+            dy.shape()
+        )));
+    }
+    // The sum's gradient reaches each operand whole, summed over its broadcast axes.
+    let reduce = |t: &Tensor| -> Tensor {
+        if t.shape() == shape.as_slice() {
+            return dy.clone();
+        }
+        let source = Source::new(t.shape(), &shape);
+        let mut grad = vec![0.0; t.len()];
+        for (k, g) in dy.data().iter().enumerate() {
+            grad[source.at(k)] += g;
+        }
+        Tensor::new(t.shape(), grad).expect("the operand's shape")
+    };
+    Ok((reduce(a), reduce(b)))
 }
 
 /// `a * b` with broadcasting.
 pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let shape = broadcast_shape(a.shape(), b.shape())?;
-    let (ia, ib) = (
-        source_indices(a.shape(), &shape),
-        source_indices(b.shape(), &shape),
-    );
-    let data = ia
-        .iter()
-        .zip(&ib)
-        .map(|(&i, &j)| a.data()[i] * b.data()[j])
-        .collect();
-    Tensor::new(&shape, data)
+    combine(a, b, |u, v| u * v)
 }
 
 /// `(da, db)` of [`mul`]: `dy * b` and `dy * a`, each summed over the axes it was
@@ -104,15 +154,19 @@ pub fn mul_backward(a: &Tensor, b: &Tensor, dy: &Tensor) -> Result<(Tensor, Tens
             dy.shape()
         )));
     }
-    let (ia, ib) = (
-        source_indices(a.shape(), &shape),
-        source_indices(b.shape(), &shape),
-    );
-    let mut da = Tensor::zeros(a.shape());
-    let mut db = Tensor::zeros(b.shape());
-    for ((&i, &j), g) in ia.iter().zip(&ib).zip(dy.data()) {
-        da.data_mut()[i] += g * b.data()[j];
-        db.data_mut()[j] += g * a.data()[i];
+    let (x, y, g) = (a.data(), b.data(), dy.data());
+    if a.shape() == b.shape() {
+        let da = g.iter().zip(y).map(|(g, v)| g * v).collect();
+        let db = g.iter().zip(x).map(|(g, u)| g * u).collect();
+        return Ok((Tensor::new(a.shape(), da)?, Tensor::new(b.shape(), db)?));
     }
-    Ok((da, db))
+    let (ia, ib) = (Source::new(a.shape(), &shape), Source::new(b.shape(), &shape));
+    let mut da = vec![0.0; a.len()];
+    let mut db = vec![0.0; b.len()];
+    for (k, g) in g.iter().enumerate() {
+        let (i, j) = (ia.at(k), ib.at(k));
+        da[i] += g * y[j];
+        db[j] += g * x[i];
+    }
+    Ok((Tensor::new(a.shape(), da)?, Tensor::new(b.shape(), db)?))
 }
