@@ -116,6 +116,11 @@ impl History {
         best
     }
 
+    /// Every record, best reward first (earliest on ties, no number last).
+    pub fn ranked(&self) -> impl Iterator<Item = &Record> {
+        self.ranked.iter().map(|&i| &self.records[i])
+    }
+
     /// The `k` records with the highest reward, best first.
     pub fn top_k(&self, k: usize) -> Vec<&Record> {
         self.ranked

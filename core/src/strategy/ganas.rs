@@ -50,6 +50,10 @@ pub struct GaNasConfig {
     pub train_batch: usize,
     /// Entropy bonus of the generator.
     pub entropy: f32,
+    /// PPO's clipping range of the probability ratio.
+    pub clip: f32,
+    /// Weight of the discriminator's score penalty (lambda C^2).
+    pub score_penalty: f32,
 }
 
 impl Default for GaNasConfig {
@@ -59,9 +63,11 @@ impl Default for GaNasConfig {
             top_k: 10,
             batch: 10,
             discriminator_steps: 50,
-            generator_steps: 50,
+            generator_steps: 30,
             train_batch: 32,
             entropy: 0.01,
+            clip: 0.2,
+            score_penalty: 0.01,
         }
     }
 }
@@ -72,7 +78,6 @@ pub struct GaNas {
     generator: Mlp,
     discriminator: Mlp,
     queue: VecDeque<Arch>,
-    baseline: Option<f32>,
     sizes: Vec<usize>,
     offsets: Vec<usize>,
 }
@@ -100,7 +105,6 @@ impl GaNas {
             generator: Mlp::new(&[enc + sizes.len(), 64, enc], 1e-3, 11),
             discriminator: Mlp::new(&[enc, 64, 1], 1e-3, 12),
             queue: VecDeque::new(),
-            baseline: None,
             sizes,
             offsets,
         }
@@ -160,20 +164,28 @@ impl GaNas {
 
     fn iterate(&mut self, space: &dyn SearchSpace, history: &History, rng: &mut dyn RngCore) {
         let backend = Cpu;
-        let truth: Vec<Arch> = history
-            .top_k(self.config.top_k)
-            .iter()
+        // 1. The true set: the best feasible architectures (the best of all before any is).
+        let mut truth: Vec<Arch> = history
+            .ranked()
+            .filter(|r| r.feasible)
+            .take(self.config.top_k)
             .map(|r| r.arch.clone())
             .collect();
+        if truth.is_empty() {
+            truth = history
+                .top_k(self.config.top_k)
+                .iter()
+                .map(|r| r.arch.clone())
+                .collect();
+        }
         let b = self.config.train_batch;
-        // 2. The discriminator.
+        // 2. The discriminator, on one pool of the generator's samples per iteration.
+        let pool = self.sample(4 * b, rng);
         for _ in 0..self.config.discriminator_steps {
-            let fakes = self.sample(b, rng);
-            let reals: Vec<&Arch> = (0..b)
+            let mut batch: Vec<&Arch> = (0..b)
                 .map(|_| &truth[rng.random_range(0..truth.len())])
                 .collect();
-            let mut batch: Vec<&Arch> = reals;
-            batch.extend(fakes.iter());
+            batch.extend((0..b).map(|_| &pool[rng.random_range(0..pool.len())]));
             let mut tape = Tape::new(&backend);
             let params = self.discriminator.on_tape(&mut tape);
             let x = tape.leaf(self.encode(space, &batch), false);
@@ -181,13 +193,18 @@ impl GaNas {
             let scores = tape.value(c).data().to_vec();
             let mut seed = vec![0.0; 2 * b];
             for i in 0..b {
+                // -log sigmoid(C(true) - C(fake)), and a penalty on the scores' size
+                // (lambda C^2) so that they stay where the sigmoid has a gradient.
                 let s = sigmoid(scores[i] - scores[b + i]);
-                seed[i] = -(1.0 - s) / b as f32;
-                seed[b + i] = (1.0 - s) / b as f32;
+                let penalty = 2.0 * self.config.score_penalty;
+                seed[i] = (-(1.0 - s) + penalty * scores[i]) / b as f32;
+                seed[b + i] = ((1.0 - s) + penalty * scores[b + i]) / b as f32;
             }
             tape.backward_from(c, Tensor::new(&[2 * b, 1], seed).expect("rows"))
                 .expect("shapes agree");
-            self.discriminator.step(&tape, &params);
+            let grads = self.discriminator.gradients(&tape, &params);
+            drop(tape);
+            self.discriminator.apply(&grads);
         }
         let truth_refs: Vec<&Arch> = truth.iter().collect();
         let truth_mean = mean(
@@ -195,60 +212,95 @@ impl GaNas {
                 .predict(&self.encode(space, &truth_refs))
                 .data(),
         );
-        // 3. The generator, by REINFORCE on the discriminator's reward.
+        // 3. The generator, by PPO on the discriminator's reward: one batch of samples,
+        // several clipped-surrogate epochs on it.
         let enc = space.encoding_len();
         let width = enc + self.sizes.len();
-        for _ in 0..self.config.generator_steps {
-            let samples = self.sample(b, rng);
-            let sample_refs: Vec<&Arch> = samples.iter().collect();
-            let scores = self
-                .discriminator
-                .predict(&self.encode(space, &sample_refs));
-            let rewards: Vec<f32> = scores
-                .data()
-                .iter()
-                .map(|c| sigmoid(c - truth_mean))
-                .collect();
-            let batch_mean = mean(&rewards);
-            let baseline = *self.baseline.get_or_insert(batch_mean);
-            self.baseline = Some(0.9 * baseline + 0.1 * batch_mean);
-            // One row per (sample, decision): the prefix before it and its position.
-            let mut inputs = Vec::with_capacity(b * self.sizes.len() * width);
-            for arch in &samples {
-                let mut prefix = vec![0.0f32; enc];
-                for (position, &choice) in arch.0.iter().enumerate() {
-                    inputs.extend(self.generator_input(&prefix, position));
-                    prefix[self.offsets[position] + usize::from(choice)] = 1.0;
-                }
+        let n = 2 * b;
+        let samples = self.sample(n, rng);
+        let sample_refs: Vec<&Arch> = samples.iter().collect();
+        let scores = self
+            .discriminator
+            .predict(&self.encode(space, &sample_refs));
+        let rewards: Vec<f32> = scores
+            .data()
+            .iter()
+            .map(|c| sigmoid(c - truth_mean))
+            .collect();
+        let reward_mean = mean(&rewards);
+        let reward_std = (rewards.iter().map(|r| (r - reward_mean).powi(2)).sum::<f32>()
+            / n as f32)
+            .sqrt()
+            .max(1e-6);
+        let advantages: Vec<f32> = rewards
+            .iter()
+            .map(|r| (r - reward_mean) / reward_std)
+            .collect();
+        // One row per (sample, decision): the prefix before it and its position.
+        let mut inputs = Vec::with_capacity(n * self.sizes.len() * width);
+        for arch in &samples {
+            let mut prefix = vec![0.0f32; enc];
+            for (position, &choice) in arch.0.iter().enumerate() {
+                inputs.extend(self.generator_input(&prefix, position));
+                prefix[self.offsets[position] + usize::from(choice)] = 1.0;
             }
-            let rows = b * self.sizes.len();
+        }
+        let rows = n * self.sizes.len();
+        let inputs = Tensor::new(&[rows, width], inputs).expect("rows");
+        let mut old_log_probs: Option<Vec<f32>> = None;
+        for _ in 0..self.config.generator_steps {
             let mut tape = Tape::new(&backend);
             let params = self.generator.on_tape(&mut tape);
-            let x = tape.leaf(Tensor::new(&[rows, width], inputs).expect("rows"), false);
+            let x = tape.leaf(inputs.clone(), false);
             let logits = Mlp::forward(&mut tape, &params, x);
             let values = tape.value(logits).data().to_vec();
-            let mut seed = vec![0.0f32; rows * enc];
+            // Each sample's log-probability under the current generator.
+            let mut log_probs = vec![0.0f32; n];
+            let mut all_probs = Vec::with_capacity(rows);
             for (s, arch) in samples.iter().enumerate() {
-                let advantage = rewards[s] - baseline;
                 for (position, &choice) in arch.0.iter().enumerate() {
                     let row = s * self.sizes.len() + position;
                     let range =
                         self.offsets[position]..self.offsets[position] + self.sizes[position];
-                    let probs = softmax(&values[row * enc..][range.clone()]);
+                    let probs = softmax(&values[row * enc..][range]);
+                    log_probs[s] += probs[usize::from(choice)].max(1e-12).ln();
+                    all_probs.push(probs);
+                }
+            }
+            let old = old_log_probs.get_or_insert_with(|| log_probs.clone());
+            let mut seed = vec![0.0f32; rows * enc];
+            for (s, arch) in samples.iter().enumerate() {
+                let advantage = advantages[s];
+                let ratio = (log_probs[s] - old[s]).exp();
+                let clip = self.config.clip;
+                // The clipped surrogate has no gradient once the ratio left the trust
+                // region in the advantage's direction.
+                let clipped = (advantage > 0.0 && ratio > 1.0 + clip)
+                    || (advantage < 0.0 && ratio < 1.0 - clip);
+                for (position, &choice) in arch.0.iter().enumerate() {
+                    let row = s * self.sizes.len() + position;
+                    let start = self.offsets[position];
+                    let probs = &all_probs[row];
                     let entropy: f32 = -probs.iter().map(|p| p * p.max(1e-12).ln()).sum::<f32>();
                     for (i, p) in probs.iter().enumerate() {
                         let indicator = f32::from(i == usize::from(choice));
-                        // d(-A log p_choice)/dlogit_i = A (p_i - [i = choice]); the entropy
-                        // bonus adds -beta dH/dlogit_i = beta p_i (ln p_i + H).
-                        let policy = advantage * (p - indicator);
+                        // d(-A r)/dlogit_i = A r (p_i - [i = choice]); the entropy bonus
+                        // adds -beta dH/dlogit_i = beta p_i (ln p_i + H).
+                        let policy = if clipped {
+                            0.0
+                        } else {
+                            advantage * ratio * (p - indicator)
+                        };
                         let bonus = self.config.entropy * p * (p.max(1e-12).ln() + entropy);
-                        seed[row * enc + range.start + i] = (policy + bonus) / b as f32;
+                        seed[row * enc + start + i] = (policy + bonus) / n as f32;
                     }
                 }
             }
             tape.backward_from(logits, Tensor::new(&[rows, enc], seed).expect("rows"))
                 .expect("shapes agree");
-            self.generator.step(&tape, &params);
+            let grads = self.generator.gradients(&tape, &params);
+            drop(tape);
+            self.generator.apply(&grads);
         }
         // 4. New, unseen architectures.
         let mut fresh: Vec<Arch> = Vec::new();
@@ -263,6 +315,17 @@ impl GaNas {
             }
             if fresh.len() >= self.config.batch {
                 break;
+            }
+        }
+        // A generator that has collapsed onto known architectures: the rest of the batch
+        // random and unseen, so that an iteration still buys a whole batch of queries.
+        for _ in 0..1000 {
+            if fresh.len() >= self.config.batch {
+                break;
+            }
+            let arch = space.sample(rng);
+            if history.get(&arch).is_none() && !fresh.contains(&arch) {
+                fresh.push(arch);
             }
         }
         self.queue.extend(fresh);
