@@ -213,7 +213,7 @@ pub fn table_text(rows: &[SummaryRow], best_test: Option<f64>, target: &str) -> 
     let mut text = String::new();
     _ = writeln!(
         text,
-        "{:<12} {:>7} {:>16} {:>10} {:>9} {:>14} {:>12} {:>9}  {}",
+        "{:<12} {:>7} {:>16} {:>10} {:>9} {:>14} {:>12} {:>9}  proposals by source",
         "strategy",
         "queries",
         "test acc (%)",
@@ -221,8 +221,7 @@ pub fn table_text(rows: &[SummaryRow], best_test: Option<f64>, target: &str) -> 
         "hit rate",
         "median q->best",
         "hypervolume",
-        "wall s",
-        "proposals by source"
+        "wall s"
     );
     for row in rows {
         let line = format!(

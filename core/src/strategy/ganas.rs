@@ -228,7 +228,10 @@ impl GaNas {
             .map(|c| sigmoid(c - truth_mean))
             .collect();
         let reward_mean = mean(&rewards);
-        let reward_std = (rewards.iter().map(|r| (r - reward_mean).powi(2)).sum::<f32>()
+        let reward_std = (rewards
+            .iter()
+            .map(|r| (r - reward_mean).powi(2))
+            .sum::<f32>()
             / n as f32)
             .sqrt()
             .max(1e-6);

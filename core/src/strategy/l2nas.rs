@@ -286,7 +286,9 @@ fn relax_on_tape(tape: &mut Tape<'_>, action: Var, sizes: &[usize], temperature:
     let mut parts = Vec::with_capacity(sizes.len());
     let mut offset = 0;
     for &size in sizes {
-        let slice = tape.slice(action, 1, offset, size).expect("within the encoding");
+        let slice = tape
+            .slice(action, 1, offset, size)
+            .expect("within the encoding");
         let scaled = tape.scale(slice, 1.0 / temperature).expect("scale");
         parts.push(tape.softmax(scaled).expect("softmax"));
         offset += size;
@@ -304,7 +306,11 @@ pub fn decode_action(space: &dyn SearchSpace, action: &[f32], rng: &mut dyn RngC
         let slice = &action[offset..offset + decision.choices.len()];
         let max = slice.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let tied = slice.iter().filter(|&&v| v == max).count();
-        let mut pick = if tied > 1 { rng.random_range(0..tied) } else { 0 };
+        let mut pick = if tied > 1 {
+            rng.random_range(0..tied)
+        } else {
+            0
+        };
         let mut choice = 0;
         for (i, &v) in slice.iter().enumerate() {
             if v == max {
@@ -638,10 +644,10 @@ mod tests {
         }
         assert!(l2nas.pending.is_empty());
         assert_eq!(l2nas.replay.recent.len(), 4);
-        for i in 0..4 {
+        for (i, action) in actions.iter().enumerate() {
             let seen = &l2nas.replay.recent[3 - i];
             assert_eq!(seen.reward, i as f32);
-            assert_eq!(seen.relaxed, relax(&l2nas.sizes, &actions[i], 0.3));
+            assert_eq!(seen.relaxed, relax(&l2nas.sizes, action, 0.3));
         }
     }
 
@@ -698,7 +704,10 @@ mod tests {
         while history.len() < 200 {
             let arch = l2nas.propose(&space, &history, &mut rng);
             let action = &l2nas.pending.back().expect("just proposed").action;
-            assert!(action.iter().all(|v| (-1.0..=1.0).contains(v)), "{action:?}");
+            assert!(
+                action.iter().all(|v| (-1.0..=1.0).contains(v)),
+                "{action:?}"
+            );
             let record = match history.get(&arch) {
                 Some(seen) => seen.clone(),
                 None => {

@@ -92,7 +92,10 @@ fn combine(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Result<Tensor
     let data = if a.shape() == b.shape() {
         x.iter().zip(y).map(|(&u, &v)| f(u, v)).collect()
     } else {
-        let (ia, ib) = (Source::new(a.shape(), &shape), Source::new(b.shape(), &shape));
+        let (ia, ib) = (
+            Source::new(a.shape(), &shape),
+            Source::new(b.shape(), &shape),
+        );
         let total: usize = shape.iter().product();
         (0..total).map(|k| f(x[ia.at(k)], y[ib.at(k)])).collect()
     };
@@ -160,7 +163,10 @@ pub fn mul_backward(a: &Tensor, b: &Tensor, dy: &Tensor) -> Result<(Tensor, Tens
         let db = g.iter().zip(x).map(|(g, u)| g * u).collect();
         return Ok((Tensor::new(a.shape(), da)?, Tensor::new(b.shape(), db)?));
     }
-    let (ia, ib) = (Source::new(a.shape(), &shape), Source::new(b.shape(), &shape));
+    let (ia, ib) = (
+        Source::new(a.shape(), &shape),
+        Source::new(b.shape(), &shape),
+    );
     let mut da = vec![0.0; a.len()];
     let mut db = vec![0.0; b.len()];
     for (k, g) in g.iter().enumerate() {
