@@ -3,6 +3,7 @@
 mod bench;
 mod cluster;
 mod doctor;
+mod eval_cmd;
 mod latency_cmds;
 mod output;
 mod progress;
@@ -36,6 +37,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Training-free proxies on NAS-Bench-201 cells: rank correlation with the table.
     Proxies(proxies_cmd::ProxiesArgs),
+    /// A model's accuracy in ONNX Runtime on a data set (check a search's
+    /// `best-inherited.onnx` before shipping it).
+    Eval(eval_cmd::EvalArgs),
     /// Write an architecture as an ONNX model.
     Export(latency_cmds::ExportArgs),
     /// Time an ONNX model with ONNX Runtime on this machine.
@@ -94,6 +98,7 @@ fn run(cli: Cli, search_flags: &[String]) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Proxies(args) => proxies_cmd::run(&args),
+        Command::Eval(args) => eval_cmd::run(&args),
         Command::Export(args) => latency_cmds::export(&args),
         Command::Profile(args) => latency_cmds::profile_cmd(&args),
         Command::Lut(command) => latency_cmds::lut(&command),

@@ -1,6 +1,7 @@
 //! Latency for hwnas: ONNX Runtime discovery and loading, ONNX export of subnets, profiling,
 //! lookup tables and predictors.
 
+pub mod accuracy;
 pub mod cache;
 pub mod error;
 pub mod export;

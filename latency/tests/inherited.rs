@@ -16,6 +16,7 @@ use hwnas_core::supernet::{
 use hwnas_latency::export::ExportOptions;
 use hwnas_latency::export::inherited::{nb201_inherited, ofa_inherited};
 use hwnas_latency::onnx::builder::encode;
+use hwnas_latency::onnx::normalise::prepend_normalisation;
 use hwnas_latency::profile::ModelRunner;
 
 fn batch_of(n: usize, side: usize, seed: u64) -> Batch {
@@ -120,6 +121,18 @@ fn an_inherited_nb201_subnet_matches_the_supernet_in_onnx_runtime() {
             };
             let model = nb201_inherited(net, &stats, &arch, 8, options).unwrap();
             assert_runs_like(&encode(&model), &eval, fold, &expected, text);
+            // With its input normalisation inside, the model takes the images before it:
+            // raw x with (x - 0.3) / 0.5 = the batch above answers as the batch did.
+            let inside = prepend_normalisation(model, &[0.3], &[0.5]).unwrap();
+            let raw = Batch {
+                images: Tensor::new(
+                    eval.images.shape(),
+                    eval.images.data().iter().map(|v| v * 0.5 + 0.3).collect(),
+                )
+                .unwrap(),
+                labels: eval.labels.clone(),
+            };
+            assert_runs_like(&encode(&inside), &raw, fold, &expected, text);
         }
     }
     // Statistics of another subnet do not fit: the export says so.

@@ -15,6 +15,7 @@ pub mod executor;
 pub mod finalists;
 pub mod latency_tools;
 pub mod measure;
+pub mod model_eval;
 pub mod observer;
 pub mod oneshot;
 pub mod outcome;

@@ -25,6 +25,7 @@ use hwnas_latency::export::ExportOptions;
 use hwnas_latency::export::inherited::{nb201_inherited, ofa_inherited};
 use hwnas_latency::measured::export_for_profiling;
 use hwnas_latency::onnx::builder::encode;
+use hwnas_latency::onnx::normalise::prepend_normalisation;
 use hwnas_latency::onnx::proto::ModelProto;
 use rand::SeedableRng;
 
@@ -301,7 +302,8 @@ pub fn train_ofa(
 }
 
 /// Writes `best-inherited.onnx`: the Once-for-All subnet of `record` at the supernet's
-/// width with the weights it inherits, batch norm recalibrated on the scoring batches.
+/// width with the weights it inherits, batch norm recalibrated on the scoring batches, its
+/// input normalisation inside (it takes images in [0, 1]).
 pub fn write_ofa_inherited(
     supernet: &SupernetEvaluator,
     record: &Record,
@@ -315,6 +317,8 @@ pub fn write_ofa_inherited(
     let config = hwnas_core::space::ofa::parse_config(&record.arch_text)?;
     let stats = supernet.recalibrate(&record.arch)?;
     let model = ofa_inherited(net, &stats, &config, ExportOptions::default())?;
+    let norm = supernet.normalisation();
+    let model = prepend_normalisation(model, &norm.mean, &norm.std)?;
     save_model(&model, &dir.file("best-inherited.onnx"))
 }
 
@@ -324,7 +328,8 @@ fn save_model(model: &ModelProto, path: &Path) -> Result<PathBuf> {
 }
 
 /// Writes `best-inherited.onnx`: the found NAS-Bench-201 cell at the supernet's size with
-/// the weights it inherits and its batch norm recalibrated on the scoring batches (`None`
+/// the weights it inherits and its batch norm recalibrated on the scoring batches, its input
+/// normalisation inside (it takes images in [0, 1]) (`None`
 /// for the DARTS space, whose evaluation network is trained from scratch).
 fn write_nb201_inherited(
     (run, backend): (&OneShotRun, &dyn Backend),
@@ -340,6 +345,8 @@ fn write_nb201_inherited(
     let stats = run.trainer.recalibrate(backend, arch, &recalibration)?;
     let side = data.train.shape[2];
     let model = nb201_inherited(net, &stats, arch, side, ExportOptions::default())?;
+    let norm = &data.normalisation;
+    let model = prepend_normalisation(model, &norm.mean, &norm.std)?;
     save_model(&model, &dir.file("best-inherited.onnx")).map(Some)
 }
 
@@ -491,7 +498,7 @@ fn report(plan: &SearchPlan, outcome: &Outcome, data: &OneShotData, budget_origi
         budget_origin,
         match &outcome.inherited_onnx {
             Some(path) => format!(
-                "- {path}: the cell at the supernet's size with the weights it inherits (batch norm recalibrated and folded): the network the held-out accuracy was measured with; inputs are images in [0, 1] normalised per channel with mean {:?} and std {:?}\n",
+                "- {path}: the cell at the supernet's size with the weights it inherits (batch norm recalibrated and folded): the network the held-out accuracy was measured with; inputs are images in [0, 1] (the per-channel normalisation, mean {:?} and std {:?}, is the model's first two nodes); `hwnas eval {path} --data DATA` checks its accuracy\n",
                 facts.input_normalisation.0, facts.input_normalisation.1
             ),
             None => String::new(),

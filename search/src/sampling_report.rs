@@ -85,7 +85,7 @@ pub fn report_md(
     if let Some(facts) = &outcome.supernet {
         let (mean, std) = &facts.input_normalisation;
         md.push_str(&format!(
-            "- `best-inherited.onnx`: the chosen subnet at the supernet's width with the weights it inherits from the supernet that scored it (batch norm recalibrated, folded): the network its accuracy estimate was measured with. Inputs: images in [0, 1] normalised per channel with mean {mean:?} and std {std:?}.\n"
+            "- `best-inherited.onnx`: the chosen subnet at the supernet's width with the weights it inherits from the supernet that scored it (batch norm recalibrated, folded): the network its accuracy estimate was measured with. Inputs: images in [0, 1] (the per-channel normalisation, mean {mean:?} and std {std:?}, is the model's first two nodes); `hwnas eval best-inherited.onnx --data DATA` checks its accuracy.\n"
         ));
     }
     md

@@ -263,11 +263,11 @@ fn an_agent_measurement_agrees_with_a_local_profile() {
         assert!(output.status.success(), "{}", stderr_text(&output));
         serde_json::from_str(&stdout_text(&output)).unwrap()
     };
-    // Interleaved, three each: a burst of load from outside this test (CI machines are shared)
+    // Interleaved, five each: a burst of load from outside this test (CI machines are shared)
     // then hits both sides, and the fastest median of each side is compared.
     let mut remote_runs = Vec::new();
     let mut local_runs = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         remote_runs.push(run(&["--target", target.to_str().unwrap()]));
         local_runs.push(run(&[]));
     }
@@ -284,11 +284,12 @@ fn an_agent_measurement_agrees_with_a_local_profile() {
     };
     let (rm, lm) = (fastest(&remote_runs), fastest(&local_runs));
     // The same model under the same protocol and thread count: the medians agree within the
-    // noise of a shared two-core machine (15%). A broken agent -- timing the transfer, a
-    // different thread count, a different model -- is off by far more.
-    let allowed = 0.15 * lm;
+    // noise of a shared two-core machine (20%; 22% was seen with a compile beside the test).
+    // A broken agent -- timing the transfer, a different thread count, a different model --
+    // is off by far more.
+    let allowed = 0.2 * lm;
     println!(
-        "agent median {rm:.4} ms, local median {lm:.4} ms (fastest of 3 each), allowed difference {allowed:.4} ms"
+        "agent median {rm:.4} ms, local median {lm:.4} ms (fastest of 5 each), allowed difference {allowed:.4} ms"
     );
     assert!(
         (rm - lm).abs() <= allowed,

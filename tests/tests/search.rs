@@ -369,6 +369,43 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
     let logits = runner.run().unwrap();
     assert_eq!(logits.len(), 10);
     assert!(logits.iter().all(|v| v.is_finite()));
+    // `hwnas eval` scores it on Fashion-MNIST's test images, raw: its normalisation is
+    // inside. Four steps learn little, but a broken normalisation would answer one class.
+    let output = hwnas(&[
+        "eval",
+        inherited.to_str().unwrap(),
+        "--data",
+        "fashion-mnist",
+        "--limit",
+        "200",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let eval: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert_eq!(eval["images"], 200);
+    assert_eq!(eval["split"], "test");
+    let accuracy = eval["accuracy"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&accuracy), "{eval}");
+    // Images of another shape are refused, naming both shapes.
+    let cifar = dir.path().join("cifar");
+    std::fs::create_dir_all(&cifar).unwrap();
+    std::fs::write(cifar.join("test_batch.bin"), vec![1u8; 3073 * 2]).unwrap();
+    let output = hwnas(&[
+        "eval",
+        inherited.to_str().unwrap(),
+        "--data",
+        &format!("cifar:{}", cifar.display()),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.contains("[1, 1, 28, 28]") && stderr.contains("3x32x32"),
+        "{stderr}"
+    );
     // A wrong strategy name for a one-shot search is refused with the allowed names.
     let output = hwnas(&[
         "search",

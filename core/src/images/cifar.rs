@@ -46,6 +46,14 @@ impl CifarVariant {
             CifarVariant::Cifar100 => vec!["train.bin"],
         }
     }
+
+    /// The test file inside the extracted `cifar-*-binary` folder.
+    pub fn test_file(self) -> &'static str {
+        match self {
+            CifarVariant::Cifar10 => "test_batch.bin",
+            CifarVariant::Cifar100 => "test.bin",
+        }
+    }
 }
 
 impl ImageSet {
@@ -88,6 +96,24 @@ impl ImageSet {
             shape: [labels.len(), 3, 32, 32],
             images,
             labels,
+        })
+    }
+
+    /// The test set of an extracted `cifar-10-batches-bin` or `cifar-100-binary` folder;
+    /// the variant is told by the file present.
+    pub fn cifar_test(dir: &Path) -> Result<Self> {
+        for variant in [CifarVariant::Cifar10, CifarVariant::Cifar100] {
+            let file = dir.join(variant.test_file());
+            if file.is_file() {
+                return Self::read_cifar(&[file], variant);
+            }
+        }
+        Err(Error::Setting {
+            name: "data".into(),
+            problem: format!(
+                "{} holds neither CIFAR-10's test_batch.bin nor CIFAR-100's test.bin; pass the extracted binary-version folder",
+                dir.display()
+            ),
         })
     }
 

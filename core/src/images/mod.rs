@@ -12,6 +12,26 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Which part of a published data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The training images (what searches train and hold out from).
+    Train,
+    /// The test images, never seen by a search.
+    Test,
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "train" => Ok(Split::Train),
+            "test" => Ok(Split::Test),
+            other => Err(format!("unknown split `{other}`; use train or test")),
+        }
+    }
+}
+
 /// Images and labels.
 #[derive(Debug, Clone)]
 pub struct ImageSet {
@@ -94,6 +114,15 @@ impl ImageSet {
     /// only there: a folder that lacks them is an error, never replaced by another copy —
     /// else from the Debian package's folder, or the shared data.
     pub fn fashion_mnist_train(dir: Option<&Path>) -> Result<Self> {
+        Self::fashion_mnist(dir, Split::Train)
+    }
+
+    /// Fashion-MNIST's training or test set, found as for [`ImageSet::fashion_mnist_train`].
+    pub fn fashion_mnist(dir: Option<&Path>, split: Split) -> Result<Self> {
+        let prefix = match split {
+            Split::Train => "train",
+            Split::Test => "t10k",
+        };
         let candidates: Vec<PathBuf> = match dir {
             Some(dir) => vec![dir.to_path_buf()],
             None => [PathBuf::from("/usr/share/datasets/fashion-mnist")]
@@ -102,8 +131,8 @@ impl ImageSet {
                 .collect(),
         };
         for folder in &candidates {
-            let images = folder.join("train-images-idx3-ubyte.gz");
-            let labels = folder.join("train-labels-idx1-ubyte.gz");
+            let images = folder.join(format!("{prefix}-images-idx3-ubyte.gz"));
+            let labels = folder.join(format!("{prefix}-labels-idx1-ubyte.gz"));
             if images.is_file() && labels.is_file() {
                 return Self::read_idx(&images, &labels);
             }

@@ -5,6 +5,7 @@
 pub mod proto;
 
 pub mod builder;
+pub mod normalise;
 pub mod weights;
 
 pub use builder::{GraphBuilder, Tensor};

@@ -1,0 +1,99 @@
+//! `hwnas eval`: a shipped model's accuracy in ONNX Runtime on a labelled data set — the
+//! check a user runs before shipping what a search wrote.
+
+use std::path::{Path, PathBuf};
+
+use hwnas_core::images::{ImageSet, Split};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::plan::DataSource;
+
+/// A model's accuracy, as `hwnas eval --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Top-1 accuracy in percent.
+    pub accuracy: f64,
+    /// Images classified.
+    pub images: usize,
+    /// The model file.
+    pub model: PathBuf,
+    /// The data set, as `--data` names it.
+    pub data: String,
+    /// `train` or `test` (a folder of images is read whole: `folder`).
+    pub split: String,
+    /// Wall seconds of the evaluation (loading the images included).
+    pub seconds: f64,
+}
+
+impl EvalReport {
+    /// The report for a person.
+    pub fn text(&self) -> String {
+        format!(
+            "{}: {:.2}% top-1 on {} {} images of {} ({:.1} s)",
+            self.model.display(),
+            self.accuracy,
+            self.images,
+            self.split,
+            self.data,
+            self.seconds
+        )
+    }
+}
+
+/// The images of `data`'s `split`; a folder of images is read at `size` x `size`.
+fn images(data: &DataSource, split: Split, size: usize) -> Result<ImageSet> {
+    Ok(match (data, split) {
+        (DataSource::FashionMnist, split) => ImageSet::fashion_mnist(None, split)?,
+        (DataSource::Cifar(dir), Split::Train) => ImageSet::cifar_train(dir)?,
+        (DataSource::Cifar(dir), Split::Test) => ImageSet::cifar_test(dir)?,
+        (DataSource::Folder(dir), _) => ImageSet::read_folder(dir, size)?.0,
+    })
+}
+
+/// Classifies the images of `data` (its `split`; the first `limit` when given) with the
+/// ONNX model at `model`, which takes images in [0, 1] as the searches' `best-inherited.onnx`
+/// does, on `threads` ONNX Runtime threads.
+pub fn evaluate_model(
+    model: &Path,
+    data: &DataSource,
+    split: Split,
+    limit: Option<usize>,
+    threads: usize,
+) -> Result<EvalReport> {
+    let started = std::time::Instant::now();
+    if limit == Some(0) {
+        return Err(Error::Plan {
+            setting: "limit",
+            value: "0".into(),
+            problem: "evaluate at least one image; leave --limit out for the whole split".into(),
+        });
+    }
+    let bytes = std::fs::read(model).map_err(|e| Error::io("read", model, e))?;
+    // A folder's images are resized to the model's input side.
+    let side = hwnas_latency::profile::ModelRunner::new(&bytes, 1, false)?
+        .input_shape()
+        .last()
+        .map_or(32, |&d| d.max(1) as usize);
+    let mut set = images(data, split, side)?;
+    if let Some(limit) = limit.filter(|&l| l < set.labels.len()) {
+        let plane: usize = set.shape[1..].iter().product();
+        set.images.truncate(limit * plane);
+        set.labels.truncate(limit);
+        set.shape[0] = limit;
+    }
+    let result = hwnas_latency::accuracy::accuracy(&bytes, &set, threads)?;
+    Ok(EvalReport {
+        accuracy: result.accuracy,
+        images: result.images,
+        model: model.to_path_buf(),
+        data: data.to_string(),
+        split: match (data, split) {
+            (DataSource::Folder(_), _) => "folder",
+            (_, Split::Train) => "train",
+            (_, Split::Test) => "test",
+        }
+        .to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
