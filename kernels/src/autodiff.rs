@@ -608,9 +608,15 @@ impl<'b> Tape<'b> {
                 }
             }
             Op::Matmul { a, b } => {
-                let (da, db) = backend.matmul_backward(self.value(*a), self.value(*b), dy)?;
-                self.accumulate(*a, &da);
-                self.accumulate(*b, &db);
+                let want = (self.nodes[a.0].needs_grad, self.nodes[b.0].needs_grad);
+                let (da, db) =
+                    backend.matmul_backward_parts(self.value(*a), self.value(*b), dy, want)?;
+                if let Some(da) = da {
+                    self.accumulate(*a, &da);
+                }
+                if let Some(db) = db {
+                    self.accumulate(*b, &db);
+                }
             }
             Op::AddBias { x, bias } => {
                 let (dx, db) =

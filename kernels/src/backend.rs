@@ -45,6 +45,18 @@ pub trait Backend: Send + Sync {
         cpu::matmul_backward(a, b, dc)
     }
 
+    /// `da` and `db`, each only when asked for (`want`): the gradient of an operand that
+    /// is data is a product nobody reads.
+    fn matmul_backward_parts(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        dc: &Tensor,
+        want: (bool, bool),
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        cpu::matmul_backward_parts(a, b, dc, want.0, want.1)
+    }
+
     /// `f(x)`.
     fn activation(&self, x: &Tensor, f: Activation) -> Result<Tensor> {
         Ok(cpu::activation(x, f))
@@ -356,6 +368,24 @@ impl Backend for Wgpu {
             self.gpu.matmul(dc, &transpose(b))?,
             self.gpu.matmul(&transpose(a), dc)?,
         ))
+    }
+
+    fn matmul_backward_parts(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        dc: &Tensor,
+        want: (bool, bool),
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let da = match want.0 {
+            true => Some(self.gpu.matmul(dc, &transpose(b))?),
+            false => None,
+        };
+        let db = match want.1 {
+            true => Some(self.gpu.matmul(&transpose(a), dc)?),
+            false => None,
+        };
+        Ok((da, db))
     }
 
     fn activation(&self, x: &Tensor, f: Activation) -> Result<Tensor> {

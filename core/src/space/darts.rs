@@ -109,6 +109,24 @@ fn format_cell(edges: &[Edge]) -> String {
 }
 
 impl SearchSpace for DartsSpace {
+    /// Per cell: a node's input choice feeds its two operations, and every node's
+    /// operations feed the input choices of the nodes after it (which may read it).
+    fn decision_graph(&self) -> Vec<(usize, usize)> {
+        let mut edges = Vec::new();
+        for cell in 0..CELLS.len() {
+            let at = |node: usize, part: usize| cell * NODES * 3 + node * 3 + part;
+            for node in 0..NODES {
+                edges.push((at(node, 0), at(node, 1)));
+                edges.push((at(node, 0), at(node, 2)));
+                for later in node + 1..NODES {
+                    edges.push((at(node, 1), at(later, 0)));
+                    edges.push((at(node, 2), at(later, 0)));
+                }
+            }
+        }
+        edges
+    }
+
     fn name(&self) -> &'static str {
         "darts"
     }

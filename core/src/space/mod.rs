@@ -68,6 +68,13 @@ pub trait SearchSpace: Send + Sync {
     /// Parses the community's text format; errors name the bad token and the allowed values.
     fn parse(&self, text: &str) -> Result<Arch>;
 
+    /// How the decisions connect in the network, as directed edges `(from, to)` between
+    /// decision indices: what a graph encoder (GA-NAS's) propagates along. By default a
+    /// chain in decision order.
+    fn decision_graph(&self) -> Vec<(usize, usize)> {
+        (1..self.decisions().len()).map(|i| (i - 1, i)).collect()
+    }
+
     /// Which decisions change the network for this architecture (all, by default).
     fn active(&self, arch: &Arch) -> Vec<bool> {
         vec![true; arch.0.len()]

@@ -51,6 +51,19 @@ const SKIP: u8 = 1;
 const AVG_POOL: u8 = 4;
 
 impl SearchSpace for Nb201Space {
+    /// The line graph of the cell: edge `j <- i` feeds every edge `k <- j`.
+    fn decision_graph(&self) -> Vec<(usize, usize)> {
+        let mut edges = Vec::new();
+        for (a, &(to_a, _)) in EDGES.iter().enumerate() {
+            for (b, &(_, from_b)) in EDGES.iter().enumerate() {
+                if to_a == from_b {
+                    edges.push((a, b));
+                }
+            }
+        }
+        edges
+    }
+
     fn name(&self) -> &'static str {
         "nb201"
     }

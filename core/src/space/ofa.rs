@@ -271,6 +271,28 @@ pub fn parse_config(text: &str) -> Result<OfaConfig> {
 }
 
 impl SearchSpace for OfaSpace {
+    /// The block sequence: each block's kernel and expand ratio joined, each block feeding
+    /// the next, a stage's depth reaching its blocks, the resolution the first block.
+    fn decision_graph(&self) -> Vec<(usize, usize)> {
+        let (kernel, expand) = (|b: usize| b, |b: usize| BLOCKS + b);
+        let depth = |s: usize| 2 * BLOCKS + s;
+        let resolution = 2 * BLOCKS + STAGES;
+        let mut edges = Vec::new();
+        for b in 0..BLOCKS {
+            edges.push((kernel(b), expand(b)));
+            edges.push((expand(b), kernel(b)));
+            if b + 1 < BLOCKS {
+                edges.push((kernel(b), kernel(b + 1)));
+                edges.push((expand(b), expand(b + 1)));
+            }
+            edges.push((depth(b / MAX_DEPTH), kernel(b)));
+            edges.push((depth(b / MAX_DEPTH), expand(b)));
+        }
+        edges.push((resolution, kernel(0)));
+        edges.push((resolution, expand(0)));
+        edges
+    }
+
     fn name(&self) -> &'static str {
         "ofa-mbv3"
     }

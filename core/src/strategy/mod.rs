@@ -3,6 +3,7 @@
 pub mod evolution;
 pub mod ganas;
 pub mod generational;
+pub mod graph;
 pub mod l2nas;
 pub mod nets;
 pub mod random;

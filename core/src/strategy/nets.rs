@@ -15,8 +15,16 @@ pub struct Mlp {
 impl Mlp {
     /// An MLP with the given widths (`[in, hidden..., out]`), He-initialised from `seed`.
     pub fn new(widths: &[usize], learning_rate: f32, seed: u64) -> Self {
-        let layers = widths
-            .windows(2)
+        let shapes: Vec<(usize, usize)> = widths.windows(2).map(|w| (w[0], w[1])).collect();
+        Self::with_layers(&shapes, learning_rate, seed)
+    }
+
+    /// Layers of the given `(in, out)` shapes that need not chain (the weight matrices of
+    /// a recurrent cell), He-initialised from `seed`, trained by one Adam.
+    pub fn with_layers(shapes: &[(usize, usize)], learning_rate: f32, seed: u64) -> Self {
+        let layers = shapes.iter().map(|&(i, o)| [i, o]).collect::<Vec<_>>();
+        let layers = layers
+            .iter()
             .enumerate()
             .map(|(i, w)| {
                 let scale = (2.0 / w[0] as f32).sqrt();

@@ -23,6 +23,19 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// `(da, db)` from `dc`: `da = dc x b^T`, `db = a^T x dc`.
 pub fn matmul_backward(a: &Tensor, b: &Tensor, dc: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (da, db) = matmul_backward_parts(a, b, dc, true, true)?;
+    Ok((da.expect("asked for"), db.expect("asked for")))
+}
+
+/// `da` and `db` of `C = A x B`, each only when asked for (the other operand is data: its
+/// gradient is a product nobody reads).
+pub fn matmul_backward_parts(
+    a: &Tensor,
+    b: &Tensor,
+    dc: &Tensor,
+    want_a: bool,
+    want_b: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let (m, k, n) = dims(a, b)?;
     if dc.shape() != [m, n] {
         return Err(Error::Shape(format!(
@@ -30,29 +43,35 @@ pub fn matmul_backward(a: &Tensor, b: &Tensor, dc: &Tensor) -> Result<(Tensor, T
             dc.shape()
         )));
     }
-    let mut da = Tensor::zeros(&[m, k]);
-    let mut db = Tensor::zeros(&[k, n]);
-    sgemm(
-        m,
-        n,
-        k,
-        dc.data(),
-        false,
-        b.data(),
-        true,
-        0.0,
-        da.data_mut(),
-    );
-    sgemm(
-        k,
-        m,
-        n,
-        a.data(),
-        true,
-        dc.data(),
-        false,
-        0.0,
-        db.data_mut(),
-    );
+    let da = want_a.then(|| {
+        let mut da = Tensor::zeros(&[m, k]);
+        sgemm(
+            m,
+            n,
+            k,
+            dc.data(),
+            false,
+            b.data(),
+            true,
+            0.0,
+            da.data_mut(),
+        );
+        da
+    });
+    let db = want_b.then(|| {
+        let mut db = Tensor::zeros(&[k, n]);
+        sgemm(
+            k,
+            m,
+            n,
+            a.data(),
+            true,
+            dc.data(),
+            false,
+            0.0,
+            db.data_mut(),
+        );
+        db
+    });
     Ok((da, db))
 }

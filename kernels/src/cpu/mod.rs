@@ -18,7 +18,7 @@ pub use conv::{conv2d, conv2d_backward};
 pub use layout::{
     centre_crop, centre_crop_backward, concat_channels, slice_axis, slice_axis_backward,
 };
-pub use matmul::{matmul, matmul_backward};
+pub use matmul::{matmul, matmul_backward, matmul_backward_parts};
 pub use mixed::{mixed_op, mixed_op_backward};
 pub use norm::{
     BatchNormCache, batch_norm_inference, batch_norm_inference_backward, batch_norm_train,
