@@ -10,6 +10,7 @@ mod progress;
 mod proxies_cmd;
 mod search;
 mod targets_cmds;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,8 @@ enum Command {
     /// A model's accuracy in ONNX Runtime on a data set (check a search's
     /// `best-inherited.onnx` before shipping it).
     Eval(eval_cmd::EvalArgs),
+    /// Train an architecture found by a search on your images and write it as ONNX.
+    Train(train_cmd::TrainArgs),
     /// Write an architecture as an ONNX model.
     Export(latency_cmds::ExportArgs),
     /// Time an ONNX model with ONNX Runtime on this machine.
@@ -99,6 +102,7 @@ fn run(cli: Cli, search_flags: &[String]) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&args),
         Command::Proxies(args) => proxies_cmd::run(&args),
         Command::Eval(args) => eval_cmd::run(&args),
+        Command::Train(args) => train_cmd::run(&args),
         Command::Export(args) => latency_cmds::export(&args),
         Command::Profile(args) => latency_cmds::profile_cmd(&args),
         Command::Lut(command) => latency_cmds::lut(&command),

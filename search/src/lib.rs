@@ -27,6 +27,7 @@ pub mod sampling_report;
 pub mod slurm;
 pub mod tables;
 pub mod tasks;
+pub mod train_arch;
 pub mod worker;
 pub mod world;
 pub mod zero_cost;

@@ -429,6 +429,76 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
 }
 
 #[test]
+fn a_trained_architecture_ships_as_onnx_that_scores_what_the_report_says() {
+    if !fashion_mnist() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trained");
+    let cell = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|skip_connect~1|nor_conv_1x1~2|";
+    let train = |out: &std::path::Path, arch: &str, space: &str| {
+        hwnas(&[
+            "train",
+            "--space",
+            space,
+            "--arch",
+            arch,
+            "--epochs",
+            "1",
+            "--train-images",
+            "256",
+            "--eval-images",
+            "64",
+            "--batch-size",
+            "32",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap()
+    };
+    let output = train(&out, cell, "nb201");
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert_eq!(json["arch"], cell);
+    assert_eq!(json["test_images"], 10000);
+    let heldout = json["heldout_accuracy"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&heldout), "{json}");
+    assert!(out.join("report.md").is_file());
+    // The written file scores in `hwnas eval` exactly what the report says.
+    let onnx = out.join("trained.onnx");
+    let output = hwnas(&["eval", onnx.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let eval: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert_eq!(eval["accuracy"], json["test_accuracy"]);
+    // Nothing is overwritten; a bad cell and the DARTS space are refused by name.
+    let again = train(&out, cell, "nb201");
+    assert!(!again.status.success());
+    assert!(
+        stderr_text(&again).contains("already exists"),
+        "{}",
+        stderr_text(&again)
+    );
+    let bad = train(&dir.path().join("bad"), "|conv_9x9~0|", "nb201");
+    assert!(!bad.status.success());
+    assert!(
+        stderr_text(&bad).contains("conv_9x9"),
+        "{}",
+        stderr_text(&bad)
+    );
+    let darts = train(&dir.path().join("darts"), "x", "darts");
+    assert!(!darts.status.success());
+    assert!(
+        stderr_text(&darts).contains("DARTS"),
+        "{}",
+        stderr_text(&darts)
+    );
+}
+
+#[test]
 fn a_darts_space_one_shot_search_answers_with_a_genotype_measured_on_this_machine() {
     if !fashion_mnist() {
         return;

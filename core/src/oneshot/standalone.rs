@@ -112,6 +112,24 @@ impl TrainingEvaluator {
     }
 }
 
+impl TrainingEvaluator {
+    /// Batch-norm statistics of `arch` in `trainer` re-estimated on the scoring batches (what
+    /// its held-out accuracy was measured with; what an exported network carries).
+    pub fn recalibrate(
+        &self,
+        trainer: &SupernetTrainer,
+        arch: &Arch,
+    ) -> Result<crate::supernet::BnStats> {
+        trainer.recalibrate(self.backend.as_ref(), arch, &self.recalibration)
+    }
+
+    /// The per-channel normalisation of the training images (the network's inputs are
+    /// images in [0, 1] normalised with it).
+    pub fn normalisation(&self) -> &crate::images::batches::Normalisation {
+        &self.data.normalisation
+    }
+}
+
 impl Evaluator for TrainingEvaluator {
     fn name(&self) -> String {
         format!(
