@@ -446,6 +446,7 @@ pub fn run(
         measured,
         queries: traces,
         inherited_onnx: inherited.as_ref().map(|p| p.display().to_string()),
+        heldout_accuracy: Some(accuracy),
         table_test_accuracy,
         run_dir: dir.path().display().to_string(),
         wall_seconds: started.elapsed().as_secs_f64(),

@@ -50,6 +50,9 @@ pub struct Outcome {
     pub queries: usize,
     /// The answer with the weights it inherits from a supernet, where one scored it.
     pub inherited_onnx: Option<String>,
+    /// Where a supernet scored the answer: its accuracy (%) on the held-out images with the
+    /// weights it inherits, after batch-norm recalibration (what `inherited_onnx` scores).
+    pub heldout_accuracy: Option<f64>,
     /// The answer's NAS-Bench-201 test accuracy (a transfer check for supernet searches).
     pub table_test_accuracy: Option<f64>,
     /// The run directory.

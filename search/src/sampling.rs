@@ -216,6 +216,7 @@ pub fn run(
         onnx: onnx_path.display().to_string(),
         measured: confirmation.measured,
         queries: history.len(),
+        heldout_accuracy: inherited_onnx.as_ref().map(|_| best.accuracy),
         inherited_onnx: inherited_onnx.map(|p| p.display().to_string()),
         table_test_accuracy: best.test_accuracy,
         run_dir: dir.path().display().to_string(),

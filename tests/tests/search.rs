@@ -350,6 +350,8 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
     assert!(json["table_test_accuracy"].as_f64().is_some());
     let accuracy = json["accuracy_estimate"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&accuracy));
+    // The one-shot answer's held-out accuracy with inherited weights is named as such.
+    assert_eq!(json["heldout_accuracy"].as_f64(), Some(accuracy));
     for file in [
         "checkpoint.bin",
         "trace.jsonl",
