@@ -51,10 +51,14 @@ pub struct TrainArgs {
     /// Seeds the initial weights, the split and the batch order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Start from the weights the architecture inherits from the supernet of this run
+    /// directory (a `--evaluator supernet` search's; its sizes, not --channels/--cells).
+    #[arg(long, value_name = "RUN_DIR")]
+    from: Option<PathBuf>,
     /// Where trained.onnx and report.md are written.
     #[arg(long, default_value = "hwnas-train")]
     out: PathBuf,
-    /// Print one JSON object: {"space", "arch", "data", "epochs", "train_images",
+    /// Print one JSON object: {"space", "arch", "data", "epochs", "from", "train_images",
     /// "heldout_accuracy", "test_accuracy", "test_images", "onnx", "report", "seconds"}.
     #[arg(long)]
     json: bool,
@@ -88,7 +92,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         proposals: None,
     };
     let observer = crate::progress::Bars::new(args.json);
-    let report = train_architecture(&plan, &args.arch, &observer)
+    let report = train_architecture(&plan, &args.arch, args.from.as_deref(), &observer)
         .with_context(|| format!("training {}", args.arch))?;
     emit(args.json, &report, TrainReport::text)?;
     Ok(ExitCode::SUCCESS)

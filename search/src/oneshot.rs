@@ -243,13 +243,25 @@ fn facts(
 /// initial weights of the space's supernet seeded by the plan, so every candidate starts
 /// alike and scores the same on any worker.
 pub fn training_evaluator(plan: &SearchPlan, observer: &dyn Observer) -> Result<TrainingEvaluator> {
+    training_evaluator_from(plan, None, observer)
+}
+
+/// [`training_evaluator`] whose candidates start from `initial`'s weights (a trained
+/// supernet's: each candidate then starts from the weights it inherits) instead of fresh
+/// ones.
+pub fn training_evaluator_from(
+    plan: &SearchPlan,
+    initial: Option<Supernet>,
+    observer: &dyn Observer,
+) -> Result<TrainingEvaluator> {
     let (data, channels, classes) = search_data(plan, true)?;
-    let initial = match plan.space {
-        SpaceKind::Ofa => Supernet::Ofa(OfaSupernet::new(
+    let initial = match (initial, plan.space) {
+        (Some(net), _) => net,
+        (None, SpaceKind::Ofa) => Supernet::Ofa(OfaSupernet::new(
             OfaSupernetConfig::reduced(channels, classes),
             plan.seed,
         )?),
-        _ => build_cell_supernet(plan, channels, classes)?,
+        (None, _) => build_cell_supernet(plan, channels, classes)?,
     };
     let settings = TrainingSettings {
         epochs: plan.epochs,

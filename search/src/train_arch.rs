@@ -2,9 +2,10 @@
 //! a network of its own, written as ONNX with its input normalisation inside, and scored
 //! on the held-out images and on the data set's test split in ONNX Runtime.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hwnas_core::images::Split;
+use hwnas_core::oneshot::OneShotRun;
 use hwnas_core::space::ofa::parse_config;
 use hwnas_core::supernet::Supernet;
 use hwnas_latency::export::ExportOptions;
@@ -29,6 +30,9 @@ pub struct TrainReport {
     pub data: String,
     /// Epochs trained.
     pub epochs: usize,
+    /// The supernet run directory whose inherited weights training started from (none:
+    /// from scratch).
+    pub from: Option<PathBuf>,
     /// Training images.
     pub train_images: usize,
     /// Accuracy (%) on the held-out training images, after batch-norm recalibration.
@@ -74,6 +78,7 @@ impl TrainReport {
 pub fn train_architecture(
     plan: &SearchPlan,
     arch_text: &str,
+    from: Option<&Path>,
     observer: &dyn Observer,
 ) -> Result<TrainReport> {
     let started = std::time::Instant::now();
@@ -100,8 +105,45 @@ pub fn train_architecture(
             ),
         ));
     }
+    // A supernet search's run directory: start from the weights the architecture inherits.
+    let initial = match from {
+        None => None,
+        Some(dir) => {
+            let checkpoint = dir.join("checkpoint.bin");
+            if !checkpoint.is_file() {
+                return Err(Error::plan(
+                    "from",
+                    dir.display(),
+                    "holds no checkpoint.bin; give the run directory of a supernet search (--evaluator supernet)",
+                ));
+            }
+            let (net, steps) = OneShotRun::saved_supernet(&checkpoint)?;
+            let expected = match plan.space {
+                SpaceKind::Nb201 => "nb201",
+                SpaceKind::Ofa => "ofa-mbv3",
+                SpaceKind::Darts => "darts",
+            };
+            if net.space() != expected {
+                return Err(Error::plan(
+                    "from",
+                    dir.display(),
+                    format!(
+                        "its supernet is of the {} space, not --space {}; give the matching --space",
+                        net.space(),
+                        plan.space.as_str()
+                    ),
+                ));
+            }
+            observer.note(&format!(
+                "starting from the weights {} inherits from {} ({steps} supernet steps)",
+                arch_text,
+                checkpoint.display()
+            ));
+            Some(net)
+        }
+    };
     std::fs::create_dir_all(&plan.out).map_err(|e| Error::io("create", &plan.out, e))?;
-    let evaluator = crate::oneshot::training_evaluator(plan, observer)?;
+    let evaluator = crate::oneshot::training_evaluator_from(plan, initial, observer)?;
     observer.note(&format!(
         "training {} for {} epochs",
         space.format(&arch),
@@ -133,6 +175,7 @@ pub fn train_architecture(
         arch: space.format(&arch),
         data: plan.data.to_string(),
         epochs: plan.epochs,
+        from: from.map(Path::to_path_buf),
         train_images: plan.train_images,
         heldout_accuracy: heldout,
         test_accuracy: test.as_ref().map(|t| t.accuracy),
@@ -143,9 +186,16 @@ pub fn train_architecture(
     };
     report.seconds = started.elapsed().as_secs_f64();
     let md = format!(
-        "# hwnas train\n\n- space: {}\n- architecture: `{}`\n- data: {} ({} training images, {} held out)\n- epochs: {} (NAS-Bench-201's schedule: SGD, lr 0.1 cosine to 0, momentum 0.9, weight decay 5e-4), batch size {}, seed {}\n- held-out accuracy (after batch-norm recalibration): {:.2}%\n- test accuracy of `trained.onnx` in ONNX Runtime: {}\n- wall time: {:.0} s\n\n`trained.onnx` takes images in [0, 1] (the per-channel normalisation, mean {:?} and std {:?}, is its first two nodes); `hwnas eval {} --data {}` checks it.\n",
+        "# hwnas train\n\n- space: {}\n- architecture: `{}`\n- started from: {}\n- data: {} ({} training images, {} held out)\n- epochs: {} (NAS-Bench-201's schedule: SGD, lr 0.1 cosine to 0, momentum 0.9, weight decay 5e-4), batch size {}, seed {}\n- held-out accuracy (after batch-norm recalibration): {:.2}%\n- test accuracy of `trained.onnx` in ONNX Runtime: {}\n- wall time: {:.0} s\n\n`trained.onnx` takes images in [0, 1] (the per-channel normalisation, mean {:?} and std {:?}, is its first two nodes); `hwnas eval {} --data {}` checks it.\n",
         report.space,
         report.arch,
+        match from {
+            Some(dir) => format!(
+                "the weights it inherits from the supernet in {}",
+                dir.display()
+            ),
+            None => "fresh weights (seeded)".to_string(),
+        },
         report.data,
         plan.train_images,
         plan.eval_images,

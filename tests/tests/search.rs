@@ -390,6 +390,50 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
     assert_eq!(eval["split"], "test");
     let accuracy = eval["accuracy"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&accuracy), "{eval}");
+    // `hwnas train --from` the run starts the found cell from the weights it inherits.
+    let trained = dir.path().join("trained-from");
+    let output = hwnas(&[
+        "train",
+        "--arch",
+        arch,
+        "--from",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--train-images",
+        "256",
+        "--eval-images",
+        "64",
+        "--batch-size",
+        "32",
+        "--out",
+        trained.to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert_eq!(json["from"], out.display().to_string());
+    assert!(trained.join("trained.onnx").is_file());
+    // A folder without a supernet checkpoint is refused, naming it.
+    let output = hwnas(&[
+        "train",
+        "--arch",
+        arch,
+        "--from",
+        trained.to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr_text(&output).contains("checkpoint.bin"),
+        "{}",
+        stderr_text(&output)
+    );
     // Images of another shape are refused, naming both shapes.
     let cifar = dir.path().join("cifar");
     std::fs::create_dir_all(&cifar).unwrap();

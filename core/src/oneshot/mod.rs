@@ -332,6 +332,14 @@ impl OneShotRun {
         })
     }
 
+    /// The supernet a checkpoint holds (its trained weights), without the strategy that
+    /// trained it; with the steps it was trained for.
+    pub fn saved_supernet(path: &Path) -> Result<(crate::supernet::Supernet, usize)> {
+        let mut saved: Saved = checkpoint::load(path)?;
+        saved.trainer.net.params_mut().reindex();
+        Ok((saved.trainer.net, saved.step))
+    }
+
     /// Writes a checkpoint.
     pub fn save(&self, path: &Path) -> Result<()> {
         checkpoint::save(
