@@ -51,7 +51,12 @@ fn images(data: &DataSource, split: Split, size: usize) -> Result<ImageSet> {
     })
 }
 
-/// Classifies the images of `data` (its `split`; the first `limit` when given) with the
+/// Reads the test split of a published data set (a check that it is there).
+pub fn test_split(data: &DataSource) -> Result<ImageSet> {
+    images(data, Split::Test, 32)
+}
+
+/// Classifies the images of `data` (its `split`; `limit` of them evenly spaced when given) with the
 /// ONNX model at `model`, which takes images in [0, 1] as the searches' `best-inherited.onnx`
 /// does, on `threads` ONNX Runtime threads.
 pub fn evaluate_model(
@@ -77,10 +82,10 @@ pub fn evaluate_model(
         .map_or(32, |&d| d.max(1) as usize);
     let mut set = images(data, split, side)?;
     if let Some(limit) = limit.filter(|&l| l < set.labels.len()) {
-        let plane: usize = set.shape[1..].iter().product();
-        set.images.truncate(limit * plane);
-        set.labels.truncate(limit);
-        set.shape[0] = limit;
+        // Evenly spaced over the set: a folder's images come class after class.
+        let n = set.labels.len();
+        let picked: Vec<usize> = (0..limit).map(|i| i * n / limit).collect();
+        set = set.subset(&picked);
     }
     let result = hwnas_latency::accuracy::accuracy(&bytes, &set, threads)?;
     Ok(EvalReport {

@@ -255,6 +255,19 @@ pub fn training_evaluator_from(
     observer: &dyn Observer,
 ) -> Result<TrainingEvaluator> {
     let (data, channels, classes) = search_data(plan, true)?;
+    if let Some(net) = &initial
+        && net.channels_and_classes() != (channels, classes)
+    {
+        let (c, k) = net.channels_and_classes();
+        return Err(Error::plan(
+            "from",
+            net.space(),
+            format!(
+                "its supernet takes {c}-channel images of {k} classes; --data {} has {channels} channels and {classes} classes: give the data set it was trained on",
+                plan.data
+            ),
+        ));
+    }
     let initial = match (initial, plan.space) {
         (Some(net), _) => net,
         (None, SpaceKind::Ofa) => Supernet::Ofa(OfaSupernet::new(

@@ -15,7 +15,7 @@ use hwnas_latency::onnx::normalise::prepend_normalisation;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model_eval::evaluate_model;
+use crate::model_eval::{evaluate_model, test_split};
 use crate::observer::Observer;
 use crate::plan::{DataSource, SearchPlan, SpaceKind};
 
@@ -95,15 +95,23 @@ pub fn train_architecture(
     let space = crate::world::training_space(plan)?;
     let arch = space.parse(arch_text)?;
     let onnx = plan.out.join("trained.onnx");
-    if onnx.exists() {
-        return Err(Error::plan(
-            "out",
-            plan.out.display(),
-            format!(
-                "{} already exists; give another --out or remove it",
-                onnx.display()
-            ),
-        ));
+    let report_path = plan.out.join("report.md");
+    for file in [&onnx, &report_path] {
+        if file.exists() {
+            return Err(Error::plan(
+                "out",
+                plan.out.display(),
+                format!(
+                    "{} already exists (another run's?); give another --out",
+                    file.display()
+                ),
+            ));
+        }
+    }
+    // The test split is read before training: a missing one must not cost the training.
+    let has_test = !matches!(plan.data, DataSource::Folder(_));
+    if has_test {
+        test_split(&plan.data)?;
     }
     // A supernet search's run directory: start from the weights the architecture inherits.
     let initial = match from {
@@ -165,18 +173,17 @@ pub fn train_architecture(
     let norm = evaluator.normalisation();
     let model = prepend_normalisation(model, &norm.mean, &norm.std)?;
     std::fs::write(&onnx, encode(&model)).map_err(|e| Error::io("write", &onnx, e))?;
-    let test = match plan.data {
-        DataSource::Folder(_) => None,
-        _ => Some(evaluate_model(&onnx, &plan.data, Split::Test, None, 1)?),
+    let test = match has_test {
+        false => None,
+        true => Some(evaluate_model(&onnx, &plan.data, Split::Test, None, 1)?),
     };
-    let report_path = plan.out.join("report.md");
     let mut report = TrainReport {
         space: plan.space.as_str().to_string(),
         arch: space.format(&arch),
         data: plan.data.to_string(),
         epochs: plan.epochs,
         from: from.map(Path::to_path_buf),
-        train_images: plan.train_images,
+        train_images: evaluator.train_len(),
         heldout_accuracy: heldout,
         test_accuracy: test.as_ref().map(|t| t.accuracy),
         test_images: test.as_ref().map(|t| t.images),
@@ -197,7 +204,7 @@ pub fn train_architecture(
             None => "fresh weights (seeded)".to_string(),
         },
         report.data,
-        plan.train_images,
+        report.train_images,
         plan.eval_images,
         plan.epochs,
         plan.batch_size,

@@ -123,6 +123,11 @@ impl TrainingEvaluator {
         trainer.recalibrate(self.backend.as_ref(), arch, &self.recalibration)
     }
 
+    /// Training images each candidate is trained on.
+    pub fn train_len(&self) -> usize {
+        self.data.train.len()
+    }
+
     /// The per-channel normalisation of the training images (the network's inputs are
     /// images in [0, 1] normalised with it).
     pub fn normalisation(&self) -> &crate::images::batches::Normalisation {

@@ -117,6 +117,15 @@ pub enum Supernet {
 }
 
 impl Supernet {
+    /// The input channels and classes it was built for.
+    pub fn channels_and_classes(&self) -> (usize, usize) {
+        match self {
+            Supernet::Nb201(n) => (n.config.in_channels, n.config.classes),
+            Supernet::Darts(n) => (n.config.in_channels, n.config.classes),
+            Supernet::Ofa(n) => (n.config.in_channels, n.config.classes),
+        }
+    }
+
     /// The search space's name (`nb201`, `darts`).
     pub fn space(&self) -> &'static str {
         match self {

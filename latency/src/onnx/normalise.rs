@@ -29,6 +29,16 @@ pub fn prepend_normalisation(
         .name
         .clone()
         .ok_or_else(|| Error::Export("the model's input has no name".into()))?;
+    if old == RAW_INPUT
+        || graph
+            .initializer
+            .iter()
+            .any(|t| t.name.as_deref() == Some("input_normalisation.mean"))
+    {
+        return Err(Error::Export(
+            "the model already takes raw images (its normalisation is inside)".into(),
+        ));
+    }
     if mean.len() != std.len() || mean.is_empty() {
         return Err(Error::Export(format!(
             "a normalisation needs one mean and one std per channel, got {} and {}",
@@ -71,4 +81,47 @@ pub fn prepend_normalisation(
     nodes.append(&mut graph.node);
     graph.node = nodes;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::{GraphProto, ValueInfoProto};
+
+    fn bare(input: &str) -> ModelProto {
+        ModelProto {
+            graph: Some(GraphProto {
+                input: vec![ValueInfoProto {
+                    name: Some(input.to_string()),
+                    ..Default::default()
+                }],
+                node: vec![NodeProto {
+                    input: vec![input.to_string()],
+                    output: vec!["y".into()],
+                    op_type: Some("Relu".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_normalisation_feeds_the_old_input_and_is_refused_twice() {
+        let model = prepend_normalisation(bare("x"), &[0.5], &[0.25]).unwrap();
+        let graph = model.graph.as_ref().unwrap();
+        assert_eq!(graph.input[0].name.as_deref(), Some(RAW_INPUT));
+        let ops: Vec<&str> = graph
+            .node
+            .iter()
+            .filter_map(|n| n.op_type.as_deref())
+            .collect();
+        assert_eq!(ops, ["Sub", "Div", "Relu"]);
+        assert_eq!(graph.node[1].output, ["x"]);
+        assert_eq!(graph.node[0].input[0], RAW_INPUT);
+        assert!(prepend_normalisation(model, &[0.5], &[0.25]).is_err());
+        assert!(prepend_normalisation(bare("x"), &[0.5], &[0.0]).is_err());
+        assert!(prepend_normalisation(bare("x"), &[0.5, 0.1], &[1.0]).is_err());
+    }
 }
