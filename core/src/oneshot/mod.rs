@@ -88,6 +88,14 @@ pub trait OneShotStrategy: Send {
     /// One search step.
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport>;
 
+    /// The share of the training steps at the start that train the weights alone (one
+    /// path sampled from the still uniform distribution per step), before the architecture
+    /// moves: what the authors run (UNAS 15 of 100 epochs, AdvantageNAS 50 of 90), so that
+    /// architecture credit is not assigned on random weights. None by default.
+    fn warmup_share(&self) -> f32 {
+        0.0
+    }
+
     /// Its state, for a checkpoint.
     fn save(&self) -> Vec<u8>;
 
@@ -114,6 +122,9 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     })
 }
 
+/// Decay of AdvantageNAS's moving-average baseline: the authors' coefficient 0.05.
+pub const ADVANTAGE_BASELINE_DECAY: f32 = 0.95;
+
 /// A one-shot strategy with default settings, by name, for a supernet of `edges` edges of
 /// `candidates` candidates. `latency` is UNAS's latency term (ignored by the others).
 pub fn by_name(
@@ -125,7 +136,11 @@ pub fn by_name(
     Ok(match name {
         "darts" => Box::new(Darts::new(edges, candidates, schedule)),
         "gdas" => Box::new(Gdas::new(edges, candidates, schedule)),
-        "advantagenas" => Box::new(AdvantageNas::new(edges, candidates, schedule, Some(0.9))),
+        // Both cell spaces list `none` first.
+        "advantagenas" => Box::new(
+            AdvantageNas::new(edges, candidates, schedule, Some(ADVANTAGE_BASELINE_DECAY))
+                .with_zero_op(0),
+        ),
         "unas" => Box::new(Unas::new(
             edges,
             candidates,
@@ -432,14 +447,21 @@ impl OneShotRun {
             let mut rng = ChaCha8Rng::seed_from_u64(
                 config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.step as u64,
             );
-            let report = self.strategy.step(&mut StepContext {
+            let mut ctx = StepContext {
                 trainer: &mut self.trainer,
                 backend,
                 train: &train[index],
                 valid: &valid[index],
                 progress: self.step as f32 / total as f32,
                 rng: &mut rng,
-            })?;
+            };
+            let warming_up = (self.step as f32) < self.strategy.warmup_share() * total as f32;
+            let report = if warming_up {
+                let out = train_sampled_path(&mut ctx, self.strategy.logits())?;
+                StepReport::new(&out, None)
+            } else {
+                self.strategy.step(&mut ctx)?
+            };
             if !report.train_loss.is_finite() {
                 return Err(Error::Setting {
                     name: "search".into(),

@@ -270,6 +270,11 @@ impl OneShotStrategy for Unas {
         &self.logits
     }
 
+    fn warmup_share(&self) -> f32 {
+        // UNAS trains the weights alone for 15 of its 100 epochs.
+        0.15
+    }
+
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
         let tau = self.settings.temperature;
         let q = self.logits.probabilities();
