@@ -47,6 +47,25 @@ pub struct History {
     ranked: Vec<usize>,
 }
 
+#[cfg(test)]
+impl Record {
+    /// A feasible record of `arch` at `query` whose accuracy and reward are `reward`, for
+    /// strategies' tests.
+    pub(crate) fn scored(query: usize, arch: Arch, reward: f64) -> Record {
+        Record {
+            query,
+            arch,
+            arch_text: String::new(),
+            accuracy: reward,
+            test_accuracy: None,
+            latency_ms: None,
+            reward,
+            feasible: true,
+            seconds: 0.0,
+        }
+    }
+}
+
 /// Whether record `a` ranks above record `b`: higher reward, earlier on ties, a reward that
 /// is not a number below every number.
 fn ranks_above(a: &Record, b: &Record) -> bool {
@@ -135,25 +154,11 @@ impl History {
 mod tests {
     use super::*;
 
-    fn scored(query: usize, reward: f64) -> Record {
-        Record {
-            query,
-            arch: Arch(vec![query as u8]),
-            arch_text: String::new(),
-            accuracy: reward,
-            test_accuracy: None,
-            latency_ms: None,
-            reward,
-            feasible: true,
-            seconds: 0.0,
-        }
-    }
-
     #[test]
     fn the_top_k_is_best_first_earliest_on_ties_and_not_a_number_last() {
         let mut history = History::new();
         for (query, reward) in [(1, 2.0), (2, f64::NAN), (3, 5.0), (4, 2.0), (5, -1.0)] {
-            history.push(scored(query, reward));
+            history.push(Record::scored(query, Arch(vec![query as u8]), reward));
         }
         let queries: Vec<usize> = history.top_k(10).iter().map(|r| r.query).collect();
         assert_eq!(queries, [3, 1, 4, 5, 2]);

@@ -131,17 +131,7 @@ mod tests {
     use crate::space::Nb201Space;
 
     fn record(ops: [u8; 6], reward: f64) -> Record {
-        Record {
-            query: 1,
-            arch: Arch(ops.to_vec()),
-            arch_text: String::new(),
-            accuracy: reward,
-            test_accuracy: None,
-            latency_ms: None,
-            reward,
-            feasible: true,
-            seconds: 0.0,
-        }
+        Record::scored(1, Arch(ops.to_vec()), reward)
     }
 
     #[test]

@@ -600,17 +600,11 @@ mod tests {
         let space = Nb201Space::new();
         let mut history = History::new();
         for (i, ops) in [[3u8; 6], [1u8; 6], [2u8; 6]].iter().enumerate() {
-            history.push(Record {
-                query: i + 1,
-                arch: Arch(ops.to_vec()),
-                arch_text: String::new(),
-                accuracy: [90.0, 50.0, 80.0][i],
-                test_accuracy: None,
-                latency_ms: None,
-                reward: [90.0, 50.0, 80.0][i],
-                feasible: true,
-                seconds: 0.0,
-            });
+            history.push(Record::scored(
+                i + 1,
+                Arch(ops.to_vec()),
+                [90.0, 50.0, 80.0][i],
+            ));
         }
         let state = top_k_state(&space, &history, 2);
         // Edge 0: half nor_conv_3x3 (index 3), half nor_conv_1x1 (index 2).
@@ -628,17 +622,7 @@ mod tests {
         let actions: Vec<Vec<f32>> = l2nas.pending.iter().map(|p| p.action.clone()).collect();
         // Observed in another order than proposed: each record finds its own proposal.
         for (i, arch) in batch.iter().enumerate().rev() {
-            let record = Record {
-                query: history.len() + 1,
-                arch: arch.clone(),
-                arch_text: String::new(),
-                accuracy: i as f64,
-                test_accuracy: None,
-                latency_ms: None,
-                reward: i as f64,
-                feasible: true,
-                seconds: 0.0,
-            };
+            let record = Record::scored(history.len() + 1, arch.clone(), i as f64);
             history.push(record.clone());
             l2nas.observe(&space, &history, &record);
         }
@@ -713,17 +697,7 @@ mod tests {
                 None => {
                     // A reward the actor can learn: how many edges are conv 3x3 (index 3).
                     let reward = arch.choices().iter().filter(|&&c| c == 3).count() as f64;
-                    let record = Record {
-                        query: history.len() + 1,
-                        arch: arch.clone(),
-                        arch_text: String::new(),
-                        accuracy: reward,
-                        test_accuracy: None,
-                        latency_ms: None,
-                        reward,
-                        feasible: true,
-                        seconds: 0.0,
-                    };
+                    let record = Record::scored(history.len() + 1, arch.clone(), reward);
                     history.push(record.clone());
                     record
                 }
