@@ -40,9 +40,10 @@ pub trait Backend: Send + Sync {
         cpu::matmul(a, b)
     }
 
-    /// `(da, db)`.
+    /// `(da, db)`: both of [`Backend::matmul_backward_parts`].
     fn matmul_backward(&self, a: &Tensor, b: &Tensor, dc: &Tensor) -> Result<(Tensor, Tensor)> {
-        cpu::matmul_backward(a, b, dc)
+        let (da, db) = self.matmul_backward_parts(a, b, dc, (true, true))?;
+        Ok((da.expect("da was asked for"), db.expect("db was asked for")))
     }
 
     /// `da` and `db`, each only when asked for (`want`): the gradient of an operand that
@@ -361,13 +362,6 @@ impl Backend for Wgpu {
 
     fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.gpu.matmul(a, b)
-    }
-
-    fn matmul_backward(&self, a: &Tensor, b: &Tensor, dc: &Tensor) -> Result<(Tensor, Tensor)> {
-        Ok((
-            self.gpu.matmul(dc, &transpose(b))?,
-            self.gpu.matmul(&transpose(a), dc)?,
-        ))
     }
 
     fn matmul_backward_parts(
