@@ -17,12 +17,10 @@ pub struct Accuracy {
     pub correct: usize,
 }
 
-/// Classifies every image of `set` (values as the set holds them) with the ONNX model
-/// `model`, one image per run on `threads` intra-op threads, and counts the top-1 hits.
-/// The model must take `[1, C, H, W]` inputs of the set's image shape and answer with one
-/// score per class.
-pub fn accuracy(model: &[u8], set: &ImageSet, threads: usize) -> Result<Accuracy> {
-    let mut runner = ModelRunner::new(model, threads, true)?;
+/// Classifies every image of `set` (values as the set holds them) with the model
+/// `runner` holds, one image per run, and counts the top-1 hits. The model must take
+/// `[1, C, H, W]` inputs of the set's image shape and answer with one score per class.
+pub fn accuracy(runner: &mut ModelRunner, set: &ImageSet) -> Result<Accuracy> {
     let [n, c, h, w] = set.shape;
     let wanted: Vec<i64> = [1, c, h, w].iter().map(|&d| d as i64).collect();
     if runner.input_shape() != wanted.as_slice() {

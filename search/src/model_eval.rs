@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use hwnas_core::images::{ImageSet, Split};
+use hwnas_latency::profile::ModelRunner;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -51,14 +52,17 @@ fn images(data: &DataSource, split: Split, size: usize) -> Result<ImageSet> {
     })
 }
 
-/// Reads the test split of a published data set (a check that it is there).
-pub fn test_split(data: &DataSource) -> Result<ImageSet> {
-    images(data, Split::Test, 32)
+/// The test split of a published data set (`None` for a folder of images, which has none).
+pub fn test_split(data: &DataSource) -> Result<Option<ImageSet>> {
+    match data {
+        DataSource::Folder(_) => Ok(None),
+        _ => images(data, Split::Test, 32).map(Some),
+    }
 }
 
-/// Classifies the images of `data` (its `split`; `limit` of them evenly spaced when given) with the
-/// ONNX model at `model`, which takes images in [0, 1] as the searches' `best-inherited.onnx`
-/// does, on `threads` ONNX Runtime threads.
+/// Classifies the images of `data` (its `split`; `limit` of them evenly spaced when given)
+/// with the ONNX model at `model`, which takes images in [0, 1] as the searches'
+/// `best-inherited.onnx` does, on `threads` ONNX Runtime threads.
 pub fn evaluate_model(
     model: &Path,
     data: &DataSource,
@@ -74,9 +78,9 @@ pub fn evaluate_model(
             problem: "evaluate at least one image; leave --limit out for the whole split".into(),
         });
     }
-    let bytes = std::fs::read(model).map_err(|e| Error::io("read", model, e))?;
+    let mut runner = model_runner(model, threads)?;
     // A folder's images are resized to the model's input side.
-    let side = hwnas_latency::profile::ModelRunner::new(&bytes, 1, false)?
+    let side = runner
         .input_shape()
         .last()
         .map_or(32, |&d| d.max(1) as usize);
@@ -87,7 +91,25 @@ pub fn evaluate_model(
         let picked: Vec<usize> = (0..limit).map(|i| i * n / limit).collect();
         set = set.subset(&picked);
     }
-    let result = hwnas_latency::accuracy::accuracy(&bytes, &set, threads)?;
+    report(model, data, split, &mut runner, &set, started)
+}
+
+/// An ONNX Runtime session over the model file at `model` on `threads` threads.
+pub fn model_runner(model: &Path, threads: usize) -> Result<ModelRunner> {
+    let bytes = std::fs::read(model).map_err(|e| Error::io("read", model, e))?;
+    Ok(ModelRunner::new(&bytes, threads, true)?)
+}
+
+/// Classifies `set`, the images of `data`'s `split`, with `runner`'s model (`model`).
+pub fn report(
+    model: &Path,
+    data: &DataSource,
+    split: Split,
+    runner: &mut ModelRunner,
+    set: &ImageSet,
+    started: std::time::Instant,
+) -> Result<EvalReport> {
+    let result = hwnas_latency::accuracy::accuracy(runner, set)?;
     Ok(EvalReport {
         accuracy: result.accuracy,
         images: result.images,

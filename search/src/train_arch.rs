@@ -15,9 +15,9 @@ use hwnas_latency::onnx::normalise::prepend_normalisation;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model_eval::{evaluate_model, test_split};
+use crate::model_eval::{model_runner, test_split};
 use crate::observer::Observer;
-use crate::plan::{DataSource, SearchPlan, SpaceKind};
+use crate::plan::{SearchPlan, SpaceKind};
 
 /// What `hwnas train --json` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -109,10 +109,7 @@ pub fn train_architecture(
         }
     }
     // The test split is read before training: a missing one must not cost the training.
-    let has_test = !matches!(plan.data, DataSource::Folder(_));
-    if has_test {
-        test_split(&plan.data)?;
-    }
+    let test_set = test_split(&plan.data)?;
     // A supernet search's run directory: start from the weights the architecture inherits.
     let initial = match from {
         None => None,
@@ -173,9 +170,20 @@ pub fn train_architecture(
     let norm = evaluator.normalisation();
     let model = prepend_normalisation(model, &norm.mean, &norm.std)?;
     std::fs::write(&onnx, encode(&model)).map_err(|e| Error::io("write", &onnx, e))?;
-    let test = match has_test {
-        false => None,
-        true => Some(evaluate_model(&onnx, &plan.data, Split::Test, None, 1)?),
+    let test = match &test_set {
+        None => None,
+        Some(set) => {
+            let mut runner = model_runner(&onnx, 1)?;
+            let started = std::time::Instant::now();
+            Some(crate::model_eval::report(
+                &onnx,
+                &plan.data,
+                Split::Test,
+                &mut runner,
+                set,
+                started,
+            )?)
+        }
     };
     let mut report = TrainReport {
         space: plan.space.as_str().to_string(),
