@@ -142,10 +142,16 @@ struct Replay {
     refused: VecDeque<Experience>,
     top_capacity: usize,
     recent_capacity: usize,
+    /// The lowest reward measured so far, what a refused proposal is taught as.
+    floor: Option<f32>,
 }
 
 impl Replay {
     fn push(&mut self, experience: Experience) {
+        self.floor = Some(
+            self.floor
+                .map_or(experience.reward, |f| f.min(experience.reward)),
+        );
         let at = self.top.partition_point(|e| e.reward >= experience.reward);
         if at < self.top_capacity {
             self.top.insert(at, experience.clone());
@@ -177,15 +183,6 @@ impl Replay {
         } else {
             &self.refused[i - top - recent]
         }
-    }
-
-    /// The lowest reward measured, what a refused proposal is taught as.
-    fn floor(&self) -> Option<f32> {
-        self.recent
-            .iter()
-            .chain(&self.top)
-            .map(|e| e.reward)
-            .min_by(f32::total_cmp)
     }
 }
 
@@ -575,7 +572,7 @@ impl Strategy for L2Nas {
         };
         let pending = self.pending.remove(at).expect("a pending proposal");
         // Over the budget: as good as the worst measured (nothing is known before that).
-        if let Some(floor) = self.replay.floor() {
+        if let Some(floor) = self.replay.floor {
             let relaxed = relax(&self.sizes, &pending.action, self.config.temperature);
             self.replay.push_refused(Experience {
                 state: pending.state,

@@ -22,19 +22,18 @@ impl Mlp {
     /// Layers of the given `(in, out)` shapes that need not chain (the weight matrices of
     /// a recurrent cell), He-initialised from `seed`, trained by one Adam.
     pub fn with_layers(shapes: &[(usize, usize)], learning_rate: f32, seed: u64) -> Self {
-        let layers = shapes.iter().map(|&(i, o)| [i, o]).collect::<Vec<_>>();
-        let layers = layers
+        let layers = shapes
             .iter()
             .enumerate()
-            .map(|(i, w)| {
-                let scale = (2.0 / w[0] as f32).sqrt();
+            .map(|(i, &(inputs, outputs))| {
+                let scale = (2.0 / inputs as f32).sqrt();
                 (
                     Tensor::randn(
-                        &[w[0], w[1]],
+                        &[inputs, outputs],
                         scale,
                         seed.wrapping_mul(31).wrapping_add(i as u64),
                     ),
-                    Tensor::zeros(&[w[1]]),
+                    Tensor::zeros(&[outputs]),
                 )
             })
             .collect();
@@ -75,7 +74,8 @@ impl Mlp {
     }
 
     /// The gradients the tape holds for `params`, in parameter order (zeros where none
-    /// reached a parameter); hand them to [`Mlp::apply`] once the tape is dropped.
+    /// reached a parameter); hand them to [`Mlp::apply`] once the tape is dropped, so that
+    /// the parameters are updated in place instead of copied.
     pub fn gradients(&self, tape: &Tape<'_>, params: &[(Var, Var)]) -> Vec<Tensor> {
         params
             .iter()
@@ -101,14 +101,6 @@ impl Mlp {
         while let (Some(w), Some(b)) = (flat.next(), flat.next()) {
             self.layers.push((w, b));
         }
-    }
-
-    /// One Adam step along the gradients the tape holds for `params` (the parameters are
-    /// copied, the tape still sharing them; [`Mlp::gradients`] then [`Mlp::apply`] after
-    /// the tape is dropped avoids the copy).
-    pub fn step(&mut self, tape: &Tape<'_>, params: &[(Var, Var)]) {
-        let gradients = self.gradients(tape, params);
-        self.apply(&gradients);
     }
 }
 
