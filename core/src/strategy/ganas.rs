@@ -200,16 +200,16 @@ impl GaNas {
         (next, logits)
     }
 
-    /// The decoder's first state for each start architecture, on a tape.
+    /// The decoder's first state for each start architecture, on a tape, from the starts'
+    /// graph features and pooling matrix.
     fn initial_state(
         &self,
         tape: &mut Tape<'_>,
-        space: &dyn SearchSpace,
-        starts: &[&Arch],
+        (features, pooling): &(Tensor, Tensor),
     ) -> (Var, [Vec<(Var, Var)>; 2]) {
         let params = self.generator.encoder.on_tape(tape);
-        let f = tape.leaf(self.graph.features(space, starts), false);
-        let p = tape.leaf(self.graph.pooling(starts.len()), false);
+        let f = tape.leaf(features.clone(), false);
+        let p = tape.leaf(pooling.clone(), false);
         let e = GraphEncoder::forward(tape, &params, f, p);
         let h0 = tape.activation(e, Activation::Tanh).expect("tanh");
         (h0, params)
@@ -224,7 +224,11 @@ impl GaNas {
     ) -> Vec<Arch> {
         let backend = Cpu;
         let mut tape = Tape::new(&backend);
-        let (mut h, _) = self.initial_state(&mut tape, space, starts);
+        let graphs = (
+            self.graph.features(space, starts),
+            self.graph.pooling(starts.len()),
+        );
+        let (mut h, _) = self.initial_state(&mut tape, &graphs);
         let vars = self.gru_on_tape(&mut tape);
         let mut previous: Vec<Option<u8>> = vec![None; starts.len()];
         let mut choices = vec![Vec::with_capacity(self.sizes.len()); starts.len()];
@@ -286,11 +290,11 @@ impl GaNas {
         tape.value(c).data().to_vec()
     }
 
-    /// One discriminator step on `pairs` (true, generated): the relativistic pairwise loss
-    /// and the score penalty.
-    fn train_discriminator(&mut self, space: &dyn SearchSpace, pairs: &[(&Arch, &Arch)]) {
+    /// One discriminator step on pairs (true, generated) given by their graph features
+    /// ([`DecisionGraph::rows`]): the relativistic pairwise loss and the score penalty.
+    fn train_discriminator(&mut self, pairs: &[(&[f32], &[f32])], pooling: &Tensor) {
         let b = pairs.len();
-        let batch: Vec<&Arch> = pairs
+        let batch: Vec<&[f32]> = pairs
             .iter()
             .map(|p| p.0)
             .chain(pairs.iter().map(|p| p.1))
@@ -298,8 +302,8 @@ impl GaNas {
         let backend = Cpu;
         let mut tape = Tape::new(&backend);
         let params = self.discriminator.on_tape(&mut tape);
-        let f = tape.leaf(self.graph.features(space, &batch), false);
-        let p = tape.leaf(self.graph.pooling(batch.len()), false);
+        let f = tape.leaf(self.graph.stack(&batch), false);
+        let p = tape.leaf(pooling.clone(), false);
         let c = GraphEncoder::forward(&mut tape, &params, f, p);
         let scores = tape.value(c).data().to_vec();
         let penalty = 2.0 * self.config.score_penalty;
@@ -326,6 +330,11 @@ impl GaNas {
     ) {
         let n = samples.len();
         let start_refs: Vec<&Arch> = starts.iter().collect();
+        // The same starts every epoch: their graph features once.
+        let graphs = (
+            self.graph.features(space, &start_refs),
+            self.graph.pooling(n),
+        );
         let inputs: Vec<Tensor> = (0..self.sizes.len())
             .map(|t| {
                 let previous: Vec<Option<u8>> = samples
@@ -340,7 +349,7 @@ impl GaNas {
         let backend = Cpu;
         for _ in 0..self.config.generator_steps {
             let mut tape = Tape::new(&backend);
-            let (mut h, encoder) = self.initial_state(&mut tape, space, &start_refs);
+            let (mut h, encoder) = self.initial_state(&mut tape, &graphs);
             let vars = self.gru_on_tape(&mut tape);
             let mut logits = Vec::with_capacity(self.sizes.len());
             for input in &inputs {
@@ -424,17 +433,21 @@ impl GaNas {
         }
         let b = self.config.train_batch;
         // 2. The discriminator, on one pool of the generator's samples per iteration.
+        // Graph features of the true set and the pool once, for every step's pairs.
         let (pool, _) = self.sample(space, &truth, 4 * b, rng);
+        let truth_rows: Vec<Vec<f32>> = truth.iter().map(|a| self.graph.rows(space, a)).collect();
+        let pool_rows: Vec<Vec<f32>> = pool.iter().map(|a| self.graph.rows(space, a)).collect();
+        let pooling = self.graph.pooling(2 * b);
         for _ in 0..self.config.discriminator_steps {
-            let pairs: Vec<(&Arch, &Arch)> = (0..b)
+            let pairs: Vec<(&[f32], &[f32])> = (0..b)
                 .map(|_| {
                     (
-                        &truth[rng.random_range(0..truth.len())],
-                        &pool[rng.random_range(0..pool.len())],
+                        truth_rows[rng.random_range(0..truth.len())].as_slice(),
+                        pool_rows[rng.random_range(0..pool.len())].as_slice(),
                     )
                 })
                 .collect();
-            self.train_discriminator(space, &pairs);
+            self.train_discriminator(&pairs, &pooling);
         }
         let truth_refs: Vec<&Arch> = truth.iter().collect();
         let truth_mean = mean(&self.scores(space, &truth_refs));
@@ -548,9 +561,18 @@ mod tests {
         let mut ganas = GaNas::new(&space);
         let reals = [Arch(vec![3; 6]), Arch(vec![3, 3, 3, 3, 3, 2])];
         let fakes = [Arch(vec![0; 6]), Arch(vec![0, 0, 1, 0, 0, 0])];
+        let rows = |archs: &[Arch]| -> Vec<Vec<f32>> {
+            archs.iter().map(|a| ganas.graph.rows(&space, a)).collect()
+        };
+        let (real_rows, fake_rows) = (rows(&reals), rows(&fakes));
+        let pooling = ganas.graph.pooling(4);
         for _ in 0..200 {
-            let pairs: Vec<(&Arch, &Arch)> = reals.iter().zip(fakes.iter()).collect();
-            ganas.train_discriminator(&space, &pairs);
+            let pairs: Vec<(&[f32], &[f32])> = real_rows
+                .iter()
+                .zip(&fake_rows)
+                .map(|(r, f)| (r.as_slice(), f.as_slice()))
+                .collect();
+            ganas.train_discriminator(&pairs, &pooling);
         }
         let batch: Vec<&Arch> = reals.iter().chain(fakes.iter()).collect();
         let scores = ganas.scores(&space, &batch);

@@ -70,10 +70,16 @@ impl DecisionGraph {
     }
 
     /// The propagated node features of `archs`, `[archs * nodes, width]`, graph after graph.
-    /// A decision that does not change the network (a skipped block's kernel) has no choice.
     pub fn features(&self, space: &dyn SearchSpace, archs: &[&Arch]) -> Tensor {
+        let rows: Vec<Vec<f32>> = archs.iter().map(|a| self.rows(space, a)).collect();
+        self.stack(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    }
+
+    /// One architecture's propagated node features, `nodes * width` values: what
+    /// [`DecisionGraph::features`] stacks, for callers that reuse them across batches.
+    /// A decision that does not change the network (a skipped block's kernel) has no choice.
+    pub fn rows(&self, space: &dyn SearchSpace, arch: &Arch) -> Vec<f32> {
         let (n, label) = (self.nodes, self.label_len());
-        let mut data = Vec::with_capacity(archs.len() * n * self.width());
         let mean_of = |labels: &[Vec<f32>], of: &[usize]| -> Vec<f32> {
             let mut mean = vec![0.0; label];
             for &u in of {
@@ -83,33 +89,38 @@ impl DecisionGraph {
             }
             mean
         };
-        for arch in archs {
-            let active = space.active(arch);
-            let labels: Vec<Vec<f32>> = (0..n)
-                .map(|v| {
-                    let mut l = vec![0.0; label];
-                    if active.get(v).copied().unwrap_or(true) {
-                        l[usize::from(arch.0[v])] = 1.0;
-                    }
-                    l[self.max_options + v] = 1.0;
-                    l
-                })
-                .collect();
-            let ins: Vec<Vec<f32>> = (0..n)
-                .map(|v| mean_of(&labels, &self.incoming[v]))
-                .collect();
-            let outs: Vec<Vec<f32>> = (0..n)
-                .map(|v| mean_of(&labels, &self.outgoing[v]))
-                .collect();
-            for v in 0..n {
-                data.extend_from_slice(&labels[v]);
-                data.extend_from_slice(&ins[v]);
-                data.extend_from_slice(&outs[v]);
-                data.extend(mean_of(&ins, &self.incoming[v]));
-                data.extend(mean_of(&outs, &self.outgoing[v]));
-            }
+        let active = space.active(arch);
+        let labels: Vec<Vec<f32>> = (0..n)
+            .map(|v| {
+                let mut l = vec![0.0; label];
+                if active.get(v).copied().unwrap_or(true) {
+                    l[usize::from(arch.0[v])] = 1.0;
+                }
+                l[self.max_options + v] = 1.0;
+                l
+            })
+            .collect();
+        let ins: Vec<Vec<f32>> = (0..n)
+            .map(|v| mean_of(&labels, &self.incoming[v]))
+            .collect();
+        let outs: Vec<Vec<f32>> = (0..n)
+            .map(|v| mean_of(&labels, &self.outgoing[v]))
+            .collect();
+        let mut data = Vec::with_capacity(n * self.width());
+        for v in 0..n {
+            data.extend_from_slice(&labels[v]);
+            data.extend_from_slice(&ins[v]);
+            data.extend_from_slice(&outs[v]);
+            data.extend(mean_of(&ins, &self.incoming[v]));
+            data.extend(mean_of(&outs, &self.outgoing[v]));
         }
-        Tensor::new(&[archs.len() * n, self.width()], data).expect("one row per node")
+        data
+    }
+
+    /// Architectures' [`DecisionGraph::rows`] as one `[graphs * nodes, width]` tensor.
+    pub fn stack(&self, rows: &[&[f32]]) -> Tensor {
+        Tensor::new(&[rows.len() * self.nodes, self.width()], rows.concat())
+            .expect("one row per node")
     }
 
     /// The `[graphs, graphs * nodes]` matrix that averages each graph's node rows.
