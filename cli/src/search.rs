@@ -66,41 +66,8 @@ pub struct SearchArgs {
     /// the shared data.
     #[arg(long, value_name = "DIR")]
     ofa_dir: Option<PathBuf>,
-    /// Images for `--evaluator supernet`: `fashion-mnist` (the Debian package or the
-    /// shared data), `cifar:DIR` (CIFAR-10/100 binary batches) or `folder:DIR` (a folder of
-    /// images per class).
-    #[arg(long, default_value = "fashion-mnist")]
-    data: String,
-    /// Epochs of supernet training (`--evaluator supernet`), or of each candidate's
-    /// (`--evaluator train`).
-    #[arg(long, default_value_t = 4)]
-    epochs: usize,
-    /// Training images a supernet uses (a one-shot search: half for weights, half for the
-    /// architecture); 0 for all.
-    #[arg(long, default_value_t = 8000)]
-    train_images: usize,
-    /// Held-out images the supernet's architectures are scored on.
-    #[arg(long, default_value_t = 1000)]
-    eval_images: usize,
-    /// Supernet channels of the first cells (full size: 16 for both spaces; default, reduced
-    /// for CPUs: 8 for nb201, 4 for darts).
-    #[arg(long)]
-    channels: Option<usize>,
-    /// Supernet cells: per stage for nb201 (full: 5; default 1), in all for darts (full: 8;
-    /// default 3).
-    #[arg(long)]
-    cells: Option<usize>,
-    /// Kernels a supernet runs on: `cpu` (the reference implementation) or `wgpu` (the WGSL
-    /// kernels on the adapter wgpu picks: a GPU, or Mesa's lavapipe on a CPU-only machine;
-    /// `WGPU_ADAPTER_NAME` chooses).
-    #[arg(long, default_value = "cpu")]
-    backend: String,
-    /// Images per batch of supernet training.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Side images of a `folder:DIR` data set are resized to.
-    #[arg(long, default_value_t = 32)]
-    image_size: usize,
+    #[command(flatten)]
+    training: TrainingArgs,
     /// Finalists re-measured end to end before the answer is given.
     #[arg(long, default_value_t = 5)]
     finalists: usize,
@@ -118,6 +85,46 @@ pub struct SearchArgs {
     /// Testing aid: sleep this long after each evaluation.
     #[arg(long, hide = true, default_value_t = 0)]
     throttle_ms: u64,
+}
+
+/// The images a network trains on and how: shared by `hwnas search` (a supernet, or each
+/// candidate under `--evaluator train`) and `hwnas train` (one architecture).
+#[derive(Debug, Clone, Args)]
+pub struct TrainingArgs {
+    /// Images to train on: `fashion-mnist` (the Debian package or the shared data), `cifar:DIR` (CIFAR-10/100 binary batches) or `folder:DIR` (a folder of
+    /// images per class).
+    #[arg(long, default_value = "fashion-mnist")]
+    pub(crate) data: String,
+    /// Epochs of supernet training (`--evaluator supernet`), of each candidate's
+    /// (`--evaluator train`), or of `hwnas train`'s architecture.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) epochs: usize,
+    /// Training images (a one-shot search: half for weights, half for the architecture);
+    /// 0 for all but the held-out ones.
+    #[arg(long, default_value_t = 8000)]
+    pub(crate) train_images: usize,
+    /// Held-out training images the architectures are scored on.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) eval_images: usize,
+    /// Supernet channels of the first cells (full size: 16 for both spaces; default, reduced
+    /// for CPUs: 8 for nb201, 4 for darts).
+    #[arg(long)]
+    pub(crate) channels: Option<usize>,
+    /// Supernet cells: per stage for nb201 (full: 5; default 1), in all for darts (full: 8;
+    /// default 3).
+    #[arg(long)]
+    pub(crate) cells: Option<usize>,
+    /// Kernels a supernet runs on: `cpu` (the reference implementation) or `wgpu` (the WGSL
+    /// kernels on the adapter wgpu picks: a GPU, or Mesa's lavapipe on a CPU-only machine;
+    /// `WGPU_ADAPTER_NAME` chooses).
+    #[arg(long, default_value = "cpu")]
+    pub(crate) backend: String,
+    /// Images per training batch.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch_size: usize,
+    /// Side images of a `folder:DIR` data set are resized to.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) image_size: usize,
 }
 
 /// Parses a flag's text into its typed setting, naming the flag on failure.
@@ -145,15 +152,15 @@ impl SearchArgs {
             table: self.table.clone(),
             dataset: self.dataset.clone(),
             ofa_dir: self.ofa_dir.clone(),
-            data: typed("data", &self.data)?,
-            epochs: self.epochs,
-            train_images: self.train_images,
-            eval_images: self.eval_images,
-            channels: self.channels,
-            cells: self.cells,
-            backend: typed("backend", &self.backend)?,
-            batch_size: self.batch_size,
-            image_size: self.image_size,
+            data: typed("data", &self.training.data)?,
+            epochs: self.training.epochs,
+            train_images: self.training.train_images,
+            eval_images: self.training.eval_images,
+            channels: self.training.channels,
+            cells: self.training.cells,
+            backend: typed("backend", &self.training.backend)?,
+            batch_size: self.training.batch_size,
+            image_size: self.training.image_size,
             finalists: self.finalists,
             protocol: self.protocol.settings(),
             proposals: self.proposals,

@@ -9,7 +9,7 @@ use hwnas_search::plan::{EvaluatorKind, ProtocolSettings, SearchPlan};
 use hwnas_search::train_arch::{TrainReport, train_architecture};
 
 use crate::output::emit;
-use crate::search::typed;
+use crate::search::{TrainingArgs, typed};
 
 /// Options of `hwnas train`.
 #[derive(Debug, Args)]
@@ -18,36 +18,11 @@ pub struct TrainArgs {
     #[arg(long, default_value = "nb201")]
     space: String,
     /// The architecture in the space's text format (a search's `arch`, e.g.
-    /// `|nor_conv_3x3~0|+|...|` or `ks=...,e=...,d=...,r=28`).
+    /// `|nor_conv_3x3~0|+|...|` or `{"ks":[...],"e":[...],"d":[...],"r":[28]}`).
     #[arg(long)]
     arch: String,
-    /// The images: fashion-mnist, cifar:DIR or folder:DIR.
-    #[arg(long, default_value = "fashion-mnist")]
-    data: String,
-    /// Passes over the training images.
-    #[arg(long, default_value_t = 4)]
-    epochs: usize,
-    /// Training images; 0 for all but the held-out ones.
-    #[arg(long, default_value_t = 8000)]
-    train_images: usize,
-    /// Held-out images the network is scored on after training.
-    #[arg(long, default_value_t = 1000)]
-    eval_images: usize,
-    /// Channels of the first cells (nb201: 16 full size, 8 by default).
-    #[arg(long)]
-    channels: Option<usize>,
-    /// Cells per stage (nb201: 5 full size, 1 by default).
-    #[arg(long)]
-    cells: Option<usize>,
-    /// Kernels: cpu or wgpu.
-    #[arg(long, default_value = "cpu")]
-    backend: String,
-    /// Images per batch.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Side images of a folder:DIR data set are resized to.
-    #[arg(long, default_value_t = 32)]
-    image_size: usize,
+    #[command(flatten)]
+    training: TrainingArgs,
     /// Seeds the initial weights, the split and the batch order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -78,15 +53,15 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         table: None,
         dataset: "cifar10".into(),
         ofa_dir: None,
-        data: typed("data", &args.data)?,
-        epochs: args.epochs,
-        train_images: args.train_images,
-        eval_images: args.eval_images,
-        channels: args.channels,
-        cells: args.cells,
-        backend: typed("backend", &args.backend)?,
-        batch_size: args.batch_size,
-        image_size: args.image_size,
+        data: typed("data", &args.training.data)?,
+        epochs: args.training.epochs,
+        train_images: args.training.train_images,
+        eval_images: args.training.eval_images,
+        channels: args.training.channels,
+        cells: args.training.cells,
+        backend: typed("backend", &args.training.backend)?,
+        batch_size: args.training.batch_size,
+        image_size: args.training.image_size,
         finalists: 0,
         protocol: ProtocolSettings::default(),
         proposals: None,
