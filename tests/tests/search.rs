@@ -392,26 +392,7 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
     assert!((0.0..=100.0).contains(&accuracy), "{eval}");
     // `hwnas train --from` the run starts the found cell from the weights it inherits.
     let trained = dir.path().join("trained-from");
-    let output = hwnas(&[
-        "train",
-        "--arch",
-        arch,
-        "--from",
-        out.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--train-images",
-        "256",
-        "--eval-images",
-        "64",
-        "--batch-size",
-        "32",
-        "--out",
-        trained.to_str().unwrap(),
-        "--json",
-    ])
-    .output()
-    .unwrap();
+    let output = train_briefly(&trained, &["--arch", arch, "--from", out.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr_text(&output));
     let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
     assert_eq!(json["from"], out.display().to_string());
@@ -474,6 +455,26 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
     );
 }
 
+/// `hwnas train` for one epoch of 256 images into `out`, with `args` (`--arch` and more).
+fn train_briefly(out: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--train-images",
+        "256",
+        "--eval-images",
+        "64",
+        "--batch-size",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    all.extend_from_slice(args);
+    hwnas(&all).output().unwrap()
+}
+
 #[test]
 fn a_trained_architecture_ships_as_onnx_that_scores_what_the_report_says() {
     if !fashion_mnist() {
@@ -483,26 +484,7 @@ fn a_trained_architecture_ships_as_onnx_that_scores_what_the_report_says() {
     let out = dir.path().join("trained");
     let cell = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|skip_connect~1|nor_conv_1x1~2|";
     let train = |out: &std::path::Path, arch: &str, space: &str| {
-        hwnas(&[
-            "train",
-            "--space",
-            space,
-            "--arch",
-            arch,
-            "--epochs",
-            "1",
-            "--train-images",
-            "256",
-            "--eval-images",
-            "64",
-            "--batch-size",
-            "32",
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap()
+        train_briefly(out, &["--arch", arch, "--space", space])
     };
     let output = train(&out, cell, "nb201");
     assert!(output.status.success(), "{}", stderr_text(&output));
