@@ -16,7 +16,7 @@ pub struct ProxiesArgs {
     /// Search space (nb201).
     #[arg(long, default_value = "nb201")]
     space: String,
-    /// Cells sampled from the table.
+    /// Cells sampled from the table (0 beside --whole-space: the whole-space search alone).
     #[arg(long, default_value_t = 1000)]
     samples: usize,
     /// NAS-Bench-201 table; default: $HWNAS_NB201_TABLE or the shared data.
@@ -32,7 +32,8 @@ pub struct ProxiesArgs {
     /// without it NASWOT runs on Gaussian noise and grad-norm / snip are skipped.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Also score every cell of the space with synflow and time the zero-cost search.
+    /// Also score every cell of the space with synflow (periodic padding, in closed form) and
+    /// time the zero-cost search.
     #[arg(long)]
     whole_space: bool,
     /// Score the cells of NASLib's published zero-cost scores (CSV or CSV.gz, e.g.

@@ -13,7 +13,8 @@ use hwnas_core::benchmark::Nb201Table;
 use hwnas_core::images::ImageSet;
 use hwnas_core::kernels::Tensor;
 use hwnas_core::proxies::{
-    Nb201Net, SYNFLOW_NET, grad_norm_and_snip, jacob_cov, kendall_tau, naswot, spearman, synflow,
+    Nb201Net, PeriodicSynflow, SYNFLOW_NET, grad_norm_and_snip, jacob_cov, kendall_tau, naswot,
+    spearman, synflow,
 };
 use hwnas_core::space::{Nb201Space, SearchSpace};
 use rand::SeedableRng;
@@ -25,12 +26,23 @@ use crate::error::{Error, Result};
 use crate::observer::Observer;
 
 /// The proxies computed, in report order.
-pub const PROXIES: [&str; 6] = ["synflow", "naswot", "grad_norm", "snip", "params", "jacov"];
+/// `synflow_periodic` is synflow of the same network with periodic padding, in closed form
+/// (what the whole-space search ranks by); NASLib's synflow is its published counterpart.
+pub const PROXIES: [&str; 7] = [
+    "synflow",
+    "naswot",
+    "grad_norm",
+    "snip",
+    "params",
+    "jacov",
+    "synflow_periodic",
+];
 
 /// The proxies `combined` aggregates (mean rank): the three the zero-cost literature finds
 /// complementary on NAS-Bench-201 (NASLib: synflow, NASWOT, jacob_cov) — what each sees
 /// differs: path strength without data, activation patterns, input-Jacobian correlation.
-/// Chosen before measuring; `combined_all` aggregates every proxy, for comparison.
+/// Chosen before measuring; `combined_all` aggregates every proxy (synflow once), for
+/// comparison.
 pub const COMBINED: [&str; 3] = ["synflow", "naswot", "jacov"];
 
 /// What to score.
@@ -48,7 +60,7 @@ pub struct ProxyPlan {
     pub batch: usize,
     /// Fashion-MNIST's folder; `None` for Debian's package or the shared data.
     pub data: Option<PathBuf>,
-    /// Also score every cell with synflow, timed.
+    /// Also score every cell with synflow (periodic padding, closed form), timed.
     pub whole_space: bool,
     /// NASLib's published zero-cost scores (CSV, optionally gzipped): score its cells and
     /// compare.
@@ -75,7 +87,9 @@ pub struct Correlation {
 /// The zero-cost search of every cell.
 #[derive(Debug, Serialize)]
 pub struct WholeSpace {
-    /// The cell synflow ranks first.
+    /// The proxy it ranks by.
+    pub proxy: String,
+    /// The cell the proxy ranks first.
     pub arch: String,
     /// Its test accuracy.
     pub test_accuracy: f64,
@@ -85,6 +99,9 @@ pub struct WholeSpace {
     pub cells: usize,
     /// The table's best test accuracy.
     pub table_optimum: f64,
+    /// Spearman's rho of the proxy with test accuracy over every cell it scored (cells no
+    /// path crosses included, at the lowest score).
+    pub spearman_test: f64,
 }
 
 /// What `hwnas proxies` reports.
@@ -94,6 +111,9 @@ pub struct ProxyReport {
     pub samples: usize,
     /// Per proxy (and `combined`, their rank aggregate).
     pub proxies: BTreeMap<String, Correlation>,
+    /// Spearman's rho between synflow with periodic padding (closed form) and the
+    /// reference's zero-padded synflow on the same cells (none without sampled cells).
+    pub periodic_vs_zero_padded: Option<f64>,
     /// Seconds the cells took.
     pub seconds: f64,
     /// The table's data set.
@@ -108,7 +128,7 @@ pub struct ProxyReport {
 /// NASLib's column for each of our proxies.
 fn naslib_column(proxy: &str) -> Option<&'static str> {
     match proxy {
-        "synflow" => Some("synflow"),
+        "synflow" | "synflow_periodic" => Some("synflow"),
         "naswot" => Some("nwot"),
         "grad_norm" => Some("grad_norm"),
         "snip" => Some("snip"),
@@ -226,17 +246,29 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
             "proxies are computed on NAS-Bench-201 cells (nb201), where a table judges them",
         ));
     }
-    if plan.samples < 3 {
+    let search_alone = plan.samples == 0 && plan.whole_space;
+    if plan.samples < 3 && !search_alone {
         return Err(Error::plan(
             "samples",
             plan.samples,
-            "at least 3 cells to rank",
+            "at least 3 cells to rank (or 0 beside --whole-space, for the whole-space search alone)",
         ));
     }
     if plan.batch < 2 || plan.batch > 1024 {
         return Err(Error::plan("batch", plan.batch, "2 to 1024 images"));
     }
     let table = Nb201Table::load(&Nb201Table::locate(plan.table.as_deref())?, &plan.dataset)?;
+    if search_alone {
+        return Ok(ProxyReport {
+            samples: 0,
+            proxies: BTreeMap::new(),
+            periodic_vs_zero_padded: None,
+            seconds: 0.0,
+            dataset: plan.dataset.clone(),
+            data: "none (the whole-space search needs no images)".into(),
+            whole_space: Some(whole_space(&table, observer)),
+        });
+    }
     if plan.compare.is_none() && plan.samples > table.len() {
         return Err(Error::plan(
             "samples",
@@ -290,7 +322,8 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
     observer.stage("proxies", archs.len() as u64);
     let started = Instant::now();
     let done = std::sync::atomic::AtomicU64::new(0);
-    let scores: Vec<[f64; 6]> = archs
+    let periodic = PeriodicSynflow::new(SYNFLOW_NET, 0);
+    let scores: Vec<[f64; 7]> = archs
         .par_iter()
         .map(|arch| {
             let s = synflow(&SYNFLOW_NET, arch, 32);
@@ -302,7 +335,7 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
             let j = jacob_cov(&net, arch, &batch);
             let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             observer.progress(d, archs.len() as u64, "");
-            [s, n, g, sn, p, j]
+            [s, n, g, sn, p, j, periodic.log10_score(arch)]
         })
         .collect();
     observer.finish();
@@ -371,7 +404,8 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
         .collect();
     for (name, aggregate) in [
         ("combined", rank_aggregate(&chosen)),
-        ("combined_all", rank_aggregate(&columns)),
+        // Every distinct proxy: the periodic synflow would count synflow twice.
+        ("combined_all", rank_aggregate(&columns[..6])),
     ] {
         if let Some((rho, tau)) = with_tests(&aggregate) {
             proxies.insert(
@@ -389,6 +423,7 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
     Ok(ProxyReport {
         samples: archs.len(),
         proxies,
+        periodic_vs_zero_padded: Some(spearman(&columns[0], &columns[6])),
         seconds,
         dataset: plan.dataset.clone(),
         data: data_name.to_string(),
@@ -400,20 +435,25 @@ fn whole_space(table: &Nb201Table, observer: &dyn Observer) -> WholeSpace {
     let all: Vec<_> = table.archs().collect();
     observer.stage("zero-cost", all.len() as u64);
     let started = Instant::now();
-    let scores: Vec<f64> = all
-        .par_iter()
-        .map(|a| synflow(&SYNFLOW_NET, a, 32))
-        .collect();
+    let periodic = PeriodicSynflow::new(SYNFLOW_NET, 0);
+    let scores: Vec<f64> = all.par_iter().map(|a| periodic.log10_score(a)).collect();
+    let seconds = started.elapsed().as_secs_f64();
     observer.finish();
+    let tests: Vec<f64> = all
+        .iter()
+        .map(|a| table.test(a).expect("from the table"))
+        .collect();
     let best = (0..all.len())
         .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
         .expect("cells");
     WholeSpace {
+        proxy: "synflow_periodic".into(),
         arch: Nb201Space::new().format(&all[best]),
-        test_accuracy: table.test(&all[best]).expect("from the table"),
-        seconds: started.elapsed().as_secs_f64(),
+        test_accuracy: tests[best],
+        seconds,
         cells: all.len(),
         table_optimum: table.test(&table.best_by_test()).expect("from the table"),
+        spearman_test: spearman(&scores, &tests),
     }
 }
 
@@ -424,16 +464,18 @@ impl ProxyReport {
             "{} NAS-Bench-201 cells ({}), proxies at initialisation on {}, in {:.1} s\n",
             self.samples, self.dataset, self.data, self.seconds
         );
-        _ = writeln!(
-            text,
-            "{:<10} {:>9} {:>9} {:>14} {:>14}",
-            "proxy", "spearman", "kendall", "vs NASLib's", "NASLib's rho"
-        );
+        if !self.proxies.is_empty() {
+            _ = writeln!(
+                text,
+                "{:<16} {:>9} {:>9} {:>14} {:>14}",
+                "proxy", "spearman", "kendall", "vs NASLib's", "NASLib's rho"
+            );
+        }
         let optional = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
         for (name, c) in &self.proxies {
             _ = writeln!(
                 text,
-                "{:<10} {:>9.3} {:>9.3} {:>14} {:>14}",
+                "{:<16} {:>9.3} {:>9.3} {:>14} {:>14}",
                 name,
                 c.spearman_test,
                 c.kendall_test,
@@ -441,11 +483,23 @@ impl ProxyReport {
                 optional(c.naslib_spearman_test)
             );
         }
+        if let Some(rho) = self.periodic_vs_zero_padded {
+            _ = writeln!(
+                text,
+                "synflow_periodic vs the zero-padded synflow on these cells: Spearman {rho:.3}"
+            );
+        }
         if let Some(w) = &self.whole_space {
             _ = write!(
                 text,
-                "zero-cost search (synflow) of all {} cells: {:.1} s; chose {} with test {:.2} (table optimum {:.2})",
-                w.cells, w.seconds, w.arch, w.test_accuracy, w.table_optimum
+                "zero-cost search ({}) of all {} cells: {:.2} s; chose {} with test {:.2} (table optimum {:.2}); Spearman with test over all cells {:.3}",
+                w.proxy,
+                w.cells,
+                w.seconds,
+                w.arch,
+                w.test_accuracy,
+                w.table_optimum,
+                w.spearman_test
             );
         }
         text

@@ -401,7 +401,7 @@ const CASES: &[(&str, i32, &[&str])] = &[
     (
         "proxies --table DIR/good.csv --dataset toy --samples 2",
         1,
-        &["--samples 2"],
+        &["--samples 2", "--whole-space"],
     ),
     (
         "proxies --table DIR/good.csv --dataset toy --samples 100000000",

@@ -249,6 +249,7 @@ fn proxies_report_rank_correlations() {
         "grad_norm",
         "snip",
         "params",
+        "synflow_periodic",
         "combined",
     ] {
         let c = &proxies[name];
@@ -259,6 +260,35 @@ fn proxies_report_rank_correlations() {
             assert!((-1.0..=1.0).contains(&rho), "{name}: {c}");
         }
     }
+    let agreement = json["periodic_vs_zero_padded"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&agreement), "{agreement}");
+    // The whole-space search alone: every cell by synflow's closed form.
+    let output = hwnas(&[
+        "proxies",
+        "--samples",
+        "0",
+        "--whole-space",
+        "--table",
+        table.to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    assert_eq!(json["samples"], 0);
+    let whole = &json["whole_space"];
+    assert_eq!(whole["cells"], 15_625, "{whole}");
+    assert_eq!(whole["proxy"], "synflow_periodic", "{whole}");
+    // Synflow grows with every parameterised path: the all-3x3 cell is its first choice.
+    assert_eq!(
+        whole["arch"],
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+        "{whole}"
+    );
+    assert!(whole["test_accuracy"].as_f64().is_some(), "{whole}");
+    let rho = whole["spearman_test"].as_f64().unwrap();
+    assert!(rho > 0.0 && rho <= 1.0, "{whole}");
     // NASLib's published scores for the same cells: each proxy is compared with its own.
     let dir = tempfile::tempdir().unwrap();
     let naslib = dir.path().join("naslib.csv");

@@ -8,11 +8,13 @@
 
 pub mod nb201_net;
 pub mod scores;
+pub mod synflow_periodic;
 
 pub use nb201_net::{Nb201Net, ParamSource};
 pub use scores::{
     ProxyScores, SYNFLOW_NET, grad_norm_and_snip, jacob_cov, kendall_tau, naswot, spearman, synflow,
 };
+pub use synflow_periodic::PeriodicSynflow;
 
 use std::sync::Arc;
 
