@@ -1,106 +1,178 @@
-//! Seconds per training step of each supernet at the CLI's default (reduced) size on the
-//! CPU reference and on the WGSL kernels (wgpu: a GPU, or lavapipe on CPU-only machines),
-//! measured in one run so the ratio is comparable: NAS-Bench-201 (8 channels, 1 cell per
-//! stage) dense and one sampled path, DARTS (4 channels, 3 cells) one sampled path, and
-//! the Once-for-All supernet (a quarter of w1.2) at its largest subnet; Fashion-MNIST-sized
-//! inputs (28x28x1), batch 64, forward + backward.
+//! Seconds per training step of each supernet on the CPU backend and on the WGSL kernels
+//! (wgpu: a GPU, or lavapipe on CPU-only machines), measured in one run so the ratios are
+//! comparable. A step is forward, backward and the optimiser's update (SGD with momentum and
+//! weight decay, gradient clipping), batch 64, Fashion-MNIST-sized inputs (28x28x1), as
+//! `../shared/bench/torch_nb201_step.py` times PyTorch. Cases: NAS-Bench-201 reduced (8
+//! channels, 1 cell per stage) and full (16 channels, 5 cells), dense (all 5 candidates at
+//! 0.2) and one sampled path (every edge a 3x3 convolution); DARTS (4 channels, 3 cells) one
+//! sampled path; the Once-for-All supernet (a quarter of w1.2) at its largest subnet.
 //!
-//! `cargo run --release -p hwnas-core --example supernet_step_time [REPEATS]`
+//! `cargo run --release -p hwnas-core --example supernet_step_time -- [--json]
+//! [--repeats N] [--backends cpu,wgpu] [--cases nb201-reduced,nb201-full,darts,ofa]`
 
 use std::time::Instant;
 
 use hwnas_core::images::batches::Batch;
+use hwnas_core::oneshot::{SupernetTrainer, WeightSchedule};
 use hwnas_core::supernet::{
-    BnMode, DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, OfaSupernet,
-    OfaSupernetConfig, Route, StepRequest, Supernet,
+    DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, OfaSupernet,
+    OfaSupernetConfig, Route, Supernet,
 };
 use hwnas_kernels::{Backend, Cpu, Tensor, Wgpu};
 
-fn seconds(
-    net: &Supernet,
-    backend: &dyn Backend,
-    batch: &Batch,
-    routes: &[Route],
-    n: usize,
-) -> f64 {
-    let request = StepRequest {
-        routes,
-        bn: BnMode::Batch,
-        weight_grads: true,
-        route_grads: true,
-    };
-    net.step(backend, batch, &request).expect("a step"); // warm-up (pipelines, caches)
+/// One measured case.
+struct Case {
+    supernet: &'static str,
+    size: &'static str,
+    route: &'static str,
+    net: Supernet,
+    routes: Vec<Route>,
+}
+
+fn seconds(case: &Case, backend: &dyn Backend, batch: &Batch, n: usize) -> f64 {
+    let mut trainer = SupernetTrainer::new(case.net.clone(), WeightSchedule::default());
+    // Warm-up: pipelines, caches, the optimiser's state.
+    trainer
+        .train_weights(backend, batch, &case.routes, 0.0)
+        .expect("a step");
     let start = Instant::now();
     for _ in 0..n {
-        net.step(backend, batch, &request).expect("a step");
+        trainer
+            .train_weights(backend, batch, &case.routes, 0.0)
+            .expect("a step");
     }
     start.elapsed().as_secs_f64() / n as f64
 }
 
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn cases(wanted: &[String]) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let nb201 = |config| Supernet::Nb201(Nb201Supernet::new(config, 0).expect("valid size"));
+    for (key, size, config) in [
+        (
+            "nb201-reduced",
+            "reduced",
+            Nb201SupernetConfig::reduced(1, 10),
+        ),
+        ("nb201-full", "full", Nb201SupernetConfig::full(1, 10)),
+    ] {
+        if !wanted.iter().any(|w| w == key) {
+            continue;
+        }
+        let net = nb201(config);
+        cases.push(Case {
+            supernet: "nb201",
+            size,
+            route: "dense",
+            net: net.clone(),
+            routes: vec![Route::Dense(vec![0.2; 5]); 6],
+        });
+        cases.push(Case {
+            supernet: "nb201",
+            size,
+            route: "sampled",
+            net,
+            routes: vec![Route::one_hot(3, 5); 6],
+        });
+    }
+    if wanted.iter().any(|w| w == "darts") {
+        let darts = Supernet::Darts(
+            DartsSupernet::new(
+                DartsSupernetConfig {
+                    in_channels: 1,
+                    channels: 4,
+                    cells: 3,
+                    classes: 10,
+                },
+                0,
+            )
+            .expect("valid size"),
+        );
+        let routes = vec![Route::one_hot(4, 8); darts.edges()];
+        cases.push(Case {
+            supernet: "darts",
+            size: "reduced",
+            route: "sampled",
+            net: darts,
+            routes,
+        });
+    }
+    if wanted.iter().any(|w| w == "ofa") {
+        cases.push(Case {
+            supernet: "ofa",
+            size: "reduced",
+            route: "largest",
+            net: Supernet::Ofa(
+                OfaSupernet::new(OfaSupernetConfig::reduced(1, 10), 0).expect("valid size"),
+            ),
+            routes: OfaSupernet::largest(),
+        });
+    }
+    cases
+}
+
 fn main() {
-    let repeats: usize = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let repeats: usize = flag(&args, "--repeats")
         .and_then(|a| a.parse().ok())
         .unwrap_or(3);
+    let list = |name: &str, default: &str| -> Vec<String> {
+        flag(&args, name)
+            .unwrap_or_else(|| default.to_string())
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    let backends = list("--backends", "cpu,wgpu");
+    let wanted = list("--cases", "nb201-reduced,nb201-full,darts,ofa");
     let batch = Batch {
         images: Tensor::randn(&[64, 1, 28, 28], 1.0, 0),
         labels: (0..64).map(|i| i % 10).collect(),
     };
-    let nb201 = Supernet::Nb201(
-        Nb201Supernet::new(Nb201SupernetConfig::reduced(1, 10), 0).expect("valid size"),
-    );
-    let darts = Supernet::Darts(
-        DartsSupernet::new(
-            DartsSupernetConfig {
-                in_channels: 1,
-                channels: 4,
-                cells: 3,
-                classes: 10,
-            },
-            0,
-        )
-        .expect("valid size"),
-    );
-    let ofa =
-        Supernet::Ofa(OfaSupernet::new(OfaSupernetConfig::reduced(1, 10), 0).expect("valid size"));
-    let cases: Vec<(&str, &Supernet, Vec<Route>)> = vec![
-        (
-            "NAS-Bench-201, dense (all 5 candidates)",
-            &nb201,
-            vec![Route::Dense(vec![0.2; 5]); 6],
-        ),
-        (
-            "NAS-Bench-201, one sampled path (3x3 convs)",
-            &nb201,
-            vec![Route::one_hot(3, 5); 6],
-        ),
-        (
-            "DARTS, one sampled path (sep conv 3x3)",
-            &darts,
-            vec![Route::one_hot(4, 8); darts.edges()],
-        ),
-        ("Once-for-All, largest subnet", &ofa, OfaSupernet::largest()),
-    ];
-    let gpu = match Wgpu::new() {
-        Ok(gpu) => Some(gpu),
-        Err(e) => {
-            println!("no wgpu adapter ({e}): CPU only");
-            None
-        }
-    };
-    if let Some(gpu) = &gpu {
-        println!("wgpu: {}", gpu.name());
-    }
-    println!("| supernet step | cpu | wgpu | wgpu / cpu |");
-    println!("|---|---|---|---|");
-    for (what, net, routes) in cases {
-        let cpu = seconds(net, &Cpu, &batch, &routes, repeats);
-        match &gpu {
-            Some(gpu) => {
-                let wgpu = seconds(net, gpu, &batch, &routes, repeats);
-                println!("| {what} | {cpu:.3} s | {wgpu:.3} s | {:.1}x |", wgpu / cpu);
+    let gpu = if backends.iter().any(|b| b == "wgpu") {
+        match Wgpu::new() {
+            Ok(gpu) => Some(gpu),
+            Err(e) => {
+                eprintln!("no wgpu adapter ({e}): CPU only");
+                None
             }
-            None => println!("| {what} | {cpu:.3} s | - | - |"),
         }
+    } else {
+        None
+    };
+    let mut rows = Vec::new();
+    if !json {
+        println!("| supernet | size | route | backend | adapter | seconds per step |");
+        println!("|---|---|---|---|---|---|");
+    }
+    for case in cases(&wanted) {
+        let mut run = |backend: &dyn Backend, name: &str, adapter: String| {
+            let s = seconds(&case, backend, &batch, repeats);
+            if !json {
+                println!(
+                    "| {} | {} | {} | {name} | {adapter} | {s:.4} |",
+                    case.supernet, case.size, case.route
+                );
+            }
+            rows.push(format!(
+                "{{\"supernet\": \"{}\", \"size\": \"{}\", \"route\": \"{}\", \"backend\": \"{name}\", \"adapter\": {:?}, \"seconds_per_step\": {s}}}",
+                case.supernet, case.size, case.route, adapter
+            ));
+        };
+        if backends.iter().any(|b| b == "cpu") {
+            run(&Cpu, "cpu", "host".into());
+        }
+        if let Some(gpu) = &gpu {
+            run(gpu, "wgpu", gpu.name());
+        }
+    }
+    if json {
+        println!("[{}]", rows.join(", "));
     }
 }

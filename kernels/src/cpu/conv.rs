@@ -74,27 +74,63 @@ pub fn geometry_of(x: &Tensor, weight: &Tensor, spec: &Conv2dSpec) -> Result<[us
     Ok([g.n, g.cin, g.h, g.w, g.cout, g.k, g.oh, g.ow])
 }
 
-/// Unrolls one group of one image into `[cin_g * k * k, oh * ow]` columns.
+/// Where a kernel tap reads along one axis: for outputs `o` in `lo..hi` the input index
+/// `o * stride + offset` is inside `0..size`; outputs outside that range read padding.
+fn valid_outputs(offset: isize, stride: usize, size: usize, outputs: usize) -> (usize, usize) {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        ((-offset) as usize).div_ceil(stride)
+    };
+    let last = size as isize - 1 - offset;
+    let hi = if last < 0 {
+        0
+    } else {
+        (last as usize / stride + 1).min(outputs)
+    };
+    (lo.min(outputs), hi.max(lo.min(outputs)))
+}
+
+impl Geometry {
+    /// A `1 x 1` convolution with unit stride and no padding: an image's group is already
+    /// its own column matrix.
+    fn is_pointwise(&self, spec: &Conv2dSpec) -> bool {
+        self.k == 1 && spec.stride == 1 && spec.padding == 0
+    }
+}
+
+/// Unrolls one group of one image into `[cin_g * k * k, oh * ow]` columns: each tap's row
+/// copied a run of in-image values at a time, the padding filled with zeros.
 fn im2col(image: &[f32], g: &Geometry, spec: &Conv2dSpec, group: usize, cols: &mut [f32]) {
     let plane = g.oh * g.ow;
+    let (stride, pad) = (spec.stride, spec.padding as isize);
     for c in 0..g.cin_g() {
         let channel = &image[(group * g.cin_g() + c) * g.h * g.w..][..g.h * g.w];
         for ky in 0..g.k {
+            let off_y = (ky * spec.dilation) as isize - pad;
             for kx in 0..g.k {
+                let off_x = (kx * spec.dilation) as isize - pad;
+                let (lo, hi) = valid_outputs(off_x, stride, g.w, g.ow);
                 let row = (c * g.k + ky) * g.k + kx;
                 let out = &mut cols[row * plane..][..plane];
-                for oy in 0..g.oh {
-                    let iy =
-                        (oy * spec.stride + ky * spec.dilation) as isize - spec.padding as isize;
-                    for ox in 0..g.ow {
-                        let ix = (ox * spec.stride + kx * spec.dilation) as isize
-                            - spec.padding as isize;
-                        out[oy * g.ow + ox] =
-                            if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
-                                channel[iy as usize * g.w + ix as usize]
-                            } else {
-                                0.0
-                            };
+                for (oy, dst) in out.chunks_exact_mut(g.ow).enumerate() {
+                    let iy = (oy * stride) as isize + off_y;
+                    if iy < 0 || iy as usize >= g.h {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &channel[iy as usize * g.w..][..g.w];
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    if hi == lo {
+                        // Every output of this row reads padding.
+                    } else if stride == 1 {
+                        let first = (lo as isize + off_x) as usize;
+                        dst[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                    } else {
+                        for (ox, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[(((lo + ox) * stride) as isize + off_x) as usize];
+                        }
                     }
                 }
             }
@@ -102,26 +138,37 @@ fn im2col(image: &[f32], g: &Geometry, spec: &Conv2dSpec, group: usize, cols: &m
     }
 }
 
-/// Adds columns back into one group of one image's gradient.
+/// Adds columns back into one group of one image's gradient (the transpose of [`im2col`]).
 fn col2im(cols: &[f32], g: &Geometry, spec: &Conv2dSpec, group: usize, image: &mut [f32]) {
     let plane = g.oh * g.ow;
+    let (stride, pad) = (spec.stride, spec.padding as isize);
     for c in 0..g.cin_g() {
         let channel = &mut image[(group * g.cin_g() + c) * g.h * g.w..][..g.h * g.w];
         for ky in 0..g.k {
+            let off_y = (ky * spec.dilation) as isize - pad;
             for kx in 0..g.k {
+                let off_x = (kx * spec.dilation) as isize - pad;
+                let (lo, hi) = valid_outputs(off_x, stride, g.w, g.ow);
                 let row = (c * g.k + ky) * g.k + kx;
                 let col = &cols[row * plane..][..plane];
-                for oy in 0..g.oh {
-                    let iy =
-                        (oy * spec.stride + ky * spec.dilation) as isize - spec.padding as isize;
+                for (oy, src) in col.chunks_exact(g.ow).enumerate() {
+                    let iy = (oy * stride) as isize + off_y;
                     if iy < 0 || iy as usize >= g.h {
                         continue;
                     }
-                    for ox in 0..g.ow {
-                        let ix = (ox * spec.stride + kx * spec.dilation) as isize
-                            - spec.padding as isize;
-                        if ix >= 0 && (ix as usize) < g.w {
-                            channel[iy as usize * g.w + ix as usize] += col[oy * g.ow + ox];
+                    let dst = &mut channel[iy as usize * g.w..][..g.w];
+                    if hi == lo {
+                        continue;
+                    }
+                    if stride == 1 {
+                        let first = (lo as isize + off_x) as usize;
+                        dst[first..first + hi - lo]
+                            .iter_mut()
+                            .zip(&src[lo..hi])
+                            .for_each(|(d, v)| *d += v);
+                    } else {
+                        for (ox, v) in src[lo..hi].iter().enumerate() {
+                            dst[(((lo + ox) * stride) as isize + off_x) as usize] += v;
                         }
                     }
                 }
@@ -155,9 +202,19 @@ pub fn conv2d(
         .enumerate()
         .for_each(|(n, y)| {
             let image = &x.data()[n * image_in..][..image_in];
-            let mut cols = vec![0.0; g.rows() * plane];
+            let pointwise = g.is_pointwise(spec);
+            let mut cols = if pointwise {
+                Vec::new()
+            } else {
+                vec![0.0; g.rows() * plane]
+            };
             for group in 0..g.groups {
-                im2col(image, &g, spec, group, &mut cols);
+                let columns = if pointwise {
+                    &image[group * g.rows() * plane..][..g.rows() * plane]
+                } else {
+                    im2col(image, &g, spec, group, &mut cols);
+                    &cols[..]
+                };
                 let w = &weight.data()[group * g.cout_g() * g.rows()..][..g.cout_g() * g.rows()];
                 let y_g = &mut y[group * g.cout_g() * plane..][..g.cout_g() * plane];
                 sgemm(
@@ -166,7 +223,7 @@ pub fn conv2d(
                     plane,
                     w,
                     false,
-                    &cols,
+                    columns,
                     false,
                     0.0,
                     y_g,
@@ -205,10 +262,17 @@ pub fn conv2d_backward(
             let dy_n = &dy.data()[n * g.cout * plane..][..g.cout * plane];
             let mut dx = vec![0.0; image_in];
             let mut dw = vec![0.0; weight.len()];
-            let mut cols = vec![0.0; g.rows() * plane];
-            let mut dcols = vec![0.0; g.rows() * plane];
+            let pointwise = g.is_pointwise(spec);
+            let scratch = if pointwise { 0 } else { g.rows() * plane };
+            let (mut cols, mut dcols) = (vec![0.0; scratch], vec![0.0; scratch]);
             for group in 0..g.groups {
-                im2col(image, &g, spec, group, &mut cols);
+                let group_rows = group * g.rows() * plane..(group + 1) * g.rows() * plane;
+                let columns = if pointwise {
+                    &image[group_rows.clone()]
+                } else {
+                    im2col(image, &g, spec, group, &mut cols);
+                    &cols[..]
+                };
                 let dy_g = &dy_n[group * g.cout_g() * plane..][..g.cout_g() * plane];
                 let w_range = group * g.cout_g() * g.rows()..(group + 1) * g.cout_g() * g.rows();
                 sgemm(
@@ -217,11 +281,17 @@ pub fn conv2d_backward(
                     g.rows(),
                     dy_g,
                     false,
-                    &cols,
+                    columns,
                     true,
                     0.0,
                     &mut dw[w_range.clone()],
                 );
+                // A pointwise convolution's column gradient is its input gradient.
+                let dcolumns = if pointwise {
+                    &mut dx[group_rows]
+                } else {
+                    &mut dcols[..]
+                };
                 sgemm(
                     g.rows(),
                     g.cout_g(),
@@ -231,9 +301,11 @@ pub fn conv2d_backward(
                     dy_g,
                     false,
                     0.0,
-                    &mut dcols,
+                    dcolumns,
                 );
-                col2im(&dcols, &g, spec, group, &mut dx);
+                if !pointwise {
+                    col2im(&dcols, &g, spec, group, &mut dx);
+                }
             }
             (dx, dw)
         })

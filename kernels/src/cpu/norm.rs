@@ -1,6 +1,8 @@
 //! Batch normalisation in training mode (statistics of the batch, per channel over N, H and
 //! W) and its backward.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -17,6 +19,65 @@ pub struct BatchNormCache {
     pub var: Vec<f32>,
 }
 
+/// Elements below which batch norm runs on the calling thread (waking the pool costs more).
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// Per-channel sums of `f(channel, plane)` over every image's plane of that channel: each
+/// plane reduced on its own (in parallel when the tensor is large), then added per channel.
+fn per_channel(
+    data: &[f32],
+    plane: usize,
+    c: usize,
+    f: impl Fn(usize, &[f32]) -> f32 + Sync,
+) -> Vec<f32> {
+    let planes: Vec<f32> = if data.len() < PARALLEL_MIN {
+        data.chunks(plane)
+            .enumerate()
+            .map(|(i, p)| f(i % c, p))
+            .collect()
+    } else {
+        data.par_chunks(plane)
+            .enumerate()
+            .map(|(i, p)| f(i % c, p))
+            .collect()
+    };
+    let mut sums = vec![0.0f32; c];
+    for (i, v) in planes.into_iter().enumerate() {
+        sums[i % c] += v;
+    }
+    sums
+}
+
+/// One plane's channel, its input planes and its output planes.
+type PlaneWork<'a, const I: usize, const O: usize> = (usize, [&'a [f32]; I], [&'a mut [f32]; O]);
+
+/// Runs `f(channel, planes...)` on every plane of `outputs` beside the same plane of
+/// `inputs`, in parallel when large.
+fn each_plane<const I: usize, const O: usize>(
+    inputs: [&[f32]; I],
+    outputs: [&mut [f32]; O],
+    plane: usize,
+    c: usize,
+    f: impl Fn(usize, [&[f32]; I], [&mut [f32]; O]) + Sync,
+) {
+    let len = inputs.first().map_or(0, |x| x.len());
+    let count = len / plane.max(1);
+    let mut outs: Vec<std::slice::ChunksMut<'_, f32>> =
+        outputs.into_iter().map(|o| o.chunks_mut(plane)).collect();
+    let mut work: Vec<PlaneWork<'_, I, O>> = Vec::with_capacity(count);
+    for i in 0..count {
+        let ins = std::array::from_fn(|k| &inputs[k][i * plane..][..plane]);
+        let mut taken = outs.iter_mut().map(|o| o.next().expect("same length"));
+        let outs: [&mut [f32]; O] = std::array::from_fn(|_| taken.next().expect("O outputs"));
+        work.push((i % c, ins, outs));
+    }
+    if len < PARALLEL_MIN {
+        work.into_iter().for_each(|(ch, i, o)| f(ch, i, o));
+    } else {
+        work.into_par_iter().for_each(|(ch, i, o)| f(ch, i, o));
+    }
+}
+
 /// `gamma * (x - mean) / sqrt(var + eps) + beta` with the batch's per-channel statistics.
 pub fn batch_norm_train(
     x: &Tensor,
@@ -27,28 +88,30 @@ pub fn batch_norm_train(
     let [n, c, h, w] = x.nchw()?;
     let plane = h * w;
     let count = (n * plane) as f32;
-    let mut mean = vec![0.0f32; c];
-    let mut var = vec![0.0f32; c];
-    for (i, values) in x.data().chunks(plane).enumerate() {
-        mean[i % c] += values.iter().sum::<f32>() / count;
-    }
-    for (i, values) in x.data().chunks(plane).enumerate() {
-        let m = mean[i % c];
-        var[i % c] += values.iter().map(|v| (v - m).powi(2)).sum::<f32>() / count;
-    }
+    let sums = per_channel(x.data(), plane, c, |_, p| p.iter().sum::<f32>());
+    let mean: Vec<f32> = sums.iter().map(|s| s / count).collect();
+    let squares = per_channel(x.data(), plane, c, |ch, p| {
+        let m = mean[ch];
+        p.iter().map(|v| (v - m) * (v - m)).sum::<f32>()
+    });
+    let var: Vec<f32> = squares.iter().map(|s| s / count).collect();
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let mut normalised = Tensor::zeros(x.shape());
     let mut y = Tensor::zeros(x.shape());
-    for (i, (&v, (xn, out))) in x
-        .data()
-        .iter()
-        .zip(normalised.data_mut().iter_mut().zip(y.data_mut()))
-        .enumerate()
-    {
-        let ch = (i / plane) % c;
-        *xn = (v - mean[ch]) * inv_std[ch];
-        *out = gamma.data()[ch] * *xn + beta.data()[ch];
-    }
+    let (g, b) = (gamma.data(), beta.data());
+    each_plane(
+        [x.data()],
+        [normalised.data_mut(), y.data_mut()],
+        plane,
+        c,
+        |ch, [xs], [xn, out]| {
+            let (m, s, g, b) = (mean[ch], inv_std[ch], g[ch], b[ch]);
+            for ((v, xn), out) in xs.iter().zip(xn.iter_mut()).zip(out.iter_mut()) {
+                *xn = (v - m) * s;
+                *out = g * *xn + b;
+            }
+        },
+    );
     Ok((
         y,
         BatchNormCache {
@@ -69,27 +132,56 @@ pub fn batch_norm_train_backward(
     let [n, c, h, w] = dy.nchw()?;
     let plane = h * w;
     let m = (n * plane) as f32;
-    let mut dgamma = vec![0.0f32; c];
-    let mut dbeta = vec![0.0f32; c];
-    for (i, (&g, &xn)) in dy.data().iter().zip(cache.normalised.data()).enumerate() {
-        let ch = (i / plane) % c;
-        dgamma[ch] += g * xn;
-        dbeta[ch] += g;
-    }
+    let xhat = cache.normalised.data();
+    let (dgamma, dbeta) = {
+        // Per plane: sum(dy * xhat), sum(dy).
+        let planes: Vec<[f32; 2]> = {
+            let one = |(g, x): (&[f32], &[f32])| {
+                let (mut a, mut b) = (0.0f32, 0.0f32);
+                for (g, x) in g.iter().zip(x) {
+                    a += g * x;
+                    b += g;
+                }
+                [a, b]
+            };
+            if dy.len() < PARALLEL_MIN {
+                dy.data()
+                    .chunks(plane)
+                    .zip(xhat.chunks(plane))
+                    .map(one)
+                    .collect()
+            } else {
+                dy.data()
+                    .par_chunks(plane)
+                    .zip(xhat.par_chunks(plane))
+                    .map(one)
+                    .collect()
+            }
+        };
+        let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
+        for (i, [a, b]) in planes.into_iter().enumerate() {
+            dg[i % c] += a;
+            db[i % c] += b;
+        }
+        (dg, db)
+    };
     let mut dx = Tensor::zeros(dy.shape());
-    for (i, (out, (&g, &xn))) in dx
-        .data_mut()
-        .iter_mut()
-        .zip(dy.data().iter().zip(cache.normalised.data()))
-        .enumerate()
-    {
-        let ch = (i / plane) % c;
-        let dxhat = g * gamma.data()[ch];
-        // dx = inv_std / m * (m dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with
-        // sum(dxhat) = gamma dbeta and sum(dxhat xhat) = gamma dgamma.
-        *out = cache.inv_std[ch] / m
-            * (m * dxhat - gamma.data()[ch] * dbeta[ch] - xn * gamma.data()[ch] * dgamma[ch]);
-    }
+    let g = gamma.data();
+    each_plane(
+        [dy.data(), xhat],
+        [dx.data_mut()],
+        plane,
+        c,
+        |ch, [dys, xs], [out]| {
+            // dx = inv_std / m * (m dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with
+            // dxhat = gamma dy, sum(dxhat) = gamma dbeta and sum(dxhat xhat) = gamma dgamma.
+            let scale = cache.inv_std[ch] / m * g[ch];
+            let (sum_dy, sum_dy_xhat) = (dbeta[ch], dgamma[ch]);
+            for ((o, d), x) in out.iter_mut().zip(dys).zip(xs) {
+                *o = scale * (m * d - sum_dy - x * sum_dy_xhat);
+            }
+        },
+    );
     Ok((dx, Tensor::new(&[c], dgamma)?, Tensor::new(&[c], dbeta)?))
 }
 

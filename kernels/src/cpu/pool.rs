@@ -1,6 +1,8 @@
 //! Pooling: average (padding not counted, as NAS-Bench-201 and DARTS pool), max, global
 //! average; each with its backward.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -33,6 +35,43 @@ fn window(
     (start.max(0) as usize)..(end.max(0) as usize)
 }
 
+/// Elements below which pooling runs on the calling thread (waking the pool costs more).
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// Runs `f(input plane, output plane)` over paired planes, in parallel when large.
+fn planes(
+    input: &[f32],
+    in_plane: usize,
+    output: &mut [f32],
+    out_plane: usize,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) {
+    if input.len() < PARALLEL_MIN {
+        input
+            .chunks(in_plane)
+            .zip(output.chunks_mut(out_plane))
+            .for_each(|(i, o)| f(i, o));
+    } else {
+        input
+            .par_chunks(in_plane)
+            .zip(output.par_chunks_mut(out_plane))
+            .for_each(|(i, o)| f(i, o));
+    }
+}
+
+/// Each output's input window along one axis, clipped to the image.
+fn windows(
+    outputs: usize,
+    stride: usize,
+    padding: usize,
+    kernel: usize,
+    size: usize,
+) -> Vec<std::ops::Range<usize>> {
+    (0..outputs)
+        .map(|o| window(o, stride, padding, kernel, size))
+        .collect()
+}
+
 /// Pools every window of every plane with `reduce` (the window's in-image values and
 /// their count).
 fn pool_forward(
@@ -40,39 +79,61 @@ fn pool_forward(
     kernel: usize,
     stride: usize,
     padding: usize,
-    reduce: impl Fn(&mut dyn Iterator<Item = f32>, usize) -> f32,
+    reduce: impl Fn(&mut dyn Iterator<Item = f32>, usize) -> f32 + Sync,
 ) -> Result<Tensor> {
     let [n, c, h, w] = x.nchw()?;
     let (oh, ow) = (
         out_size(h, kernel, stride, padding)?,
         out_size(w, kernel, stride, padding)?,
     );
+    let (rows, cols) = (
+        windows(oh, stride, padding, kernel, h),
+        windows(ow, stride, padding, kernel, w),
+    );
     let mut out = Tensor::zeros(&[n, c, oh, ow]);
-    for (plane, y) in x
-        .data()
-        .chunks(h * w)
-        .zip(out.data_mut().chunks_mut(oh * ow))
-    {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let (rows, cols) = (
-                    window(oy, stride, padding, kernel, h),
-                    window(ox, stride, padding, kernel, w),
-                );
-                let count = rows.len() * cols.len();
-                let mut values = rows.flat_map(|iy| cols.clone().map(move |ix| plane[iy * w + ix]));
+    planes(x.data(), h * w, out.data_mut(), oh * ow, |plane, y| {
+        for (oy, r) in rows.iter().enumerate() {
+            for (ox, cs) in cols.iter().enumerate() {
+                let count = r.len() * cs.len();
+                let mut values = r
+                    .clone()
+                    .flat_map(|iy| plane[iy * w..][cs.clone()].iter().copied());
                 y[oy * ow + ox] = reduce(&mut values, count);
             }
         }
-    }
+    });
     Ok(out)
 }
 
 /// Average pooling, dividing by the number of in-image values in each window.
 pub fn avg_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    pool_forward(x, kernel, stride, padding, |values, count| {
-        values.sum::<f32>() / count.max(1) as f32
-    })
+    let [n, c, h, w] = x.nchw()?;
+    let (oh, ow) = (
+        out_size(h, kernel, stride, padding)?,
+        out_size(w, kernel, stride, padding)?,
+    );
+    let (rows, cols) = (
+        windows(oh, stride, padding, kernel, h),
+        windows(ow, stride, padding, kernel, w),
+    );
+    let mut out = Tensor::zeros(&[n, c, oh, ow]);
+    planes(x.data(), h * w, out.data_mut(), oh * ow, |plane, y| {
+        // Per output row: the window's input rows added into one row, then each output's
+        // columns of it summed.
+        let mut acc = vec![0.0f32; w];
+        for (r, y_row) in rows.iter().zip(y.chunks_exact_mut(ow)) {
+            acc.fill(0.0);
+            for iy in r.clone() {
+                acc.iter_mut()
+                    .zip(&plane[iy * w..][..w])
+                    .for_each(|(a, v)| *a += v);
+            }
+            for (cs, v) in cols.iter().zip(y_row.iter_mut()) {
+                *v = acc[cs.clone()].iter().sum::<f32>() / (r.len() * cs.len()).max(1) as f32;
+            }
+        }
+    });
+    Ok(out)
 }
 
 /// Gradient of [`avg_pool`].
@@ -85,27 +146,29 @@ pub fn avg_pool_backward(
 ) -> Result<Tensor> {
     let [_, _, h, w] = x.nchw()?;
     let [_, _, oh, ow] = dy.nchw()?;
+    let (rows, cols) = (
+        windows(oh, stride, padding, kernel, h),
+        windows(ow, stride, padding, kernel, w),
+    );
     let mut dx = Tensor::zeros(x.shape());
-    for (plane, g) in dx
-        .data_mut()
-        .chunks_mut(h * w)
-        .zip(dy.data().chunks(oh * ow))
-    {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let (rows, cols) = (
-                    window(oy, stride, padding, kernel, h),
-                    window(ox, stride, padding, kernel, w),
-                );
-                let share = g[oy * ow + ox] / (rows.len() * cols.len()).max(1) as f32;
-                for iy in rows {
-                    for ix in cols.clone() {
-                        plane[iy * w + ix] += share;
-                    }
-                }
+    planes(dy.data(), oh * ow, dx.data_mut(), h * w, |g, plane| {
+        // Per output row: each output's share spread over its columns of one row, then
+        // that row added into each of the window's input rows.
+        let mut spread = vec![0.0f32; w];
+        for (r, g_row) in rows.iter().zip(g.chunks_exact(ow)) {
+            spread.fill(0.0);
+            for (cs, &gv) in cols.iter().zip(g_row) {
+                let share = gv / (r.len() * cs.len()).max(1) as f32;
+                spread[cs.clone()].iter_mut().for_each(|d| *d += share);
+            }
+            for iy in r.clone() {
+                plane[iy * w..][..w]
+                    .iter_mut()
+                    .zip(&spread)
+                    .for_each(|(d, s)| *d += s);
             }
         }
-    }
+    });
     Ok(dx)
 }
 
