@@ -117,6 +117,7 @@ fn run(cli: Cli, search_flags: &[String]) -> anyhow::Result<ExitCode> {
 /// private directory before any thread exists.
 #[allow(unsafe_code)]
 fn prepare_environment() {
+    hwnas_core::kernels::cpu::allocator::keep_freed_buffers();
     if let Some(dir) = hwnas_core::kernels::gpu::vulkan_runtime_dir() {
         // SAFETY: called first thing in `main`, before any other thread is started.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };

@@ -8,7 +8,8 @@
 //! sampled path; the Once-for-All supernet (a quarter of w1.2) at its largest subnet.
 //!
 //! `cargo run --release -p hwnas-core --example supernet_step_time -- [--json]
-//! [--repeats N] [--backends cpu,wgpu] [--cases nb201-reduced,nb201-full,darts,ofa]`
+//! [--repeats N] [--backends cpu,wgpu] [--cases nb201-reduced,nb201-full,darts,ofa]
+//! [--routes dense,sampled,largest]`
 
 use std::time::Instant;
 
@@ -117,6 +118,7 @@ fn cases(wanted: &[String]) -> Vec<Case> {
 }
 
 fn main() {
+    hwnas_kernels::cpu::allocator::keep_freed_buffers();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
     let repeats: usize = flag(&args, "--repeats")
@@ -131,6 +133,7 @@ fn main() {
     };
     let backends = list("--backends", "cpu,wgpu");
     let wanted = list("--cases", "nb201-reduced,nb201-full,darts,ofa");
+    let routes = list("--routes", "dense,sampled,largest");
     let batch = Batch {
         images: Tensor::randn(&[64, 1, 28, 28], 1.0, 0),
         labels: (0..64).map(|i| i % 10).collect(),
@@ -151,7 +154,10 @@ fn main() {
         println!("| supernet | size | route | backend | adapter | seconds per step |");
         println!("|---|---|---|---|---|---|");
     }
-    for case in cases(&wanted) {
+    for case in cases(&wanted)
+        .into_iter()
+        .filter(|c| routes.iter().any(|r| r == c.route))
+    {
         let mut run = |backend: &dyn Backend, name: &str, adapter: String| {
             let s = seconds(&case, backend, &batch, repeats);
             if !json {

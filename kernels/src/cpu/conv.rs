@@ -99,9 +99,84 @@ impl Geometry {
     }
 }
 
-/// Unrolls one group of one image into `[cin_g * k * k, oh * ow]` columns: each tap's row
-/// copied a run of in-image values at a time, the padding filled with zeros.
-fn im2col(image: &[f32], g: &Geometry, spec: &Conv2dSpec, group: usize, cols: &mut [f32]) {
+/// A unit-stride convolution whose output is as large as its input ("same" padding): each
+/// tap's column row is the input plane shifted by a constant offset, so it moves as one run.
+fn same_size(g: &Geometry, spec: &Conv2dSpec) -> bool {
+    spec.stride == 1 && g.ow == g.w && g.oh == g.h
+}
+
+/// The rows of outputs a tap at vertical offset `off_y` reads inside the image, and the
+/// flat offset from an output position to the input position it reads.
+fn shifted_span(g: &Geometry, off_y: isize, off_x: isize) -> (usize, usize, isize) {
+    let (top, bottom) = valid_outputs(off_y, 1, g.h, g.oh);
+    (top, bottom, off_y * g.w as isize + off_x)
+}
+
+/// One tap's column row of a [`same_size`] convolution: the plane shifted by
+/// `(off_y, off_x)` in one copy, then the positions that read padding set to zero.
+fn shifted_copy(
+    channel: &[f32],
+    out: &mut [f32],
+    g: &Geometry,
+    off_y: isize,
+    off_x: isize,
+    (lo, hi): (usize, usize),
+) {
+    let ow = g.ow;
+    let (top, bottom, shift) = shifted_span(g, off_y, off_x);
+    out[..top * ow].fill(0.0);
+    out[bottom * ow..].fill(0.0);
+    if bottom <= top || hi <= lo {
+        out[top * ow..bottom * ow].fill(0.0);
+        return;
+    }
+    let (start, end) = (top * ow + lo, (bottom - 1) * ow + hi);
+    let from = (start as isize + shift) as usize;
+    out[start..end].copy_from_slice(&channel[from..from + end - start]);
+    for row in out[top * ow..bottom * ow].chunks_exact_mut(ow) {
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+    }
+}
+
+/// The transpose of [`shifted_copy`]: the positions that read padding zeroed in `col`,
+/// then the row added into the plane shifted back in one run.
+fn shifted_add(
+    col: &mut [f32],
+    channel: &mut [f32],
+    g: &Geometry,
+    off_y: isize,
+    off_x: isize,
+    (lo, hi): (usize, usize),
+) {
+    let ow = g.ow;
+    let (top, bottom, shift) = shifted_span(g, off_y, off_x);
+    if bottom <= top || hi <= lo {
+        return;
+    }
+    for row in col[top * ow..bottom * ow].chunks_exact_mut(ow) {
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+    }
+    let (start, end) = (top * ow + lo, (bottom - 1) * ow + hi);
+    let from = (start as isize + shift) as usize;
+    channel[from..from + end - start]
+        .iter_mut()
+        .zip(&col[start..end])
+        .for_each(|(d, v)| *d += v);
+}
+
+/// Unrolls one group of one image into `[cin_g * k * k, oh * ow]` columns, row `r` at
+/// `cols[r * ld..]` (`ld >= oh * ow`: several images side by side): each tap's row copied a
+/// run of in-image values at a time, the padding filled with zeros.
+fn im2col(
+    image: &[f32],
+    g: &Geometry,
+    spec: &Conv2dSpec,
+    group: usize,
+    cols: &mut [f32],
+    ld: usize,
+) {
     let plane = g.oh * g.ow;
     let (stride, pad) = (spec.stride, spec.padding as isize);
     for c in 0..g.cin_g() {
@@ -112,7 +187,11 @@ fn im2col(image: &[f32], g: &Geometry, spec: &Conv2dSpec, group: usize, cols: &m
                 let off_x = (kx * spec.dilation) as isize - pad;
                 let (lo, hi) = valid_outputs(off_x, stride, g.w, g.ow);
                 let row = (c * g.k + ky) * g.k + kx;
-                let out = &mut cols[row * plane..][..plane];
+                let out = &mut cols[row * ld..][..plane];
+                if same_size(g, spec) {
+                    shifted_copy(channel, out, g, off_y, off_x, (lo, hi));
+                    continue;
+                }
                 for (oy, dst) in out.chunks_exact_mut(g.ow).enumerate() {
                     let iy = (oy * stride) as isize + off_y;
                     if iy < 0 || iy as usize >= g.h {
@@ -138,8 +217,16 @@ fn im2col(image: &[f32], g: &Geometry, spec: &Conv2dSpec, group: usize, cols: &m
     }
 }
 
-/// Adds columns back into one group of one image's gradient (the transpose of [`im2col`]).
-fn col2im(cols: &[f32], g: &Geometry, spec: &Conv2dSpec, group: usize, image: &mut [f32]) {
+/// Adds columns (row `r` at `cols[r * ld..]`) back into one group of one image's gradient
+/// (the transpose of [`im2col`]); the columns that read padding are zeroed on the way.
+fn col2im(
+    cols: &mut [f32],
+    g: &Geometry,
+    spec: &Conv2dSpec,
+    group: usize,
+    image: &mut [f32],
+    ld: usize,
+) {
     let plane = g.oh * g.ow;
     let (stride, pad) = (spec.stride, spec.padding as isize);
     for c in 0..g.cin_g() {
@@ -150,7 +237,18 @@ fn col2im(cols: &[f32], g: &Geometry, spec: &Conv2dSpec, group: usize, image: &m
                 let off_x = (kx * spec.dilation) as isize - pad;
                 let (lo, hi) = valid_outputs(off_x, stride, g.w, g.ow);
                 let row = (c * g.k + ky) * g.k + kx;
-                let col = &cols[row * plane..][..plane];
+                if same_size(g, spec) {
+                    shifted_add(
+                        &mut cols[row * ld..][..plane],
+                        channel,
+                        g,
+                        off_y,
+                        off_x,
+                        (lo, hi),
+                    );
+                    continue;
+                }
+                let col = &cols[row * ld..][..plane];
                 for (oy, src) in col.chunks_exact(g.ow).enumerate() {
                     let iy = (oy * stride) as isize + off_y;
                     if iy < 0 || iy as usize >= g.h {
@@ -177,6 +275,45 @@ fn col2im(cols: &[f32], g: &Geometry, spec: &Conv2dSpec, group: usize, image: &m
     }
 }
 
+thread_local! {
+    /// Each worker thread's column buffers, kept between calls: im2col writes every
+    /// element and the GEMMs overwrite theirs, so they are never cleared.
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 3]> = const {
+        std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new()])
+    };
+}
+
+/// Runs `f` with this thread's three scratch buffers, of `lens` elements.
+fn with_scratch<R>(lens: [usize; 3], f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buffers = cell.borrow_mut();
+        let [a, b, c] = &mut *buffers;
+        for (buffer, len) in [&mut *a, &mut *b, &mut *c].into_iter().zip(lens) {
+            if buffer.len() < len {
+                buffer.resize(len, 0.0);
+            }
+        }
+        f(&mut a[..lens[0]], &mut b[..lens[1]], &mut c[..lens[2]])
+    })
+}
+
+/// Columns one GEMM aims for: small planes (the last stages' 7 x 7 maps) are unrolled several
+/// images side by side so that each GEMM is wide enough to run at speed.
+const GEMM_COLUMNS: usize = 2048;
+
+impl Geometry {
+    /// Images unrolled side by side per GEMM: enough for [`GEMM_COLUMNS`], at most an
+    /// eighth of the batch (the workers need chunks to share), one for pointwise
+    /// convolutions (their images are their own columns).
+    fn images_per_gemm(&self, spec: &Conv2dSpec) -> usize {
+        if self.is_pointwise(spec) {
+            return 1;
+        }
+        let plane = self.oh * self.ow;
+        (GEMM_COLUMNS / plane.max(1)).clamp(1, (self.n / 8).max(1))
+    }
+}
+
 /// `y = conv2d(x, weight) (+ bias)`: x `[N, Cin, H, W]`, weight `[Cout, Cin/groups, k, k]`.
 pub fn conv2d(
     x: &Tensor,
@@ -197,41 +334,67 @@ pub fn conv2d(
     let plane = g.oh * g.ow;
     let mut out = Tensor::zeros(&[g.n, g.cout, g.oh, g.ow]);
     let image_in = g.cin * g.h * g.w;
+    let per = g.images_per_gemm(spec);
+    let pointwise = g.is_pointwise(spec);
     out.data_mut()
-        .par_chunks_mut(g.cout * plane)
+        .par_chunks_mut(per * g.cout * plane)
         .enumerate()
-        .for_each(|(n, y)| {
-            let image = &x.data()[n * image_in..][..image_in];
-            let pointwise = g.is_pointwise(spec);
-            let mut cols = if pointwise {
-                Vec::new()
-            } else {
-                vec![0.0; g.rows() * plane]
+        .for_each(|(chunk, y)| {
+            let images = y.len() / (g.cout * plane);
+            let first = chunk * per;
+            let ld = images * plane;
+            let (cols_len, out_len) = match (pointwise, images) {
+                (true, _) => (0, 0),
+                (false, 1) => (g.rows() * ld, 0),
+                (false, _) => (g.rows() * ld, g.cout_g() * ld),
             };
-            for group in 0..g.groups {
-                let columns = if pointwise {
-                    &image[group * g.rows() * plane..][..g.rows() * plane]
-                } else {
-                    im2col(image, &g, spec, group, &mut cols);
-                    &cols[..]
-                };
-                let w = &weight.data()[group * g.cout_g() * g.rows()..][..g.cout_g() * g.rows()];
-                let y_g = &mut y[group * g.cout_g() * plane..][..g.cout_g() * plane];
-                sgemm(
-                    g.cout_g(),
-                    g.rows(),
-                    plane,
-                    w,
-                    false,
-                    columns,
-                    false,
-                    0.0,
-                    y_g,
-                );
-            }
-            if let Some(b) = bias {
-                for (c, channel) in y.chunks_mut(plane).enumerate() {
-                    channel.iter_mut().for_each(|v| *v += b.data()[c]);
+            with_scratch([cols_len, out_len, 0], |cols, wide, _| {
+                for group in 0..g.groups {
+                    let w =
+                        &weight.data()[group * g.cout_g() * g.rows()..][..g.cout_g() * g.rows()];
+                    if pointwise {
+                        for b in 0..images {
+                            let image = &x.data()[(first + b) * image_in..][..image_in];
+                            let y_g = &mut y[(b * g.cout + group * g.cout_g()) * plane..]
+                                [..g.cout_g() * plane];
+                            let columns = &image[group * g.rows() * plane..][..g.rows() * plane];
+                            sgemm(
+                                g.cout_g(),
+                                g.rows(),
+                                plane,
+                                w,
+                                false,
+                                columns,
+                                false,
+                                0.0,
+                                y_g,
+                            );
+                        }
+                        continue;
+                    }
+                    for b in 0..images {
+                        let image = &x.data()[(first + b) * image_in..][..image_in];
+                        im2col(image, &g, spec, group, &mut cols[b * plane..], ld);
+                    }
+                    if images == 1 {
+                        let y_g = &mut y[group * g.cout_g() * plane..][..g.cout_g() * plane];
+                        sgemm(g.cout_g(), g.rows(), plane, w, false, cols, false, 0.0, y_g);
+                        continue;
+                    }
+                    sgemm(g.cout_g(), g.rows(), ld, w, false, cols, false, 0.0, wide);
+                    // `[cout_g, images * plane]` back to each image's channels.
+                    for b in 0..images {
+                        for o in 0..g.cout_g() {
+                            y[(b * g.cout + group * g.cout_g() + o) * plane..][..plane]
+                                .copy_from_slice(&wide[o * ld + b * plane..][..plane]);
+                        }
+                    }
+                }
+            });
+            if let Some(bias) = bias {
+                for (i, channel) in y.chunks_mut(plane).enumerate() {
+                    let add = bias.data()[i % g.cout];
+                    channel.iter_mut().for_each(|v| *v += add);
                 }
             }
         });
@@ -255,67 +418,100 @@ pub fn conv2d_backward(
     }
     let plane = g.oh * g.ow;
     let image_in = g.cin * g.h * g.w;
-    let per_image: Vec<(Vec<f32>, Vec<f32>)> = (0..g.n)
-        .into_par_iter()
-        .map(|n| {
-            let image = &x.data()[n * image_in..][..image_in];
-            let dy_n = &dy.data()[n * g.cout * plane..][..g.cout * plane];
-            let mut dx = vec![0.0; image_in];
-            let mut dw = vec![0.0; weight.len()];
-            let pointwise = g.is_pointwise(spec);
-            let scratch = if pointwise { 0 } else { g.rows() * plane };
-            let (mut cols, mut dcols) = (vec![0.0; scratch], vec![0.0; scratch]);
-            for group in 0..g.groups {
-                let group_rows = group * g.rows() * plane..(group + 1) * g.rows() * plane;
-                let columns = if pointwise {
-                    &image[group_rows.clone()]
-                } else {
-                    im2col(image, &g, spec, group, &mut cols);
-                    &cols[..]
+    let mut dx = Tensor::zeros(x.shape());
+    let per = g.images_per_gemm(spec);
+    let pointwise = g.is_pointwise(spec);
+    // Each worker accumulates its images' weight gradient in its own buffer.
+    let dw = dx
+        .data_mut()
+        .par_chunks_mut(per * image_in)
+        .enumerate()
+        .fold(
+            || vec![0.0f32; weight.len()],
+            |mut dw, (chunk, dx_chunk)| {
+                let images = dx_chunk.len() / image_in;
+                let first = chunk * per;
+                let ld = images * plane;
+                let lens = match (pointwise, images) {
+                    (true, _) => [0, 0, 0],
+                    (false, 1) => [g.rows() * ld, g.rows() * ld, 0],
+                    (false, _) => [g.rows() * ld, g.rows() * ld, g.cout_g() * ld],
                 };
-                let dy_g = &dy_n[group * g.cout_g() * plane..][..g.cout_g() * plane];
-                let w_range = group * g.cout_g() * g.rows()..(group + 1) * g.cout_g() * g.rows();
-                sgemm(
-                    g.cout_g(),
-                    plane,
-                    g.rows(),
-                    dy_g,
-                    false,
-                    columns,
-                    true,
-                    0.0,
-                    &mut dw[w_range.clone()],
-                );
-                // A pointwise convolution's column gradient is its input gradient.
-                let dcolumns = if pointwise {
-                    &mut dx[group_rows]
-                } else {
-                    &mut dcols[..]
-                };
-                sgemm(
-                    g.rows(),
-                    g.cout_g(),
-                    plane,
-                    &weight.data()[w_range],
-                    true,
-                    dy_g,
-                    false,
-                    0.0,
-                    dcolumns,
-                );
-                if !pointwise {
-                    col2im(&dcols, &g, spec, group, &mut dx);
-                }
-            }
-            (dx, dw)
-        })
-        .collect();
-    let mut dx = Vec::with_capacity(g.n * image_in);
-    let mut dw = vec![0.0; weight.len()];
-    for (dx_n, dw_n) in per_image {
-        dx.extend(dx_n);
-        dw.iter_mut().zip(dw_n).for_each(|(a, b)| *a += b);
-    }
+                with_scratch(lens, |cols, dcols, wide_dy| {
+                    for group in 0..g.groups {
+                        let w_range =
+                            group * g.cout_g() * g.rows()..(group + 1) * g.cout_g() * g.rows();
+                        let w = &weight.data()[w_range.clone()];
+                        let dy_of = |b: usize| {
+                            &dy.data()[((first + b) * g.cout + group * g.cout_g()) * plane..]
+                                [..g.cout_g() * plane]
+                        };
+                        if pointwise {
+                            // A pointwise convolution's columns are its image, its column
+                            // gradient its input gradient.
+                            for b in 0..images {
+                                let image = &x.data()[(first + b) * image_in..][..image_in];
+                                let rows = group * g.rows() * plane..(group + 1) * g.rows() * plane;
+                                let dy_g = dy_of(b);
+                                sgemm(
+                                    g.cout_g(),
+                                    plane,
+                                    g.rows(),
+                                    dy_g,
+                                    false,
+                                    &image[rows.clone()],
+                                    true,
+                                    1.0,
+                                    &mut dw[w_range.clone()],
+                                );
+                                let dx_g = &mut dx_chunk[b * image_in..][rows];
+                                sgemm(g.rows(), g.cout_g(), plane, w, true, dy_g, false, 0.0, dx_g);
+                            }
+                            continue;
+                        }
+                        for b in 0..images {
+                            let image = &x.data()[(first + b) * image_in..][..image_in];
+                            im2col(image, &g, spec, group, &mut cols[b * plane..], ld);
+                        }
+                        let dy_g: &[f32] = if images == 1 {
+                            dy_of(0)
+                        } else {
+                            // Each image's output-gradient channels side by side.
+                            for b in 0..images {
+                                for (o, row) in dy_of(b).chunks_exact(plane).enumerate() {
+                                    wide_dy[o * ld + b * plane..][..plane].copy_from_slice(row);
+                                }
+                            }
+                            wide_dy
+                        };
+                        sgemm(
+                            g.cout_g(),
+                            ld,
+                            g.rows(),
+                            dy_g,
+                            false,
+                            cols,
+                            true,
+                            1.0,
+                            &mut dw[w_range.clone()],
+                        );
+                        sgemm(g.rows(), g.cout_g(), ld, w, true, dy_g, false, 0.0, dcols);
+                        for b in 0..images {
+                            let dx_b = &mut dx_chunk[b * image_in..][..image_in];
+                            col2im(&mut dcols[b * plane..], &g, spec, group, dx_b, ld);
+                        }
+                    }
+                });
+                dw
+            },
+        )
+        .reduce(
+            || vec![0.0f32; weight.len()],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
     let mut db = vec![0.0; g.cout];
     for n in 0..g.n {
         for (c, value) in db.iter_mut().enumerate() {
@@ -325,7 +521,7 @@ pub fn conv2d_backward(
         }
     }
     Ok((
-        Tensor::new(x.shape(), dx)?,
+        dx,
         Tensor::new(weight.shape(), dw)?,
         Tensor::new(&[g.cout], db)?,
     ))

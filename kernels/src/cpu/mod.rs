@@ -2,6 +2,7 @@
 //! a GEMM crate for convolutions and matrix products, rayon across the batch). Every GPU
 //! kernel is checked against it, and every backward here against finite differences.
 
+pub mod allocator;
 pub mod broadcast;
 pub mod conv;
 pub mod gemm;
