@@ -5,7 +5,9 @@
 //! `../shared/bench/torch_nb201_step.py` times PyTorch. Cases: NAS-Bench-201 reduced (8
 //! channels, 1 cell per stage) and full (16 channels, 5 cells), dense (all 5 candidates at
 //! 0.2) and one sampled path (every edge a 3x3 convolution); DARTS (4 channels, 3 cells) one
-//! sampled path; the Once-for-All supernet (a quarter of w1.2) at its largest subnet.
+//! sampled path; the Once-for-All supernet (a quarter of w1.2) at its largest subnet. Per
+//! step, the bytes a wgpu backend uploaded and read back and its queue submissions (exact
+//! counts kept by the context; 0 on the CPU).
 //!
 //! `cargo run --release -p hwnas-core --example supernet_step_time -- [--json]
 //! [--repeats N] [--backends cpu,wgpu] [--cases nb201-reduced,nb201-full,darts,ofa]
@@ -19,6 +21,7 @@ use hwnas_core::supernet::{
     DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, OfaSupernet,
     OfaSupernetConfig, Route, Supernet,
 };
+use hwnas_kernels::gpu::Traffic;
 use hwnas_kernels::{Backend, Cpu, Tensor, Wgpu};
 
 /// One measured case.
@@ -30,19 +33,38 @@ struct Case {
     routes: Vec<Route>,
 }
 
-fn seconds(case: &Case, backend: &dyn Backend, batch: &Batch, n: usize) -> f64 {
+/// Seconds per step, and per step the host-device traffic a wgpu backend counted.
+fn seconds(
+    case: &Case,
+    backend: &dyn Backend,
+    gpu: Option<&Wgpu>,
+    batch: &Batch,
+    n: usize,
+) -> (f64, Traffic) {
     let mut trainer = SupernetTrainer::new(case.net.clone(), WeightSchedule::default());
     // Warm-up: pipelines, caches, the optimiser's state.
     trainer
         .train_weights(backend, batch, &case.routes, 0.0)
         .expect("a step");
+    let traffic = || gpu.map(|g| g.context().traffic()).unwrap_or_default();
+    let before = traffic();
     let start = Instant::now();
     for _ in 0..n {
         trainer
             .train_weights(backend, batch, &case.routes, 0.0)
             .expect("a step");
     }
-    start.elapsed().as_secs_f64() / n as f64
+    let seconds = start.elapsed().as_secs_f64() / n as f64;
+    let spent = traffic().since(&before);
+    let per = |v: u64| v / n as u64;
+    (
+        seconds,
+        Traffic {
+            uploaded_bytes: per(spent.uploaded_bytes),
+            read_back_bytes: per(spent.read_back_bytes),
+            submits: per(spent.submits),
+        },
+    )
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {
@@ -151,31 +173,38 @@ fn main() {
     };
     let mut rows = Vec::new();
     if !json {
-        println!("| supernet | size | route | backend | adapter | seconds per step |");
-        println!("|---|---|---|---|---|---|");
+        println!(
+            "| supernet | size | route | backend | adapter | seconds per step | uploaded bytes | read-back bytes | submits |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
     }
     for case in cases(&wanted)
         .into_iter()
         .filter(|c| routes.iter().any(|r| r == c.route))
     {
-        let mut run = |backend: &dyn Backend, name: &str, adapter: String| {
-            let s = seconds(&case, backend, &batch, repeats);
+        let mut run = |backend: &dyn Backend, wgpu: Option<&Wgpu>, name: &str, adapter: String| {
+            let (s, t) = seconds(&case, backend, wgpu, &batch, repeats);
             if !json {
                 println!(
-                    "| {} | {} | {} | {name} | {adapter} | {s:.4} |",
-                    case.supernet, case.size, case.route
+                    "| {} | {} | {} | {name} | {adapter} | {s:.4} | {} | {} | {} |",
+                    case.supernet,
+                    case.size,
+                    case.route,
+                    t.uploaded_bytes,
+                    t.read_back_bytes,
+                    t.submits
                 );
             }
             rows.push(format!(
-                "{{\"supernet\": \"{}\", \"size\": \"{}\", \"route\": \"{}\", \"backend\": \"{name}\", \"adapter\": {:?}, \"seconds_per_step\": {s}}}",
-                case.supernet, case.size, case.route, adapter
+                "{{\"supernet\": \"{}\", \"size\": \"{}\", \"route\": \"{}\", \"backend\": \"{name}\", \"adapter\": {:?}, \"seconds_per_step\": {s}, \"uploaded_bytes_per_step\": {}, \"read_back_bytes_per_step\": {}, \"submits_per_step\": {}}}",
+                case.supernet, case.size, case.route, adapter, t.uploaded_bytes, t.read_back_bytes, t.submits
             ));
         };
         if backends.iter().any(|b| b == "cpu") {
-            run(&Cpu, "cpu", "host".into());
+            run(&Cpu, None, "cpu", "host".into());
         }
         if let Some(gpu) = &gpu {
-            run(gpu, "wgpu", gpu.name());
+            run(gpu, Some(gpu), "wgpu", gpu.name());
         }
     }
     if json {

@@ -400,3 +400,20 @@ fn every_backend_op_matches_the_reference_on_wgpu() {
     println!("{checked} comparisons of layer ops (wgpu vs cpu) at [2, 5, 9, 7]");
     assert!(checked >= 50, "only {checked} comparisons ran");
 }
+
+/// The context counts what crosses between host and device: one matrix product uploads its
+/// two operands and its 16-byte parameters, reads back its result, and submits once.
+#[test]
+fn traffic_counts_every_transfer() {
+    let Some(gpu) = gpu() else { return };
+    let (a, b) = (
+        Tensor::randn(&[3, 5], 1.0, 1),
+        Tensor::randn(&[5, 7], 1.0, 2),
+    );
+    let before = gpu.traffic();
+    gpu.matmul(&a, &b).unwrap();
+    let spent = gpu.traffic().since(&before);
+    assert_eq!(spent.uploaded_bytes, (15 + 35) * 4 + 16, "{spent:?}");
+    assert_eq!(spent.read_back_bytes, 21 * 4, "{spent:?}");
+    assert_eq!(spent.submits, 1, "{spent:?}");
+}

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu::util::DeviceExt;
 
@@ -34,12 +35,43 @@ struct Pass<'a> {
     workgroups: (u32, u32, u32),
 }
 
+/// What crossed between host and device since a context was made: exact counts, kept as
+/// the transfers are issued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes written to the device (tensor inputs and every dispatch's parameters).
+    pub uploaded_bytes: u64,
+    /// Bytes copied back to the host.
+    pub read_back_bytes: u64,
+    /// Queue submissions.
+    pub submits: u64,
+}
+
+impl Traffic {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
+        Traffic {
+            uploaded_bytes: self.uploaded_bytes - earlier.uploaded_bytes,
+            read_back_bytes: self.read_back_bytes - earlier.read_back_bytes,
+            submits: self.submits - earlier.submits,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct TrafficCounters {
+    uploaded_bytes: AtomicU64,
+    read_back_bytes: AtomicU64,
+    submits: AtomicU64,
+}
+
 /// A wgpu device with its pipeline cache.
 pub struct GpuContext {
     device: wgpu::Device,
     queue: wgpu::Queue,
     adapter: AdapterSummary,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    traffic: TrafficCounters,
 }
 
 impl GpuContext {
@@ -76,7 +108,23 @@ impl GpuContext {
             queue,
             adapter: summary,
             pipelines: Mutex::new(HashMap::new()),
+            traffic: TrafficCounters::default(),
         })
+    }
+
+    /// Host-device traffic so far (take two readings and [`Traffic::since`] for a span).
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            uploaded_bytes: self.traffic.uploaded_bytes.load(Ordering::Relaxed),
+            read_back_bytes: self.traffic.read_back_bytes.load(Ordering::Relaxed),
+            submits: self.traffic.submits.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_upload(&self, bytes: usize) {
+        self.traffic
+            .uploaded_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// The adapter in use.
@@ -112,6 +160,7 @@ impl GpuContext {
         // wgpu refuses empty bindings: pad to one value.
         let zero = [T::zeroed()];
         let padded: &[T] = if data.is_empty() { &zero } else { data };
+        self.count_upload(std::mem::size_of_val(padded));
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
@@ -130,6 +179,7 @@ impl GpuContext {
     }
 
     fn uniform<T: bytemuck::Pod>(&self, value: &T) -> wgpu::Buffer {
+        self.count_upload(std::mem::size_of::<T>());
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
@@ -207,10 +257,14 @@ impl GpuContext {
                     mapped_at_creation: false,
                 });
                 encoder.copy_buffer_to_buffer(output, 0, &readback, 0, size);
+                self.traffic
+                    .read_back_bytes
+                    .fetch_add(size, Ordering::Relaxed);
                 readback
             })
             .collect();
         self.queue.submit([encoder.finish()]);
+        self.traffic.submits.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = std::sync::mpsc::channel();
         for readback in &readbacks {
             let sender = sender.clone();
