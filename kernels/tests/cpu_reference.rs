@@ -193,3 +193,28 @@ fn taps_that_read_only_padding() {
         cpu::conv2d_backward(&x, &weight, &dy, &spec).unwrap();
     }
 }
+
+/// The gradients do not depend on how many workers computed them: a search is reproducible
+/// on any machine (the chunks' weight gradients are added in a fixed order).
+#[test]
+fn gradients_are_the_same_on_any_number_of_threads() {
+    let spec = Conv2dSpec {
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let x = Tensor::randn(&[64, 8, 7, 7], 1.0, 1);
+    let weight = Tensor::randn(&[16, 8, 3, 3], 0.5, 2);
+    let dy = Tensor::randn(&[64, 16, 7, 7], 1.0, 3);
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| cpu::conv2d_backward(&x, &weight, &dy, &spec).unwrap())
+    };
+    let (one, three) = (run(1), run(3));
+    assert_eq!(one.0.data(), three.0.data(), "dx");
+    assert_eq!(one.1.data(), three.1.data(), "dw");
+}

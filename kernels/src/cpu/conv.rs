@@ -421,97 +421,94 @@ pub fn conv2d_backward(
     let mut dx = Tensor::zeros(x.shape());
     let per = g.images_per_gemm(spec);
     let pointwise = g.is_pointwise(spec);
-    // Each worker accumulates its images' weight gradient in its own buffer.
-    let dw = dx
+    // Each chunk of images has its weight gradient; they are added in chunk order, so the
+    // sum does not depend on how the workers shared the chunks (runs are reproducible).
+    let per_chunk: Vec<Vec<f32>> = dx
         .data_mut()
         .par_chunks_mut(per * image_in)
         .enumerate()
-        .fold(
-            || vec![0.0f32; weight.len()],
-            |mut dw, (chunk, dx_chunk)| {
-                let images = dx_chunk.len() / image_in;
-                let first = chunk * per;
-                let ld = images * plane;
-                let lens = match (pointwise, images) {
-                    (true, _) => [0, 0, 0],
-                    (false, 1) => [g.rows() * ld, g.rows() * ld, 0],
-                    (false, _) => [g.rows() * ld, g.rows() * ld, g.cout_g() * ld],
-                };
-                with_scratch(lens, |cols, dcols, wide_dy| {
-                    for group in 0..g.groups {
-                        let w_range =
-                            group * g.cout_g() * g.rows()..(group + 1) * g.cout_g() * g.rows();
-                        let w = &weight.data()[w_range.clone()];
-                        let dy_of = |b: usize| {
-                            &dy.data()[((first + b) * g.cout + group * g.cout_g()) * plane..]
-                                [..g.cout_g() * plane]
-                        };
-                        if pointwise {
-                            // A pointwise convolution's columns are its image, its column
-                            // gradient its input gradient.
-                            for b in 0..images {
-                                let image = &x.data()[(first + b) * image_in..][..image_in];
-                                let rows = group * g.rows() * plane..(group + 1) * g.rows() * plane;
-                                let dy_g = dy_of(b);
-                                sgemm(
-                                    g.cout_g(),
-                                    plane,
-                                    g.rows(),
-                                    dy_g,
-                                    false,
-                                    &image[rows.clone()],
-                                    true,
-                                    1.0,
-                                    &mut dw[w_range.clone()],
-                                );
-                                let dx_g = &mut dx_chunk[b * image_in..][rows];
-                                sgemm(g.rows(), g.cout_g(), plane, w, true, dy_g, false, 0.0, dx_g);
-                            }
-                            continue;
-                        }
+        .map(|(chunk, dx_chunk)| {
+            let mut dw = vec![0.0f32; weight.len()];
+            let images = dx_chunk.len() / image_in;
+            let first = chunk * per;
+            let ld = images * plane;
+            let lens = match (pointwise, images) {
+                (true, _) => [0, 0, 0],
+                (false, 1) => [g.rows() * ld, g.rows() * ld, 0],
+                (false, _) => [g.rows() * ld, g.rows() * ld, g.cout_g() * ld],
+            };
+            with_scratch(lens, |cols, dcols, wide_dy| {
+                for group in 0..g.groups {
+                    let w_range =
+                        group * g.cout_g() * g.rows()..(group + 1) * g.cout_g() * g.rows();
+                    let w = &weight.data()[w_range.clone()];
+                    let dy_of = |b: usize| {
+                        &dy.data()[((first + b) * g.cout + group * g.cout_g()) * plane..]
+                            [..g.cout_g() * plane]
+                    };
+                    if pointwise {
+                        // A pointwise convolution's columns are its image, its column
+                        // gradient its input gradient.
                         for b in 0..images {
                             let image = &x.data()[(first + b) * image_in..][..image_in];
-                            im2col(image, &g, spec, group, &mut cols[b * plane..], ld);
+                            let rows = group * g.rows() * plane..(group + 1) * g.rows() * plane;
+                            let dy_g = dy_of(b);
+                            sgemm(
+                                g.cout_g(),
+                                plane,
+                                g.rows(),
+                                dy_g,
+                                false,
+                                &image[rows.clone()],
+                                true,
+                                1.0,
+                                &mut dw[w_range.clone()],
+                            );
+                            let dx_g = &mut dx_chunk[b * image_in..][rows];
+                            sgemm(g.rows(), g.cout_g(), plane, w, true, dy_g, false, 0.0, dx_g);
                         }
-                        let dy_g: &[f32] = if images == 1 {
-                            dy_of(0)
-                        } else {
-                            // Each image's output-gradient channels side by side.
-                            for b in 0..images {
-                                for (o, row) in dy_of(b).chunks_exact(plane).enumerate() {
-                                    wide_dy[o * ld + b * plane..][..plane].copy_from_slice(row);
-                                }
-                            }
-                            wide_dy
-                        };
-                        sgemm(
-                            g.cout_g(),
-                            ld,
-                            g.rows(),
-                            dy_g,
-                            false,
-                            cols,
-                            true,
-                            1.0,
-                            &mut dw[w_range.clone()],
-                        );
-                        sgemm(g.rows(), g.cout_g(), ld, w, true, dy_g, false, 0.0, dcols);
-                        for b in 0..images {
-                            let dx_b = &mut dx_chunk[b * image_in..][..image_in];
-                            col2im(&mut dcols[b * plane..], &g, spec, group, dx_b, ld);
-                        }
+                        continue;
                     }
-                });
-                dw
-            },
-        )
-        .reduce(
-            || vec![0.0f32; weight.len()],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+                    for b in 0..images {
+                        let image = &x.data()[(first + b) * image_in..][..image_in];
+                        im2col(image, &g, spec, group, &mut cols[b * plane..], ld);
+                    }
+                    let dy_g: &[f32] = if images == 1 {
+                        dy_of(0)
+                    } else {
+                        // Each image's output-gradient channels side by side.
+                        for b in 0..images {
+                            for (o, row) in dy_of(b).chunks_exact(plane).enumerate() {
+                                wide_dy[o * ld + b * plane..][..plane].copy_from_slice(row);
+                            }
+                        }
+                        wide_dy
+                    };
+                    sgemm(
+                        g.cout_g(),
+                        ld,
+                        g.rows(),
+                        dy_g,
+                        false,
+                        cols,
+                        true,
+                        1.0,
+                        &mut dw[w_range.clone()],
+                    );
+                    sgemm(g.rows(), g.cout_g(), ld, w, true, dy_g, false, 0.0, dcols);
+                    for b in 0..images {
+                        let dx_b = &mut dx_chunk[b * image_in..][..image_in];
+                        col2im(&mut dcols[b * plane..], &g, spec, group, dx_b, ld);
+                    }
+                }
+            });
+            dw
+        })
+        .collect();
+    let mut dw = vec![0.0f32; weight.len()];
+    for chunk in per_chunk {
+        dw.iter_mut().zip(chunk).for_each(|(x, y)| *x += y);
+    }
     let mut db = vec![0.0; g.cout];
     for n in 0..g.n {
         for (c, value) in db.iter_mut().enumerate() {
