@@ -145,7 +145,8 @@ fn main() {
     let json = args.iter().any(|a| a == "--json");
     let repeats: usize = flag(&args, "--repeats")
         .and_then(|a| a.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(3)
+        .max(1);
     let list = |name: &str, default: &str| -> Vec<String> {
         flag(&args, name)
             .unwrap_or_else(|| default.to_string())
@@ -196,8 +197,14 @@ fn main() {
                 );
             }
             rows.push(format!(
-                "{{\"supernet\": \"{}\", \"size\": \"{}\", \"route\": \"{}\", \"backend\": \"{name}\", \"adapter\": {:?}, \"seconds_per_step\": {s}, \"uploaded_bytes_per_step\": {}, \"read_back_bytes_per_step\": {}, \"submits_per_step\": {}}}",
-                case.supernet, case.size, case.route, adapter, t.uploaded_bytes, t.read_back_bytes, t.submits
+                "{{\"supernet\": \"{}\", \"size\": \"{}\", \"route\": \"{}\", \"backend\": \"{name}\", \"adapter\": {}, \"seconds_per_step\": {s}, \"uploaded_bytes_per_step\": {}, \"read_back_bytes_per_step\": {}, \"submits_per_step\": {}}}",
+                case.supernet,
+                case.size,
+                case.route,
+                serde_json::to_string(&adapter).expect("a string"),
+                t.uploaded_bytes,
+                t.read_back_bytes,
+                t.submits
             ));
         };
         if backends.iter().any(|b| b == "cpu") {

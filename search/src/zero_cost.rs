@@ -246,8 +246,9 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
             "proxies are computed on NAS-Bench-201 cells (nb201), where a table judges them",
         ));
     }
-    let search_alone = plan.samples == 0 && plan.whole_space;
-    if plan.samples < 3 && !search_alone {
+    // With `compare`, NASLib's cells are scored and `samples` plays no part.
+    let search_alone = plan.samples == 0 && plan.whole_space && plan.compare.is_none();
+    if plan.samples < 3 && !search_alone && plan.compare.is_none() {
         return Err(Error::plan(
             "samples",
             plan.samples,

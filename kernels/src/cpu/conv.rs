@@ -283,7 +283,8 @@ thread_local! {
     };
 }
 
-/// Runs `f` with this thread's three scratch buffers, of `lens` elements.
+/// Runs `f` with this thread's three scratch buffers, of `lens` elements. `f` must not
+/// enter rayon (a stolen job on this thread would find the buffers borrowed and panic).
 fn with_scratch<R>(lens: [usize; 3], f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32]) -> R) -> R {
     SCRATCH.with(|cell| {
         let mut buffers = cell.borrow_mut();
@@ -314,6 +315,14 @@ impl Geometry {
     }
 }
 
+fn add_bias(mut out: Tensor, bias: &Tensor, plane: usize, cout: usize) -> Tensor {
+    for (i, channel) in out.data_mut().chunks_mut(plane.max(1)).enumerate() {
+        let add = bias.data()[i % cout];
+        channel.iter_mut().for_each(|v| *v += add);
+    }
+    out
+}
+
 /// `y = conv2d(x, weight) (+ bias)`: x `[N, Cin, H, W]`, weight `[Cout, Cin/groups, k, k]`.
 pub fn conv2d(
     x: &Tensor,
@@ -334,6 +343,14 @@ pub fn conv2d(
     let plane = g.oh * g.ow;
     let mut out = Tensor::zeros(&[g.n, g.cout, g.oh, g.ow]);
     let image_in = g.cin * g.h * g.w;
+    if out.is_empty() || image_in == 0 {
+        // Nothing to compute (zero channels or an empty plane): the output is zeros (plus
+        // the bias).
+        return Ok(match bias {
+            Some(b) if !out.is_empty() => add_bias(out, b, plane, g.cout),
+            _ => out,
+        });
+    }
     let per = g.images_per_gemm(spec);
     let pointwise = g.is_pointwise(spec);
     out.data_mut()
@@ -419,6 +436,25 @@ pub fn conv2d_backward(
     let plane = g.oh * g.ow;
     let image_in = g.cin * g.h * g.w;
     let mut dx = Tensor::zeros(x.shape());
+    if dx.is_empty() || dy.is_empty() {
+        // No input values or no outputs: every gradient is zero.
+        let db = (0..g.cout)
+            .map(|c| {
+                (0..g.n)
+                    .map(|n| {
+                        dy.data()[(n * g.cout + c) * plane..][..plane]
+                            .iter()
+                            .sum::<f32>()
+                    })
+                    .sum()
+            })
+            .collect();
+        return Ok((
+            dx,
+            Tensor::zeros(weight.shape()),
+            Tensor::new(&[g.cout], db)?,
+        ));
+    }
     let per = g.images_per_gemm(spec);
     let pointwise = g.is_pointwise(spec);
     // Each chunk of images has its weight gradient; they are added in chunk order, so the

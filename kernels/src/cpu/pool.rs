@@ -31,8 +31,9 @@ fn window(
     size: usize,
 ) -> std::ops::Range<usize> {
     let start = (o * stride) as isize - padding as isize;
-    let end = (start + kernel as isize).min(size as isize);
-    (start.max(0) as usize)..(end.max(0) as usize)
+    let end = (start + kernel as isize).min(size as isize).max(0) as usize;
+    // A window wholly in the padding (padding wider than the kernel) is empty.
+    (start.max(0) as usize).min(end)..end
 }
 
 /// Elements below which pooling runs on the calling thread (waking the pool costs more).

@@ -51,9 +51,9 @@ impl Traffic {
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &Traffic) -> Traffic {
         Traffic {
-            uploaded_bytes: self.uploaded_bytes - earlier.uploaded_bytes,
-            read_back_bytes: self.read_back_bytes - earlier.read_back_bytes,
-            submits: self.submits - earlier.submits,
+            uploaded_bytes: self.uploaded_bytes.saturating_sub(earlier.uploaded_bytes),
+            read_back_bytes: self.read_back_bytes.saturating_sub(earlier.read_back_bytes),
+            submits: self.submits.saturating_sub(earlier.submits),
         }
     }
 }
