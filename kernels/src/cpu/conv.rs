@@ -548,9 +548,7 @@ pub fn conv2d_backward(
     let mut db = vec![0.0; g.cout];
     for n in 0..g.n {
         for (c, value) in db.iter_mut().enumerate() {
-            *value += dy.data()[(n * g.cout + c) * plane..][..plane]
-                .iter()
-                .sum::<f32>();
+            *value += super::reduce::sum(&dy.data()[(n * g.cout + c) * plane..][..plane]);
         }
     }
     Ok((

@@ -76,7 +76,7 @@ pub fn mixed_op_backward(
                         dy.shape()
                     )));
                 }
-                dweights.push(t.data().iter().zip(dy.data()).map(|(a, b)| a * b).sum());
+                dweights.push(super::reduce::dot(t.data(), dy.data()));
                 let grad = dy.data().iter().map(|g| weight * g).collect();
                 dcandidates.push(Some(Tensor::new(dy.shape(), grad)?));
             }

@@ -11,6 +11,7 @@ pub mod matmul;
 pub mod mixed;
 pub mod norm;
 pub mod pool;
+pub mod reduce;
 pub mod softmax;
 pub mod unary;
 

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::reduce;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -88,11 +89,10 @@ pub fn batch_norm_train(
     let [n, c, h, w] = x.nchw()?;
     let plane = h * w;
     let count = (n * plane) as f32;
-    let sums = per_channel(x.data(), plane, c, |_, p| p.iter().sum::<f32>());
+    let sums = per_channel(x.data(), plane, c, |_, p| reduce::sum(p));
     let mean: Vec<f32> = sums.iter().map(|s| s / count).collect();
     let squares = per_channel(x.data(), plane, c, |ch, p| {
-        let m = mean[ch];
-        p.iter().map(|v| (v - m) * (v - m)).sum::<f32>()
+        reduce::squared_deviations(p, mean[ch])
     });
     let var: Vec<f32> = squares.iter().map(|s| s / count).collect();
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
@@ -136,14 +136,7 @@ pub fn batch_norm_train_backward(
     let (dgamma, dbeta) = {
         // Per plane: sum(dy * xhat), sum(dy).
         let planes: Vec<[f32; 2]> = {
-            let one = |(g, x): (&[f32], &[f32])| {
-                let (mut a, mut b) = (0.0f32, 0.0f32);
-                for (g, x) in g.iter().zip(x) {
-                    a += g * x;
-                    b += g;
-                }
-                [a, b]
-            };
+            let one = |(g, x): (&[f32], &[f32])| [reduce::dot(g, x), reduce::sum(g)];
             if dy.len() < PARALLEL_MIN {
                 dy.data()
                     .chunks(plane)

@@ -224,7 +224,7 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     let data = x
         .data()
         .chunks(h * w)
-        .map(|p| p.iter().sum::<f32>() / (h * w) as f32)
+        .map(|p| super::reduce::sum(p) / (h * w) as f32)
         .collect();
     Tensor::new(&[n, c, 1, 1], data)
 }
