@@ -105,11 +105,45 @@ fn same_size(g: &Geometry, spec: &Conv2dSpec) -> bool {
     spec.stride == 1 && g.ow == g.w && g.oh == g.h
 }
 
-/// The rows of outputs a tap at vertical offset `off_y` reads inside the image, and the
-/// flat offset from an output position to the input position it reads.
-fn shifted_span(g: &Geometry, off_y: isize, off_x: isize) -> (usize, usize, isize) {
+/// Where one tap's column row of a [`same_size`] convolution reads inside the image: output
+/// rows `top..bottom`, columns `lo..hi` of each; as one run, positions `start..end` of the
+/// column row and `from..from + end - start` of the plane (the rows' outer columns in that
+/// run read padding and wrap into the neighbouring rows).
+struct ShiftedRun {
+    top: usize,
+    bottom: usize,
+    start: usize,
+    end: usize,
+    from: usize,
+}
+
+fn shifted_run(
+    g: &Geometry,
+    off_y: isize,
+    off_x: isize,
+    (lo, hi): (usize, usize),
+) -> Option<ShiftedRun> {
     let (top, bottom) = valid_outputs(off_y, 1, g.h, g.oh);
-    (top, bottom, off_y * g.w as isize + off_x)
+    if bottom <= top || hi <= lo {
+        return None;
+    }
+    let (start, end) = (top * g.ow + lo, (bottom - 1) * g.ow + hi);
+    let shift = off_y * g.w as isize + off_x;
+    Some(ShiftedRun {
+        top,
+        bottom,
+        start,
+        end,
+        from: (start as isize + shift) as usize,
+    })
+}
+
+/// Zeroes the columns outside `lo..hi` of every row of `block` (rows of `ow`).
+fn zero_outside(block: &mut [f32], ow: usize, (lo, hi): (usize, usize)) {
+    for row in block.chunks_exact_mut(ow) {
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+    }
 }
 
 /// One tap's column row of a [`same_size`] convolution: the plane shifted by
@@ -120,23 +154,17 @@ fn shifted_copy(
     g: &Geometry,
     off_y: isize,
     off_x: isize,
-    (lo, hi): (usize, usize),
+    columns: (usize, usize),
 ) {
-    let ow = g.ow;
-    let (top, bottom, shift) = shifted_span(g, off_y, off_x);
-    out[..top * ow].fill(0.0);
-    out[bottom * ow..].fill(0.0);
-    if bottom <= top || hi <= lo {
-        out[top * ow..bottom * ow].fill(0.0);
+    let Some(run) = shifted_run(g, off_y, off_x, columns) else {
+        out.fill(0.0);
         return;
-    }
-    let (start, end) = (top * ow + lo, (bottom - 1) * ow + hi);
-    let from = (start as isize + shift) as usize;
-    out[start..end].copy_from_slice(&channel[from..from + end - start]);
-    for row in out[top * ow..bottom * ow].chunks_exact_mut(ow) {
-        row[..lo].fill(0.0);
-        row[hi..].fill(0.0);
-    }
+    };
+    let ow = g.ow;
+    out[..run.top * ow].fill(0.0);
+    out[run.bottom * ow..].fill(0.0);
+    out[run.start..run.end].copy_from_slice(&channel[run.from..][..run.end - run.start]);
+    zero_outside(&mut out[run.top * ow..run.bottom * ow], ow, columns);
 }
 
 /// The transpose of [`shifted_copy`]: the positions that read padding zeroed in `col`,
@@ -147,22 +175,15 @@ fn shifted_add(
     g: &Geometry,
     off_y: isize,
     off_x: isize,
-    (lo, hi): (usize, usize),
+    columns: (usize, usize),
 ) {
-    let ow = g.ow;
-    let (top, bottom, shift) = shifted_span(g, off_y, off_x);
-    if bottom <= top || hi <= lo {
+    let Some(run) = shifted_run(g, off_y, off_x, columns) else {
         return;
-    }
-    for row in col[top * ow..bottom * ow].chunks_exact_mut(ow) {
-        row[..lo].fill(0.0);
-        row[hi..].fill(0.0);
-    }
-    let (start, end) = (top * ow + lo, (bottom - 1) * ow + hi);
-    let from = (start as isize + shift) as usize;
-    channel[from..from + end - start]
+    };
+    zero_outside(&mut col[run.top * g.ow..run.bottom * g.ow], g.ow, columns);
+    channel[run.from..][..run.end - run.start]
         .iter_mut()
-        .zip(&col[start..end])
+        .zip(&col[run.start..run.end])
         .for_each(|(d, v)| *d += v);
 }
 
@@ -315,12 +336,12 @@ impl Geometry {
     }
 }
 
-fn add_bias(mut out: Tensor, bias: &Tensor, plane: usize, cout: usize) -> Tensor {
-    for (i, channel) in out.data_mut().chunks_mut(plane.max(1)).enumerate() {
+/// Adds each output channel's bias to whole images' outputs `[images, cout, plane]`.
+fn add_bias(y: &mut [f32], bias: &Tensor, plane: usize, cout: usize) {
+    for (i, channel) in y.chunks_mut(plane.max(1)).enumerate() {
         let add = bias.data()[i % cout];
         channel.iter_mut().for_each(|v| *v += add);
     }
-    out
 }
 
 /// `y = conv2d(x, weight) (+ bias)`: x `[N, Cin, H, W]`, weight `[Cout, Cin/groups, k, k]`.
@@ -346,10 +367,10 @@ pub fn conv2d(
     if out.is_empty() || image_in == 0 {
         // Nothing to compute (zero channels or an empty plane): the output is zeros (plus
         // the bias).
-        return Ok(match bias {
-            Some(b) if !out.is_empty() => add_bias(out, b, plane, g.cout),
-            _ => out,
-        });
+        if let Some(b) = bias {
+            add_bias(out.data_mut(), b, plane, g.cout);
+        }
+        return Ok(out);
     }
     let per = g.images_per_gemm(spec);
     let pointwise = g.is_pointwise(spec);
@@ -409,10 +430,7 @@ pub fn conv2d(
                 }
             });
             if let Some(bias) = bias {
-                for (i, channel) in y.chunks_mut(plane).enumerate() {
-                    let add = bias.data()[i % g.cout];
-                    channel.iter_mut().for_each(|v| *v += add);
-                }
+                add_bias(y, bias, plane, g.cout);
             }
         });
     Ok(out)
@@ -436,19 +454,15 @@ pub fn conv2d_backward(
     let plane = g.oh * g.ow;
     let image_in = g.cin * g.h * g.w;
     let mut dx = Tensor::zeros(x.shape());
+    // The bias gradient: each output channel's gradient summed over images and pixels.
+    let mut db = vec![0.0; g.cout];
+    for n in 0..g.n {
+        for (c, value) in db.iter_mut().enumerate() {
+            *value += super::reduce::sum(&dy.data()[(n * g.cout + c) * plane..][..plane]);
+        }
+    }
     if dx.is_empty() || dy.is_empty() {
-        // No input values or no outputs: every gradient is zero.
-        let db = (0..g.cout)
-            .map(|c| {
-                (0..g.n)
-                    .map(|n| {
-                        dy.data()[(n * g.cout + c) * plane..][..plane]
-                            .iter()
-                            .sum::<f32>()
-                    })
-                    .sum()
-            })
-            .collect();
+        // No input values or no outputs: no input or weight gradient to compute.
         return Ok((
             dx,
             Tensor::zeros(weight.shape()),
@@ -544,12 +558,6 @@ pub fn conv2d_backward(
     let mut dw = vec![0.0f32; weight.len()];
     for chunk in per_chunk {
         dw.iter_mut().zip(chunk).for_each(|(x, y)| *x += y);
-    }
-    let mut db = vec![0.0; g.cout];
-    for n in 0..g.n {
-        for (c, value) in db.iter_mut().enumerate() {
-            *value += super::reduce::sum(&dy.data()[(n * g.cout + c) * plane..][..plane]);
-        }
     }
     Ok((
         dx,

@@ -2,6 +2,10 @@
 //! a GEMM crate for convolutions and matrix products, rayon across the batch). Every GPU
 //! kernel is checked against it, and every backward here against finite differences.
 
+/// Elements below which an element-wise op runs on the calling thread: waking the pool
+/// costs more than a small tensor's work (a strategy's MLP spent 40% of its time switching).
+const PARALLEL_MIN: usize = 1 << 15;
+
 pub mod allocator;
 pub mod broadcast;
 pub mod conv;

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::reduce;
+use super::{PARALLEL_MIN, reduce};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -20,31 +20,26 @@ pub struct BatchNormCache {
     pub var: Vec<f32>,
 }
 
-/// Elements below which batch norm runs on the calling thread (waking the pool costs more).
-const PARALLEL_MIN: usize = 1 << 15;
-
-/// Per-channel sums of `f(channel, plane)` over every image's plane of that channel: each
-/// plane reduced on its own (in parallel when the tensor is large), then added per channel.
-fn per_channel(
-    data: &[f32],
+/// Per-channel sums of `K` statistics of each plane: `stats(i)` for every plane `i` (in
+/// parallel when the tensor of `len` values is large), then added per channel `i % c` in
+/// plane order, so the sums do not depend on the workers.
+fn per_channel<const K: usize>(
+    len: usize,
     plane: usize,
     c: usize,
-    f: impl Fn(usize, &[f32]) -> f32 + Sync,
-) -> Vec<f32> {
-    let planes: Vec<f32> = if data.len() < PARALLEL_MIN {
-        data.chunks(plane)
-            .enumerate()
-            .map(|(i, p)| f(i % c, p))
-            .collect()
+    stats: impl Fn(usize) -> [f32; K] + Sync,
+) -> [Vec<f32>; K] {
+    let count = len / plane.max(1);
+    let planes: Vec<[f32; K]> = if len < PARALLEL_MIN {
+        (0..count).map(&stats).collect()
     } else {
-        data.par_chunks(plane)
-            .enumerate()
-            .map(|(i, p)| f(i % c, p))
-            .collect()
+        (0..count).into_par_iter().map(&stats).collect()
     };
-    let mut sums = vec![0.0f32; c];
-    for (i, v) in planes.into_iter().enumerate() {
-        sums[i % c] += v;
+    let mut sums: [Vec<f32>; K] = std::array::from_fn(|_| vec![0.0f32; c]);
+    for (i, values) in planes.into_iter().enumerate() {
+        for (sum, v) in sums.iter_mut().zip(values) {
+            sum[i % c] += v;
+        }
     }
     sums
 }
@@ -89,10 +84,11 @@ pub fn batch_norm_train(
     let [n, c, h, w] = x.nchw()?;
     let plane = h * w;
     let count = (n * plane) as f32;
-    let sums = per_channel(x.data(), plane, c, |_, p| reduce::sum(p));
+    let of = |i: usize| &x.data()[i * plane..][..plane];
+    let [sums] = per_channel(x.len(), plane, c, |i| [reduce::sum(of(i))]);
     let mean: Vec<f32> = sums.iter().map(|s| s / count).collect();
-    let squares = per_channel(x.data(), plane, c, |ch, p| {
-        reduce::squared_deviations(p, mean[ch])
+    let [squares] = per_channel(x.len(), plane, c, |i| {
+        [reduce::squared_deviations(of(i), mean[i % c])]
     });
     let var: Vec<f32> = squares.iter().map(|s| s / count).collect();
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
@@ -133,31 +129,14 @@ pub fn batch_norm_train_backward(
     let plane = h * w;
     let m = (n * plane) as f32;
     let xhat = cache.normalised.data();
-    let (dgamma, dbeta) = {
-        // Per plane: sum(dy * xhat), sum(dy).
-        let planes: Vec<[f32; 2]> = {
-            let one = |(g, x): (&[f32], &[f32])| [reduce::dot(g, x), reduce::sum(g)];
-            if dy.len() < PARALLEL_MIN {
-                dy.data()
-                    .chunks(plane)
-                    .zip(xhat.chunks(plane))
-                    .map(one)
-                    .collect()
-            } else {
-                dy.data()
-                    .par_chunks(plane)
-                    .zip(xhat.par_chunks(plane))
-                    .map(one)
-                    .collect()
-            }
-        };
-        let (mut dg, mut db) = (vec![0.0f32; c], vec![0.0f32; c]);
-        for (i, [a, b]) in planes.into_iter().enumerate() {
-            dg[i % c] += a;
-            db[i % c] += b;
-        }
-        (dg, db)
-    };
+    // Per plane: sum(dy * xhat), sum(dy).
+    let [dgamma, dbeta] = per_channel(dy.len(), plane, c, |i| {
+        let (g, x) = (
+            &dy.data()[i * plane..][..plane],
+            &xhat[i * plane..][..plane],
+        );
+        [reduce::dot(g, x), reduce::sum(g)]
+    });
     let mut dx = Tensor::zeros(dy.shape());
     let g = gamma.data();
     each_plane(

@@ -36,8 +36,7 @@ fn window(
     (start.max(0) as usize).min(end)..end
 }
 
-/// Elements below which pooling runs on the calling thread (waking the pool costs more).
-const PARALLEL_MIN: usize = 1 << 15;
+use super::PARALLEL_MIN;
 
 /// Runs `f(input plane, output plane)` over paired planes, in parallel when large.
 fn planes(
@@ -73,6 +72,29 @@ fn windows(
         .collect()
 }
 
+/// A pooling's output size and each output's input window along either axis.
+struct Windows {
+    oh: usize,
+    ow: usize,
+    rows: Vec<std::ops::Range<usize>>,
+    cols: Vec<std::ops::Range<usize>>,
+}
+
+impl Windows {
+    fn of(h: usize, w: usize, kernel: usize, stride: usize, padding: usize) -> Result<Self> {
+        let (oh, ow) = (
+            out_size(h, kernel, stride, padding)?,
+            out_size(w, kernel, stride, padding)?,
+        );
+        Ok(Windows {
+            oh,
+            ow,
+            rows: windows(oh, stride, padding, kernel, h),
+            cols: windows(ow, stride, padding, kernel, w),
+        })
+    }
+}
+
 /// Pools every window of every plane with `reduce` (the window's in-image values and
 /// their count).
 fn pool_forward(
@@ -83,14 +105,7 @@ fn pool_forward(
     reduce: impl Fn(&mut dyn Iterator<Item = f32>, usize) -> f32 + Sync,
 ) -> Result<Tensor> {
     let [n, c, h, w] = x.nchw()?;
-    let (oh, ow) = (
-        out_size(h, kernel, stride, padding)?,
-        out_size(w, kernel, stride, padding)?,
-    );
-    let (rows, cols) = (
-        windows(oh, stride, padding, kernel, h),
-        windows(ow, stride, padding, kernel, w),
-    );
+    let Windows { oh, ow, rows, cols } = Windows::of(h, w, kernel, stride, padding)?;
     let mut out = Tensor::zeros(&[n, c, oh, ow]);
     planes(x.data(), h * w, out.data_mut(), oh * ow, |plane, y| {
         for (oy, r) in rows.iter().enumerate() {
@@ -109,14 +124,7 @@ fn pool_forward(
 /// Average pooling, dividing by the number of in-image values in each window.
 pub fn avg_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let [n, c, h, w] = x.nchw()?;
-    let (oh, ow) = (
-        out_size(h, kernel, stride, padding)?,
-        out_size(w, kernel, stride, padding)?,
-    );
-    let (rows, cols) = (
-        windows(oh, stride, padding, kernel, h),
-        windows(ow, stride, padding, kernel, w),
-    );
+    let Windows { oh, ow, rows, cols } = Windows::of(h, w, kernel, stride, padding)?;
     let mut out = Tensor::zeros(&[n, c, oh, ow]);
     planes(x.data(), h * w, out.data_mut(), oh * ow, |plane, y| {
         // Per output row: the window's input rows added into one row, then each output's
@@ -146,11 +154,13 @@ pub fn avg_pool_backward(
     padding: usize,
 ) -> Result<Tensor> {
     let [_, _, h, w] = x.nchw()?;
-    let [_, _, oh, ow] = dy.nchw()?;
-    let (rows, cols) = (
-        windows(oh, stride, padding, kernel, h),
-        windows(ow, stride, padding, kernel, w),
-    );
+    let Windows { oh, ow, rows, cols } = Windows::of(h, w, kernel, stride, padding)?;
+    if dy.nchw()?[2..] != [oh, ow] {
+        return Err(Error::Shape(format!(
+            "avg pool backward: dy {:?} for outputs {oh}x{ow}",
+            dy.shape()
+        )));
+    }
     let mut dx = Tensor::zeros(x.shape());
     planes(dy.data(), oh * ow, dx.data_mut(), h * w, |g, plane| {
         // Per output row: each output's share spread over its columns of one row, then

@@ -6,9 +6,7 @@ use crate::error::{Error, Result};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
-/// Elements below which an element-wise op runs on the calling thread: waking the pool
-/// costs more than a small tensor's work (a strategy's MLP spent 40% of its time switching).
-const PARALLEL_MIN: usize = 1 << 15;
+use super::PARALLEL_MIN;
 
 /// `f(x)` element-wise.
 pub fn activation(x: &Tensor, f: Activation) -> Tensor {
