@@ -67,6 +67,34 @@ fn f64s(t: &Tensor) -> Vec<f64> {
     t.data().iter().map(|v| f64::from(*v)).collect()
 }
 
+/// A convolution's forward, input gradient and weight gradient against direct loops over
+/// its taps.
+fn matches_direct_loops(x: &Tensor, weight: &Tensor, spec: &Conv2dSpec, seed: u64) {
+    let [n, cin, h, w]: [usize; 4] = x.shape().try_into().unwrap();
+    let [cout, cin_g, k, _]: [usize; 4] = weight.shape().try_into().unwrap();
+    let (out_shape, taps) = conv_taps([n, cin, h, w], [cout, cin_g, k, k], spec);
+    let (xs, ws) = (f64s(x), f64s(weight));
+    let want: Vec<f64> = taps
+        .iter()
+        .map(|list| list.iter().map(|&(xi, wi)| xs[xi] * ws[wi]).sum())
+        .collect();
+    let y = cpu::conv2d(x, weight, None, spec).unwrap();
+    assert_eq!(y.shape(), &out_shape[..]);
+    close("conv forward", y.data(), &want);
+    let dy = Tensor::randn(y.shape(), 1.0, seed + 2);
+    let dys = f64s(&dy);
+    let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; weight.len()]);
+    for (list, g) in taps.iter().zip(&dys) {
+        for &(xi, wi) in list {
+            dx[xi] += g * ws[wi];
+            dw[wi] += g * xs[xi];
+        }
+    }
+    let (got_dx, got_dw, _) = cpu::conv2d_backward(x, weight, &dy, spec).unwrap();
+    close("conv dx", got_dx.data(), &dx);
+    close("conv dw", got_dw.data(), &dw);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -82,27 +110,7 @@ proptest! {
         let (cin, cout) = (cin_g * groups, cout_g * groups);
         let x = Tensor::randn(&[n, cin, h, w], 1.0, seed);
         let weight = Tensor::randn(&[cout, cin_g, k, k], 0.5, seed + 1);
-        let (out_shape, taps) = conv_taps([n, cin, h, w], [cout, cin_g, k, k], &spec);
-        let (xs, ws) = (f64s(&x), f64s(&weight));
-        let want: Vec<f64> = taps
-            .iter()
-            .map(|list| list.iter().map(|&(xi, wi)| xs[xi] * ws[wi]).sum())
-            .collect();
-        let y = cpu::conv2d(&x, &weight, None, &spec).unwrap();
-        prop_assert_eq!(y.shape(), &out_shape[..]);
-        close("conv forward", y.data(), &want);
-        let dy = Tensor::randn(y.shape(), 1.0, seed + 2);
-        let dys = f64s(&dy);
-        let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; weight.len()]);
-        for (list, g) in taps.iter().zip(&dys) {
-            for &(xi, wi) in list {
-                dx[xi] += g * ws[wi];
-                dw[wi] += g * xs[xi];
-            }
-        }
-        let (got_dx, got_dw, _) = cpu::conv2d_backward(&x, &weight, &dy, &spec).unwrap();
-        close("conv dx", got_dx.data(), &dx);
-        close("conv dw", got_dw.data(), &dw);
+        matches_direct_loops(&x, &weight, &spec, seed);
     }
 
     /// Average pooling (padding not counted) and its gradient against direct loops.
@@ -186,16 +194,7 @@ fn taps_that_read_only_padding() {
         };
         let x = Tensor::randn(&[1, 2, size, size], 1.0, 1);
         let weight = Tensor::randn(&[2, 2, k, k], 0.5, 2);
-        let (_, taps) = conv_taps([1, 2, size, size], [2, 2, k, k], &spec);
-        let (xs, ws) = (f64s(&x), f64s(&weight));
-        let want: Vec<f64> = taps
-            .iter()
-            .map(|list| list.iter().map(|&(xi, wi)| xs[xi] * ws[wi]).sum())
-            .collect();
-        let y = cpu::conv2d(&x, &weight, None, &spec).unwrap();
-        close("conv forward", y.data(), &want);
-        let dy = Tensor::randn(y.shape(), 1.0, 3);
-        cpu::conv2d_backward(&x, &weight, &dy, &spec).unwrap();
+        matches_direct_loops(&x, &weight, &spec, 1);
     }
 }
 

@@ -57,6 +57,15 @@ pub fn stderr_text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Asserts that a command failed and that its standard error names every one of `words`.
+pub fn assert_refused(output: &Output, words: &[&str]) {
+    let stderr = stderr_text(output);
+    assert!(!output.status.success(), "expected a failure: {stderr}");
+    for word in words {
+        assert!(stderr.contains(word), "{word:?} not in: {stderr}");
+    }
+}
+
 /// Once-for-All's folder with its predictor, where present.
 pub fn ofa_files() -> Option<PathBuf> {
     hwnas_testkit::require(
