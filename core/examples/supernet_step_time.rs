@@ -196,16 +196,17 @@ fn main() {
                     t.submits
                 );
             }
-            rows.push(format!(
-                "{{\"supernet\": \"{}\", \"size\": \"{}\", \"route\": \"{}\", \"backend\": \"{name}\", \"adapter\": {}, \"seconds_per_step\": {s}, \"uploaded_bytes_per_step\": {}, \"read_back_bytes_per_step\": {}, \"submits_per_step\": {}}}",
-                case.supernet,
-                case.size,
-                case.route,
-                serde_json::to_string(&adapter).expect("a string"),
-                t.uploaded_bytes,
-                t.read_back_bytes,
-                t.submits
-            ));
+            rows.push(serde_json::json!({
+                "supernet": case.supernet,
+                "size": case.size,
+                "route": case.route,
+                "backend": name,
+                "adapter": adapter,
+                "seconds_per_step": s,
+                "uploaded_bytes_per_step": t.uploaded_bytes,
+                "read_back_bytes_per_step": t.read_back_bytes,
+                "submits_per_step": t.submits,
+            }));
         };
         if backends.iter().any(|b| b == "cpu") {
             run(&Cpu, None, "cpu", "host".into());
@@ -215,6 +216,6 @@ fn main() {
         }
     }
     if json {
-        println!("[{}]", rows.join(", "));
+        println!("{}", serde_json::Value::Array(rows));
     }
 }

@@ -397,16 +397,25 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
             },
         );
     }
-    let chosen: Vec<Vec<f64>> = PROXIES
-        .iter()
-        .zip(&columns)
-        .filter(|(name, _)| COMBINED.contains(name))
-        .map(|(_, column)| column.clone())
-        .collect();
+    let columns_where = |keep: &dyn Fn(&str) -> bool| -> Vec<Vec<f64>> {
+        PROXIES
+            .iter()
+            .zip(&columns)
+            .filter(|(name, _)| keep(name))
+            .map(|(_, column)| column.clone())
+            .collect()
+    };
+    let column = |name: &str| &columns[PROXIES.iter().position(|p| *p == name).expect("a proxy")];
     for (name, aggregate) in [
-        ("combined", rank_aggregate(&chosen)),
+        (
+            "combined",
+            rank_aggregate(&columns_where(&|name| COMBINED.contains(&name))),
+        ),
         // Every distinct proxy: the periodic synflow would count synflow twice.
-        ("combined_all", rank_aggregate(&columns[..6])),
+        (
+            "combined_all",
+            rank_aggregate(&columns_where(&|name| name != "synflow_periodic")),
+        ),
     ] {
         if let Some((rho, tau)) = with_tests(&aggregate) {
             proxies.insert(
@@ -424,7 +433,7 @@ pub fn score(plan: &ProxyPlan, observer: &dyn Observer) -> Result<ProxyReport> {
     Ok(ProxyReport {
         samples: archs.len(),
         proxies,
-        periodic_vs_zero_padded: Some(spearman(&columns[0], &columns[6])),
+        periodic_vs_zero_padded: Some(spearman(column("synflow"), column("synflow_periodic"))),
         seconds,
         dataset: plan.dataset.clone(),
         data: data_name.to_string(),
