@@ -123,12 +123,7 @@ pub fn train_architecture(
                 ));
             }
             let (net, steps) = OneShotRun::saved_supernet(&checkpoint)?;
-            let expected = match plan.space {
-                SpaceKind::Nb201 => "nb201",
-                SpaceKind::Ofa => "ofa-mbv3",
-                SpaceKind::Darts => "darts",
-            };
-            if net.space() != expected {
+            if net.space() != plan.space.as_str() {
                 return Err(Error::plan(
                     "from",
                     dir.display(),
