@@ -75,6 +75,11 @@ pub struct SearchArgs {
     /// else 1); the history depends on it, not on the executor.
     #[arg(long, value_name = "N")]
     proposals: Option<usize>,
+    /// Weight of a one-shot search's latency term `c ReLU(latency - budget)`, in units of
+    /// 1/budget per ms over the budget (default 1; 0 searches for accuracy alone). Every
+    /// one-shot strategy uses it, ramped up from 0 after its warm-up.
+    #[arg(long, value_name = "W")]
+    latency_weight: Option<f64>,
     #[command(flatten)]
     protocol: ProtocolArgs,
     #[command(flatten)]
@@ -164,6 +169,7 @@ impl SearchArgs {
             finalists: self.finalists,
             protocol: self.protocol.settings(),
             proposals: self.proposals,
+            latency_weight: self.latency_weight,
         })
     }
 }

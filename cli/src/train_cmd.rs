@@ -65,6 +65,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         finalists: 0,
         protocol: ProtocolSettings::default(),
         proposals: None,
+        latency_weight: None,
     };
     let observer = crate::progress::Bars::new(args.json);
     let report = train_architecture(&plan, &args.arch, args.from.as_deref(), &observer)

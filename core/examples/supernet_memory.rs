@@ -29,6 +29,7 @@ fn main() {
                     bn: BnMode::Batch,
                     weight_grads: true,
                     route_grads: true,
+                    sample_weights: None,
                 },
             )
             .expect("a step");

@@ -48,6 +48,7 @@ fn step(net: &DartsSupernet, batch: &Batch, routes: &[Route]) -> StepOutput {
             bn: BnMode::Batch,
             weight_grads: true,
             route_grads: true,
+            sample_weights: None,
         },
     )
     .unwrap()
@@ -213,6 +214,7 @@ fn odd_feature_maps_at_a_reduction_are_refused_with_the_fix() {
                 bn: BnMode::Batch,
                 weight_grads: false,
                 route_grads: false,
+                sample_weights: None,
             },
         )
         .unwrap_err()

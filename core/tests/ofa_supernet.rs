@@ -41,6 +41,7 @@ fn step(net: &OfaSupernet, batch: &Batch, routes: &[Route]) -> StepOutput {
             bn: BnMode::Batch,
             weight_grads: true,
             route_grads: false,
+            sample_weights: None,
         },
     )
     .unwrap()
@@ -180,6 +181,7 @@ fn discretisation_gives_the_canonical_architecture_and_mixed_routes_are_refused(
                 bn: BnMode::Batch,
                 weight_grads: false,
                 route_grads: false,
+                sample_weights: None,
             },
         )
         .unwrap_err()

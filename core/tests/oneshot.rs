@@ -6,12 +6,12 @@ use hwnas_core::LatencyModel;
 use hwnas_core::images::ImageSet;
 use hwnas_core::images::batches::{Augmentation, Normalisation};
 use hwnas_core::oneshot::{
-    AdditiveLatency, ArchSchedule, LatencyPenalty, LatencySource, NAMES, OneShotConfig,
-    OneShotData, OneShotRun, SupernetTrainer, WeightSchedule, by_name,
+    AdditiveLatency, ArchSchedule, LatencyPenalty, NAMES, OneShotConfig, OneShotData, OneShotRun,
+    SupernetTrainer, WeightSchedule, by_name,
 };
 use hwnas_core::space::{Arch, Nb201Space, SearchSpace};
 use hwnas_core::supernet::{
-    BnMode, Nb201Supernet, Nb201SupernetConfig, Route, StepRequest, Supernet,
+    BnMode, Nb201Supernet, Nb201SupernetConfig, Route, StepRequest, Supernet, SupernetKind,
 };
 use hwnas_kernels::Cpu;
 use rand::{Rng, SeedableRng};
@@ -82,9 +82,11 @@ fn table() -> AdditiveLatency {
 
 fn strategy(name: &str) -> Box<dyn hwnas_core::oneshot::OneShotStrategy> {
     let latency = LatencyPenalty {
-        source: LatencySource::Table(table()),
+        table: table(),
+        model: None,
         target_ms: 2.5,
         weight: 0.1,
+        ramp: 0.25,
     };
     by_name(name, (6, 5), ArchSchedule::default(), Some(latency)).unwrap()
 }
@@ -190,6 +192,7 @@ fn sparse_steps_hold_less_than_dense_ones_and_agree_with_fixed_routes() {
                 bn: BnMode::Batch,
                 weight_grads: true,
                 route_grads: true,
+                sample_weights: None,
             },
         )
         .unwrap()
@@ -221,6 +224,7 @@ fn sparse_steps_hold_less_than_dense_ones_and_agree_with_fixed_routes() {
             bn: BnMode::Batch,
             weight_grads: true,
             route_grads: true,
+            sample_weights: None,
         };
         deep.step(&Cpu, &batch, &request).unwrap().tape_bytes as f64
     };
@@ -255,7 +259,17 @@ fn the_additive_latency_fit_recovers_an_additive_table() {
     let space = Nb201Space::new();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let archs: Vec<Arch> = (0..300).map(|_| space.sample(&mut rng)).collect();
-    let fitted = Additive(AdditiveLatency::fit(&truth, &archs, 6, 5).unwrap());
+    let samples: Vec<(Vec<usize>, f64)> = archs
+        .iter()
+        .map(|a| {
+            (
+                SupernetKind::Nb201.edge_choices(a),
+                truth.latency_ms(a).unwrap(),
+            )
+        })
+        .collect();
+    let per_edge: Vec<usize> = (0..6).collect();
+    let fitted = Additive(AdditiveLatency::fit(&samples, 5, &per_edge).unwrap());
     for arch in archs.iter().take(50) {
         let one_hot: Vec<Vec<f32>> = arch
             .0
@@ -268,5 +282,83 @@ fn the_additive_latency_fit_recovers_an_additive_table() {
             fitted.latency_ms(arch).unwrap(),
         );
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+}
+
+/// Edges that share costs share a group; a shared fit of a table whose costs depend on the
+/// group only recovers it from fewer samples than unknowns per edge; a malformed sample is
+/// refused by name.
+#[test]
+fn edge_groups_share_costs_and_a_grouped_fit_recovers_a_shared_table() {
+    assert_eq!(SupernetKind::Nb201.edge_groups(), vec![0; 6]);
+    let darts = SupernetKind::Darts.edge_groups();
+    assert_eq!(darts.len(), 28);
+    for (group, count) in [(0, 8), (1, 6), (2, 8), (3, 6)] {
+        assert_eq!(
+            darts.iter().filter(|&&g| g == group).count(),
+            count,
+            "{darts:?}"
+        );
+    }
+    // node 0 reads inputs 0 and 1 (edges 0, 1); node 1 reads 0, 1 and node 0 (edges 2-4).
+    assert_eq!(&darts[..5], &[0, 0, 0, 0, 1]);
+    let per_op = [0.0, 0.3, 0.5, 0.05, 1.2];
+    let truth = AdditiveLatency {
+        base: 2.0,
+        cost: (0..6).map(|_| per_op.to_vec()).collect(),
+    };
+    let space = Nb201Space::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let samples: Vec<(Vec<usize>, f64)> = (0..12)
+        .map(|_| {
+            let a = space.sample(&mut rng);
+            (SupernetKind::Nb201.edge_choices(&a), truth.arch_ms(&a))
+        })
+        .collect();
+    let fitted = AdditiveLatency::fit(&samples, 5, &[0; 6]).unwrap();
+    for _ in 0..20 {
+        let a = space.sample(&mut rng);
+        let (x, y) = (truth.arch_ms(&a), fitted.arch_ms(&a));
+        assert!((x - y).abs() < 1e-3, "{x} vs {y}");
+    }
+    let error = AdditiveLatency::fit(&[(vec![0, 9], 1.0)], 5, &[0, 0]).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("does not fit 2 edges of 5 candidates"),
+        "{error}"
+    );
+}
+
+/// Every one-shot strategy's latency term moves its distribution toward cheaper cells: on
+/// the same data, seeds and steps, the expected table latency at the end is lower with the
+/// term than without it.
+#[test]
+fn every_strategy_s_latency_term_lowers_the_expected_latency() {
+    let data = data();
+    let config = OneShotConfig {
+        epochs: 6,
+        ..config()
+    };
+    let penalty = LatencyPenalty {
+        table: table(),
+        model: None,
+        target_ms: 1.0,
+        weight: 5.0,
+        ramp: 0.0,
+    };
+    for name in NAMES {
+        let expected = |latency: Option<LatencyPenalty>| {
+            let strategy = by_name(name, (6, 5), ArchSchedule::default(), latency).unwrap();
+            let mut run = OneShotRun::new(trainer(), strategy);
+            run.run(&Cpu, &data, &config, None, None, &mut |_| Ok(()))
+                .unwrap();
+            table().weighted_ms(&run.strategy.logits().probabilities())
+        };
+        let (with, without) = (expected(Some(penalty.clone())), expected(None));
+        assert!(
+            with < without - 0.01,
+            "{name}: {with} ms with the term, {without} without"
+        );
     }
 }

@@ -29,6 +29,7 @@ fn step(net: &Supernet, backend: &dyn Backend, batch: &Batch, routes: &[Route]) 
             bn: BnMode::Batch,
             weight_grads: true,
             route_grads: true,
+            sample_weights: None,
         },
     )
     .unwrap()

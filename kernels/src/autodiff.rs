@@ -90,6 +90,8 @@ enum Op {
     CrossEntropy {
         logits: Var,
         labels: Vec<usize>,
+        /// Per-row multipliers (`None`: all 1).
+        weights: Option<Vec<f32>>,
     },
     Sum {
         x: Var,
@@ -434,6 +436,37 @@ impl<'b> Tape<'b> {
             Op::CrossEntropy {
                 logits,
                 labels: labels.to_vec(),
+                weights: None,
+            },
+            &[logits],
+        ))
+    }
+
+    /// `(1/N) sum_i weights[i] * CE_i` of `[N, C]` logits: the mean cross-entropy with each
+    /// row's term scaled (all ones give [`Tape::cross_entropy`]).
+    pub fn weighted_cross_entropy(
+        &mut self,
+        logits: Var,
+        labels: &[usize],
+        weights: &[f32],
+    ) -> Result<Var> {
+        if weights.len() != labels.len() {
+            return Err(Error::Shape(format!(
+                "{} cross-entropy weights for {} labels",
+                weights.len(),
+                labels.len()
+            )));
+        }
+        let per_row = crate::cpu::per_sample_cross_entropy(self.value(logits), labels)?;
+        let loss = per_row.iter().zip(weights).map(|(l, w)| l * w).sum::<f32>()
+            / labels.len().max(1) as f32;
+        let value = Tensor::new(&[1], vec![loss])?;
+        Ok(self.push(
+            value,
+            Op::CrossEntropy {
+                logits,
+                labels: labels.to_vec(),
+                weights: Some(weights.to_vec()),
             },
             &[logits],
         ))
@@ -714,10 +747,22 @@ impl<'b> Tape<'b> {
                 let dx = Tensor::new(&shape, vec![dy.data()[0] / len.max(1) as f32; len])?;
                 self.accumulate(*x, &dx);
             }
-            Op::CrossEntropy { logits, labels } => {
+            Op::CrossEntropy {
+                logits,
+                labels,
+                weights,
+            } => {
                 let mut dx = backend.cross_entropy_backward(self.value(*logits), labels)?;
                 let scale = dy.data()[0];
-                dx.data_mut().iter_mut().for_each(|v| *v *= scale);
+                match weights {
+                    None => dx.data_mut().iter_mut().for_each(|v| *v *= scale),
+                    Some(weights) => {
+                        let classes = dx.shape()[1];
+                        for (row, w) in dx.data_mut().chunks_mut(classes).zip(weights) {
+                            row.iter_mut().for_each(|v| *v *= scale * w);
+                        }
+                    }
+                }
                 self.accumulate(*logits, &dx);
             }
             Op::BatchNorm {

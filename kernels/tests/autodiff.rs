@@ -292,3 +292,54 @@ fn layout_broadcast_and_gumbel_ops_differentiate_on_the_tape() {
         }
     }
 }
+
+/// The weighted cross-entropy is `(1/N) sum_i w_i CE_i` (each row's cross-entropy as
+/// `per_sample_cross_entropy` computes it), and the tape's gradient of it matches finite
+/// differences, negative weights included (UNAS's per-sample gap gives some).
+#[test]
+fn weighted_cross_entropy_weighs_each_row_and_its_gradient_matches_finite_differences() {
+    let logits = Tensor::randn(&[3, 4], 1.0, 7);
+    let labels = [2, 0, 3];
+    let weights = [0.5f32, -0.25, 2.0];
+    let per_row = hwnas_kernels::cpu::per_sample_cross_entropy(&logits, &labels).unwrap();
+    let loss_of = |l: &Tensor| {
+        let mut tape = Tape::new(&Cpu);
+        let v = tape.leaf(l.clone(), true);
+        let loss = tape.weighted_cross_entropy(v, &labels, &weights).unwrap();
+        let value = tape.value(loss).data()[0];
+        tape.backward(loss).unwrap();
+        (value, tape.grad(v).unwrap().clone())
+    };
+    let (value, grad) = loss_of(&logits);
+    let expected: f32 = per_row
+        .iter()
+        .zip(&weights)
+        .map(|(l, w)| l * w)
+        .sum::<f32>()
+        / 3.0;
+    assert!((value - expected).abs() < 1e-6, "{value} vs {expected}");
+    let mean = hwnas_kernels::cpu::cross_entropy(&logits, &labels).unwrap();
+    assert!((per_row.iter().sum::<f32>() / 3.0 - mean).abs() < 1e-6);
+    let mut numeric = Vec::new();
+    for i in 0..logits.len() {
+        let mut plus = logits.clone();
+        plus.data_mut()[i] += 1e-2;
+        let mut minus = logits.clone();
+        minus.data_mut()[i] -= 1e-2;
+        numeric.push((loss_of(&plus).0 - loss_of(&minus).0) / 2e-2);
+    }
+    if let Some((i, a, g)) = Tolerance::FINITE_DIFFERENCE.first_mismatch(&numeric, grad.data()) {
+        panic!("element {i}: numeric {a} vs tape {g}");
+    }
+    let mut tape = Tape::new(&Cpu);
+    let v = tape.leaf(logits.clone(), true);
+    let error = tape
+        .weighted_cross_entropy(v, &labels, &[1.0, 1.0])
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("2 cross-entropy weights for 3 labels"),
+        "{error}"
+    );
+}

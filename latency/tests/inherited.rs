@@ -45,6 +45,7 @@ fn supernet_logits(
             bn: BnMode::Fixed(stats),
             weight_grads: false,
             route_grads: false,
+            sample_weights: None,
         },
     )
     .unwrap()

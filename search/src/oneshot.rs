@@ -11,11 +11,11 @@ use hwnas_core::images::ImageSet;
 use hwnas_core::images::batches::{Augmentation, Normalisation};
 use hwnas_core::kernels::{Backend, Cpu, Wgpu};
 use hwnas_core::oneshot::{
-    AdditiveLatency, ArchSchedule, LatencyPenalty, LatencySource, OneShotConfig, OneShotData,
+    AdditiveLatency, ArchSchedule, DEFAULT_RAMP, LatencyPenalty, OneShotConfig, OneShotData,
     OneShotRun, SandwichSampling, SupernetEvaluator, SupernetTrainer, TrainingEvaluator,
     TrainingSettings, WeightSchedule, by_name, scoring_batches,
 };
-use hwnas_core::space::{Nb201Space, SearchSpace};
+use hwnas_core::space::SearchSpace;
 use hwnas_core::supernet::{
     DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, OfaSupernet,
     OfaSupernetConfig, Supernet, SupernetKind,
@@ -32,7 +32,7 @@ use rand::SeedableRng;
 use crate::error::{Error, Result};
 use crate::observer::Observer;
 use crate::outcome::{Outcome, SupernetFacts};
-use crate::plan::{BackendKind, DataSource, SearchPlan, SpaceKind, StrategyKind, TargetSpec};
+use crate::plan::{BackendKind, DataSource, SearchPlan, SpaceKind, TargetSpec};
 use crate::run_dir::RunDir;
 use crate::world::World;
 
@@ -375,33 +375,67 @@ fn write_nb201_inherited(
     save_model(&model, &dir.file("best-inherited.onnx")).map(Some)
 }
 
-/// UNAS's latency term: a table target is fitted to an additive table (differentiable); a
-/// measured target enters through the REINFORCE term only.
+/// Architectures a one-shot search's latency table is fitted to: many where a query costs
+/// microseconds (a published table), few where each is measured end to end.
+const TABLE_FIT_SAMPLES: usize = 2000;
+const MEASURED_FIT_SAMPLES: usize = 48;
+
+/// The one-shot strategies' latency term (`hwnas_core::oneshot::latency`): a table linear
+/// in each edge's choice fitted to the target's latency — per edge over 2,000 sampled
+/// architectures of a published table, with costs shared by edges of the same shapes over
+/// 48 measured ones — and, where the supernet's edges are the space's decisions
+/// (nb201), the target's own latency of a discrete cell. Weight `--latency-weight` per
+/// `budget` ms over it; `None` at weight 0.
 fn latency_penalty(
     plan: &SearchPlan,
     latency: &Arc<dyn LatencyModel>,
+    space: &dyn SearchSpace,
     budget_ms: f64,
-    (edges, candidates): (usize, usize),
-) -> Result<LatencyPenalty> {
-    let source =
-        if matches!(plan.target, TargetSpec::Table(_)) && plan.strategy == StrategyKind::Unas {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(plan.seed);
-            let nb201 = Nb201Space::new();
-            let archs: Vec<_> = (0..2000).map(|_| nb201.sample(&mut rng)).collect();
-            LatencySource::Table(AdditiveLatency::fit(
-                latency.as_ref(),
-                &archs,
-                edges,
-                candidates,
-            )?)
-        } else {
-            LatencySource::Measured(Arc::clone(latency))
-        };
-    Ok(LatencyPenalty {
-        source,
+    observer: &dyn Observer,
+) -> Result<Option<LatencyPenalty>> {
+    let weight = plan.latency_weight.unwrap_or(1.0);
+    if weight == 0.0 {
+        return Ok(None);
+    }
+    let kind = plan.space.supernet();
+    let (edges, candidates) = kind.shape();
+    let published = matches!(plan.target, TargetSpec::Table(_));
+    let (samples, groups) = if published {
+        (TABLE_FIT_SAMPLES, (0..edges).collect())
+    } else {
+        (MEASURED_FIT_SAMPLES, kind.edge_groups())
+    };
+    let fit_started = Instant::now();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(plan.seed ^ 0x1A7E);
+    let mut fitted = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let arch = space.sample(&mut rng);
+        fitted.push((kind.edge_choices(&arch), latency.latency_ms(&arch)?));
+    }
+    let table = AdditiveLatency::fit(&fitted, candidates, &groups)?;
+    let n = fitted.len().max(1) as f64;
+    let mean_ms = fitted.iter().map(|(_, ms)| ms).sum::<f64>() / n;
+    let error_ms = fitted
+        .iter()
+        .map(|(choices, ms)| {
+            let arch = hwnas_core::Arch(choices.iter().map(|&c| c as u8).collect());
+            (table.arch_ms(&arch) - ms).abs()
+        })
+        .sum::<f64>()
+        / n;
+    observer.note(&format!(
+        "latency term: a linear table fitted to {samples} architectures' latency in {:.1} s (mean error {error_ms:.3} ms, {:.1}% of their mean {mean_ms:.3} ms), weight {weight} / budget",
+        fit_started.elapsed().as_secs_f64(),
+        100.0 * error_ms / mean_ms.max(1e-9)
+    ));
+    let model = (plan.space == SpaceKind::Nb201).then(|| Arc::clone(latency));
+    Ok(Some(LatencyPenalty {
+        table,
+        model,
         target_ms: budget_ms,
-        weight: (1.0 / budget_ms) as f32,
-    })
+        weight: (weight / budget_ms) as f32,
+        ramp: DEFAULT_RAMP,
+    }))
 }
 
 /// Runs the one-shot search of `plan` into `dir`.
@@ -417,12 +451,18 @@ pub fn run(
     let (data, channels, classes) = search_data(plan, false)?;
     let space = world.space;
     let latency_model: Arc<dyn LatencyModel> = Arc::from(world.search_latency);
-    let penalty = latency_penalty(plan, &latency_model, world.budget.ms, shape)?;
+    let penalty = latency_penalty(
+        plan,
+        &latency_model,
+        space.as_ref(),
+        world.budget.ms,
+        observer,
+    )?;
     let strategy = by_name(
         plan.strategy.as_str(),
         shape,
         ArchSchedule::default(),
-        Some(penalty),
+        penalty,
     )?;
     let checkpoint = dir.file("checkpoint.bin");
     let mut run = if resume && checkpoint.exists() {

@@ -85,7 +85,7 @@ impl Outcome {
                 },
                 self.run_dir,
                 if self.evaluator == "supernet" {
-                    ", or use a strategy with a latency term (unas)"
+                    ", raise --latency-weight (the latency term's weight, default 1) or search longer (--epochs)"
                 } else {
                     ", --budget or --finalists, or run again on a quiet machine"
                 }

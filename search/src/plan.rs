@@ -433,6 +433,10 @@ pub struct SearchPlan {
     /// 1 otherwise); the history depends on it, never on the executor.
     #[serde(default)]
     pub proposals: Option<usize>,
+    /// Weight of a one-shot search's latency term per ms over the budget, as a multiple
+    /// of `1 / budget` (`None`: 1; 0: accuracy alone).
+    #[serde(default)]
+    pub latency_weight: Option<f64>,
 }
 
 fn default_backend() -> BackendKind {
@@ -601,11 +605,13 @@ impl SearchPlan {
             }
             _ => {}
         }
-        if self.space == SpaceKind::Darts && self.strategy == StrategyKind::Unas {
+        if let Some(w) = self.latency_weight
+            && (!(w.is_finite() && w >= 0.0) || self.kind() != SearchKind::OneShot)
+        {
             return Err(Error::plan(
-                "strategy",
-                self.strategy,
-                "its latency term is built on NAS-Bench-201's one-decision-per-edge cells; use --space nb201, or another strategy with --space darts",
+                "latency-weight",
+                w,
+                "a one-shot search's (--evaluator supernet, nb201 or darts) latency term weighs 0 (accuracy alone) or more, in units of 1/budget per ms over the budget",
             ));
         }
         if let Some(n) = self.proposals
@@ -788,6 +794,7 @@ mod tests {
             finalists: 5,
             protocol: ProtocolSettings::default(),
             proposals: None,
+            latency_weight: None,
         }
     }
 
@@ -825,8 +832,13 @@ mod tests {
                     p.space = SpaceKind::Darts;
                     p.evaluator = Some(EvaluatorKind::Supernet);
                     p.strategy = StrategyKind::Unas;
+                    p.latency_weight = Some(-1.0);
                 }),
-                "--space nb201",
+                "latency term weighs 0",
+            ),
+            (
+                Box::new(|p| p.latency_weight = Some(1.0)),
+                "a one-shot search's",
             ),
             (
                 Box::new(|p| {

@@ -45,6 +45,7 @@ fn plan(table: &Path, out: &Path, strategy: StrategyKind) -> SearchPlan {
         finalists: 5,
         protocol: hwnas_search::ProtocolSettings::default(),
         proposals: None,
+        latency_weight: None,
     }
 }
 

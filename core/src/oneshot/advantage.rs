@@ -13,10 +13,17 @@
 //! are positive, as they are on random weights. Deviation, on purpose: the architecture's
 //! learning rate stays the shared 0.01 (the authors: 3e-4), because these runs have about
 //! 25x fewer steps than theirs and 3e-4 would leave the distribution uniform.
+//!
+//! The latency term (see [`super::latency`]) adds, while the sampled cell's table latency
+//! is over the budget, each sampled candidate's table cost to its edge's credit: the
+//! derivative of the additive term with respect to that candidate's output weight, so the
+//! latency's credit is per edge as the loss's is. The running averages behind the zero
+//! operation's credit hold the loss part only; `none` is charged its own latency.
 
 use serde::{Deserialize, Serialize};
 
 use super::arch::{ArchLogits, ArchSchedule, sample, score_function};
+use super::latency::LatencyPenalty;
 use super::{OneShotStrategy, StepContext, StepReport};
 use crate::error::Result;
 use crate::supernet::Route;
@@ -33,6 +40,8 @@ pub struct AdvantageNas {
     zero_op: Option<usize>,
     /// Per edge and candidate: the running average of its advantage when sampled.
     running: Vec<Vec<Option<f32>>>,
+    #[serde(skip)]
+    latency: Option<LatencyPenalty>,
 }
 
 impl AdvantageNas {
@@ -50,7 +59,14 @@ impl AdvantageNas {
             baseline: vec![None; edges],
             zero_op: None,
             running: vec![vec![None; candidates]; edges],
+            latency: None,
         }
+    }
+
+    /// With the latency term.
+    pub fn with_latency(mut self, latency: Option<LatencyPenalty>) -> Self {
+        self.latency = latency;
+        self
     }
 
     /// Credits candidate `zero` (the zero operation) the worst running-average advantage of
@@ -105,10 +121,18 @@ impl OneShotStrategy for AdvantageNas {
             .map(|&k| Route::one_hot(k, self.logits.candidates()))
             .collect();
         let valid = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, true)?;
+        let latency = self.latency.as_ref().map(|p| {
+            let hard: Vec<Vec<f32>> = chosen
+                .iter()
+                .map(|&k| (0..probs[0].len()).map(|i| f32::from(i == k)).collect())
+                .collect();
+            p.relaxed(&hard, p.weight_at(ctx.progress, self.warmup_share()))
+        });
         let mut grad = Vec::with_capacity(chosen.len());
         for (e, (&k, p)) in chosen.iter().zip(&probs).enumerate() {
             // a_e is one-hot, so sum_k a_ek dL/da_ek is the sampled entry.
-            let advantage = self.credited(e, k, valid.route_grads[e][k]);
+            let advantage = self.credited(e, k, valid.route_grads[e][k])
+                + latency.as_ref().map_or(0.0, |l| l.grad[e][k]);
             let credit = match self.baseline_decay {
                 Some(decay) => {
                     let baseline = self.baseline[e].unwrap_or(advantage);
@@ -134,7 +158,9 @@ impl OneShotStrategy for AdvantageNas {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let latency = self.latency.take();
         *self = super::decode(bytes)?;
+        self.latency = latency;
         Ok(())
     }
 }

@@ -1,10 +1,12 @@
 //! DARTS, first order (Liu et al., ICLR 2019): every candidate runs, weighted by
-//! `softmax(alpha)`; the architecture descends the validation loss's gradient, the
-//! weights the training loss's.
+//! `softmax(alpha)`; the architecture descends the validation loss's gradient (plus the
+//! latency term's at the expected weights, see [`super::latency`]), the weights the training
+//! loss's.
 
 use serde::{Deserialize, Serialize};
 
 use super::arch::{ArchLogits, ArchSchedule, softmax_backward};
+use super::latency::{LatencyPenalty, add_latency_grad};
 use super::{OneShotStrategy, StepContext, StepReport};
 use crate::error::Result;
 use crate::supernet::Route;
@@ -13,13 +15,21 @@ use crate::supernet::Route;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Darts {
     logits: ArchLogits,
+    #[serde(skip)]
+    latency: Option<LatencyPenalty>,
 }
 
 impl Darts {
-    /// Uniform logits for `edges` edges.
-    pub fn new(edges: usize, candidates: usize, schedule: ArchSchedule) -> Self {
+    /// Uniform logits for `edges` edges; `latency` adds the latency term.
+    pub fn new(
+        edges: usize,
+        candidates: usize,
+        schedule: ArchSchedule,
+        latency: Option<LatencyPenalty>,
+    ) -> Self {
         Darts {
             logits: ArchLogits::new(edges, candidates, schedule),
+            latency,
         }
     }
 }
@@ -37,9 +47,17 @@ impl OneShotStrategy for Darts {
         let probs = self.logits.probabilities();
         let routes: Vec<Route> = probs.iter().map(|p| Route::Dense(p.clone())).collect();
         let valid = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, true)?;
+        let mut route_grads = valid.route_grads.clone();
+        add_latency_grad(
+            &mut route_grads,
+            self.latency.as_ref(),
+            &probs,
+            ctx.progress,
+            0.0,
+        );
         let grad: Vec<Vec<f32>> = probs
             .iter()
-            .zip(&valid.route_grads)
+            .zip(&route_grads)
             .map(|(p, g)| softmax_backward(p, g))
             .collect();
         self.logits.descend(&grad);
@@ -60,7 +78,9 @@ impl OneShotStrategy for Darts {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let latency = self.latency.take();
         *self = super::decode(bytes)?;
+        self.latency = latency;
         Ok(())
     }
 }

@@ -1,11 +1,13 @@
 //! GDAS (Dong & Yang, CVPR 2019): each step draws one candidate per edge by hard
 //! Gumbel-softmax and runs only it; the straight-through estimator carries the gradient
 //! of the sampled candidate's weight back to the logits through the soft sample. The
-//! temperature anneals linearly from 10 to 0.1 over the search.
+//! temperature anneals linearly from 10 to 0.1 over the search. The latency term enters
+//! at the hard sample, its gradient through the soft one like the loss's.
 
 use serde::{Deserialize, Serialize};
 
 use super::arch::{ArchLogits, ArchSchedule, argmax, gumbel, softmax, softmax_backward};
+use super::latency::{LatencyPenalty, add_latency_grad};
 use super::{OneShotStrategy, StepContext, StepReport};
 use crate::error::Result;
 use crate::supernet::Route;
@@ -19,13 +21,21 @@ pub const TAU_END: f32 = 0.1;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Gdas {
     logits: ArchLogits,
+    #[serde(skip)]
+    latency: Option<LatencyPenalty>,
 }
 
 impl Gdas {
     /// Uniform logits for `edges` edges.
-    pub fn new(edges: usize, candidates: usize, schedule: ArchSchedule) -> Self {
+    pub fn new(
+        edges: usize,
+        candidates: usize,
+        schedule: ArchSchedule,
+        latency: Option<LatencyPenalty>,
+    ) -> Self {
         Gdas {
             logits: ArchLogits::new(edges, candidates, schedule),
+            latency,
         }
     }
 
@@ -66,11 +76,24 @@ impl OneShotStrategy for Gdas {
             .map(|(_, k)| Route::one_hot(*k, candidates))
             .collect();
         let valid = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, true)?;
+        // The latency term at the hard sample (see `super::latency`).
+        let hard: Vec<Vec<f32>> = draws
+            .iter()
+            .map(|(soft, k)| (0..soft.len()).map(|i| f32::from(i == *k)).collect())
+            .collect();
+        let mut route_grads = valid.route_grads.clone();
+        add_latency_grad(
+            &mut route_grads,
+            self.latency.as_ref(),
+            &hard,
+            ctx.progress,
+            0.0,
+        );
         // Straight-through: d loss / d soft = d loss / d hard; then through the softmax
         // of (alpha + g) / tau.
         let grad: Vec<Vec<f32>> = draws
             .iter()
-            .zip(&valid.route_grads)
+            .zip(&route_grads)
             .map(|((soft, _), g)| {
                 softmax_backward(soft, g)
                     .into_iter()
@@ -95,7 +118,9 @@ impl OneShotStrategy for Gdas {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let latency = self.latency.take();
         *self = super::decode(bytes)?;
+        self.latency = latency;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod advantage;
 pub mod arch;
 pub mod darts;
 pub mod gdas;
+pub mod latency;
 pub mod reinforce;
 pub mod sandwich;
 pub mod standalone;
@@ -26,11 +27,12 @@ pub use advantage::AdvantageNas;
 pub use arch::{ArchLogits, ArchSchedule};
 pub use darts::Darts;
 pub use gdas::Gdas;
+pub use latency::{AdditiveLatency, DEFAULT_RAMP, LatencyPenalty, RelaxedLatency};
 pub use reinforce::SupernetReinforce;
 pub use sandwich::SandwichSampling;
 pub use standalone::{TrainingEvaluator, TrainingSettings};
 pub use trainer::{SupernetTrainer, WeightSchedule};
-pub use unas::{AdditiveLatency, LatencyPenalty, LatencySource, Unas, UnasSettings};
+pub use unas::{Unas, UnasSettings};
 
 use crate::error::{Error, Result};
 use crate::images::ImageSet;
@@ -126,7 +128,8 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 pub const ADVANTAGE_BASELINE_DECAY: f32 = 0.95;
 
 /// A one-shot strategy with default settings, by name, for a supernet of `edges` edges of
-/// `candidates` candidates. `latency` is UNAS's latency term (ignored by the others).
+/// `candidates` candidates; `latency` adds the latency term to the architecture's
+/// objective (see [`latency`]), `None` searches for accuracy alone.
 pub fn by_name(
     name: &str,
     (edges, candidates): (usize, usize),
@@ -134,12 +137,13 @@ pub fn by_name(
     latency: Option<LatencyPenalty>,
 ) -> Result<Box<dyn OneShotStrategy>> {
     Ok(match name {
-        "darts" => Box::new(Darts::new(edges, candidates, schedule)),
-        "gdas" => Box::new(Gdas::new(edges, candidates, schedule)),
+        "darts" => Box::new(Darts::new(edges, candidates, schedule, latency)),
+        "gdas" => Box::new(Gdas::new(edges, candidates, schedule, latency)),
         // Both cell spaces list `none` first.
         "advantagenas" => Box::new(
             AdvantageNas::new(edges, candidates, schedule, Some(ADVANTAGE_BASELINE_DECAY))
-                .with_zero_op(0),
+                .with_zero_op(0)
+                .with_latency(latency),
         ),
         "unas" => Box::new(Unas::new(
             edges,
@@ -148,7 +152,7 @@ pub fn by_name(
             UnasSettings::default(),
             latency,
         )),
-        "reinforce" => Box::new(SupernetReinforce::new(edges, candidates, schedule)),
+        "reinforce" => Box::new(SupernetReinforce::new(edges, candidates, schedule, latency)),
         other => {
             return Err(Error::Setting {
                 name: "strategy".into(),

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::arch::{ArchLogits, ArchSchedule, sample, score_function};
+use super::latency::LatencyPenalty;
 use super::{OneShotStrategy, StepContext, StepReport};
 use crate::error::Result;
 use crate::supernet::Route;
@@ -17,15 +18,23 @@ pub struct SupernetReinforce {
     /// Decay of the reward baseline.
     pub baseline_decay: f32,
     baseline: Option<f32>,
+    #[serde(skip)]
+    latency: Option<LatencyPenalty>,
 }
 
 impl SupernetReinforce {
     /// Uniform logits for `edges` edges, baseline decay 0.9.
-    pub fn new(edges: usize, candidates: usize, schedule: ArchSchedule) -> Self {
+    pub fn new(
+        edges: usize,
+        candidates: usize,
+        schedule: ArchSchedule,
+        latency: Option<LatencyPenalty>,
+    ) -> Self {
         SupernetReinforce {
             logits: ArchLogits::new(edges, candidates, schedule),
             baseline_decay: 0.9,
             baseline: None,
+            latency,
         }
     }
 }
@@ -44,7 +53,14 @@ impl OneShotStrategy for SupernetReinforce {
         let chosen: Vec<usize> = probs.iter().map(|p| sample(p, ctx.rng)).collect();
         let routes: Vec<Route> = chosen.iter().map(|&k| Route::Fixed(k)).collect();
         let valid = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, false)?;
-        let reward = -valid.loss;
+        let over = match &self.latency {
+            Some(p) => {
+                let arch = crate::space::Arch(chosen.iter().map(|&k| k as u8).collect());
+                p.discrete(&arch, p.weight_at(ctx.progress, 0.0))?
+            }
+            None => 0.0,
+        };
+        let reward = -valid.loss - over;
         let baseline = self.baseline.unwrap_or(reward);
         let advantage = reward - baseline;
         self.baseline = Some(self.baseline_decay * baseline + (1.0 - self.baseline_decay) * reward);
@@ -69,7 +85,9 @@ impl OneShotStrategy for SupernetReinforce {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let latency = self.latency.take();
         *self = super::decode(bytes)?;
+        self.latency = latency;
         Ok(())
     }
 }

@@ -98,6 +98,7 @@ impl SupernetTrainer {
                 bn: BnMode::Batch,
                 weight_grads: true,
                 route_grads: false,
+                sample_weights: None,
             },
         )?;
         let s = self.schedule;
@@ -130,6 +131,29 @@ impl SupernetTrainer {
                 bn: BnMode::Batch,
                 weight_grads: false,
                 route_grads,
+                sample_weights: None,
+            },
+        )
+    }
+
+    /// [`SupernetTrainer::probe`] of the loss `(1/N) sum_i weights[i] CE_i` (UNAS's
+    /// per-sample generalisation gap), with the route weights' gradients.
+    pub fn probe_weighted(
+        &self,
+        backend: &dyn Backend,
+        batch: &Batch,
+        routes: &[Route],
+        weights: &[f32],
+    ) -> Result<StepOutput> {
+        self.net.step(
+            backend,
+            batch,
+            &StepRequest {
+                routes,
+                bn: BnMode::Batch,
+                weight_grads: false,
+                route_grads: true,
+                sample_weights: Some(weights),
             },
         )
     }
@@ -171,6 +195,7 @@ impl SupernetTrainer {
                     bn: BnMode::Fixed(&stats),
                     weight_grads: false,
                     route_grads: false,
+                    sample_weights: None,
                 },
             )?;
             correct += out.correct;

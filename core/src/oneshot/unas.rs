@@ -1,27 +1,34 @@
 //! UNAS (Vahdat et al., CVPR 2020): independent categoricals `q = softmax(alpha)` per edge;
-//! each step draws Gumbel noise, giving a discrete sample `z` (its argmax) and a relaxed
-//! one `zeta` (temperature 0.4), plus REBAR's conditional relaxation `zeta~ | z`. The
-//! architecture descends the unbiased estimator
+//! each step draws one uniform per candidate, giving the Gumbel-max sample `z` and its
+//! relaxation `zeta` (temperature 0.4). The architecture descends REBAR's unbiased
+//! estimator of the gradient of `E[f(z)]`,
 //!
-//! `(f(z) - f(zeta~)) grad log q(z) + grad f(zeta) - grad f(zeta~)`
+//! `(f(z) - f(zeta~)) grad log q(z) + grad f(zeta) - grad f(zeta~)`,
 //!
-//! of the gradient of `E[f(z)]`, where `f = CE_train + lambda |CE_valid - CE_train|`
-//! (the generalisation-gap objective, lambda 0.5, on paired batches) plus a latency term
-//! `c ReLU(lat - T)`. A lookup table linear in the choices ([`AdditiveLatency`]) is
-//! differentiated through the relaxed samples; any other [`LatencyModel`] (a measured
-//! one) enters only `f(z)`, so only the REINFORCE term carries it — UNAS's point.
-
-use std::sync::Arc;
+//! where `zeta~` is the relaxation conditioned on `z`. As in the authors' code, `zeta~` is
+//! derived from the same uniforms (`v_b = u_b^(1/q_b)`, `log v_i = log u_i - q_i log v_b`),
+//! so it equals `zeta` in value and differs only in how it depends on `q`: one relaxed
+//! evaluation serves both terms.
+//!
+//! `f` is the generalisation-gap objective per image, `mean_i CE_train,i + lambda
+//! |CE_valid,i - CE_train,i|` (lambda 0.5, the `i`-th images of paired training and
+//! validation batches), plus the latency term of [`LatencyPenalty`]: the target's latency
+//! of `z` in `f(z)`, the differentiable table at `zeta` in `f(zeta)`, with its weight ramped
+//! from 0 after the warm-up (UNAS's `latency_coeff * min(step / latency_iter, 1)`). The
+//! weights train on the detached relaxed sample `zeta` (every candidate, weighted).
+//!
+//! Deviations, on purpose: the latency term uses the same sample as the loss (UNAS draws a
+//! second one for it), which saves a draw and keeps one estimator; the table is fitted by
+//! least squares to the target's latency (UNAS trains its linear surrogate by SGD on 10,000
+//! measurements).
 
 use serde::{Deserialize, Serialize};
 
-use super::arch::{
-    ArchLogits, ArchSchedule, argmax, gumbel, open_uniform, score_function, softmax,
-    softmax_backward,
-};
+use super::arch::softmax_backward;
+use super::arch::{ArchLogits, ArchSchedule, argmax, open_uniform, score_function, softmax};
+use super::latency::LatencyPenalty;
 use super::{OneShotStrategy, StepContext, StepReport};
-use crate::error::Result;
-use crate::evaluate::LatencyModel;
+use crate::error::{Error, Result};
 use crate::space::Arch;
 use crate::supernet::Route;
 
@@ -43,133 +50,6 @@ impl Default for UnasSettings {
     }
 }
 
-/// A latency table linear in the choices: `base + sum_e cost[e][k]` for the chosen `k`
-/// on each edge (and the expectation under relaxed weights).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdditiveLatency {
-    /// Latency of everything but the choices, ms.
-    pub base: f64,
-    /// Per edge and candidate, ms.
-    pub cost: Vec<Vec<f64>>,
-}
-
-impl AdditiveLatency {
-    /// Latency under per-edge weights (one-hot for a discrete architecture).
-    pub fn weighted_ms(&self, weights: &[Vec<f32>]) -> f64 {
-        self.base
-            + self
-                .cost
-                .iter()
-                .zip(weights)
-                .map(|(c, w)| c.iter().zip(w).map(|(c, w)| c * f64::from(*w)).sum::<f64>())
-                .sum::<f64>()
-    }
-
-    /// Latency of a discrete architecture.
-    pub fn arch_ms(&self, arch: &Arch) -> f64 {
-        self.base
-            + self
-                .cost
-                .iter()
-                .zip(&arch.0)
-                .map(|(c, &k)| c[usize::from(k)])
-                .sum::<f64>()
-    }
-
-    /// Least-squares fit of the table to a latency model over `archs` (one decision per
-    /// edge, `candidates` choices each; a ridge of 1e-6 resolves the one-hot columns'
-    /// collinearity).
-    pub fn fit(
-        model: &dyn LatencyModel,
-        archs: &[Arch],
-        edges: usize,
-        candidates: usize,
-    ) -> Result<Self> {
-        let k = candidates;
-        let n = 1 + edges * k;
-        let mut ata = vec![vec![0.0f64; n]; n];
-        let mut atb = vec![0.0f64; n];
-        for arch in archs {
-            let y = model.latency_ms(arch)?;
-            let mut row = vec![0.0; n];
-            row[0] = 1.0;
-            for (e, &op) in arch.0.iter().enumerate() {
-                row[1 + e * k + usize::from(op)] = 1.0;
-            }
-            for i in 0..n {
-                atb[i] += row[i] * y;
-                for j in 0..n {
-                    ata[i][j] += row[i] * row[j];
-                }
-            }
-        }
-        for (i, r) in ata.iter_mut().enumerate() {
-            r[i] += 1e-6;
-        }
-        let x = solve(ata, atb);
-        Ok(AdditiveLatency {
-            base: x[0],
-            cost: (0..edges)
-                .map(|e| x[1 + e * k..1 + (e + 1) * k].to_vec())
-                .collect(),
-        })
-    }
-}
-
-/// Gaussian elimination with partial pivoting.
-fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
-    let n = b.len();
-    for col in 0..n {
-        let pivot = (col..n)
-            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
-            .unwrap_or(col);
-        a.swap(col, pivot);
-        b.swap(col, pivot);
-        let d = a[col][col];
-        if d.abs() < 1e-12 {
-            continue;
-        }
-        for row in col + 1..n {
-            let factor = a[row][col] / d;
-            let pivot_row = a[col].clone();
-            for (target, source) in a[row][col..].iter_mut().zip(&pivot_row[col..]) {
-                *target -= factor * source;
-            }
-            b[row] -= factor * b[col];
-        }
-    }
-    let mut x = vec![0.0; n];
-    for row in (0..n).rev() {
-        let s: f64 = (row + 1..n).map(|c| a[row][c] * x[c]).sum();
-        x[row] = if a[row][row].abs() < 1e-12 {
-            0.0
-        } else {
-            (b[row] - s) / a[row][row]
-        };
-    }
-    x
-}
-
-/// Where UNAS's latency comes from.
-#[derive(Clone)]
-pub enum LatencySource {
-    /// A linear table: differentiable through the relaxed samples.
-    Table(AdditiveLatency),
-    /// Any model, measured latency included: through the REINFORCE term only.
-    Measured(Arc<dyn LatencyModel>),
-}
-
-/// UNAS's latency term `weight * ReLU(lat - target_ms)`.
-#[derive(Clone)]
-pub struct LatencyPenalty {
-    /// The latency.
-    pub source: LatencySource,
-    /// The budget, ms.
-    pub target_ms: f64,
-    /// The penalty per ms over budget (UNAS's `c_t`).
-    pub weight: f32,
-}
-
 /// UNAS.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Unas {
@@ -184,6 +64,69 @@ pub struct Unas {
 struct Relaxed {
     value: f32,
     grad: Vec<Vec<f32>>,
+}
+
+/// One edge's sample: the discrete choice, its relaxation, and the derivative of the
+/// conditional relaxation's logits with respect to `q` (0 for the chosen candidate).
+struct EdgeSample {
+    choice: usize,
+    zeta: Vec<f32>,
+    conditional_dq: Vec<f32>,
+}
+
+/// Draws one edge's sample from `q` with the uniforms `u` (REBAR with `v` derived from `u`).
+fn edge_sample(q: &[f32], u: &[f32], tau: f32) -> EdgeSample {
+    // Exponentials E_i = -ln u_i; the Gumbel-max logits are ln q_i - ln E_i.
+    let e: Vec<f32> = u.iter().map(|u| -u.ln()).collect();
+    let logits: Vec<f32> = q
+        .iter()
+        .zip(&e)
+        .map(|(q, e)| q.max(1e-30).ln() - e.ln())
+        .collect();
+    let choice = argmax(&logits);
+    let zeta = softmax(&logits.iter().map(|v| v / tau).collect::<Vec<_>>());
+    // -ln v_b = E_b / q_b =: c; for i != b, -ln v_i = E_i - q_i c =: a_i >= 0, and the
+    // conditional logit -ln(a_i / q_i + c) has derivative a_i / (q_i E_i) in q_i.
+    let c = e[choice] / q[choice].max(1e-30);
+    let conditional_dq = (0..q.len())
+        .map(|i| {
+            if i == choice {
+                0.0
+            } else {
+                let a = (e[i] - q[i] * c).max(0.0);
+                a / (q[i] * e[i]).max(1e-30)
+            }
+        })
+        .collect();
+    EdgeSample {
+        choice,
+        zeta,
+        conditional_dq,
+    }
+}
+
+/// The per-image generalisation-gap objective of paired batches' losses: its value
+/// `mean_i t_i + lambda |v_i - t_i|`, and the multipliers of each image's cross-entropy
+/// whose weighted means have its gradient (`1 - lambda s_i` for the training image,
+/// `lambda s_i` for the validation one, `s_i = sign(v_i - t_i)`).
+pub fn generalisation_gap(train: &[f32], valid: &[f32], lambda: f32) -> (f32, Vec<f32>, Vec<f32>) {
+    let n = train.len().max(1) as f32;
+    let mut value = 0.0;
+    let mut train_weights = Vec::with_capacity(train.len());
+    let mut valid_weights = Vec::with_capacity(train.len());
+    for (&t, &v) in train.iter().zip(valid) {
+        value += t + lambda * (v - t).abs();
+        let s = if v > t {
+            1.0
+        } else if v < t {
+            -1.0
+        } else {
+            0.0
+        };
+        train_weights.push(1.0 - lambda * s);
+        valid_weights.push(lambda * s);
+    }
+    (value / n, train_weights, valid_weights)
 }
 
 impl Unas {
@@ -202,46 +145,51 @@ impl Unas {
         }
     }
 
-    /// `f` at relaxed (or one-hot) weights, differentiated with respect to them.
-    fn relaxed(&self, ctx: &mut StepContext<'_>, weights: &[Vec<f32>]) -> Result<Relaxed> {
+    fn paired(ctx: &StepContext<'_>) -> Result<()> {
+        if ctx.train.labels.len() != ctx.valid.labels.len() {
+            return Err(Error::Setting {
+                name: "batch-size".into(),
+                problem: format!(
+                    "UNAS pairs training and validation images, but the batches hold {} and {}",
+                    ctx.train.labels.len(),
+                    ctx.valid.labels.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// `f` at relaxed weights, differentiated with respect to them; `c` weighs latency.
+    fn relaxed(&self, ctx: &mut StepContext<'_>, weights: &[Vec<f32>], c: f32) -> Result<Relaxed> {
         let routes: Vec<Route> = weights.iter().map(|w| Route::Dense(w.clone())).collect();
-        let t = ctx.trainer.probe(ctx.backend, ctx.train, &routes, true)?;
-        let v = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, true)?;
-        let lambda = self.settings.gap_weight;
-        let sign = (v.loss - t.loss).signum();
-        let mut value = t.loss + lambda * (v.loss - t.loss).abs();
-        let mut grad: Vec<Vec<f32>> = t
+        let t = ctx.trainer.probe(ctx.backend, ctx.train, &routes, false)?;
+        let v = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, false)?;
+        let (mut value, wt, wv) =
+            generalisation_gap(&t.sample_losses, &v.sample_losses, self.settings.gap_weight);
+        let gt = ctx
+            .trainer
+            .probe_weighted(ctx.backend, ctx.train, &routes, &wt)?;
+        let gv = ctx
+            .trainer
+            .probe_weighted(ctx.backend, ctx.valid, &routes, &wv)?;
+        let mut grad: Vec<Vec<f32>> = gt
             .route_grads
             .iter()
-            .zip(&v.route_grads)
-            .map(|(gt, gv)| {
-                gt.iter()
-                    .zip(gv)
-                    .map(|(a, b)| (1.0 - lambda * sign) * a + lambda * sign * b)
-                    .collect()
-            })
+            .zip(&gv.route_grads)
+            .map(|(a, b)| a.iter().zip(b).map(|(a, b)| a + b).collect())
             .collect();
-        if let Some(LatencyPenalty {
-            source: LatencySource::Table(table),
-            target_ms,
-            weight,
-        }) = &self.latency
-        {
-            let over = table.weighted_ms(weights) - target_ms;
-            if over > 0.0 {
-                value += weight * over as f32;
-                for (g, c) in grad.iter_mut().zip(&table.cost) {
-                    g.iter_mut()
-                        .zip(c)
-                        .for_each(|(g, c)| *g += weight * *c as f32);
-                }
+        if let Some(penalty) = &self.latency {
+            let term = penalty.relaxed(weights, c);
+            value += term.value;
+            for (g, l) in grad.iter_mut().zip(&term.grad) {
+                g.iter_mut().zip(l).for_each(|(g, l)| *g += l);
             }
         }
         Ok(Relaxed { value, grad })
     }
 
-    /// `f(z)` for the discrete architecture.
-    fn discrete(&self, ctx: &mut StepContext<'_>, arch: &Arch) -> Result<(f32, f32)> {
+    /// `f(z)` for the discrete architecture, and its validation loss.
+    fn discrete(&self, ctx: &mut StepContext<'_>, arch: &Arch, c: f32) -> Result<(f32, f32)> {
         let routes: Vec<Route> = arch
             .0
             .iter()
@@ -249,13 +197,10 @@ impl Unas {
             .collect();
         let t = ctx.trainer.probe(ctx.backend, ctx.train, &routes, false)?;
         let v = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, false)?;
-        let mut value = t.loss + self.settings.gap_weight * (v.loss - t.loss).abs();
+        let (mut value, _, _) =
+            generalisation_gap(&t.sample_losses, &v.sample_losses, self.settings.gap_weight);
         if let Some(penalty) = &self.latency {
-            let lat = match &penalty.source {
-                LatencySource::Table(table) => table.arch_ms(arch),
-                LatencySource::Measured(model) => model.latency_ms(arch)?,
-            };
-            value += penalty.weight * (lat - penalty.target_ms).max(0.0) as f32;
+            value += penalty.discrete(arch, c)?;
         }
         Ok((value, v.loss))
     }
@@ -276,64 +221,49 @@ impl OneShotStrategy for Unas {
     }
 
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
+        Self::paired(ctx)?;
         let tau = self.settings.temperature;
+        let c = self
+            .latency
+            .as_ref()
+            .map_or(0.0, |p| p.weight_at(ctx.progress, self.warmup_share()));
         let q = self.logits.probabilities();
-        let mut z = Vec::new();
-        let mut zeta = Vec::new();
-        let mut zeta_c = Vec::new();
-        // d zeta~_i / d theta_i per edge (0 for the sampled candidate).
-        let mut dz_dtheta = Vec::new();
-        for (alpha, theta) in self.logits.alpha.iter().zip(&q) {
-            let g = gumbel(alpha.len(), ctx.rng);
-            let shifted: Vec<f32> = alpha.iter().zip(&g).map(|(a, g)| a + g).collect();
-            let b = argmax(&shifted);
-            z.push(b as u8);
-            zeta.push(softmax(
-                &shifted.iter().map(|v| v / tau).collect::<Vec<_>>(),
-            ));
-            // REBAR's conditional Gumbel sample given argmax b, in log-theta space.
-            let v: Vec<f32> = (0..alpha.len()).map(|_| open_uniform(ctx.rng)).collect();
-            let c = -v[b].ln();
-            let mut tilde = vec![0.0f32; alpha.len()];
-            let mut derivative = vec![0.0f32; alpha.len()];
-            for i in 0..alpha.len() {
-                if i == b {
-                    tilde[i] = -c.ln();
-                } else {
-                    let a = -v[i].ln();
-                    let inner = a / theta[i].max(1e-12) + c;
-                    tilde[i] = -inner.ln();
-                    derivative[i] = a / (theta[i] * theta[i]).max(1e-24) / inner;
-                }
-            }
-            zeta_c.push(softmax(&tilde.iter().map(|v| v / tau).collect::<Vec<_>>()));
-            dz_dtheta.push(derivative);
-        }
-        let z = Arch(z);
-        let (f_z, valid_loss) = self.discrete(ctx, &z)?;
-        let relaxed = self.relaxed(ctx, &zeta)?;
-        let conditional = self.relaxed(ctx, &zeta_c)?;
-        let reinforce = f_z - conditional.value;
-        let grad: Vec<Vec<f32>> = (0..q.len())
-            .map(|e| {
-                let score = score_function(&q[e], usize::from(z.0[e]));
-                let through_zeta: Vec<f32> = softmax_backward(&zeta[e], &relaxed.grad[e])
+        let samples: Vec<EdgeSample> = q
+            .iter()
+            .map(|q| {
+                let u: Vec<f32> = (0..q.len()).map(|_| open_uniform(ctx.rng)).collect();
+                edge_sample(q, &u, tau)
+            })
+            .collect();
+        let z = Arch(samples.iter().map(|s| s.choice as u8).collect());
+        let zeta: Vec<Vec<f32>> = samples.iter().map(|s| s.zeta.clone()).collect();
+        let (f_z, valid_loss) = self.discrete(ctx, &z, c)?;
+        let relaxed = self.relaxed(ctx, &zeta, c)?;
+        // f(zeta~) = f(zeta) in value: the REINFORCE term's control variate.
+        let reinforce = f_z - relaxed.value;
+        let grad: Vec<Vec<f32>> = samples
+            .iter()
+            .enumerate()
+            .map(|(e, s)| {
+                let score = score_function(&q[e], s.choice);
+                // df/dlogits of the relaxation (same for zeta and zeta~: same value).
+                let d_logits: Vec<f32> = softmax_backward(&s.zeta, &relaxed.grad[e])
                     .into_iter()
                     .map(|v| v / tau)
                     .collect();
-                let d_tilde: Vec<f32> = softmax_backward(&zeta_c[e], &conditional.grad[e])
-                    .into_iter()
-                    .zip(&dz_dtheta[e])
-                    .map(|(v, d)| v / tau * d)
+                let d_q: Vec<f32> = d_logits
+                    .iter()
+                    .zip(&s.conditional_dq)
+                    .map(|(g, d)| g * d)
                     .collect();
-                let through_tilde = softmax_backward(&q[e], &d_tilde);
+                let through_conditional = softmax_backward(&q[e], &d_q);
                 (0..score.len())
-                    .map(|k| reinforce * score[k] + through_zeta[k] - through_tilde[k])
+                    .map(|k| reinforce * score[k] + d_logits[k] - through_conditional[k])
                     .collect()
             })
             .collect();
         self.logits.descend(&grad);
-        let routes: Vec<Route> = z.0.iter().map(|&k| Route::Fixed(usize::from(k))).collect();
+        let routes: Vec<Route> = zeta.into_iter().map(Route::Dense).collect();
         let train = ctx
             .trainer
             .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)?;
@@ -351,5 +281,90 @@ impl OneShotStrategy for Unas {
         *self = super::decode(bytes)?;
         self.latency = latency;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn the_gap_multipliers_give_the_gradient_of_the_per_image_objective() {
+        let t = [0.5f32, 1.0, 2.0];
+        let v = [1.5f32, 0.5, 2.5];
+        let lambda = 0.5;
+        let (value, wt, wv) = generalisation_gap(&t, &v, lambda);
+        // (0.5 + 0.5) + (1.0 + 0.25) + (2.0 + 0.25) = 4.5, over 3.
+        assert!((value - 1.5).abs() < 1e-6, "{value}");
+        for i in 0..3 {
+            let f = |dt: f32, dv: f32| {
+                let mut t2 = t;
+                let mut v2 = v;
+                t2[i] += dt;
+                v2[i] += dv;
+                generalisation_gap(&t2, &v2, lambda).0
+            };
+            // d value / d t_i = wt_i / N and d value / d v_i = wv_i / N.
+            let dt = (f(1e-3, 0.0) - f(-1e-3, 0.0)) / 2e-3;
+            let dv = (f(0.0, 1e-3) - f(0.0, -1e-3)) / 2e-3;
+            assert!(
+                (dt - wt[i] / 3.0).abs() < 1e-3,
+                "{i}: {dt} vs {}",
+                wt[i] / 3.0
+            );
+            assert!(
+                (dv - wv[i] / 3.0).abs() < 1e-3,
+                "{i}: {dv} vs {}",
+                wv[i] / 3.0
+            );
+        }
+    }
+
+    /// The conditional relaxation derived from the same uniforms reproduces the sample's
+    /// logits, and its stated derivative in `q` is the logit's (finite differences with
+    /// `v` held fixed).
+    #[test]
+    fn the_conditional_relaxation_from_the_same_uniforms_equals_the_sample() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let q = [0.1f32, 0.4, 0.2, 0.3];
+        for _ in 0..50 {
+            let u: Vec<f32> = (0..4).map(|_| open_uniform(&mut rng)).collect();
+            let s = edge_sample(&q, &u, 0.4);
+            let b = s.choice;
+            let log_vb = u[b].ln() / q[b];
+            let log_v: Vec<f64> = (0..4)
+                .map(|i| f64::from(u[i].ln()) - f64::from(q[i]) * f64::from(log_vb))
+                .collect();
+            let conditional = |q: &[f64]| -> Vec<f64> {
+                (0..4)
+                    .map(|i| {
+                        if i == b {
+                            -(-f64::from(log_vb)).ln()
+                        } else {
+                            -(-log_v[i] / q[i] - f64::from(log_vb)).ln()
+                        }
+                    })
+                    .collect()
+            };
+            let q64: Vec<f64> = q.iter().map(|&v| f64::from(v)).collect();
+            let tilde = conditional(&q64);
+            let relaxed = softmax(&tilde.iter().map(|v| (*v / 0.4) as f32).collect::<Vec<_>>());
+            for (a, b) in relaxed.iter().zip(&s.zeta) {
+                assert!((a - b).abs() < 1e-4, "{relaxed:?} vs {:?}", s.zeta);
+            }
+            for i in (0..4).filter(|&i| i != b) {
+                let mut plus = q64.clone();
+                plus[i] += 1e-6;
+                let mut minus = q64.clone();
+                minus[i] -= 1e-6;
+                let numeric = (conditional(&plus)[i] - conditional(&minus)[i]) / 2e-6;
+                let stated = f64::from(s.conditional_dq[i]);
+                assert!(
+                    (numeric - stated).abs() < 1e-2 * (1.0 + numeric.abs()),
+                    "{i}: {numeric} vs {stated}"
+                );
+            }
+        }
     }
 }

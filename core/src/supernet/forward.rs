@@ -176,7 +176,10 @@ pub(crate) fn run_step(
     };
     let x = f.tape.leaf(batch.images.clone(), false);
     let logits = network(&mut f, x)?;
-    let loss = f.tape.cross_entropy(logits, &batch.labels)?;
+    let loss = match request.sample_weights {
+        None => f.tape.cross_entropy(logits, &batch.labels)?,
+        Some(w) => f.tape.weighted_cross_entropy(logits, &batch.labels, w)?,
+    };
     let Forward {
         binding,
         stats,
@@ -206,6 +209,7 @@ pub(crate) fn run_step(
         .count();
     let mut output = StepOutput {
         loss: tape.value(loss).data()[0],
+        sample_losses: hwnas_kernels::cpu::per_sample_cross_entropy(value, &batch.labels)?,
         logits: value.clone(),
         correct,
         route_grads: Vec::new(),

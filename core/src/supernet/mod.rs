@@ -61,13 +61,18 @@ pub struct StepRequest<'a> {
     pub weight_grads: bool,
     /// Gradients of the loss with respect to each edge's route weights.
     pub route_grads: bool,
+    /// Per image, the multiplier of its cross-entropy in the loss, which is then
+    /// `(1/N) sum_i w_i CE_i` (UNAS's per-sample generalisation gap); `None`: the mean.
+    pub sample_weights: Option<&'a [f32]>,
 }
 
 /// What one step returns.
 #[derive(Debug, Clone)]
 pub struct StepOutput {
-    /// Mean cross-entropy of the batch.
+    /// The batch's loss: its mean cross-entropy (weighted as the request asks).
     pub loss: f32,
+    /// Each image's cross-entropy (unweighted).
+    pub sample_losses: Vec<f32>,
     /// The network's output, `[batch, classes]`.
     pub logits: Tensor,
     /// Correctly classified images.
@@ -100,6 +105,45 @@ impl SupernetKind {
             SupernetKind::Nb201 => (crate::space::nb201::EDGES.len(), nb201::CANDIDATES),
             SupernetKind::Darts => (darts::EDGES, darts::CANDIDATES),
             SupernetKind::Ofa => (ofa::EDGES, ofa::CANDIDATES),
+        }
+    }
+
+    /// Each edge's choice in a discrete architecture of the space (`none`, 0, for a DARTS
+    /// edge its genotype leaves out): the one-hot rows a latency table linear in the
+    /// choices reads.
+    pub fn edge_choices(self, arch: &crate::space::Arch) -> Vec<usize> {
+        let routes = match self {
+            SupernetKind::Nb201 => Nb201Supernet::fixed_routes(arch),
+            SupernetKind::Darts => DartsSupernet::fixed_routes(arch),
+            SupernetKind::Ofa => OfaSupernet::fixed_routes(arch),
+        };
+        routes
+            .iter()
+            .map(|r| match r {
+                Route::Fixed(k) => *k,
+                Route::Dense(w) | Route::Sparse(w) => hwnas_kernels::cpu::argmax(w),
+            })
+            .collect()
+    }
+
+    /// Edges that compute the same shapes, numbered from 0 (a latency table may share their
+    /// costs): NAS-Bench-201's six edges of a cell all map C channels to C at one
+    /// resolution; DARTS's edges by cell and by whether they read a cell input (which a
+    /// reduction cell strides); Once-for-All's decisions each on their own.
+    pub fn edge_groups(self) -> Vec<usize> {
+        match self {
+            SupernetKind::Nb201 => vec![0; self.shape().0],
+            SupernetKind::Darts => (0..darts::EDGES)
+                .map(|e| {
+                    let (cell, within) = (e / darts::CELL_EDGES, e % darts::CELL_EDGES);
+                    let node = (0..crate::space::darts::NODES)
+                        .rfind(|&n| darts::edge_index(n, 0) <= within)
+                        .unwrap_or(0);
+                    let from_input = within - darts::edge_index(node, 0) < 2;
+                    2 * cell + usize::from(!from_input)
+                })
+                .collect(),
+            SupernetKind::Ofa => (0..self.shape().0).collect(),
         }
     }
 }

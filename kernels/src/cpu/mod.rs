@@ -40,4 +40,5 @@ pub use softmax::{
 };
 pub use unary::{
     activation, activation_backward, cross_entropy, cross_entropy_backward, log_softmax,
+    per_sample_cross_entropy,
 };

@@ -73,6 +73,19 @@ pub fn cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<f32> {
         / labels.len() as f32)
 }
 
+/// Each row's cross-entropy against its label: what a per-image objective (UNAS's
+/// per-sample generalisation gap) weighs.
+pub fn per_sample_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<Vec<f32>> {
+    let log_probs = log_softmax(logits)?;
+    let c = logits.shape()[1];
+    check_labels(labels, logits.shape()[0], c)?;
+    Ok(labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| -log_probs.data()[i * c + l])
+        .collect())
+}
+
 /// Gradient of the mean cross-entropy: `(softmax - onehot) / N`.
 pub fn cross_entropy_backward(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
     let mut grad = log_softmax(logits)?;
