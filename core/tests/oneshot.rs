@@ -88,7 +88,13 @@ fn strategy(name: &str) -> Box<dyn hwnas_core::oneshot::OneShotStrategy> {
         weight: 0.1,
         ramp: 0.25,
     };
-    by_name(name, (6, 5), ArchSchedule::default(), Some(latency)).unwrap()
+    by_name(
+        name,
+        SupernetKind::Nb201,
+        ArchSchedule::default(),
+        Some(latency),
+    )
+    .unwrap()
 }
 
 fn trainer() -> SupernetTrainer {
@@ -349,7 +355,8 @@ fn every_strategy_s_latency_term_lowers_the_expected_latency() {
     };
     for name in NAMES {
         let expected = |latency: Option<LatencyPenalty>| {
-            let strategy = by_name(name, (6, 5), ArchSchedule::default(), latency).unwrap();
+            let strategy =
+                by_name(name, SupernetKind::Nb201, ArchSchedule::default(), latency).unwrap();
             let mut run = OneShotRun::new(trainer(), strategy);
             run.run(&Cpu, &data, &config, None, None, &mut |_| Ok(()))
                 .unwrap();
@@ -360,5 +367,34 @@ fn every_strategy_s_latency_term_lowers_the_expected_latency() {
             with < without - 0.01,
             "{name}: {with} ms with the term, {without} without"
         );
+    }
+}
+
+/// AdvantageNAS searches NAS-Bench-201 without `none`, as its authors do: never sampled,
+/// never the answer.
+#[test]
+fn advantagenas_searches_nas_bench_201_without_none() {
+    let data = data();
+    let strategy = by_name(
+        "advantagenas",
+        SupernetKind::Nb201,
+        ArchSchedule::default(),
+        None,
+    )
+    .unwrap();
+    let mut run = OneShotRun::new(trainer(), strategy);
+    let mut archs = Vec::new();
+    run.run(&Cpu, &data, &config(), None, None, &mut |t| {
+        archs.push(t.arch.clone());
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        archs.iter().all(|a| a.0.iter().all(|&k| k != 0)),
+        "{archs:?}"
+    );
+    for p in run.strategy.logits().probabilities() {
+        assert!(p[0] < 1e-9, "{p:?}");
+        assert!(p[1..].iter().all(|&q| q > 0.1), "{p:?}");
     }
 }

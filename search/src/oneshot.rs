@@ -447,7 +447,7 @@ pub fn run(
     started: Instant,
     observer: &dyn Observer,
 ) -> Result<Outcome> {
-    let shape = plan.space.supernet().shape();
+    let kind = plan.space.supernet();
     let (data, channels, classes) = search_data(plan, false)?;
     let space = world.space;
     let latency_model: Arc<dyn LatencyModel> = Arc::from(world.search_latency);
@@ -460,7 +460,7 @@ pub fn run(
     )?;
     let strategy = by_name(
         plan.strategy.as_str(),
-        shape,
+        kind,
         ArchSchedule::default(),
         penalty,
     )?;

@@ -5,9 +5,11 @@
 //! `A_e (a_e - softmax(theta_e))` (optionally `A_e` minus an exponential moving average
 //! of itself, the baseline variant).
 //!
-//! As the authors run it: the weights train alone for the first 50 of 90 parts of the run
+//! As the authors run it: on NAS-Bench-201 the four candidates other than `none`
+//! ([`AdvantageNas::without`]); the weights train alone for the first 50 of 90 parts of the run
 //! ([`OneShotStrategy::warmup_share`]); the baseline is a moving average with coefficient
-//! 0.05, started at the first advantage; and the zero operation, whose output and so whose
+//! 0.05, started at the first advantage; and where the zero operation is kept (the DARTS
+//! space), the zero operation, whose output and so whose
 //! advantage is always exactly 0, is credited the worst (largest) running-average advantage
 //! of the other candidates of its edge — otherwise it wins whenever the others' advantages
 //! are positive, as they are on random weights. Deviation, on purpose: the architecture's
@@ -40,9 +42,15 @@ pub struct AdvantageNas {
     zero_op: Option<usize>,
     /// Per edge and candidate: the running average of its advantage when sampled.
     running: Vec<Vec<Option<f32>>>,
+    /// A candidate never sampled (the authors drop `none` on NAS-Bench-201).
+    excluded: Option<usize>,
     #[serde(skip)]
     latency: Option<LatencyPenalty>,
 }
+
+/// The logit an excluded candidate is pinned at: probability below 1e-13 against logits
+/// near 0, and exactly 0 where sampled.
+const EXCLUDED_LOGIT: f32 = -30.0;
 
 impl AdvantageNas {
     /// Uniform logits for `edges` edges; `baseline_decay` e.g. `Some(0.9)` for the
@@ -59,7 +67,27 @@ impl AdvantageNas {
             baseline: vec![None; edges],
             zero_op: None,
             running: vec![vec![None; candidates]; edges],
+            excluded: None,
             latency: None,
+        }
+    }
+
+    /// Never samples candidate `k` (nor derives it): the authors' candidate set on
+    /// NAS-Bench-201, four operations without `none`.
+    pub fn without(mut self, k: usize) -> Self {
+        if k < self.logits.candidates() {
+            self.excluded = Some(k);
+            self.pin_excluded();
+        }
+        self
+    }
+
+    fn pin_excluded(&mut self) {
+        if let Some(k) = self.excluded {
+            self.logits
+                .alpha
+                .iter_mut()
+                .for_each(|a| a[k] = EXCLUDED_LOGIT);
         }
     }
 
@@ -114,7 +142,14 @@ impl OneShotStrategy for AdvantageNas {
     }
 
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
-        let probs = self.logits.probabilities();
+        let mut probs = self.logits.probabilities();
+        if let Some(k) = self.excluded {
+            for p in &mut probs {
+                p[k] = 0.0;
+                let sum: f32 = p.iter().sum();
+                p.iter_mut().for_each(|v| *v /= sum);
+            }
+        }
         let chosen: Vec<usize> = probs.iter().map(|p| sample(p, ctx.rng)).collect();
         let routes: Vec<Route> = chosen
             .iter()
@@ -149,6 +184,7 @@ impl OneShotStrategy for AdvantageNas {
             );
         }
         self.logits.descend(&grad);
+        self.pin_excluded();
         let train = super::train_sampled_path(ctx, &self.logits)?;
         Ok(StepReport::new(&train, Some(&valid)))
     }

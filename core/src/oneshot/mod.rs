@@ -39,6 +39,7 @@ use crate::images::ImageSet;
 use crate::images::batches::{Augmentation, Batch, Normalisation};
 use crate::space::Arch;
 use crate::supernet::StepOutput;
+use crate::supernet::SupernetKind;
 use crate::supernet::checkpoint;
 
 /// The one-shot strategies `hwnas search --evaluator supernet` accepts.
@@ -127,24 +128,31 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// Decay of AdvantageNAS's moving-average baseline: the authors' coefficient 0.05.
 pub const ADVANTAGE_BASELINE_DECAY: f32 = 0.95;
 
-/// A one-shot strategy with default settings, by name, for a supernet of `edges` edges of
-/// `candidates` candidates; `latency` adds the latency term to the architecture's
-/// objective (see [`latency`]), `None` searches for accuracy alone.
+/// A one-shot strategy with default settings, by name, for a supernet of `kind`;
+/// `latency` adds the latency term to the architecture's objective (see [`latency`]),
+/// `None` searches for accuracy alone.
 pub fn by_name(
     name: &str,
-    (edges, candidates): (usize, usize),
+    kind: SupernetKind,
     schedule: ArchSchedule,
     latency: Option<LatencyPenalty>,
 ) -> Result<Box<dyn OneShotStrategy>> {
+    let (edges, candidates) = kind.shape();
     Ok(match name {
         "darts" => Box::new(Darts::new(edges, candidates, schedule, latency)),
         "gdas" => Box::new(Gdas::new(edges, candidates, schedule, latency)),
-        // Both cell spaces list `none` first.
-        "advantagenas" => Box::new(
-            AdvantageNas::new(edges, candidates, schedule, Some(ADVANTAGE_BASELINE_DECAY))
-                .with_zero_op(0)
-                .with_latency(latency),
-        ),
+        // Both cell spaces list `none` first. The authors search NAS-Bench-201 without it
+        // and keep it in the DARTS space under the worst-advantage rule.
+        "advantagenas" => {
+            let nas =
+                AdvantageNas::new(edges, candidates, schedule, Some(ADVANTAGE_BASELINE_DECAY))
+                    .with_latency(latency);
+            Box::new(if kind == SupernetKind::Nb201 {
+                nas.without(0)
+            } else {
+                nas.with_zero_op(0)
+            })
+        }
         "unas" => Box::new(Unas::new(
             edges,
             candidates,
