@@ -80,6 +80,11 @@ pub struct SearchArgs {
     /// one-shot strategy uses it, ramped up from 0 after its warm-up.
     #[arg(long, value_name = "W")]
     latency_weight: Option<f64>,
+    /// The memory a one-shot training step may hold, MiB (activations, saved intermediates
+    /// and gradients, as the tape accounts them). `--strategy radars` prunes the space
+    /// until DARTS's dense step over what is left fits.
+    #[arg(long, value_name = "M")]
+    memory_mib: Option<f64>,
     #[command(flatten)]
     protocol: ProtocolArgs,
     #[command(flatten)]
@@ -170,6 +175,7 @@ impl SearchArgs {
             protocol: self.protocol.settings(),
             proposals: self.proposals,
             latency_weight: self.latency_weight,
+            memory_mib: self.memory_mib,
         })
     }
 }

@@ -66,6 +66,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         protocol: ProtocolSettings::default(),
         proposals: None,
         latency_weight: None,
+        memory_mib: None,
     };
     let observer = crate::progress::Bars::new(args.json);
     let report = train_architecture(&plan, &args.arch, args.from.as_deref(), &observer)

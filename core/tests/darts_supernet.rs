@@ -259,7 +259,7 @@ fn a_darts_space_search_runs_and_resumes_bit_for_bit() {
     };
     let kind = hwnas_core::supernet::SupernetKind::Darts;
     for name in ["darts", "gdas", "advantagenas"] {
-        let strategy = || by_name(name, kind, ArchSchedule::default(), None).unwrap();
+        let strategy = || by_name(name, kind, ArchSchedule::default(), None, None).unwrap();
         let mut straight = OneShotRun::new(trainer(), strategy());
         let mut archs = Vec::new();
         straight

@@ -93,6 +93,7 @@ fn strategy(name: &str) -> Box<dyn hwnas_core::oneshot::OneShotStrategy> {
         SupernetKind::Nb201,
         ArchSchedule::default(),
         Some(latency),
+        Some(1 << 30),
     )
     .unwrap()
 }
@@ -355,8 +356,14 @@ fn every_strategy_s_latency_term_lowers_the_expected_latency() {
     };
     for name in NAMES {
         let expected = |latency: Option<LatencyPenalty>| {
-            let strategy =
-                by_name(name, SupernetKind::Nb201, ArchSchedule::default(), latency).unwrap();
+            let strategy = by_name(
+                name,
+                SupernetKind::Nb201,
+                ArchSchedule::default(),
+                latency,
+                Some(1 << 30),
+            )
+            .unwrap();
             let mut run = OneShotRun::new(trainer(), strategy);
             run.run(&Cpu, &data, &config, None, None, &mut |_| Ok(()))
                 .unwrap();
@@ -380,6 +387,7 @@ fn advantagenas_searches_nas_bench_201_without_none() {
         SupernetKind::Nb201,
         ArchSchedule::default(),
         None,
+        None,
     )
     .unwrap();
     let mut run = OneShotRun::new(trainer(), strategy);
@@ -397,4 +405,101 @@ fn advantagenas_searches_nas_bench_201_without_none() {
         assert!(p[0] < 1e-9, "{p:?}");
         assert!(p[1..].iter().all(|&q| q > 0.1), "{p:?}");
     }
+}
+
+/// RADARS with half the dense step's memory: the controller prunes until the pruned
+/// dense step fits, DARTS searches what is left, and no step of the search holds more than
+/// the budget (the tape's accounting); the estimate it prunes by is the step's bytes
+/// extrapolated from 2 and 4 images, checked here against the full batch's.
+#[test]
+fn radars_prunes_until_the_dense_step_fits_and_searches_within_the_budget() {
+    let data = data();
+    let config = OneShotConfig {
+        epochs: 6,
+        ..config()
+    };
+    let net = trainer();
+    let batch = data
+        .train
+        .epoch_batches(8, 0, 0, &data.normalisation, Augmentation::NONE)
+        .next()
+        .unwrap();
+    let dense: Vec<Route> = (0..6).map(|_| Route::Dense(vec![0.2; 5])).collect();
+    let dense_bytes = net
+        .net
+        .step(
+            &Cpu,
+            &batch,
+            &StepRequest {
+                routes: &dense,
+                bn: BnMode::Batch,
+                weight_grads: true,
+                route_grads: true,
+                sample_weights: None,
+            },
+        )
+        .unwrap()
+        .tape_bytes;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut trainer_for_estimate = trainer();
+    let ctx = hwnas_core::oneshot::StepContext {
+        trainer: &mut trainer_for_estimate,
+        backend: &Cpu,
+        train: &batch,
+        valid: &batch,
+        progress: 0.0,
+        rng: &mut rng,
+    };
+    let sparse: Vec<Route> = (0..6).map(|_| Route::Sparse(vec![0.2; 5])).collect();
+    let estimate = hwnas_core::oneshot::radars::estimate_step_bytes(&ctx, &batch, &sparse).unwrap();
+    let error = (estimate as f64 - dense_bytes as f64).abs() / dense_bytes as f64;
+    assert!(error < 0.05, "estimate {estimate} vs {dense_bytes} bytes");
+
+    let budget = dense_bytes / 2;
+    let strategy = by_name(
+        "radars",
+        SupernetKind::Nb201,
+        ArchSchedule::default(),
+        None,
+        Some(budget),
+    )
+    .unwrap();
+    let mut run = OneShotRun::new(trainer(), strategy);
+    let mut last = None;
+    run.run(&Cpu, &data, &config, None, None, &mut |t| {
+        last = Some(t.clone());
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        run.peak_tape_bytes <= budget,
+        "peak {} over the budget {budget}",
+        run.peak_tape_bytes
+    );
+    let notes = run.strategy.notes().join(" ");
+    assert!(
+        notes.contains("then DARTS searched the pruned space"),
+        "{notes}"
+    );
+    let last = last.unwrap();
+    // The answer only uses candidates that survived; pruned ones have probability 0.
+    for (e, p) in last.probabilities.iter().enumerate() {
+        let k = usize::from(last.arch.0[e]);
+        assert!(p[k] > 0.0, "edge {e}: {p:?}");
+        assert!(
+            p.iter().filter(|&&q| q < 1e-9).count() >= 1,
+            "edge {e} unpruned: {p:?}"
+        );
+    }
+    // Without the budget, the same search needs no pruning and holds the dense step.
+    let error = by_name(
+        "radars",
+        SupernetKind::Nb201,
+        ArchSchedule::default(),
+        None,
+        None,
+    )
+    .err()
+    .unwrap();
+    assert!(error.to_string().contains("--memory-mib"), "{error}");
 }

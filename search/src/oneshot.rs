@@ -235,6 +235,8 @@ fn facts(
             data.normalisation.mean.clone(),
             data.normalisation.std.clone(),
         ),
+        peak_step_mib: run.peak_tape_bytes as f64 / (1024.0 * 1024.0),
+        strategy_notes: run.strategy.notes(),
     }
 }
 
@@ -463,6 +465,7 @@ pub fn run(
         kind,
         ArchSchedule::default(),
         penalty,
+        plan.memory_mib.map(|m| (m * 1024.0 * 1024.0) as usize),
     )?;
     let checkpoint = dir.file("checkpoint.bin");
     let mut run = if resume && checkpoint.exists() {
@@ -531,7 +534,7 @@ fn report(plan: &SearchPlan, outcome: &Outcome, data: &OneShotData, budget_origi
         .as_ref()
         .expect("a one-shot outcome has facts");
     format!(
-        "# hwnas one-shot search\n\n{}- strategy: {}\n- data: {} ({} + {} search images, {} held out)\n- supernet: {} (kernels: {})\n- steps: {} ({} epochs)\n- architecture: `{}`\n- held-out accuracy with inherited weights (after batch-norm recalibration): {:.2}%\n- NAS-Bench-201 {} test accuracy of this cell (transfer check): {}\n- latency: {:.3} ms ({}), budget {:.3} ms ({})\n- best.onnx: the cell in the benchmark's network, as measured for latency (random weights)\n{}- wall time: {:.0} s\n",
+        "# hwnas one-shot search\n\n{}- strategy: {}\n- data: {} ({} + {} search images, {} held out)\n- supernet: {} (kernels: {})\n- steps: {} ({} epochs)\n- architecture: `{}`\n- held-out accuracy with inherited weights (after batch-norm recalibration): {:.2}%\n- NAS-Bench-201 {} test accuracy of this cell (transfer check): {}\n- latency: {:.3} ms ({}), budget {:.3} ms ({})\n- best.onnx: the cell in the benchmark's network, as measured for latency (random weights)\n{}- peak step memory: {:.1} MiB (the tape's accounting)\n{}- wall time: {:.0} s\n",
         if outcome.within_budget {
             ""
         } else {
@@ -569,6 +572,12 @@ fn report(plan: &SearchPlan, outcome: &Outcome, data: &OneShotData, budget_origi
             ),
             None => String::new(),
         },
+        facts.peak_step_mib,
+        facts
+            .strategy_notes
+            .iter()
+            .map(|n| format!("- {n}\n"))
+            .collect::<String>(),
         outcome.wall_seconds
     )
 }

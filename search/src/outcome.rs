@@ -20,6 +20,13 @@ pub struct SupernetFacts {
     /// Per-channel mean and standard deviation the inputs (values in [0, 1]) of the
     /// inherited-weight network are normalised with.
     pub input_normalisation: (Vec<f32>, Vec<f32>),
+    /// The most MiB a training step's tape held in this process (activations, saved
+    /// intermediates and live gradients).
+    pub peak_step_mib: f64,
+    /// What the strategy says of its search beyond the answer (RADARS: its memory
+    /// estimates and pruning).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub strategy_notes: Vec<String>,
 }
 
 /// The outcome of a search, as `--json` prints it.

@@ -103,6 +103,8 @@ named_enum!(
         Advantagenas = "advantagenas",
         /// UNAS (one-shot).
         Unas = "unas",
+        /// RADARS (one-shot within `--memory-mib`: a controller prunes, then DARTS).
+        Radars = "radars",
     }
 );
 
@@ -154,12 +156,13 @@ impl StrategyKind {
         StrategyKind::Ganas,
     ];
     /// The one-shot strategies (core's `oneshot::by_name`).
-    pub const ONE_SHOT: [StrategyKind; 5] = [
+    pub const ONE_SHOT: [StrategyKind; 6] = [
         StrategyKind::Darts,
         StrategyKind::Gdas,
         StrategyKind::Advantagenas,
         StrategyKind::Unas,
         StrategyKind::Reinforce,
+        StrategyKind::Radars,
     ];
 
     /// Whether it proposes architectures for an evaluator to score.
@@ -437,6 +440,10 @@ pub struct SearchPlan {
     /// of `1 / budget` (`None`: 1; 0: accuracy alone).
     #[serde(default)]
     pub latency_weight: Option<f64>,
+    /// The memory a one-shot training step may hold, MiB (the tape's accounting); RADARS
+    /// searches within it.
+    #[serde(default)]
+    pub memory_mib: Option<f64>,
 }
 
 fn default_backend() -> BackendKind {
@@ -625,6 +632,30 @@ impl SearchPlan {
                 ),
             ));
         }
+        match (self.strategy, self.memory_mib) {
+            (StrategyKind::Radars, None) => {
+                return Err(Error::plan(
+                    "strategy",
+                    self.strategy,
+                    "radars searches within a memory budget: give --memory-mib M (the MiB a training step may hold)",
+                ));
+            }
+            (StrategyKind::Radars, Some(m)) if !(m.is_finite() && m > 0.0) => {
+                return Err(Error::plan(
+                    "memory-mib",
+                    m,
+                    "a step's memory budget is a positive number of MiB",
+                ));
+            }
+            (StrategyKind::Radars, _) | (_, None) => {}
+            (_, Some(m)) => {
+                return Err(Error::plan(
+                    "memory-mib",
+                    m,
+                    "only --strategy radars searches within a memory budget",
+                ));
+            }
+        }
         self.validate_target()?;
         if matches!(evaluator, EvaluatorKind::Supernet | EvaluatorKind::Train) {
             self.validate_supernet_sizes()?;
@@ -795,6 +826,7 @@ mod tests {
             protocol: ProtocolSettings::default(),
             proposals: None,
             latency_weight: None,
+            memory_mib: None,
         }
     }
 
@@ -839,6 +871,17 @@ mod tests {
             (
                 Box::new(|p| p.latency_weight = Some(1.0)),
                 "a one-shot search's",
+            ),
+            (
+                Box::new(|p| p.memory_mib = Some(100.0)),
+                "only --strategy radars",
+            ),
+            (
+                Box::new(|p| {
+                    p.evaluator = Some(EvaluatorKind::Supernet);
+                    p.strategy = StrategyKind::Radars;
+                }),
+                "give --memory-mib M",
             ),
             (
                 Box::new(|p| {

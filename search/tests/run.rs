@@ -46,6 +46,7 @@ fn plan(table: &Path, out: &Path, strategy: StrategyKind) -> SearchPlan {
         protocol: hwnas_search::ProtocolSettings::default(),
         proposals: None,
         latency_weight: None,
+        memory_mib: None,
     }
 }
 

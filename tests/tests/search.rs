@@ -809,3 +809,51 @@ fn a_search_killed_at_random_moments_many_times_ends_as_the_uninterrupted_one() 
         "after {kills} kills the history is the uninterrupted one, line for line"
     );
 }
+
+/// `--strategy radars` needs `--memory-mib`, and searches the DARTS space within it: every
+/// step of the search (single paths while the controller prunes) holds at most the budget,
+/// here half of what plain DARTS's dense step holds; the outcome says what was pruned.
+#[test]
+fn radars_searches_the_darts_space_within_a_memory_budget_plain_darts_exceeds() {
+    if !fashion_mnist() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let search = |strategy: &str, out: &str, memory: Option<&str>| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "search",
+            "--space",
+            "darts",
+            "--evaluator",
+            "supernet",
+            "--strategy",
+            strategy,
+        ];
+        args.extend(TINY_SUPERNET);
+        args.extend(["--latency-weight", "0", "--latency-ms", "1000", "--json"]);
+        args.extend(["--out", out.to_str().unwrap()]);
+        if let Some(m) = memory {
+            args.extend(["--memory-mib", m]);
+        }
+        hwnas(&args).output().unwrap()
+    };
+    let output = search("darts", "darts", None);
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    let dense = json["peak_step_mib"].as_f64().unwrap();
+    assert!(dense > 0.0, "{json}");
+    let budget = format!("{:.3}", dense / 2.0);
+    let output = search("radars", "radars", Some(&budget));
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let json: Value = serde_json::from_str(&stdout_text(&output)).unwrap();
+    let peak = json["peak_step_mib"].as_f64().unwrap();
+    assert!(peak <= dense / 2.0, "peak {peak} MiB over {budget}");
+    let notes = json["strategy_notes"][0].as_str().unwrap();
+    assert!(
+        notes.contains("RADARS: the dense step was estimated at") && notes.contains("candidates"),
+        "{notes}"
+    );
+    let output = search("radars", "refused", None);
+    assert_refused(&output, &["--memory-mib"]);
+}

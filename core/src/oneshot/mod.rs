@@ -9,6 +9,7 @@ pub mod arch;
 pub mod darts;
 pub mod gdas;
 pub mod latency;
+pub mod radars;
 pub mod reinforce;
 pub mod sandwich;
 pub mod standalone;
@@ -28,6 +29,7 @@ pub use arch::{ArchLogits, ArchSchedule};
 pub use darts::Darts;
 pub use gdas::Gdas;
 pub use latency::{AdditiveLatency, DEFAULT_RAMP, LatencyPenalty, RelaxedLatency};
+pub use radars::{Radars, RadarsSettings};
 pub use reinforce::SupernetReinforce;
 pub use sandwich::SandwichSampling;
 pub use standalone::{TrainingEvaluator, TrainingSettings};
@@ -43,7 +45,14 @@ use crate::supernet::SupernetKind;
 use crate::supernet::checkpoint;
 
 /// The one-shot strategies `hwnas search --evaluator supernet` accepts.
-pub const NAMES: [&str; 5] = ["darts", "gdas", "advantagenas", "unas", "reinforce"];
+pub const NAMES: [&str; 6] = [
+    "darts",
+    "gdas",
+    "advantagenas",
+    "unas",
+    "reinforce",
+    "radars",
+];
 
 /// What a strategy's step sees.
 pub struct StepContext<'a> {
@@ -68,6 +77,8 @@ pub struct StepReport {
     pub train_loss: f32,
     /// Validation loss of the architecture step, where it computed one.
     pub valid_loss: Option<f32>,
+    /// The most bytes the tape held in the step's passes.
+    pub tape_bytes: usize,
 }
 
 impl StepReport {
@@ -76,6 +87,7 @@ impl StepReport {
         StepReport {
             train_loss: train.loss,
             valid_loss: valid.map(|v| v.loss),
+            tape_bytes: train.tape_bytes.max(valid.map_or(0, |v| v.tape_bytes)),
         }
     }
 }
@@ -97,6 +109,12 @@ pub trait OneShotStrategy: Send {
     /// architecture credit is not assigned on random weights. None by default.
     fn warmup_share(&self) -> f32 {
         0.0
+    }
+
+    /// What a person should know of the search beyond its answer (RADARS: the memory
+    /// estimates and the pruning), one line each; none by default.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// Its state, for a checkpoint.
@@ -125,17 +143,22 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     })
 }
 
+/// Controller steps between RADARS's prunings.
+pub const RADARS_ROUND_STEPS: usize = 4;
+
 /// Decay of AdvantageNAS's moving-average baseline: the authors' coefficient 0.05.
 pub const ADVANTAGE_BASELINE_DECAY: f32 = 0.95;
 
 /// A one-shot strategy with default settings, by name, for a supernet of `kind`;
 /// `latency` adds the latency term to the architecture's objective (see [`latency`]),
-/// `None` searches for accuracy alone.
+/// `None` searches for accuracy alone; `memory_bytes` bounds a training step's memory (the
+/// tape's accounting), which RADARS needs.
 pub fn by_name(
     name: &str,
     kind: SupernetKind,
     schedule: ArchSchedule,
     latency: Option<LatencyPenalty>,
+    memory_bytes: Option<usize>,
 ) -> Result<Box<dyn OneShotStrategy>> {
     let (edges, candidates) = kind.shape();
     Ok(match name {
@@ -160,6 +183,25 @@ pub fn by_name(
             UnasSettings::default(),
             latency,
         )),
+        "radars" => {
+            let Some(memory_bytes) = memory_bytes else {
+                return Err(Error::Setting {
+                    name: "memory-mib".into(),
+                    problem: "radars searches within a memory budget: give --memory-mib M (a training step's MiB)".into(),
+                });
+            };
+            Box::new(Radars::new(
+                edges,
+                candidates,
+                schedule,
+                RadarsSettings {
+                    memory_bytes,
+                    round_steps: RADARS_ROUND_STEPS,
+                    zero_op: Some(0),
+                },
+                latency,
+            ))
+        }
         "reinforce" => Box::new(SupernetReinforce::new(edges, candidates, schedule, latency)),
         other => {
             return Err(Error::Setting {
@@ -324,6 +366,9 @@ pub struct OneShotRun {
     pub strategy: Box<dyn OneShotStrategy>,
     /// Steps done.
     pub step: usize,
+    /// The most bytes the tape held in any step this process ran (not saved: a resumed
+    /// search measures afresh).
+    pub peak_tape_bytes: usize,
 }
 
 impl OneShotRun {
@@ -333,6 +378,7 @@ impl OneShotRun {
             trainer,
             strategy,
             step: 0,
+            peak_tape_bytes: 0,
         }
     }
 
@@ -356,6 +402,7 @@ impl OneShotRun {
             trainer: saved.trainer,
             strategy,
             step: saved.step,
+            peak_tape_bytes: 0,
         })
     }
 
@@ -484,6 +531,7 @@ impl OneShotRun {
                 });
             }
             losses.push(f64::from(report.train_loss));
+            self.peak_tape_bytes = self.peak_tape_bytes.max(report.tape_bytes);
             self.step += 1;
             if self.step.is_multiple_of(config.eval_every.max(1)) || self.step == total {
                 let (arch, eval_accuracy, eval_loss) = self.evaluate(backend, data, config)?;
