@@ -878,6 +878,7 @@ mod tests {
             ),
             (
                 Box::new(|p| {
+                    p.space = SpaceKind::Darts;
                     p.evaluator = Some(EvaluatorKind::Supernet);
                     p.strategy = StrategyKind::Radars;
                 }),
