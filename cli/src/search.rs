@@ -21,7 +21,7 @@ pub struct SearchArgs {
     space: String,
     /// Strategy: random, rea, evolution, reinforce, l2nas or ganas (sampling strategies); with
     /// `--evaluator supernet` on nb201 or darts, a one-shot strategy: darts, gdas,
-    /// advantagenas, unas or reinforce.
+    /// advantagenas, unas, reinforce or radars (within `--memory-mib`).
     #[arg(long, default_value = "rea")]
     strategy: String,
     /// Accuracy estimate: `predictor` (Once-for-All's published ImageNet predictor, for

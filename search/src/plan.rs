@@ -574,7 +574,7 @@ impl SearchPlan {
                 "evaluator",
                 evaluator,
                 format!(
-                    "not available for --space {}; use `predictor`, `supernet` (trained here, then searched) or `train` for ofa-mbv3, or `table`, `proxy` (synflow, training-free), `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce) or `train` (each candidate trained) for nb201, `supernet` or `train` for darts",
+                    "not available for --space {}; use `predictor`, `supernet` (trained here, then searched) or `train` for ofa-mbv3, or `table`, `proxy` (synflow, training-free), `supernet` (one-shot: darts, gdas, advantagenas, unas, reinforce, radars) or `train` (each candidate trained) for nb201, `supernet` or `train` for darts",
                     self.space
                 ),
             ));
