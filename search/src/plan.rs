@@ -672,6 +672,9 @@ impl SearchPlan {
             let mut plan = plan.clone();
             plan.evaluator = Some(plan.evaluator());
             plan.proposals = Some(plan.proposals());
+            if plan.kind() == SearchKind::OneShot {
+                plan.latency_weight = Some(plan.latency_weight.unwrap_or(1.0));
+            }
             plan.budget = Some(plan.budget());
             plan.channels = Some(
                 plan.channels

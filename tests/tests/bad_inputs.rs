@@ -191,9 +191,19 @@ const CASES: &[(&str, i32, &[&str])] = &[
         &["--strategy rea", "advantagenas"],
     ),
     (
-        "search --space darts --evaluator supernet --strategy unas --out DIR/r",
+        "search --space darts --evaluator supernet --strategy radars --out DIR/r",
         1,
-        &["--strategy unas", "--space nb201"],
+        &["--strategy radars", "--memory-mib M"],
+    ),
+    (
+        "search --space darts --evaluator supernet --strategy radars --memory-mib 0 --out DIR/r",
+        1,
+        &["--memory-mib 0", "positive number of MiB"],
+    ),
+    (
+        "search --space nb201 --evaluator supernet --strategy gdas --latency-weight nan --out DIR/r",
+        1,
+        &["--latency-weight NaN", "weighs 0"],
     ),
     (
         "search --space ofa-mbv3 --evaluator supernet --channels 4 --out DIR/r",

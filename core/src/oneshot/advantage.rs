@@ -49,7 +49,8 @@ pub struct AdvantageNas {
 }
 
 /// The logit an excluded candidate is pinned at: probability below 1e-13 against logits
-/// near 0, and exactly 0 where sampled.
+/// near 0 (the warm-up and the weight step sample from it), exactly 0 where the
+/// architecture step samples.
 const EXCLUDED_LOGIT: f32 = -30.0;
 
 impl AdvantageNas {

@@ -90,7 +90,8 @@ pub fn sample(p: &[f32], rng: &mut impl Rng) -> usize {
             return i;
         }
     }
-    p.len() - 1
+    // Rounding left the sum just below 1: the last candidate that can be drawn.
+    p.iter().rposition(|&q| q > 0.0).unwrap_or(p.len() - 1)
 }
 
 pub use hwnas_kernels::cpu::{argmax, gumbel, open_uniform};

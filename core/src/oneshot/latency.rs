@@ -11,7 +11,8 @@
 //! - GDAS: the table at the hard sample, its gradient through the soft one;
 //! - AdvantageNAS: the table's cost of the sampled candidate added to its edge's credit (an
 //!   additive latency splits exactly over the edges);
-//! - REINFORCE: the target's latency of the sampled cell in the reward;
+//! - REINFORCE, and RADARS's controller: the target's latency of the sampled cell in the
+//!   reward (RADARS's DARTS phase: the table, as DARTS);
 //! - UNAS: the target's latency of the discrete sample in `f(z)`, the table at the relaxed
 //!   sample in `f(zeta)` (the control variate).
 
