@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use clap::parser::ValueSource;
+use hwnas_search::plan::{default_epochs, default_train_images};
 use hwnas_search::{RunOptions, SearchPlan, SearchRequest};
 
 use crate::latency_cmds::ProtocolArgs;
@@ -85,6 +86,16 @@ pub struct SearchArgs {
     /// until DARTS's dense step over what is left fits.
     #[arg(long, value_name = "M")]
     memory_mib: Option<f64>,
+    /// The least share of a one-shot search's architecture phase that trains the weights
+    /// alone first, one uniformly drawn path per step (default 0.3; AdvantageNAS keeps its
+    /// authors' 50/90).
+    #[arg(long, value_name = "S")]
+    warmup_share: Option<f64>,
+    /// The share of a one-shot search's steps at the end that train the found cell's path
+    /// alone, its architecture frozen, with the learning rate restarted (default 0.3; 0
+    /// scores the cell with the weights the search left).
+    #[arg(long, value_name = "S")]
+    finetune_share: Option<f64>,
     #[command(flatten)]
     protocol: ProtocolArgs,
     #[command(flatten)]
@@ -106,13 +117,15 @@ pub struct TrainingArgs {
     #[arg(long, default_value = "fashion-mnist")]
     pub(crate) data: String,
     /// Epochs of supernet training (`--evaluator supernet`), of each candidate's
-    /// (`--evaluator train`), or of `hwnas train`'s architecture.
-    #[arg(long, default_value_t = 4)]
-    pub(crate) epochs: usize,
+    /// (`--evaluator train`), or of `hwnas train`'s architecture [default: 6 for a one-shot
+    /// search of nb201 cells (darts: 4), 4 otherwise].
+    #[arg(long)]
+    pub(crate) epochs: Option<usize>,
     /// Training images (a one-shot search: half for weights, half for the architecture);
-    /// 0 for all but the held-out ones.
-    #[arg(long, default_value_t = 8000)]
-    pub(crate) train_images: usize,
+    /// 0 for all but the held-out ones [default: 0 for a one-shot search of nb201 cells,
+    /// 8000 otherwise].
+    #[arg(long)]
+    pub(crate) train_images: Option<usize>,
     /// Held-out training images the architectures are scored on.
     #[arg(long, default_value_t = 1000)]
     pub(crate) eval_images: usize,
@@ -135,6 +148,10 @@ pub struct TrainingArgs {
     /// Side images of a `folder:DIR` data set are resized to.
     #[arg(long, default_value_t = 32)]
     pub(crate) image_size: usize,
+    /// Augment the training batches: random crops of the image padded by an eighth of its
+    /// side, and horizontal flips (off: at a search's few epochs it costs accuracy).
+    #[arg(long)]
+    pub(crate) augment: bool,
 }
 
 /// Parses a flag's text into its typed setting, naming the flag on failure.
@@ -146,14 +163,17 @@ pub fn typed<T: std::str::FromStr<Err = String>>(flag: &str, text: &str) -> Resu
 impl SearchArgs {
     /// The plan these flags describe.
     fn plan(&self) -> Result<SearchPlan> {
+        let space = typed("space", &self.space)?;
+        let evaluator = self
+            .evaluator
+            .as_deref()
+            .map(|e| typed("evaluator", e))
+            .transpose()?;
+        let strategy = typed("strategy", &self.strategy)?;
         Ok(SearchPlan {
-            space: typed("space", &self.space)?,
-            strategy: typed("strategy", &self.strategy)?,
-            evaluator: self
-                .evaluator
-                .as_deref()
-                .map(|e| typed("evaluator", e))
-                .transpose()?,
+            space,
+            strategy,
+            evaluator,
             target: typed("target", &self.target)?,
             latency_ms: self.latency_ms,
             budget: self.budget,
@@ -163,8 +183,14 @@ impl SearchArgs {
             dataset: self.dataset.clone(),
             ofa_dir: self.ofa_dir.clone(),
             data: typed("data", &self.training.data)?,
-            epochs: self.training.epochs,
-            train_images: self.training.train_images,
+            epochs: self
+                .training
+                .epochs
+                .unwrap_or_else(|| default_epochs(space, evaluator, strategy)),
+            train_images: self
+                .training
+                .train_images
+                .unwrap_or_else(|| default_train_images(space, evaluator)),
             eval_images: self.training.eval_images,
             channels: self.training.channels,
             cells: self.training.cells,
@@ -176,6 +202,9 @@ impl SearchArgs {
             proposals: self.proposals,
             latency_weight: self.latency_weight,
             memory_mib: self.memory_mib,
+            augment: self.training.augment,
+            warmup_share: self.warmup_share,
+            finetune_share: self.finetune_share,
         })
     }
 }

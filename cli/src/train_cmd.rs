@@ -54,8 +54,8 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         dataset: "cifar10".into(),
         ofa_dir: None,
         data: typed("data", &args.training.data)?,
-        epochs: args.training.epochs,
-        train_images: args.training.train_images,
+        epochs: args.training.epochs.unwrap_or(4),
+        train_images: args.training.train_images.unwrap_or(8000),
         eval_images: args.training.eval_images,
         channels: args.training.channels,
         cells: args.training.cells,
@@ -67,6 +67,9 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         proposals: None,
         latency_weight: None,
         memory_mib: None,
+        augment: args.training.augment,
+        warmup_share: None,
+        finetune_share: None,
     };
     let observer = crate::progress::Bars::new(args.json);
     let report = train_architecture(&plan, &args.arch, args.from.as_deref(), &observer)

@@ -250,6 +250,8 @@ fn a_darts_space_search_runs_and_resumes_bit_for_bit() {
         seed: 3,
         eval_every: 2,
         recalibration_batches: 1,
+        warmup_share: 0.0,
+        finetune_share: 0.0,
     };
     let trainer = || {
         let mut net = net();

@@ -209,6 +209,8 @@ fn sandwich_training_teaches_the_smallest_and_largest_subnets_and_resumes_bit_fo
         seed: 1,
         eval_every: 1000,
         recalibration_batches: 2,
+        warmup_share: 0.0,
+        finetune_share: 0.0,
     };
     let schedule = WeightSchedule {
         initial_lr: 0.1,

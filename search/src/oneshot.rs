@@ -144,7 +144,11 @@ fn search_data(plan: &SearchPlan, one_set: bool) -> Result<(OneShotData, usize, 
     let [_, channels, side, _] = images.shape;
     let data = OneShotData {
         normalisation: Normalisation::of(&train),
-        augmentation: Augmentation::standard(side),
+        augmentation: if plan.augment {
+            Augmentation::standard(side)
+        } else {
+            Augmentation::NONE
+        },
         train,
         valid,
         eval,
@@ -153,15 +157,17 @@ fn search_data(plan: &SearchPlan, one_set: bool) -> Result<(OneShotData, usize, 
     Ok((data, channels, classes))
 }
 
-/// The loop's settings from the plan: four trace points per epoch, four batches to
-/// recalibrate batch norm.
+/// The loop's settings from the plan: four trace points per epoch, 16 batches (1,024
+/// images at the default batch) to recalibrate batch norm.
 fn search_config(plan: &SearchPlan, data: &OneShotData) -> OneShotConfig {
     let mut config = OneShotConfig {
         epochs: plan.epochs,
         batch_size: plan.batch_size,
         seed: plan.seed,
         eval_every: 1,
-        recalibration_batches: 4,
+        recalibration_batches: 16,
+        warmup_share: plan.phase_shares().0 as f32,
+        finetune_share: plan.phase_shares().1 as f32,
     };
     let per_epoch = OneShotRun::steps_per_epoch(data, &config);
     config.eval_every = (per_epoch / 4).max(1);
@@ -235,9 +241,33 @@ fn facts(
             data.normalisation.mean.clone(),
             data.normalisation.std.clone(),
         ),
+        finetune_steps: 0,
+        searched_heldout_accuracy: None,
         peak_step_mib: run.peak_tape_bytes as f64 / (1024.0 * 1024.0),
         strategy_notes: run.strategy.notes(),
     }
+}
+
+/// The fine-tuning steps of a one-shot search and the found cell's held-out accuracy at
+/// the end of its architecture phase (from the trace, where it holds that point).
+fn finetune_facts(
+    dir: &RunDir,
+    data: &OneShotData,
+    config: &OneShotConfig,
+) -> Result<(usize, Option<f64>)> {
+    let total = OneShotRun::steps_per_epoch(data, config) * config.epochs.max(1);
+    let search_steps = config.search_steps(total);
+    let traces: Vec<hwnas_core::oneshot::Trace> =
+        crate::run_dir::read_jsonl(&dir.file("trace.jsonl"), "a supernet trace")?;
+    let searched = traces
+        .iter()
+        .rev()
+        .find(|t| t.step == search_steps && !t.finetuning)
+        .map(|t| t.eval_accuracy);
+    Ok((
+        total - search_steps,
+        searched.filter(|_| search_steps < total),
+    ))
 }
 
 /// The evaluator of `--evaluator train`: each candidate trained on its own on the plan's
@@ -472,14 +502,18 @@ pub fn run(
         OneShotRun::resume(&checkpoint, strategy)?
     } else {
         let net = build_cell_supernet(plan, channels, classes)?;
+        // NAS-Bench-201's own schedule (0.1 cosine to 0), over the search and again over
+        // the fine-tuning: DARTS' 0.025 is made for 50 epochs, and at a few epochs it
+        // leaves the shared weights under-trained when the architecture is judged.
         OneShotRun::new(
-            SupernetTrainer::new(net, WeightSchedule::default()),
+            SupernetTrainer::new(net, WeightSchedule::nas_bench_201()),
             strategy,
         )
     };
     let config = search_config(plan, &data);
     let backend = backend(plan, observer)?;
     let traces = train(dir, (&mut run, backend.as_ref()), &data, &config, observer)?;
+    let (finetune_steps, searched_heldout_accuracy) = finetune_facts(dir, &data, &config)?;
 
     let (arch, accuracy, _) = run.evaluate(backend.as_ref(), &data, &config)?;
     let arch_text = space.format(&arch);
@@ -520,7 +554,11 @@ pub fn run(
         wall_seconds: started.elapsed().as_secs_f64(),
         finalists_measured: usize::from(measured),
         other_load: None,
-        supernet: Some(facts(plan, &run, backend.as_ref(), &data)),
+        supernet: Some(SupernetFacts {
+            finetune_steps,
+            searched_heldout_accuracy,
+            ..facts(plan, &run, backend.as_ref(), &data)
+        }),
     };
     let report = report(plan, &outcome, &data, &world.budget.origin);
     let path = dir.file("report.md");
@@ -534,7 +572,7 @@ fn report(plan: &SearchPlan, outcome: &Outcome, data: &OneShotData, budget_origi
         .as_ref()
         .expect("a one-shot outcome has facts");
     format!(
-        "# hwnas one-shot search\n\n{}- strategy: {}\n- data: {} ({} + {} search images, {} held out)\n- supernet: {} (kernels: {})\n- steps: {} ({} epochs)\n- architecture: `{}`\n- held-out accuracy with inherited weights (after batch-norm recalibration): {:.2}%\n- NAS-Bench-201 {} test accuracy of this cell (transfer check): {}\n- latency: {:.3} ms ({}), budget {:.3} ms ({})\n- best.onnx: the cell in the benchmark's network, as measured for latency (random weights)\n{}- peak step memory: {:.1} MiB (the tape's accounting)\n{}- wall time: {:.0} s\n",
+        "# hwnas one-shot search\n\n{}- strategy: {}\n- data: {} ({} + {} search images, {} held out)\n- supernet: {} (kernels: {})\n- steps: {} ({} epochs{})\n- architecture: `{}`\n- held-out accuracy with inherited weights (after batch-norm recalibration): {:.2}%{}\n- NAS-Bench-201 {} test accuracy of this cell (transfer check): {}\n- latency: {:.3} ms ({}), budget {:.3} ms ({})\n- best.onnx: the cell in the benchmark's network, as measured for latency (random weights)\n{}- peak step memory: {:.1} MiB (the tape's accounting)\n{}- wall time: {:.0} s\n",
         if outcome.within_budget {
             ""
         } else {
@@ -549,8 +587,20 @@ fn report(plan: &SearchPlan, outcome: &Outcome, data: &OneShotData, budget_origi
         facts.kernels,
         facts.steps,
         facts.epochs,
+        if facts.finetune_steps > 0 {
+            format!(
+                "; the last {} trained the found cell's path alone",
+                facts.finetune_steps
+            )
+        } else {
+            String::new()
+        },
         outcome.arch,
         outcome.accuracy_estimate,
+        match facts.searched_heldout_accuracy {
+            Some(a) => format!(" ({a:.2}% before the fine-tuning steps)"),
+            None => String::new(),
+        },
         plan.dataset,
         match (plan.space, outcome.table_test_accuracy) {
             (SpaceKind::Nb201, Some(a)) => format!("{a:.2}%"),

@@ -20,6 +20,13 @@ pub struct SupernetFacts {
     /// Per-channel mean and standard deviation the inputs (values in [0, 1]) of the
     /// inherited-weight network are normalised with.
     pub input_normalisation: (Vec<f32>, Vec<f32>),
+    /// Steps at the end that trained the found cell's path alone (its architecture frozen).
+    #[serde(default)]
+    pub finetune_steps: usize,
+    /// The found cell's held-out accuracy with the weights the architecture search left,
+    /// before the fine-tuning steps (where there were any and this process saw that point).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub searched_heldout_accuracy: Option<f64>,
     /// The most MiB a training step's tape held in this process (activations, saved
     /// intermediates and live gradients).
     pub peak_step_mib: f64,

@@ -47,6 +47,9 @@ fn plan(table: &Path, out: &Path, strategy: StrategyKind) -> SearchPlan {
         proposals: None,
         latency_weight: None,
         memory_mib: None,
+        augment: false,
+        warmup_share: None,
+        finetune_share: None,
     }
 }
 

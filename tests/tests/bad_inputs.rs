@@ -206,6 +206,21 @@ const CASES: &[(&str, i32, &[&str])] = &[
         &["--latency-weight NaN", "weighs 0"],
     ),
     (
+        "search --space nb201 --evaluator supernet --strategy gdas --finetune-share 1 --out DIR/r",
+        1,
+        &["--finetune-share 1", "below 1"],
+    ),
+    (
+        "search --space nb201 --strategy rea --warmup-share 0.2 --out DIR/r",
+        1,
+        &["--warmup-share 0.2", "one-shot"],
+    ),
+    (
+        "search --space nb201 --evaluator supernet --strategy gdas --warmup-share 0.9 --finetune-share 0.6 --out DIR/r",
+        1,
+        &["--finetune-share 0.6", "under 5% of the steps"],
+    ),
+    (
         "search --space ofa-mbv3 --evaluator supernet --channels 4 --out DIR/r",
         1,
         &["--channels 4", "Once-for-All"],

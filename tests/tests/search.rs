@@ -367,6 +367,11 @@ fn a_one_shot_search_trains_the_supernet_and_answers_with_a_cell() {
         "{arch}"
     );
     assert_eq!(json["steps"], 4);
+    // The default recipe's last 30% of the steps (1 of 4) fine-tune the found cell; the
+    // cell's accuracy before them is reported beside.
+    assert_eq!(json["finetune_steps"], 1);
+    let searched = json["searched_heldout_accuracy"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&searched), "{json}");
     assert!(json["latency_ms"].as_f64().unwrap() > 0.0);
     assert!(json["table_test_accuracy"].as_f64().is_some());
     let accuracy = json["accuracy_estimate"].as_f64().unwrap();

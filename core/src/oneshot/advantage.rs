@@ -43,15 +43,9 @@ pub struct AdvantageNas {
     /// Per edge and candidate: the running average of its advantage when sampled.
     running: Vec<Vec<Option<f32>>>,
     /// A candidate never sampled (the authors drop `none` on NAS-Bench-201).
-    excluded: Option<usize>,
     #[serde(skip)]
     latency: Option<LatencyPenalty>,
 }
-
-/// The logit an excluded candidate is pinned at: probability below 1e-13 against logits
-/// near 0 (the warm-up and the weight step sample from it), exactly 0 where the
-/// architecture step samples.
-const EXCLUDED_LOGIT: f32 = -30.0;
 
 impl AdvantageNas {
     /// Uniform logits for `edges` edges; `baseline_decay` e.g. `Some(0.9)` for the
@@ -68,7 +62,6 @@ impl AdvantageNas {
             baseline: vec![None; edges],
             zero_op: None,
             running: vec![vec![None; candidates]; edges],
-            excluded: None,
             latency: None,
         }
     }
@@ -76,20 +69,8 @@ impl AdvantageNas {
     /// Never samples candidate `k` (nor derives it): the authors' candidate set on
     /// NAS-Bench-201, four operations without `none`.
     pub fn without(mut self, k: usize) -> Self {
-        if k < self.logits.candidates() {
-            self.excluded = Some(k);
-            self.pin_excluded();
-        }
+        self.logits.exclude(k);
         self
-    }
-
-    fn pin_excluded(&mut self) {
-        if let Some(k) = self.excluded {
-            self.logits
-                .alpha
-                .iter_mut()
-                .for_each(|a| a[k] = EXCLUDED_LOGIT);
-        }
     }
 
     /// With the latency term.
@@ -138,13 +119,19 @@ impl OneShotStrategy for AdvantageNas {
         &self.logits
     }
 
+    fn exclude(&mut self, k: usize) {
+        self.logits.exclude(k);
+    }
+
     fn warmup_share(&self) -> f32 {
         50.0 / 90.0
     }
 
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
         let mut probs = self.logits.probabilities();
-        if let Some(k) = self.excluded {
+        // Exactly 0 where the architecture step samples (the warm-up and the weight step
+        // draw from the pinned logits, below 1e-13).
+        for &k in self.logits.excluded() {
             for p in &mut probs {
                 p[k] = 0.0;
                 let sum: f32 = p.iter().sum();
@@ -162,7 +149,7 @@ impl OneShotStrategy for AdvantageNas {
                 .iter()
                 .map(|&k| (0..probs[0].len()).map(|i| f32::from(i == k)).collect())
                 .collect();
-            p.relaxed(&hard, p.weight_at(ctx.progress, self.warmup_share()))
+            p.relaxed(&hard, p.weight_at(ctx.progress, ctx.warmup))
         });
         let mut grad = Vec::with_capacity(chosen.len());
         for (e, (&k, p)) in chosen.iter().zip(&probs).enumerate() {
@@ -185,7 +172,6 @@ impl OneShotStrategy for AdvantageNas {
             );
         }
         self.logits.descend(&grad);
-        self.pin_excluded();
         let train = super::train_sampled_path(ctx, &self.logits)?;
         Ok(StepReport::new(&train, Some(&valid)))
     }

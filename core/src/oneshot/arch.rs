@@ -35,7 +35,13 @@ pub struct ArchLogits {
     /// The logits.
     pub alpha: Vec<Vec<f32>>,
     adam: Adam,
+    /// Candidates never sampled nor derived: their logit is pinned at [`EXCLUDED_LOGIT`].
+    excluded: Vec<usize>,
 }
+
+/// The logit an excluded candidate is pinned at: probability below 1e-13 against logits
+/// near 0 (every draw from the distribution misses it; its logarithm stays finite).
+pub const EXCLUDED_LOGIT: f32 = -30.0;
 
 impl ArchLogits {
     /// Zero logits (uniform choice) for `edges` x `candidates`.
@@ -46,6 +52,29 @@ impl ArchLogits {
         ArchLogits {
             alpha: vec![vec![0.0; candidates]; edges],
             adam,
+            excluded: Vec::new(),
+        }
+    }
+
+    /// Never samples nor derives candidate `k` on any edge (its logit pinned far below the
+    /// others, its gradient ignored); a `k` past the candidates is ignored.
+    pub fn exclude(&mut self, k: usize) {
+        if k < self.candidates() && !self.excluded.contains(&k) {
+            self.excluded.push(k);
+        }
+        self.pin();
+    }
+
+    /// The excluded candidates.
+    pub fn excluded(&self) -> &[usize] {
+        &self.excluded
+    }
+
+    fn pin(&mut self) {
+        for a in &mut self.alpha {
+            for &k in &self.excluded {
+                a[k] = EXCLUDED_LOGIT;
+            }
         }
     }
 
@@ -71,6 +100,7 @@ impl ArchLogits {
         for (row, values) in self.alpha.iter_mut().zip(p.data().chunks(shape[1])) {
             row.copy_from_slice(values);
         }
+        self.pin();
     }
 }
 

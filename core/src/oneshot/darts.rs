@@ -43,6 +43,10 @@ impl OneShotStrategy for Darts {
         &self.logits
     }
 
+    fn exclude(&mut self, k: usize) {
+        self.logits.exclude(k);
+    }
+
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
         let probs = self.logits.probabilities();
         let routes: Vec<Route> = probs.iter().map(|p| Route::Dense(p.clone())).collect();
@@ -53,7 +57,7 @@ impl OneShotStrategy for Darts {
             self.latency.as_ref(),
             &probs,
             ctx.progress,
-            0.0,
+            ctx.warmup,
         );
         let grad: Vec<Vec<f32>> = probs
             .iter()
@@ -67,9 +71,9 @@ impl OneShotStrategy for Darts {
             .into_iter()
             .map(Route::Dense)
             .collect();
-        let train = ctx
-            .trainer
-            .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)?;
+        let train =
+            ctx.trainer
+                .train_weights(ctx.backend, ctx.train, &routes, ctx.weights_progress)?;
         Ok(StepReport::new(&train, Some(&valid)))
     }
 

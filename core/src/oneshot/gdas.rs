@@ -67,6 +67,10 @@ impl OneShotStrategy for Gdas {
         &self.logits
     }
 
+    fn exclude(&mut self, k: usize) {
+        self.logits.exclude(k);
+    }
+
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
         let tau = Self::temperature(ctx.progress);
         let draws = self.draw(tau, ctx.rng);
@@ -87,7 +91,7 @@ impl OneShotStrategy for Gdas {
             self.latency.as_ref(),
             &hard,
             ctx.progress,
-            0.0,
+            ctx.warmup,
         );
         // Straight-through: d loss / d soft = d loss / d hard; then through the softmax
         // of (alpha + g) / tau.
@@ -107,9 +111,9 @@ impl OneShotStrategy for Gdas {
             .iter()
             .map(|(_, k)| Route::one_hot(*k, candidates))
             .collect();
-        let train = ctx
-            .trainer
-            .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)?;
+        let train =
+            ctx.trainer
+                .train_weights(ctx.backend, ctx.train, &routes, ctx.weights_progress)?;
         Ok(StepReport::new(&train, Some(&valid)))
     }
 

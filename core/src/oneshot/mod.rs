@@ -64,8 +64,15 @@ pub struct StepContext<'a> {
     pub train: &'a Batch,
     /// A batch of the architecture's half.
     pub valid: &'a Batch,
-    /// Share of the search done, in `[0, 1]` (schedules).
+    /// Share of the architecture search done, in `[0, 1]` (the strategy's schedules: its
+    /// temperature, its latency ramp); the fine-tuning phase after it is not counted.
     pub progress: f32,
+    /// Share of the weights' current learning-rate cycle done, in `[0, 1]`: one cosine
+    /// over the warm-up and the search, a second (a warm restart) over the fine-tuning.
+    pub weights_progress: f32,
+    /// Share of the architecture search (in `progress`'s units) that trained the weights
+    /// alone before the architecture moved: a latency ramp starts after it.
+    pub warmup: f32,
     /// This step's random numbers.
     pub rng: &'a mut ChaCha8Rng,
 }
@@ -100,6 +107,9 @@ pub trait OneShotStrategy: Send {
     /// The architecture logits.
     fn logits(&self) -> &ArchLogits;
 
+    /// Never samples nor derives candidate `k` on any edge ([`ArchLogits::exclude`]).
+    fn exclude(&mut self, k: usize);
+
     /// One search step.
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport>;
 
@@ -133,7 +143,7 @@ fn train_sampled_path(ctx: &mut StepContext<'_>, logits: &ArchLogits) -> Result<
         .map(|p| crate::supernet::Route::Fixed(arch::sample(p, ctx.rng)))
         .collect();
     ctx.trainer
-        .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)
+        .train_weights(ctx.backend, ctx.train, &routes, ctx.weights_progress)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
@@ -149,6 +159,15 @@ pub const RADARS_ROUND_STEPS: usize = 4;
 /// Decay of AdvantageNAS's moving-average baseline: the authors' coefficient 0.05.
 pub const ADVANTAGE_BASELINE_DECAY: f32 = 0.95;
 
+/// `none`'s index among NAS-Bench-201's candidates. Every one-shot strategy searches that
+/// space without it, as AdvantageNAS's authors do: `none` has no weights and a zero
+/// output, so its gradient, advantage and reward signal is structurally 0 and it wins by
+/// default whenever the other candidates' credit is positive early in training (measured
+/// here: GDAS put `none` on 4 or 5 of the 6 edges in each of three runs of 920 and 2,766
+/// steps: cells of one or two convolutions, which cap the found network's accuracy). The DARTS space keeps it under each
+/// strategy's zero-op rule and its derivation, which never picks it.
+pub const NB201_NONE: usize = 0;
+
 /// A one-shot strategy with default settings, by name, for a supernet of `kind`;
 /// `latency` adds the latency term to the architecture's objective (see [`latency`]),
 /// `None` searches for accuracy alone; `memory_bytes` bounds a training step's memory (the
@@ -161,17 +180,16 @@ pub fn by_name(
     memory_bytes: Option<usize>,
 ) -> Result<Box<dyn OneShotStrategy>> {
     let (edges, candidates) = kind.shape();
-    Ok(match name {
+    let mut strategy: Box<dyn OneShotStrategy> = match name {
         "darts" => Box::new(Darts::new(edges, candidates, schedule, latency)),
         "gdas" => Box::new(Gdas::new(edges, candidates, schedule, latency)),
-        // Both cell spaces list `none` first. The authors search NAS-Bench-201 without it
-        // and keep it in the DARTS space under the worst-advantage rule.
+        // The DARTS space keeps `none` under the authors' worst-advantage rule.
         "advantagenas" => {
             let nas =
                 AdvantageNas::new(edges, candidates, schedule, Some(ADVANTAGE_BASELINE_DECAY))
                     .with_latency(latency);
             Box::new(if kind == SupernetKind::Nb201 {
-                nas.without(0)
+                nas
             } else {
                 nas.with_zero_op(0)
             })
@@ -212,7 +230,11 @@ pub fn by_name(
                 ),
             });
         }
-    })
+    };
+    if kind == SupernetKind::Nb201 {
+        strategy.exclude(NB201_NONE);
+    }
+    Ok(strategy)
 }
 
 /// The images of a one-shot search.
@@ -326,6 +348,27 @@ pub struct OneShotConfig {
     pub eval_every: usize,
     /// Training batches used to recalibrate batch norm before scoring.
     pub recalibration_batches: usize,
+    /// The least share of the search phase that trains the weights alone (one path drawn
+    /// uniformly per step) before the architecture moves, for every strategy; a strategy
+    /// whose authors warm up longer keeps its own ([`OneShotStrategy::warmup_share`]).
+    #[serde(default)]
+    pub warmup_share: f32,
+    /// The share of all steps at the end that train the weights of the architecture the
+    /// search found, alone (the architecture frozen, its path through the supernet
+    /// trained on both halves of the training set in turn, the learning rate's cosine
+    /// restarted): the chosen cell's inherited weights are then trained for it, not for the
+    /// mixture or the random paths that shared them.
+    #[serde(default)]
+    pub finetune_share: f32,
+}
+
+impl OneShotConfig {
+    /// The steps of the architecture search (warm-up included) out of `total`; the rest
+    /// fine-tune the found architecture.
+    pub fn search_steps(&self, total: usize) -> usize {
+        let finetune = (f64::from(self.finetune_share.clamp(0.0, 1.0)) * total as f64).round();
+        total.saturating_sub(finetune as usize).max(1).min(total)
+    }
 }
 
 /// One point of a search's trace.
@@ -347,6 +390,10 @@ pub struct Trace {
     pub probabilities: Vec<Vec<f32>>,
     /// Seconds of search so far (this process).
     pub seconds: f64,
+    /// Whether the point is in the fine-tuning phase (the architecture frozen; see
+    /// [`OneShotConfig::finetune_share`]); the point at the last step before it is not.
+    #[serde(default)]
+    pub finetuning: bool,
 }
 
 /// A checkpoint's contents.
@@ -506,16 +553,46 @@ impl OneShotRun {
             let mut rng = ChaCha8Rng::seed_from_u64(
                 config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.step as u64,
             );
+            let search_steps = config.search_steps(total);
+            let warmup = self
+                .strategy
+                .warmup_share()
+                .max(config.warmup_share)
+                .clamp(0.0, 1.0);
+            // Fine-tuning needs no architecture half: it trains on both halves in turn.
+            let finetuning = self.step >= search_steps;
+            let weights_batch = if finetuning && self.step % 2 == 1 {
+                &valid[index]
+            } else {
+                &train[index]
+            };
             let mut ctx = StepContext {
                 trainer: &mut self.trainer,
                 backend,
-                train: &train[index],
+                train: weights_batch,
                 valid: &valid[index],
-                progress: self.step as f32 / total as f32,
+                progress: (self.step as f32 / search_steps as f32).min(1.0),
+                weights_progress: if self.step < search_steps {
+                    self.step as f32 / search_steps as f32
+                } else {
+                    (self.step - search_steps) as f32 / (total - search_steps) as f32
+                },
+                warmup,
                 rng: &mut rng,
             };
-            let warming_up = (self.step as f32) < self.strategy.warmup_share() * total as f32;
-            let report = if warming_up {
+            let report = if finetuning {
+                // Fine-tuning: the found architecture's path alone.
+                let arch = ctx
+                    .trainer
+                    .net
+                    .derive(&self.strategy.logits().probabilities())?;
+                let routes = ctx.trainer.net.fixed_routes(&arch);
+                let progress = ctx.weights_progress;
+                let out = ctx
+                    .trainer
+                    .train_weights(backend, ctx.train, &routes, progress)?;
+                StepReport::new(&out, None)
+            } else if (self.step as f32) < warmup * search_steps as f32 {
                 let out = train_sampled_path(&mut ctx, self.strategy.logits())?;
                 StepReport::new(&out, None)
             } else {
@@ -533,7 +610,9 @@ impl OneShotRun {
             losses.push(f64::from(report.train_loss));
             self.peak_tape_bytes = self.peak_tape_bytes.max(report.tape_bytes);
             self.step += 1;
-            if self.step.is_multiple_of(config.eval_every.max(1)) || self.step == total {
+            let phase_end = self.step == search_steps && search_steps < total;
+            if self.step.is_multiple_of(config.eval_every.max(1)) || self.step == total || phase_end
+            {
                 let (arch, eval_accuracy, eval_loss) = self.evaluate(backend, data, config)?;
                 let trace = Trace {
                     step: self.step,
@@ -544,6 +623,7 @@ impl OneShotRun {
                     train_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
                     probabilities: self.strategy.logits().probabilities(),
                     seconds: started.elapsed().as_secs_f64(),
+                    finetuning: self.step > search_steps,
                 };
                 losses.clear();
                 if let Some(path) = checkpoint_path {

@@ -298,7 +298,7 @@ impl Radars {
         let over = match &self.latency {
             Some(p) => {
                 let arch = crate::space::Arch(chosen.iter().map(|&k| k as u8).collect());
-                p.discrete(&arch, p.weight_at(ctx.progress, 0.0))?
+                p.discrete(&arch, p.weight_at(ctx.progress, ctx.warmup))?
             }
             None => 0.0,
         };
@@ -324,9 +324,9 @@ impl Radars {
             .into_iter()
             .map(Route::Fixed)
             .collect();
-        let train = ctx
-            .trainer
-            .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)?;
+        let train =
+            ctx.trainer
+                .train_weights(ctx.backend, ctx.train, &routes, ctx.weights_progress)?;
         self.steps_in_round += 1;
         if self.steps_in_round >= self.settings.round_steps.max(1) {
             self.steps_in_round = 0;
@@ -347,7 +347,7 @@ impl Radars {
             self.latency.as_ref(),
             &probs,
             ctx.progress,
-            0.0,
+            ctx.warmup,
         );
         let grad: Vec<Vec<f32>> = probs
             .iter()
@@ -361,9 +361,9 @@ impl Radars {
             .into_iter()
             .map(Route::Sparse)
             .collect();
-        let train = ctx
-            .trainer
-            .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)?;
+        let train =
+            ctx.trainer
+                .train_weights(ctx.backend, ctx.train, &routes, ctx.weights_progress)?;
         Ok(StepReport::new(&train, Some(&valid)))
     }
 }
@@ -378,6 +378,17 @@ impl OneShotStrategy for Radars {
             Phase::Pruning => &self.controller,
             Phase::Darts => &self.darts,
         }
+    }
+
+    /// Removes candidate `k` from every edge before the search (as if pruned at the start).
+    fn exclude(&mut self, k: usize) {
+        for keep in &mut self.remaining {
+            if k < keep.len() && keep.iter().filter(|&&v| v).count() > 1 {
+                keep[k] = false;
+            }
+        }
+        self.controller.exclude(k);
+        self.darts.exclude(k);
     }
 
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {

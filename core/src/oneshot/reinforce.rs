@@ -48,6 +48,10 @@ impl OneShotStrategy for SupernetReinforce {
         &self.logits
     }
 
+    fn exclude(&mut self, k: usize) {
+        self.logits.exclude(k);
+    }
+
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
         let probs = self.logits.probabilities();
         let chosen: Vec<usize> = probs.iter().map(|p| sample(p, ctx.rng)).collect();
@@ -56,7 +60,7 @@ impl OneShotStrategy for SupernetReinforce {
         let over = match &self.latency {
             Some(p) => {
                 let arch = crate::space::Arch(chosen.iter().map(|&k| k as u8).collect());
-                p.discrete(&arch, p.weight_at(ctx.progress, 0.0))?
+                p.discrete(&arch, p.weight_at(ctx.progress, ctx.warmup))?
             }
             None => 0.0,
         };

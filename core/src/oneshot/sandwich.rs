@@ -55,11 +55,15 @@ impl OneShotStrategy for SandwichSampling {
         &self.logits
     }
 
+    fn exclude(&mut self, k: usize) {
+        self.logits.exclude(k);
+    }
+
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<StepReport> {
         let routes = self.routes(self.steps, ctx);
-        let out = ctx
-            .trainer
-            .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)?;
+        let out =
+            ctx.trainer
+                .train_weights(ctx.backend, ctx.train, &routes, ctx.weights_progress)?;
         self.steps += 1;
         Ok(StepReport::new(&out, None))
     }

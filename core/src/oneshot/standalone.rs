@@ -67,6 +67,8 @@ impl TrainingEvaluator {
             seed: settings.seed,
             eval_every: 1,
             recalibration_batches: 4,
+            warmup_share: 0.0,
+            finetune_share: 0.0,
         }
     }
 

@@ -215,6 +215,10 @@ impl OneShotStrategy for Unas {
         &self.logits
     }
 
+    fn exclude(&mut self, k: usize) {
+        self.logits.exclude(k);
+    }
+
     fn warmup_share(&self) -> f32 {
         // UNAS trains the weights alone for 15 of its 100 epochs.
         0.15
@@ -226,7 +230,7 @@ impl OneShotStrategy for Unas {
         let c = self
             .latency
             .as_ref()
-            .map_or(0.0, |p| p.weight_at(ctx.progress, self.warmup_share()));
+            .map_or(0.0, |p| p.weight_at(ctx.progress, ctx.warmup));
         let q = self.logits.probabilities();
         let samples: Vec<EdgeSample> = q
             .iter()
@@ -264,9 +268,9 @@ impl OneShotStrategy for Unas {
             .collect();
         self.logits.descend(&grad);
         let routes: Vec<Route> = zeta.into_iter().map(Route::Dense).collect();
-        let train = ctx
-            .trainer
-            .train_weights(ctx.backend, ctx.train, &routes, ctx.progress)?;
+        let train =
+            ctx.trainer
+                .train_weights(ctx.backend, ctx.train, &routes, ctx.weights_progress)?;
         let mut report = StepReport::new(&train, None);
         report.valid_loss = Some(valid_loss);
         Ok(report)
