@@ -118,7 +118,7 @@ pub struct TrainingArgs {
     pub(crate) data: String,
     /// Epochs of supernet training (`--evaluator supernet`), of each candidate's
     /// (`--evaluator train`), or of `hwnas train`'s architecture [default: 6 for a one-shot
-    /// search of nb201 cells (darts: 4), 4 otherwise].
+    /// search of nb201 cells (darts: 4, unas: 2), 4 otherwise].
     #[arg(long)]
     pub(crate) epochs: Option<usize>,
     /// Training images (a one-shot search: half for weights, half for the architecture);
