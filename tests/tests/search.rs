@@ -837,6 +837,8 @@ fn radars_searches_the_darts_space_within_a_memory_budget_plain_darts_exceeds() 
         ];
         args.extend(TINY_SUPERNET);
         args.extend(["--latency-weight", "0", "--latency-ms", "1000", "--json"]);
+        // Both steps architecture steps: no weights-only warm-up, no fine-tuning.
+        args.extend(["--warmup-share", "0", "--finetune-share", "0"]);
         args.extend(["--out", out.to_str().unwrap()]);
         if let Some(m) = memory {
             args.extend(["--memory-mib", m]);
