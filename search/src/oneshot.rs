@@ -175,14 +175,15 @@ fn search_config(plan: &SearchPlan, data: &OneShotData) -> OneShotConfig {
 }
 
 /// Runs `run` to the end of its epochs, checkpointing to `checkpoint.bin` and appending the
-/// trace to `trace.jsonl`; returns how many trace points were written in all.
+/// trace to `trace.jsonl`; returns every trace point written (this process's and any
+/// earlier one's).
 fn train(
     dir: &RunDir,
     (run, backend): (&mut OneShotRun, &dyn Backend),
     data: &OneShotData,
     config: &OneShotConfig,
     observer: &dyn Observer,
-) -> Result<usize> {
+) -> Result<Vec<hwnas_core::oneshot::Trace>> {
     let total = (OneShotRun::steps_per_epoch(data, config) * config.epochs) as u64;
     let checkpoint = dir.file("checkpoint.bin");
     // A line the stop cut short is cut off before appending.
@@ -220,9 +221,7 @@ fn train(
     }
     result?;
     observer.finish();
-    let traces: Vec<serde_json::Value> =
-        crate::run_dir::read_jsonl(&dir.file("trace.jsonl"), "a supernet trace")?;
-    Ok(traces.len())
+    crate::run_dir::read_jsonl(&dir.file("trace.jsonl"), "a supernet trace")
 }
 
 fn facts(
@@ -251,23 +250,21 @@ fn facts(
 /// The fine-tuning steps of a one-shot search and the found cell's held-out accuracy at
 /// the end of its architecture phase (from the trace, where it holds that point).
 fn finetune_facts(
-    dir: &RunDir,
+    traces: &[hwnas_core::oneshot::Trace],
     data: &OneShotData,
     config: &OneShotConfig,
-) -> Result<(usize, Option<f64>)> {
+) -> (usize, Option<f64>) {
     let total = OneShotRun::steps_per_epoch(data, config) * config.epochs.max(1);
     let search_steps = config.search_steps(total);
-    let traces: Vec<hwnas_core::oneshot::Trace> =
-        crate::run_dir::read_jsonl(&dir.file("trace.jsonl"), "a supernet trace")?;
     let searched = traces
         .iter()
         .rev()
         .find(|t| t.step == search_steps && !t.finetuning)
         .map(|t| t.eval_accuracy);
-    Ok((
+    (
         total - search_steps,
         searched.filter(|_| search_steps < total),
-    ))
+    )
 }
 
 /// The evaluator of `--evaluator train`: each candidate trained on its own on the plan's
@@ -513,7 +510,8 @@ pub fn run(
     let config = search_config(plan, &data);
     let backend = backend(plan, observer)?;
     let traces = train(dir, (&mut run, backend.as_ref()), &data, &config, observer)?;
-    let (finetune_steps, searched_heldout_accuracy) = finetune_facts(dir, &data, &config)?;
+    let (finetune_steps, searched_heldout_accuracy) = finetune_facts(&traces, &data, &config);
+    let traces = traces.len();
 
     let (arch, accuracy, _) = run.evaluate(backend.as_ref(), &data, &config)?;
     let arch_text = space.format(&arch);
