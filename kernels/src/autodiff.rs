@@ -126,8 +126,13 @@ pub struct Tape<'b> {
     peak_bytes: usize,
 }
 
-fn add_into(slot: &mut Option<Tensor>, delta: &Tensor) {
+/// Adds `delta` into a gradient slot: on the host in place, or through the backend where
+/// either lives on a device (nothing is read back to add).
+fn add_into(backend: &dyn Backend, slot: &mut Option<Tensor>, delta: &Tensor) -> Result<()> {
     match slot {
+        Some(g) if g.is_on_device() || delta.is_on_device() => {
+            *g = backend.binary(g, delta, false)?;
+        }
         Some(g) => g
             .data_mut()
             .iter_mut()
@@ -135,6 +140,7 @@ fn add_into(slot: &mut Option<Tensor>, delta: &Tensor) {
             .for_each(|(a, b)| *a += b),
         None => *slot = Some(delta.clone()),
     }
+    Ok(())
 }
 
 impl<'b> Tape<'b> {
@@ -173,6 +179,11 @@ impl<'b> Tape<'b> {
     /// The value of a variable.
     pub fn value(&self, v: Var) -> &Tensor {
         &self.nodes[v.0].value
+    }
+
+    /// The backend this tape runs on.
+    pub fn backend(&self) -> &'b dyn Backend {
+        self.backend
     }
 
     /// The gradient of the last [`Tape::backward`]'s loss with respect to `v`, a leaf
@@ -256,9 +267,8 @@ impl<'b> Tape<'b> {
 
     /// `factor * x`.
     pub fn scale(&mut self, x: Var, factor: f32) -> Result<Var> {
-        let value = self
-            .backend
-            .binary(self.value(x), &Tensor::new(&[1], vec![factor])?, true)?;
+        let xv = self.value(x);
+        let value = self.backend.scale_to(xv, xv.shape(), factor)?;
         Ok(self.push(value, Op::Scale { x, factor }, &[x]))
     }
 
@@ -326,12 +336,15 @@ impl<'b> Tape<'b> {
             .iter()
             .map(|c| c.map(|v| self.value(v)))
             .collect();
-        let w = self.value(weights).data();
+        let w = self.value(weights);
         let present: Vec<usize> = (0..values.len()).filter(|&k| values[k].is_some()).collect();
-        // One path at weight exactly 1 (a hard one-hot sample): the output is that path's
-        // values, shared rather than copied (1 * x == x in floating point).
+        // One path at weight exactly 1 (a hard one-hot sample held on the host): the output
+        // is that path's values, shared rather than copied (1 * x == x in floating point).
         let value = match present.as_slice() {
-            &[k] if w.get(k) == Some(&1.0) && w.len() == values.len() => {
+            &[k] if !w.is_on_device()
+                && w.data().get(k) == Some(&1.0)
+                && w.len() == values.len() =>
+            {
                 values[k].expect("present").clone()
             }
             _ => self.backend.mixed(&values, w)?,
@@ -422,15 +435,16 @@ impl<'b> Tape<'b> {
     /// The mean of all values, as `[1]`.
     pub fn mean(&mut self, x: Var) -> Result<Var> {
         let xv = self.value(x);
-        let mean = self.backend.sum(xv)? / xv.len().max(1) as f32;
-        let value = Tensor::new(&[1], vec![mean])?;
+        let sum = self.backend.sum(xv)?;
+        let value = self
+            .backend
+            .scale_to(&sum, &[1], 1.0 / xv.len().max(1) as f32)?;
         Ok(self.push(value, Op::Mean { x }, &[x]))
     }
 
     /// Mean cross-entropy of `[N, C]` logits.
     pub fn cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Result<Var> {
-        let loss = self.backend.cross_entropy(self.value(logits), labels)?;
-        let value = Tensor::new(&[1], vec![loss])?;
+        let value = self.backend.cross_entropy(self.value(logits), labels)?;
         Ok(self.push(
             value,
             Op::CrossEntropy {
@@ -526,7 +540,7 @@ impl<'b> Tape<'b> {
 
     /// The batch mean and (biased) variance per channel of a training-mode
     /// [`Tape::batch_norm`] output, for running averages and batch-norm recalibration.
-    pub fn batch_stats(&self, v: Var) -> Option<(&[f32], &[f32])> {
+    pub fn batch_stats(&self, v: Var) -> Option<(&Tensor, &Tensor)> {
         match &self.nodes[v.0].op {
             Op::BatchNorm { cache, .. } => Some((&cache.mean, &cache.var)),
             _ => None,
@@ -556,7 +570,7 @@ impl<'b> Tape<'b> {
 
     /// The sum of all values, as `[1]`.
     pub fn sum(&mut self, x: Var) -> Result<Var> {
-        let value = Tensor::new(&[1], vec![self.backend.sum(self.value(x))?])?;
+        let value = self.backend.sum(self.value(x))?;
         Ok(self.push(value, Op::Sum { x }, &[x]))
     }
 
@@ -612,14 +626,15 @@ impl<'b> Tape<'b> {
         self.peak_bytes.max(self.bytes())
     }
 
-    fn accumulate(&mut self, v: Var, delta: &Tensor) {
+    fn accumulate(&mut self, v: Var, delta: &Tensor) -> Result<()> {
         if self.nodes[v.0].needs_grad {
             if self.nodes[v.0].grad.is_none() {
                 self.live_bytes += delta.len() * std::mem::size_of::<f32>();
                 self.peak_bytes = self.peak_bytes.max(self.live_bytes);
             }
-            add_into(&mut self.nodes[v.0].grad, delta);
+            add_into(self.backend, &mut self.nodes[v.0].grad, delta)?;
         }
+        Ok(())
     }
 
     fn backward_op(&mut self, op: &Op, index: usize, dy: &Tensor) -> Result<()> {
@@ -634,10 +649,10 @@ impl<'b> Tape<'b> {
             } => {
                 let (dx, dw, db) =
                     backend.conv2d_backward(self.value(*x), self.value(*weight), dy, spec)?;
-                self.accumulate(*x, &dx);
-                self.accumulate(*weight, &dw);
+                self.accumulate(*x, &dx)?;
+                self.accumulate(*weight, &dw)?;
                 if let Some(b) = bias {
-                    self.accumulate(*b, &db);
+                    self.accumulate(*b, &db)?;
                 }
             }
             Op::Matmul { a, b } => {
@@ -645,29 +660,29 @@ impl<'b> Tape<'b> {
                 let (da, db) =
                     backend.matmul_backward_parts(self.value(*a), self.value(*b), dy, want)?;
                 if let Some(da) = da {
-                    self.accumulate(*a, &da);
+                    self.accumulate(*a, &da)?;
                 }
                 if let Some(db) = db {
-                    self.accumulate(*b, &db);
+                    self.accumulate(*b, &db)?;
                 }
             }
             Op::AddBias { x, bias } => {
                 let (dx, db) =
                     backend.binary_backward(self.value(*x), self.value(*bias), dy, false)?;
-                self.accumulate(*x, &dx);
-                self.accumulate(*bias, &db);
+                self.accumulate(*x, &dx)?;
+                self.accumulate(*bias, &db)?;
             }
             Op::Activation { x, f } => {
                 let dx = backend.activation_backward(self.value(*x), dy, *f)?;
-                self.accumulate(*x, &dx);
+                self.accumulate(*x, &dx)?;
             }
             Op::Add { a, b } => {
-                self.accumulate(*a, dy);
-                self.accumulate(*b, dy);
+                self.accumulate(*a, dy)?;
+                self.accumulate(*b, dy)?;
             }
             Op::Scale { x, factor } => {
-                let dx = backend.binary(dy, &Tensor::new(&[1], vec![*factor])?, true)?;
-                self.accumulate(*x, &dx);
+                let dx = backend.scale_to(dy, dy.shape(), *factor)?;
+                self.accumulate(*x, &dx)?;
             }
             Op::Pool {
                 x,
@@ -678,15 +693,15 @@ impl<'b> Tape<'b> {
             } => {
                 let dx =
                     backend.pool_backward(self.value(*x), dy, *max, *kernel, *stride, *padding)?;
-                self.accumulate(*x, &dx);
+                self.accumulate(*x, &dx)?;
             }
             Op::GlobalAvgPool { x } => {
                 let dx = backend.global_avg_pool_backward(self.value(*x), dy)?;
-                self.accumulate(*x, &dx);
+                self.accumulate(*x, &dx)?;
             }
             Op::Flatten { x } => {
                 let dx = dy.clone().reshape(self.value(*x).shape())?;
-                self.accumulate(*x, &dx);
+                self.accumulate(*x, &dx)?;
             }
             Op::Mixed {
                 candidates,
@@ -696,56 +711,55 @@ impl<'b> Tape<'b> {
                     .iter()
                     .map(|c| c.map(|v| self.value(v)))
                     .collect();
-                let (dweights, dcandidates) =
-                    backend.mixed_backward(&values, self.value(*weights).data(), dy)?;
+                let (dw, dcandidates) =
+                    backend.mixed_backward(&values, self.value(*weights), dy)?;
                 for (candidate, grad) in candidates.iter().zip(dcandidates) {
                     if let (Some(c), Some(g)) = (candidate, grad) {
-                        self.accumulate(*c, &g);
+                        self.accumulate(*c, &g)?;
                     }
                 }
-                let dw = Tensor::new(self.value(*weights).shape(), dweights)?;
-                self.accumulate(*weights, &dw);
+                self.accumulate(*weights, &dw)?;
             }
             Op::Softmax { x } => {
                 let dx = backend.softmax_backward(&self.nodes[index].value, dy, 1.0, false)?;
-                self.accumulate(*x, &dx);
+                self.accumulate(*x, &dx)?;
             }
             Op::LogSoftmax { x } => {
                 let dx = backend.softmax_backward(&self.nodes[index].value, dy, 1.0, true)?;
-                self.accumulate(*x, &dx);
+                self.accumulate(*x, &dx)?;
             }
             Op::GumbelSoftmax { logits, tau, soft } => {
                 let dx = backend.softmax_backward(soft, dy, 1.0 / *tau, false)?;
-                self.accumulate(*logits, &dx);
+                self.accumulate(*logits, &dx)?;
             }
             Op::Mul { a, b } => {
                 let (da, db) = backend.binary_backward(self.value(*a), self.value(*b), dy, true)?;
-                self.accumulate(*a, &da);
-                self.accumulate(*b, &db);
+                self.accumulate(*a, &da)?;
+                self.accumulate(*b, &db)?;
             }
             Op::Concat { parts } => {
                 let channels: Vec<usize> =
                     parts.iter().map(|&p| self.value(p).shape()[1]).collect();
                 let grads = backend.concat_channels_backward(dy, &channels)?;
                 for (part, grad) in parts.iter().zip(grads) {
-                    self.accumulate(*part, &grad);
+                    self.accumulate(*part, &grad)?;
                 }
             }
             Op::Slice { x, axis, start } => {
                 let shape = self.value(*x).shape().to_vec();
                 let dx = backend.slice_axis_backward(dy, &shape, *axis, *start)?;
-                self.accumulate(*x, &dx);
+                self.accumulate(*x, &dx)?;
             }
             Op::CentreCrop { x } => {
                 let shape = self.value(*x).shape().to_vec();
                 let dx = backend.centre_crop_backward(dy, &shape)?;
-                self.accumulate(*x, &dx);
+                self.accumulate(*x, &dx)?;
             }
             Op::Mean { x } => {
                 let shape = self.value(*x).shape().to_vec();
                 let len: usize = shape.iter().product();
-                let dx = Tensor::new(&shape, vec![dy.data()[0] / len.max(1) as f32; len])?;
-                self.accumulate(*x, &dx);
+                let dx = backend.scale_to(dy, &shape, 1.0 / len.max(1) as f32)?;
+                self.accumulate(*x, &dx)?;
             }
             Op::CrossEntropy {
                 logits,
@@ -753,6 +767,16 @@ impl<'b> Tape<'b> {
                 weights,
             } => {
                 let mut dx = backend.cross_entropy_backward(self.value(*logits), labels)?;
+                if dx.is_on_device() || dy.is_on_device() {
+                    // Scaled on the device: by dy (a `[1]` broadcast), then per row.
+                    dx = backend.binary(&dx, dy, true)?;
+                    if let Some(weights) = weights {
+                        let rows = Tensor::new(&[weights.len(), 1], weights.clone())?;
+                        dx = backend.binary(&dx, &rows, true)?;
+                    }
+                    self.accumulate(*logits, &dx)?;
+                    return Ok(());
+                }
                 let scale = dy.data()[0];
                 match weights {
                     None => dx.data_mut().iter_mut().for_each(|v| *v *= scale),
@@ -763,7 +787,7 @@ impl<'b> Tape<'b> {
                         }
                     }
                 }
-                self.accumulate(*logits, &dx);
+                self.accumulate(*logits, &dx)?;
             }
             Op::BatchNorm {
                 x,
@@ -773,9 +797,9 @@ impl<'b> Tape<'b> {
             } => {
                 let (dx, dgamma, dbeta) =
                     backend.batch_norm_train_backward(cache, self.value(*gamma), dy)?;
-                self.accumulate(*x, &dx);
-                self.accumulate(*gamma, &dgamma);
-                self.accumulate(*beta, &dbeta);
+                self.accumulate(*x, &dx)?;
+                self.accumulate(*gamma, &dgamma)?;
+                self.accumulate(*beta, &dbeta)?;
             }
             Op::BatchNormInference {
                 x,
@@ -790,14 +814,14 @@ impl<'b> Tape<'b> {
                     self.value(*gamma),
                     dy,
                 )?;
-                self.accumulate(*x, &dx);
-                self.accumulate(*gamma, &dgamma);
-                self.accumulate(*beta, &dbeta);
+                self.accumulate(*x, &dx)?;
+                self.accumulate(*gamma, &dgamma)?;
+                self.accumulate(*beta, &dbeta)?;
             }
             Op::Sum { x } => {
                 let shape = self.value(*x).shape().to_vec();
-                let dx = Tensor::new(&shape, vec![dy.data()[0]; shape.iter().product()])?;
-                self.accumulate(*x, &dx);
+                let dx = backend.scale_to(dy, &shape, 1.0)?;
+                self.accumulate(*x, &dx)?;
             }
         }
         Ok(())

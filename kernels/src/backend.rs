@@ -220,24 +220,80 @@ pub trait Backend: Send + Sync {
         cpu::centre_crop_backward(dy, shape)
     }
 
-    /// The mixed op: `sum_k weights[k] * candidates[k]` over the computed candidates.
-    fn mixed(&self, candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Tensor> {
-        cpu::mixed_op(candidates, weights)
+    /// The mixed op: `sum_k weights[k] * candidates[k]` over the computed candidates
+    /// (`weights` is `[K]`).
+    fn mixed(&self, candidates: &[Option<&Tensor>], weights: &Tensor) -> Result<Tensor> {
+        cpu::mixed_op(candidates, weights.data())
     }
 
     /// `(dweights, dcandidates)` of [`Backend::mixed`].
     fn mixed_backward(
         &self,
         candidates: &[Option<&Tensor>],
-        weights: &[f32],
+        weights: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Vec<f32>, Vec<Option<Tensor>>)> {
-        cpu::mixed_op_backward(candidates, weights, dy)
+    ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        let (dweights, dcandidates) = cpu::mixed_op_backward(candidates, weights.data(), dy)?;
+        Ok((Tensor::new(weights.shape(), dweights)?, dcandidates))
     }
 
-    /// The sum of all values.
-    fn sum(&self, x: &Tensor) -> Result<f32> {
-        Ok(x.data().iter().sum())
+    /// The sum of all values, as `[1]`.
+    fn sum(&self, x: &Tensor) -> Result<Tensor> {
+        Tensor::new(&[1], vec![x.data().iter().sum()])
+    }
+
+    /// `x` broadcast to `shape`, times `factor`.
+    fn scale_to(&self, x: &Tensor, shape: &[usize], factor: f32) -> Result<Tensor> {
+        let zeros = Tensor::zeros(shape);
+        let mut out = cpu::binary(&zeros, x, false)?;
+        if out.shape() != shape {
+            return Err(crate::Error::Shape(format!(
+                "{:?} does not broadcast to {shape:?}",
+                x.shape()
+            )));
+        }
+        out.data_mut().iter_mut().for_each(|v| *v *= factor);
+        Ok(out)
+    }
+
+    /// Zeros of `shape` where this backend computes (cleared on the device, nothing
+    /// uploaded).
+    fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::zeros(shape))
+    }
+
+    /// One SGD update of `params` (and their `velocity`, flat, one per parameter) from
+    /// `grads`; on the wgpu backend every tensor stays on the device.
+    fn sgd_step(
+        &self,
+        step: &crate::optim::SgdStep,
+        params: &mut [Tensor],
+        grads: &[Tensor],
+        velocity: &mut [Tensor],
+    ) -> Result<()> {
+        if params.len() != grads.len() || params.len() != velocity.len() {
+            return Err(crate::Error::Shape(format!(
+                "SGD: {} parameters, {} gradients, {} velocities",
+                params.len(),
+                grads.len(),
+                velocity.len()
+            )));
+        }
+        crate::optim::sgd_step_on_host(step, params, grads, velocity);
+        Ok(())
+    }
+
+    /// `t` where this backend computes: on its device for the wgpu backend (an upload),
+    /// unchanged for the CPU. Parameters moved once stay there across steps.
+    fn to_device(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(t.clone())
+    }
+
+    /// Reads every tensor of `tensors` that lives on this backend's device back to the host
+    /// in one transfer (their [`Tensor::data`] is free afterwards); nothing for the CPU.
+    fn read_back(&self, tensors: &[&Tensor]) -> Result<()> {
+        let _ = tensors;
+        Ok(())
     }
 
     /// Softmax, or log-softmax, along the last axis of `(x + noise) * scale` (Gumbel noise
@@ -269,9 +325,9 @@ pub trait Backend: Send + Sync {
         }
     }
 
-    /// Mean cross-entropy of `[N, C]` logits against integer labels.
-    fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<f32> {
-        cpu::cross_entropy(logits, labels)
+    /// Mean cross-entropy of `[N, C]` logits against integer labels, as `[1]`.
+    fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
+        Tensor::new(&[1], vec![cpu::cross_entropy(logits, labels)?])
     }
 
     /// Gradient of [`Backend::cross_entropy`].
@@ -290,8 +346,8 @@ impl Backend for Cpu {
     }
 }
 
-/// The wgpu backend: every op forward and backward as WGSL kernels (the bias gradient of a
-/// convolution, a per-channel sum of the output gradient, is summed on the host).
+/// The wgpu backend: every op forward and backward as WGSL kernels, its results left on the
+/// device until the host reads them.
 pub struct Wgpu {
     gpu: GpuContext,
 }
@@ -310,17 +366,6 @@ impl Wgpu {
     }
 }
 
-fn transpose(t: &Tensor) -> Tensor {
-    let (rows, cols) = (t.shape()[0], t.shape()[1]);
-    let mut out = vec![0.0; t.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = t.data()[r * cols + c];
-        }
-    }
-    Tensor::new(&[cols, rows], out).expect("same size")
-}
-
 impl Backend for Wgpu {
     fn name(&self) -> String {
         format!("wgpu:{}", self.gpu.adapter().name)
@@ -333,15 +378,14 @@ impl Backend for Wgpu {
         bias: Option<&Tensor>,
         spec: &Conv2dSpec,
     ) -> Result<Tensor> {
-        let mut y = self.gpu.conv2d(x, weight, spec)?;
-        if let Some(b) = bias {
-            let plane = y.shape()[2] * y.shape()[3];
-            let channels = y.shape()[1];
-            for (i, v) in y.data_mut().iter_mut().enumerate() {
-                *v += b.data()[(i / plane) % channels];
+        let y = self.gpu.conv2d(x, weight, spec)?;
+        match bias {
+            Some(b) => {
+                let per_channel = b.clone().reshape(&[b.len(), 1, 1])?;
+                self.gpu.binary(&y, &per_channel, false)
             }
+            None => Ok(y),
         }
-        Ok(y)
     }
 
     fn conv2d_backward(
@@ -352,12 +396,7 @@ impl Backend for Wgpu {
         spec: &Conv2dSpec,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (dx, dw) = self.gpu.conv2d_backward(x, weight, dy, spec)?;
-        let [_, cout, oh, ow] = dy.nchw()?;
-        let mut db = vec![0.0; cout];
-        for (i, chunk) in dy.data().chunks(oh * ow).enumerate() {
-            db[i % cout] += chunk.iter().sum::<f32>();
-        }
-        Ok((dx, dw, Tensor::new(&[cout], db)?))
+        Ok((dx, dw, self.gpu.channel_sum(dy)?))
     }
 
     fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -372,11 +411,11 @@ impl Backend for Wgpu {
         want: (bool, bool),
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let da = match want.0 {
-            true => Some(self.gpu.matmul(dc, &transpose(b))?),
+            true => Some(self.gpu.matmul_transposed(dc, false, b, true)?),
             false => None,
         };
         let db = match want.1 {
-            true => Some(self.gpu.matmul(&transpose(a), dc)?),
+            true => Some(self.gpu.matmul_transposed(a, true, dc, false)?),
             false => None,
         };
         Ok((da, db))
@@ -504,21 +543,47 @@ impl Backend for Wgpu {
         self.gpu.centre_crop_backward(dy, shape)
     }
 
-    fn mixed(&self, candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Tensor> {
+    fn mixed(&self, candidates: &[Option<&Tensor>], weights: &Tensor) -> Result<Tensor> {
         self.gpu.mixed(candidates, weights)
     }
 
     fn mixed_backward(
         &self,
         candidates: &[Option<&Tensor>],
-        weights: &[f32],
+        weights: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Vec<f32>, Vec<Option<Tensor>>)> {
+    ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
         self.gpu.mixed_backward(candidates, weights, dy)
     }
 
-    fn sum(&self, x: &Tensor) -> Result<f32> {
+    fn sum(&self, x: &Tensor) -> Result<Tensor> {
         self.gpu.sum(x)
+    }
+
+    fn scale_to(&self, x: &Tensor, shape: &[usize], factor: f32) -> Result<Tensor> {
+        self.gpu.scale_to(x, shape, factor)
+    }
+
+    fn to_device(&self, t: &Tensor) -> Result<Tensor> {
+        self.gpu.upload(t)
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
+        self.gpu.zeros(shape)
+    }
+
+    fn sgd_step(
+        &self,
+        step: &crate::optim::SgdStep,
+        params: &mut [Tensor],
+        grads: &[Tensor],
+        velocity: &mut [Tensor],
+    ) -> Result<()> {
+        self.gpu.sgd_step(step, params, grads, velocity)
+    }
+
+    fn read_back(&self, tensors: &[&Tensor]) -> Result<()> {
+        self.gpu.read_back_all(tensors)
     }
 
     fn softmax(&self, x: &Tensor, noise: Option<&Tensor>, scale: f32, log: bool) -> Result<Tensor> {
@@ -529,7 +594,7 @@ impl Backend for Wgpu {
         self.gpu.softmax_backward(y, dy, scale, log)
     }
 
-    fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<f32> {
+    fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
         self.gpu.cross_entropy(logits, labels)
     }
 

@@ -3,7 +3,55 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Backend;
+use crate::error::Result;
 use crate::tensor::Tensor;
+
+/// One SGD update's settings, as a backend runs it ([`Backend::sgd_step`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdStep {
+    /// Step size.
+    pub learning_rate: f32,
+    /// Momentum (0 for plain SGD).
+    pub momentum: f32,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+    /// Clip the gradients' global L2 norm to this first (none: no clipping).
+    pub max_norm: Option<f32>,
+}
+
+/// The CPU's SGD update: [`clip_grad_norm`], then PyTorch's momentum rule, in place.
+pub fn sgd_step_on_host(
+    step: &SgdStep,
+    params: &mut [Tensor],
+    grads: &[Tensor],
+    velocity: &mut [Tensor],
+) {
+    let mut clipped;
+    let grads = match step.max_norm {
+        Some(max_norm) => {
+            clipped = grads.to_vec();
+            clip_grad_norm(&mut clipped, max_norm);
+            &clipped[..]
+        }
+        None => grads,
+    };
+    for ((p, g), v) in params.iter_mut().zip(grads).zip(velocity.iter_mut()) {
+        let v = v.data_mut();
+        for ((w, &dw), vel) in p.data_mut().iter_mut().zip(g.data()).zip(v.iter_mut()) {
+            let d = dw + step.weight_decay * *w;
+            *vel = step.momentum * *vel + d;
+            let update = if step.nesterov {
+                d + step.momentum * *vel
+            } else {
+                *vel
+            };
+            *w -= step.learning_rate * update;
+        }
+    }
+}
 
 /// Scales gradients so their global L2 norm is at most `max_norm`; returns the norm before.
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> f32 {
@@ -33,7 +81,10 @@ pub struct Sgd {
     pub nesterov: bool,
     /// L2 penalty added to the gradient.
     pub weight_decay: f32,
-    velocity: Vec<Vec<f32>>,
+    /// One velocity per parameter, where the backend computes (flat: only its length
+    /// is used).
+    #[serde(with = "crate::tensor::flat_values")]
+    velocity: Vec<Tensor>,
 }
 
 impl Sgd {
@@ -48,22 +99,40 @@ impl Sgd {
         }
     }
 
-    /// One step.
+    /// One step on the host.
     pub fn step(&mut self, params: &mut [Tensor], grads: &[Tensor]) {
         if self.velocity.len() != params.len() {
-            self.velocity = params.iter().map(|p| vec![0.0; p.len()]).collect();
+            self.velocity = params.iter().map(|p| Tensor::zeros(&[p.len()])).collect();
         }
-        for ((p, g), v) in params.iter_mut().zip(grads).zip(&mut self.velocity) {
-            for ((w, &dw), vel) in p.data_mut().iter_mut().zip(g.data()).zip(v.iter_mut()) {
-                let d = dw + self.weight_decay * *w;
-                *vel = self.momentum * *vel + d;
-                let update = if self.nesterov {
-                    d + self.momentum * *vel
-                } else {
-                    *vel
-                };
-                *w -= self.learning_rate * update;
-            }
+        sgd_step_on_host(&self.settings(None), params, grads, &mut self.velocity);
+    }
+
+    /// One step where `backend` computes, the gradients first clipped to a global norm of
+    /// `max_norm` when given: on the wgpu backend the weights and velocity stay on the
+    /// device.
+    pub fn step_on(
+        &mut self,
+        backend: &dyn Backend,
+        params: &mut [Tensor],
+        grads: &[Tensor],
+        max_norm: Option<f32>,
+    ) -> Result<()> {
+        if self.velocity.len() != params.len() {
+            self.velocity = params
+                .iter()
+                .map(|p| backend.zeros(&[p.len()]))
+                .collect::<Result<_>>()?;
+        }
+        backend.sgd_step(&self.settings(max_norm), params, grads, &mut self.velocity)
+    }
+
+    fn settings(&self, max_norm: Option<f32>) -> SgdStep {
+        SgdStep {
+            learning_rate: self.learning_rate,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            max_norm,
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum Shader {
     Reduce,
     /// Softmax, log-softmax, Gumbel-softmax and cross-entropy, forward and backward.
     Softmax,
+    /// The SGD update with momentum, weight decay and gradient-norm clipping.
+    Sgd,
 }
 
 /// `(shader, file under src/wgsl/, WGSL text, uniform struct name, its Rust size)`.
@@ -31,7 +33,7 @@ macro_rules! shaders {
     ($(($variant:ident, $path:literal, $uniform:ident)),* $(,)?) => {
         impl Shader {
             /// Every shader.
-            pub const ALL: [Shader; 9] = [$(Shader::$variant),*];
+            pub const ALL: [Shader; 10] = [$(Shader::$variant),*];
 
             /// The file under `src/wgsl/`.
             pub fn path(self) -> &'static str {
@@ -67,6 +69,7 @@ shaders!(
     (Window, "layout/window.wgsl", WindowParams),
     (Reduce, "reduce/reduce.wgsl", ReduceParams),
     (Softmax, "softmax/softmax.wgsl", SoftmaxParams),
+    (Sgd, "optim/sgd.wgsl", SgdParams),
 );
 
 /// Uniforms of `matmul.wgsl`.
@@ -79,8 +82,8 @@ pub struct MatmulParams {
     pub k: u32,
     /// Columns of B and C.
     pub n: u32,
-    /// Padding to 16 bytes.
-    pub pad: u32,
+    /// Bit 0: A is stored as `[K, M]`; bit 1: B is stored as `[N, K]`.
+    pub transposed: u32,
 }
 
 /// Uniforms of `activation.wgsl`.
@@ -188,12 +191,14 @@ pub struct BroadcastParams {
     pub strides_a: [u32; 4],
     /// Forward: strides of `b`; backward: of the other operand.
     pub strides_b: [u32; 4],
-    /// 0 add, 1 multiply.
+    /// 0 add, 1 multiply, 2 (forward) `a` times `factor`.
     pub op: u32,
     /// Values computed.
     pub len: u32,
+    /// The factor of op 2.
+    pub factor: f32,
     /// Padding to 16 bytes.
-    pub pad: [u32; 2],
+    pub pad: u32,
 }
 
 /// Uniforms of `window.wgsl`.
@@ -228,8 +233,12 @@ pub struct ReduceParams {
     pub segments: u32,
     /// 1: the second factor is all ones.
     pub ones: u32,
-    /// Padding to 16 bytes.
-    pub pad: u32,
+    /// Each result times this (1 for a sum, 1 / count for a mean).
+    pub scale: f32,
+    /// `channel_sum`: images in the batch.
+    pub batches: u32,
+    /// Padding to 32 bytes.
+    pub pad: [u32; 3],
 }
 
 /// Uniforms of `softmax.wgsl`.
@@ -248,4 +257,26 @@ pub struct SoftmaxParams {
     pub scale: f32,
     /// Padding to 16 bytes.
     pub pad: [u32; 3],
+}
+
+/// Uniforms of `sgd.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct SgdParams {
+    /// Values of the parameter (or slots, for the clipping factor).
+    pub len: u32,
+    /// The squared-norm slot written.
+    pub slot: u32,
+    /// 1: Nesterov momentum.
+    pub nesterov: u32,
+    /// 1: the gradient is scaled by the clipping factor.
+    pub clipped: u32,
+    /// Step size.
+    pub learning_rate: f32,
+    /// Momentum.
+    pub momentum: f32,
+    /// L2 penalty.
+    pub weight_decay: f32,
+    /// The largest global gradient norm kept.
+    pub max_norm: f32,
 }

@@ -27,6 +27,12 @@ fn gpu() -> Option<&'static GpuContext> {
     require(Resource::Gpu, "a wgpu adapter", probe)
 }
 
+/// A context of the test's own (counters and pool not shared with tests running beside it).
+fn own_gpu() -> Option<GpuContext> {
+    gpu()?;
+    Some(GpuContext::new().expect("a second context on the adapter found"))
+}
+
 fn assert_close(name: &str, gpu: &Tensor, cpu: &Tensor) {
     assert_eq!(gpu.shape(), cpu.shape(), "{name}");
     if let Some((i, a, b)) = Tolerance::REORDERED.first_mismatch(gpu.data(), cpu.data()) {
@@ -229,21 +235,19 @@ fn compare_layer_ops(n: usize, c: usize, h: usize, w: usize, seed: u64) -> usize
     let (y, cache) = cpu.batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
     let (gy, gcache) = gpu.batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
     same("batch norm", &gy, &y);
-    same(
-        "batch norm mean",
-        &Tensor::new(&[c], gcache.mean.clone()).unwrap(),
-        &Tensor::new(&[c], cache.mean.clone()).unwrap(),
-    );
+    same("batch norm mean", &gcache.mean, &cache.mean);
+    same("batch norm var", &gcache.var, &cache.var);
+    same("batch norm inv_std", &gcache.inv_std, &cache.inv_std);
     let (dx, dgamma, dbeta) = cpu.batch_norm_train_backward(&cache, &gamma, &dy).unwrap();
     let (gdx, gdgamma, gdbeta) = gpu.batch_norm_train_backward(&cache, &gamma, &dy).unwrap();
     same("batch norm dx", &gdx, &dx);
     same("batch norm dgamma", &gdgamma, &dgamma);
     same("batch norm dbeta", &gdbeta, &dbeta);
     let (y, normalised, inv_std) = cpu
-        .batch_norm_inference(&x, &gamma, &beta, &cache.mean, &cache.var, 1e-5)
+        .batch_norm_inference(&x, &gamma, &beta, cache.mean.data(), cache.var.data(), 1e-5)
         .unwrap();
     let gpu_inference = gpu
-        .batch_norm_inference(&x, &gamma, &beta, &cache.mean, &cache.var, 1e-5)
+        .batch_norm_inference(&x, &gamma, &beta, cache.mean.data(), cache.var.data(), 1e-5)
         .unwrap();
     same("inference batch norm", &gpu_inference.0, &y);
     let (dx, dgamma, _) = cpu
@@ -321,28 +325,24 @@ fn compare_layer_ops(n: usize, c: usize, h: usize, w: usize, seed: u64) -> usize
             .zip(present)
             .map(|(t, p)| p.then_some(t))
             .collect();
+        let weights = Tensor::new(&[5], weights).unwrap();
         let y = cpu.mixed(&refs, &weights).unwrap();
-        same("mixed", &gpu.mixed(&refs, &weights).unwrap(), &y);
         let dy = Tensor::randn(y.shape(), 1.0, seed + 30);
         let (dw, dc) = cpu.mixed_backward(&refs, &weights, &dy).unwrap();
-        let (gdw, gdc) = gpu.mixed_backward(&refs, &weights, &dy).unwrap();
-        same(
-            "mixed dweights",
-            &Tensor::new(&[5], gdw).unwrap(),
-            &Tensor::new(&[5], dw).unwrap(),
-        );
-        for (g, r) in gdc.iter().zip(&dc) {
-            assert_eq!(g.is_some(), r.is_some());
-            if let (Some(g), Some(r)) = (g, r) {
-                same("mixed dcandidate", g, r);
+        // The weights from the host, and resident on the device (a softmax's output).
+        for weights in [weights.clone(), gpu.to_device(&weights).unwrap()] {
+            same("mixed", &gpu.mixed(&refs, &weights).unwrap(), &y);
+            let (gdw, gdc) = gpu.mixed_backward(&refs, &weights, &dy).unwrap();
+            same("mixed dweights", &gdw, &dw);
+            for (g, r) in gdc.iter().zip(&dc) {
+                assert_eq!(g.is_some(), r.is_some());
+                if let (Some(g), Some(r)) = (g, r) {
+                    same("mixed dcandidate", g, r);
+                }
             }
         }
     }
-    same(
-        "sum",
-        &Tensor::new(&[1], vec![gpu.sum(&x).unwrap()]).unwrap(),
-        &Tensor::new(&[1], vec![cpu.sum(&x).unwrap()]).unwrap(),
-    );
+    same("sum", &gpu.sum(&x).unwrap(), &cpu.sum(&x).unwrap());
 
     let logits = Tensor::randn(&[n * h, c + 1], 2.0, seed + 40);
     let noise = hwnas_kernels::cpu::gumbel_noise(logits.shape(), seed + 41);
@@ -369,8 +369,8 @@ fn compare_layer_ops(n: usize, c: usize, h: usize, w: usize, seed: u64) -> usize
         .collect();
     same(
         "cross-entropy",
-        &Tensor::new(&[1], vec![gpu.cross_entropy(&logits, &labels).unwrap()]).unwrap(),
-        &Tensor::new(&[1], vec![cpu.cross_entropy(&logits, &labels).unwrap()]).unwrap(),
+        &gpu.cross_entropy(&logits, &labels).unwrap(),
+        &cpu.cross_entropy(&logits, &labels).unwrap(),
     );
     same(
         "cross-entropy backward",
@@ -401,19 +401,153 @@ fn every_backend_op_matches_the_reference_on_wgpu() {
     assert!(checked >= 50, "only {checked} comparisons ran");
 }
 
-/// The context counts what crosses between host and device: one matrix product uploads its
-/// two operands and its 16-byte parameters, reads back its result, and submits once.
+/// The context counts what crosses between host and device, and results stay on the device
+/// until read: one matrix product uploads its two operands and its 16-byte parameters (once:
+/// a repeated shape reuses them), submits nothing until its result is read, then reads back
+/// the result in one submission; a product of a resident result uploads only the new operand.
 #[test]
 fn traffic_counts_every_transfer() {
-    let Some(gpu) = gpu() else { return };
+    let Some(gpu) = own_gpu() else { return };
     let (a, b) = (
         Tensor::randn(&[3, 5], 1.0, 1),
         Tensor::randn(&[5, 7], 1.0, 2),
     );
     let before = gpu.traffic();
-    gpu.matmul(&a, &b).unwrap();
+    let c = gpu.matmul(&a, &b).unwrap();
     let spent = gpu.traffic().since(&before);
+    assert!(c.is_on_device());
     assert_eq!(spent.uploaded_bytes, (15 + 35) * 4 + 16, "{spent:?}");
+    assert_eq!((spent.read_back_bytes, spent.submits), (0, 0), "{spent:?}");
+    let values = c.data().to_vec();
+    let spent = gpu.traffic().since(&before);
     assert_eq!(spent.read_back_bytes, 21 * 4, "{spent:?}");
     assert_eq!(spent.submits, 1, "{spent:?}");
+    // Read once, kept.
+    assert_eq!(c.data(), values.as_slice());
+    assert_eq!(gpu.traffic().since(&before).read_back_bytes, 21 * 4);
+
+    let before = gpu.traffic();
+    let again = gpu.matmul(&a, &b).unwrap();
+    assert_eq!(
+        gpu.traffic().since(&before).uploaded_bytes,
+        (15 + 35) * 4,
+        "parameters cached"
+    );
+    let d = Tensor::randn(&[7, 2], 1.0, 3);
+    let before = gpu.traffic();
+    let e = gpu.matmul(&again, &d).unwrap();
+    let spent = gpu.traffic().since(&before);
+    assert_eq!(spent.uploaded_bytes, 14 * 4 + 16, "{spent:?}");
+    let reference =
+        hwnas_kernels::cpu::matmul(&hwnas_kernels::cpu::matmul(&a, &b).unwrap(), &d).unwrap();
+    assert!(
+        Tolerance::REORDERED
+            .first_mismatch(e.data(), reference.data())
+            .is_none()
+    );
+}
+
+/// A buffer given back by a dropped tensor is reused by the next output of its size.
+#[test]
+fn dropped_outputs_are_reused() {
+    let Some(gpu) = own_gpu() else { return };
+    let (a, b) = (
+        Tensor::randn(&[33, 17], 1.0, 4),
+        Tensor::randn(&[17, 29], 1.0, 5),
+    );
+    drop(gpu.matmul(&a, &b).unwrap());
+    let (created, _) = gpu.pool_stats();
+    for _ in 0..5 {
+        let c = gpu.matmul(&a, &b).unwrap();
+        assert_eq!(c.shape(), [33, 29]);
+    }
+    assert_eq!(
+        gpu.pool_stats().0,
+        created,
+        "every later product reused the buffer"
+    );
+    gpu.finish().unwrap();
+}
+
+/// The device's SGD update (clipping, momentum, Nesterov, weight decay) matches the host's
+/// over three steps, and leaves weights and velocity on the device.
+#[test]
+fn sgd_on_the_device_matches_the_host() {
+    let Some(gpu) = gpu() else { return };
+    let shapes = [vec![3, 4], vec![7], vec![2, 3, 3, 3]];
+    for (nesterov, max_norm) in [(false, Some(0.5)), (true, None), (false, Some(100.0))] {
+        let step = hwnas_kernels::optim::SgdStep {
+            learning_rate: 0.1,
+            momentum: 0.9,
+            nesterov,
+            weight_decay: 5e-4,
+            max_norm,
+        };
+        let mut host: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Tensor::randn(s, 1.0, 40 + i as u64))
+            .collect();
+        let mut device = host.clone();
+        let mut host_v: Vec<Tensor> = host.iter().map(|p| Tensor::zeros(&[p.len()])).collect();
+        let mut device_v: Vec<Tensor> = host
+            .iter()
+            .map(|p| gpu.zeros(&[p.len()]).unwrap())
+            .collect();
+        for round in 0..3u64 {
+            let grads: Vec<Tensor> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Tensor::randn(s, 2.0, 50 + 10 * round + i as u64))
+                .collect();
+            hwnas_kernels::optim::sgd_step_on_host(&step, &mut host, &grads, &mut host_v);
+            gpu.sgd_step(&step, &mut device, &grads, &mut device_v)
+                .unwrap();
+        }
+        for (d, h) in device.iter().zip(&host).chain(device_v.iter().zip(&host_v)) {
+            assert!(d.is_on_device());
+            assert_eq!(d.shape(), h.shape());
+            assert_close("sgd", d, h);
+        }
+    }
+}
+
+/// The backend's convolution with a bias (added on the device) and its three gradients (the
+/// bias gradient a per-channel sum on the device), and the transposed backward products of
+/// a matrix product, match the CPU.
+#[test]
+fn backend_bias_and_transposed_products_match() {
+    use hwnas_kernels::Backend;
+    let Some(gpu) = wgpu_backend() else { return };
+    let cpu = hwnas_kernels::Cpu;
+    let spec = Conv2dSpec {
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let x = Tensor::randn(&[3, 4, 6, 5], 1.0, 60);
+    let weight = Tensor::randn(&[5, 4, 3, 3], 0.3, 61);
+    let bias = Tensor::randn(&[5], 1.0, 62);
+    let y = cpu.conv2d(&x, &weight, Some(&bias), &spec).unwrap();
+    assert_close(
+        "conv + bias",
+        &gpu.conv2d(&x, &weight, Some(&bias), &spec).unwrap(),
+        &y,
+    );
+    let dy = Tensor::randn(y.shape(), 1.0, 63);
+    let (dx, dw, db) = cpu.conv2d_backward(&x, &weight, &dy, &spec).unwrap();
+    let (gdx, gdw, gdb) = gpu.conv2d_backward(&x, &weight, &dy, &spec).unwrap();
+    assert_close("conv dx", &gdx, &dx);
+    assert_close("conv dweight", &gdw, &dw);
+    assert_close("conv dbias", &gdb, &db);
+    let (a, b) = (
+        Tensor::randn(&[7, 5], 1.0, 64),
+        Tensor::randn(&[5, 9], 1.0, 65),
+    );
+    let dc = Tensor::randn(&[7, 9], 1.0, 66);
+    let (da, db) = cpu.matmul_backward(&a, &b, &dc).unwrap();
+    let (gda, gdb) = gpu.matmul_backward(&a, &b, &dc).unwrap();
+    assert_close("matmul da", &gda, &da);
+    assert_close("matmul db", &gdb, &db);
 }

@@ -3,7 +3,7 @@
 //! with inherited weights after batch-norm recalibration.
 
 use hwnas_kernels::Backend;
-use hwnas_kernels::optim::{Sgd, clip_grad_norm};
+use hwnas_kernels::optim::Sgd;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -104,11 +104,12 @@ impl SupernetTrainer {
         let s = self.schedule;
         self.sgd.learning_rate = s.final_lr
             + 0.5 * (s.initial_lr - s.final_lr) * (1.0 + (std::f32::consts::PI * progress).cos());
-        let mut grads = std::mem::take(&mut out.weight_grads);
-        clip_grad_norm(&mut grads, s.clip);
-        let mut params = self.net.params().tensors();
-        self.sgd.step(&mut params, &grads);
+        let grads = std::mem::take(&mut out.weight_grads);
+        // Taken out (not copied) so the CPU updates them in place; put back whatever happens.
+        let mut params = self.net.params_mut().take_all();
+        let stepped = self.sgd.step_on(backend, &mut params, &grads, Some(s.clip));
         self.net.params_mut().set_all(params);
+        stepped?;
         self.bn
             .update_running(&out.batch_stats, 0.1, batch.labels.len());
         Ok(out)

@@ -186,13 +186,31 @@ pub(crate) fn run_step(
         route_vars,
         ..
     } = f;
-    let mut batch_stats = Vec::new();
-    for (name, v) in stats {
-        if let Some((m, var)) = tape.batch_stats(v) {
-            batch_stats.push((name, m.to_vec(), var.to_vec()));
-        }
+    if request.weight_grads || request.route_grads {
+        tape.backward(loss)?;
     }
+    // Everything the host reads from the step, in one transfer after the backward pass
+    // (free on the CPU): logits, loss, batch statistics and route gradients.
+    let bn_stats: Vec<(String, &Tensor, &Tensor)> = stats
+        .into_iter()
+        .filter_map(|(name, v)| tape.batch_stats(v).map(|(m, var)| (name, m, var)))
+        .collect();
+    let route_grads: Vec<Option<&Tensor>> = match request.route_grads {
+        true => route_vars
+            .iter()
+            .map(|v| v.and_then(|v| tape.grad(v)))
+            .collect(),
+        false => Vec::new(),
+    };
     let value = tape.value(logits);
+    let mut wanted = vec![value, tape.value(loss)];
+    wanted.extend(bn_stats.iter().flat_map(|(_, m, var)| [*m, *var]));
+    wanted.extend(route_grads.iter().flatten());
+    backend.read_back(&wanted)?;
+    let batch_stats = bn_stats
+        .iter()
+        .map(|(name, m, var)| (name.clone(), m.data().to_vec(), var.data().to_vec()))
+        .collect();
     let classes = value.shape()[1];
     let correct = value
         .data()
@@ -212,25 +230,16 @@ pub(crate) fn run_step(
         sample_losses: hwnas_kernels::cpu::per_sample_cross_entropy(value, &batch.labels)?,
         logits: value.clone(),
         correct,
-        route_grads: Vec::new(),
+        route_grads: route_grads
+            .iter()
+            .map(|g| g.map_or_else(|| vec![0.0; candidates], |g| g.data().to_vec()))
+            .collect(),
         weight_grads: Vec::new(),
         batch_stats,
         tape_bytes: 0,
     };
-    if request.weight_grads || request.route_grads {
-        tape.backward(loss)?;
-        if request.weight_grads {
-            output.weight_grads = binding.gradients(&tape);
-        }
-        if request.route_grads {
-            output.route_grads = route_vars
-                .iter()
-                .map(|v| {
-                    v.and_then(|v| tape.grad(v))
-                        .map_or_else(|| vec![0.0; candidates], |g| g.data().to_vec())
-                })
-                .collect();
-        }
+    if request.weight_grads {
+        output.weight_grads = binding.gradients(&tape)?;
     }
     output.tape_bytes = tape.peak_bytes();
     Ok(output)

@@ -17,7 +17,10 @@ use crate::error::{Error, Result};
 pub struct ParamStore {
     names: Vec<String>,
     shapes: Vec<Vec<usize>>,
-    values: Vec<Vec<f32>>,
+    /// The values, where the last optimiser step left them (on the device for the wgpu
+    /// backend); saved as plain value lists.
+    #[serde(with = "hwnas_kernels::tensor::flat_values")]
+    values: Vec<Tensor>,
     #[serde(skip)]
     index: HashMap<String, usize>,
 }
@@ -37,7 +40,10 @@ impl ParamStore {
         self.index.insert(name.clone(), self.names.len());
         self.names.push(name);
         self.shapes.push(shape.to_vec());
-        self.values.push(data);
+        // Kept flat; shaped when read (a mismatch fails there, as after deserialising).
+        let len = data.len();
+        self.values
+            .push(Tensor::new(&[len], data).expect("a flat shape fits any values"));
     }
 
     /// Rebuilds the name index (after deserialising).
@@ -62,7 +68,7 @@ impl ParamStore {
 
     /// Number of scalar parameters.
     pub fn scalars(&self) -> usize {
-        self.values.iter().map(Vec::len).sum()
+        self.values.iter().map(Tensor::len).sum()
     }
 
     /// The position of a parameter.
@@ -75,7 +81,14 @@ impl ParamStore {
 
     /// A parameter's value.
     pub fn tensor(&self, i: usize) -> Tensor {
-        Tensor::new(&self.shapes[i], self.values[i].clone()).expect("stored shapes agree")
+        let t = self.values[i].clone();
+        match t.shape() == self.shapes[i].as_slice() {
+            true => t,
+            // Added and deserialised values are flat.
+            false => t
+                .reshape(&self.shapes[i])
+                .expect("stored shapes agree with their values"),
+        }
     }
 
     /// A parameter's value by name.
@@ -93,11 +106,16 @@ impl ParamStore {
         (0..self.len()).map(|i| self.tensor(i)).collect()
     }
 
-    /// Replaces every value (after an optimiser step).
+    /// Takes every value out, for an optimiser step to update in place without a copy
+    /// (put them back with [`ParamStore::set_all`]).
+    pub fn take_all(&mut self) -> Vec<Tensor> {
+        std::mem::take(&mut self.values)
+    }
+
+    /// Replaces every value, one per parameter in order (after an optimiser step).
     pub fn set_all(&mut self, tensors: Vec<Tensor>) {
-        for (slot, t) in self.values.iter_mut().zip(tensors) {
-            *slot = t.into_data();
-        }
+        debug_assert_eq!(tensors.len(), self.names.len(), "one value per parameter");
+        self.values = tensors;
     }
 
     /// A seeded random-number generator for initialisation.
@@ -136,13 +154,11 @@ impl<'s> Binding<'s> {
 
     /// The gradient of every parameter after the tape's backward pass: zeros for those the
     /// step did not use.
-    pub fn gradients(&self, tape: &Tape<'_>) -> Vec<Tensor> {
+    pub fn gradients(&self, tape: &Tape<'_>) -> Result<Vec<Tensor>> {
         (0..self.store.len())
-            .map(|i| {
-                self.bound
-                    .get(&i)
-                    .and_then(|v| tape.grad(*v).cloned())
-                    .unwrap_or_else(|| Tensor::zeros(&self.store.shapes[i]))
+            .map(|i| match self.bound.get(&i).and_then(|v| tape.grad(*v)) {
+                Some(g) => Ok(g.clone()),
+                None => Ok(tape.backend().zeros(&self.store.shapes[i])?),
             })
             .collect()
     }

@@ -7,17 +7,18 @@ use super::{PARALLEL_MIN, reduce};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-/// What the backward pass needs from the forward pass.
+/// What the backward pass needs from the forward pass; every field lives where the backend
+/// computed it (on the device for the wgpu backend).
 #[derive(Debug, Clone)]
 pub struct BatchNormCache {
     /// The normalised input.
     pub normalised: Tensor,
-    /// `1 / sqrt(var + eps)` per channel.
-    pub inv_std: Vec<f32>,
-    /// The batch mean per channel.
-    pub mean: Vec<f32>,
-    /// The batch (biased) variance per channel.
-    pub var: Vec<f32>,
+    /// `1 / sqrt(var + eps)` per channel, `[C]`.
+    pub inv_std: Tensor,
+    /// The batch mean per channel, `[C]`.
+    pub mean: Tensor,
+    /// The batch (biased) variance per channel, `[C]`.
+    pub var: Tensor,
 }
 
 /// Per-channel sums of `K` statistics of each plane: `stats(i)` for every plane `i` (in
@@ -112,9 +113,9 @@ pub fn batch_norm_train(
         y,
         BatchNormCache {
             normalised,
-            inv_std,
-            mean,
-            var,
+            inv_std: Tensor::new(&[c], inv_std)?,
+            mean: Tensor::new(&[c], mean)?,
+            var: Tensor::new(&[c], var)?,
         },
     ))
 }
@@ -139,6 +140,7 @@ pub fn batch_norm_train_backward(
     });
     let mut dx = Tensor::zeros(dy.shape());
     let g = gamma.data();
+    let inv_std = cache.inv_std.data();
     each_plane(
         [dy.data(), xhat],
         [dx.data_mut()],
@@ -147,7 +149,7 @@ pub fn batch_norm_train_backward(
         |ch, [dys, xs], [out]| {
             // dx = inv_std / m * (m dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with
             // dxhat = gamma dy, sum(dxhat) = gamma dbeta and sum(dxhat xhat) = gamma dgamma.
-            let scale = cache.inv_std[ch] / m * g[ch];
+            let scale = inv_std[ch] / m * g[ch];
             let (sum_dy, sum_dy_xhat) = (dbeta[ch], dgamma[ch]);
             for ((o, d), x) in out.iter_mut().zip(dys).zip(xs) {
                 *o = scale * (m * d - sum_dy - x * sum_dy_xhat);

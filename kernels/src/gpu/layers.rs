@@ -50,19 +50,6 @@ fn u32s<const N: usize>(values: [usize; N]) -> [u32; N] {
     values.map(|v| v as u32)
 }
 
-/// The computed candidates of a mixed op stacked one after another, and their weights.
-fn stack_computed(candidates: &[Option<&Tensor>], weights: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let mut stacked = Vec::new();
-    let mut computed = Vec::new();
-    for (candidate, &weight) in candidates.iter().zip(weights) {
-        if let Some(c) = candidate {
-            stacked.extend_from_slice(c.data());
-            computed.push(weight);
-        }
-    }
-    (stacked, computed)
-}
-
 impl GpuContext {
     fn pool_params(
         x: &Tensor,
@@ -107,15 +94,14 @@ impl GpuContext {
     ) -> Result<Tensor> {
         let (params, shape) = Self::pool_params(x, kernel, stride, padding, max)?;
         let len = shape.iter().product();
-        let inputs = [(1, &self.storage(x.data()))];
-        let values = self.launch(
+        let inputs = [(1, &self.input(x))];
+        self.launch(
             key(Shader::Pool, "forward"),
             &params,
             &inputs,
             per_value(len),
-            len,
-        )?;
-        Tensor::new(&shape, values)
+            &shape,
+        )
     }
 
     /// Gradient of [`GpuContext::pool`].
@@ -135,31 +121,29 @@ impl GpuContext {
                 dy.shape()
             )));
         }
-        let inputs = [(1, &self.storage(x.data())), (2, &self.storage(dy.data()))];
+        let inputs = [(1, &self.input(x)), (2, &self.input(dy))];
         let len = x.len();
-        let values = self.launch(
+        self.launch(
             key(Shader::Pool, "backward"),
             &params,
             &inputs,
             per_value(len),
-            len,
-        )?;
-        Tensor::new(x.shape(), values)
+            x.shape(),
+        )
     }
 
     /// Global average pooling to `[N, C, 1, 1]`.
     pub fn global_avg_pool(&self, x: &Tensor) -> Result<Tensor> {
         let (params, _) = Self::pool_params(x, 1, 1, 0, false)?;
         let [n, c, _, _] = x.nchw()?;
-        let inputs = [(1, &self.storage(x.data()))];
-        let values = self.launch(
+        let inputs = [(1, &self.input(x))];
+        self.launch(
             key(Shader::Pool, "global_forward"),
             &params,
             &inputs,
             per_value(n * c),
-            n * c,
-        )?;
-        Tensor::new(&[n, c, 1, 1], values)
+            &[n, c, 1, 1],
+        )
     }
 
     /// Gradient of [`GpuContext::global_avg_pool`].
@@ -173,15 +157,14 @@ impl GpuContext {
                 x.shape()
             )));
         }
-        let inputs = [(2, &self.storage(dy.data()))];
-        let values = self.launch(
+        let inputs = [(2, &self.input(dy))];
+        self.launch(
             key(Shader::Pool, "global_backward"),
             &params,
             &inputs,
             per_value(x.len()),
-            x.len(),
-        )?;
-        Tensor::new(x.shape(), values)
+            x.shape(),
+        )
     }
 
     fn norm_params(x: &Tensor, training: bool, eps: f32) -> Result<NormParams> {
@@ -196,15 +179,37 @@ impl GpuContext {
         })
     }
 
-    fn check_channels(x: &Tensor, per_channel: &[&[f32]]) -> Result<usize> {
+    /// The channels of `x`, checked against the lengths of its per-channel parameters.
+    fn check_channels(x: &Tensor, per_channel: &[usize]) -> Result<usize> {
         let c = x.nchw()?[1];
-        if per_channel.iter().any(|p| p.len() != c) {
+        if per_channel.iter().any(|&p| p != c) {
             return Err(Error::Shape(format!(
-                "batch norm parameters of {:?} values for an input of {c} channels",
-                per_channel.iter().map(|p| p.len()).collect::<Vec<_>>()
+                "batch norm parameters of {per_channel:?} values for an input of {c} channels"
             )));
         }
         Ok(c)
+    }
+
+    /// One buffer holding `parts` (tensors of `c` values each) one after another, copied on
+    /// the device; `zeros` values of zeros before them.
+    fn per_channel_block(&self, zeros: usize, parts: &[&Tensor], c: usize) -> wgpu::Buffer {
+        let block = self.output(zeros + parts.len() * c);
+        let inputs: Vec<wgpu::Buffer> = parts.iter().map(|t| self.input(t)).collect();
+        let bytes = (c * 4) as u64;
+        if bytes > 0 {
+            self.with_encoder(|e| {
+                for (i, part) in inputs.iter().enumerate() {
+                    e.copy_buffer_to_buffer(
+                        part,
+                        0,
+                        &block,
+                        (zeros * 4) as u64 + i as u64 * bytes,
+                        bytes,
+                    );
+                }
+            });
+        }
+        block
     }
 
     /// Records `(x - mean) * inv_std` into `normalised` from per-channel `stats` (mean,
@@ -240,10 +245,9 @@ impl GpuContext {
         beta: &Tensor,
         eps: f32,
     ) -> Result<(Tensor, cpu::BatchNormCache)> {
-        let c = Self::check_channels(x, &[gamma.data(), beta.data()])?;
+        let c = Self::check_channels(x, &[gamma.len(), beta.len()])?;
         let params = self.uniform(&Self::norm_params(x, true, eps)?);
-        let affine: Vec<f32> = gamma.data().iter().chain(beta.data()).copied().collect();
-        let (xb, ab) = (self.storage(x.data()), self.storage(&affine));
+        let (xb, ab) = (self.input(x), self.per_channel_block(0, &[gamma, beta], c));
         let (stats, normalised, y) = (
             self.output(3 * c),
             self.output(x.len()),
@@ -263,20 +267,27 @@ impl GpuContext {
             &y,
             x.len(),
         ));
-        let mut out = self.execute(
-            &passes,
-            &[(&stats, 3 * c), (&normalised, x.len()), (&y, x.len())],
-        )?;
-        let y = Tensor::new(x.shape(), out.pop().expect("three outputs"))?;
-        let normalised = Tensor::new(x.shape(), out.pop().expect("three outputs"))?;
-        let stats = out.pop().expect("three outputs");
+        self.record(&passes);
+        let y = self.resident(x.shape(), y)?;
+        let normalised = self.resident(x.shape(), normalised)?;
+        // `stats` holds mean, inv_std and var one after another: split on the device.
+        let parts = [self.output(c), self.output(c), self.output(c)];
+        let bytes = (c * 4) as u64;
+        if bytes > 0 {
+            self.with_encoder(|e| {
+                for (i, part) in parts.iter().enumerate() {
+                    e.copy_buffer_to_buffer(&stats, i as u64 * bytes, part, 0, bytes);
+                }
+            });
+        }
+        let [mean, inv_std, var] = parts;
         Ok((
             y,
             cpu::BatchNormCache {
                 normalised,
-                mean: stats[..c].to_vec(),
-                inv_std: stats[c..2 * c].to_vec(),
-                var: stats[2 * c..].to_vec(),
+                mean: self.resident(&[c], mean)?,
+                inv_std: self.resident(&[c], inv_std)?,
+                var: self.resident(&[c], var)?,
             },
         ))
     }
@@ -286,12 +297,12 @@ impl GpuContext {
     fn batch_norm_backward(
         &self,
         normalised: &Tensor,
-        inv_std: &[f32],
+        inv_std: &Tensor,
         gamma: &Tensor,
         dy: &Tensor,
         training: bool,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let c = Self::check_channels(dy, &[gamma.data(), inv_std])?;
+        let c = Self::check_channels(dy, &[gamma.len(), inv_std.len()])?;
         if normalised.shape() != dy.shape() {
             return Err(Error::Shape(format!(
                 "batch norm backward: dy {:?} for {:?}",
@@ -300,15 +311,11 @@ impl GpuContext {
             )));
         }
         let params = self.uniform(&Self::norm_params(dy, training, 0.0)?);
-        // [dgamma, dbeta] written by the first pass, [gamma, inv_std] uploaded behind them.
-        let per_channel: Vec<f32> = std::iter::repeat_n(0.0, 2 * c)
-            .chain(gamma.data().iter().copied())
-            .chain(inv_std.iter().copied())
-            .collect();
+        // [dgamma, dbeta] written by the first pass, [gamma, inv_std] behind them.
         let (dyb, nb, sums) = (
-            self.storage(dy.data()),
-            self.storage(normalised.data()),
-            self.storage(&per_channel),
+            self.input(dy),
+            self.input(normalised),
+            self.per_channel_block(2 * c, &[gamma, inv_std], c),
         );
         let dx = self.output(dy.len());
         let passes = [
@@ -323,13 +330,19 @@ impl GpuContext {
                 workgroups: per_value(dy.len()),
             },
         ];
-        let mut out = self.execute(&passes, &[(&sums, 2 * c), (&dx, dy.len())])?;
-        let dx = Tensor::new(dy.shape(), out.pop().expect("two outputs"))?;
-        let sums = out.pop().expect("two outputs");
+        self.record(&passes);
+        let dx = self.resident(dy.shape(), dx)?;
+        // The first 2c values of `sums`: dgamma, then dbeta.
+        let (dgamma, dbeta) = (self.output(c), self.output(c));
+        let bytes = (c * 4) as u64;
+        self.with_encoder(|e| {
+            e.copy_buffer_to_buffer(&sums, 0, &dgamma, 0, bytes);
+            e.copy_buffer_to_buffer(&sums, bytes, &dbeta, 0, bytes);
+        });
         Ok((
             dx,
-            Tensor::new(&[c], sums[..c].to_vec())?,
-            Tensor::new(&[c], sums[c..].to_vec())?,
+            self.resident(&[c], dgamma)?,
+            self.resident(&[c], dbeta)?,
         ))
     }
 
@@ -353,21 +366,20 @@ impl GpuContext {
         var: &[f32],
         eps: f32,
     ) -> Result<(Tensor, Tensor, Vec<f32>)> {
-        Self::check_channels(x, &[gamma.data(), beta.data(), mean, var])?;
+        let c = Self::check_channels(x, &[gamma.len(), beta.len(), mean.len(), var.len()])?;
         let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         let params = self.uniform(&Self::norm_params(x, false, eps)?);
         let stats: Vec<f32> = mean.iter().chain(&inv_std).copied().collect();
-        let affine: Vec<f32> = gamma.data().iter().chain(beta.data()).copied().collect();
         let (xb, sb, ab) = (
-            self.storage(x.data()),
+            self.input(x),
             self.storage(&stats),
-            self.storage(&affine),
+            self.per_channel_block(0, &[gamma, beta], c),
         );
         let (normalised, y) = (self.output(x.len()), self.output(x.len()));
         let passes = Self::normalise_passes(&params, &xb, &sb, &ab, &normalised, &y, x.len());
-        let mut out = self.execute(&passes, &[(&normalised, x.len()), (&y, x.len())])?;
-        let y = Tensor::new(x.shape(), out.pop().expect("two outputs"))?;
-        let normalised = Tensor::new(x.shape(), out.pop().expect("two outputs"))?;
+        self.record(&passes);
+        let y = self.resident(x.shape(), y)?;
+        let normalised = self.resident(x.shape(), normalised)?;
         Ok((y, normalised, inv_std))
     }
 
@@ -379,7 +391,8 @@ impl GpuContext {
         gamma: &Tensor,
         dy: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        self.batch_norm_backward(normalised, inv_std, gamma, dy, false)
+        let inv_std = Tensor::new(&[inv_std.len()], inv_std.to_vec())?;
+        self.batch_norm_backward(normalised, &inv_std, gamma, dy, false)
     }
 
     /// `a + b` (`multiply` false) or `a * b` with broadcasting.
@@ -393,17 +406,47 @@ impl GpuContext {
             strides_b: broadcast_strides(dims4(b.shape())?),
             op: u32::from(multiply),
             len: len as u32,
-            pad: [0; 2],
+            factor: 0.0,
+            pad: 0,
         };
-        let inputs = [(1, &self.storage(a.data())), (2, &self.storage(b.data()))];
-        let values = self.launch(
+        let inputs = [(1, &self.input(a)), (2, &self.input(b))];
+        self.launch(
             key(Shader::Broadcast, "forward"),
             &params,
             &inputs,
             per_value(len),
-            len,
-        )?;
-        Tensor::new(&shape, values)
+            &shape,
+        )
+    }
+
+    /// `x` broadcast to `shape`, times `factor`.
+    pub fn scale_to(&self, x: &Tensor, shape: &[usize], factor: f32) -> Result<Tensor> {
+        let out = cpu::broadcast_shape(x.shape(), shape)?;
+        if out != shape {
+            return Err(Error::Shape(format!(
+                "{:?} does not broadcast to {shape:?}",
+                x.shape()
+            )));
+        }
+        let len: usize = shape.iter().product();
+        let params = BroadcastParams {
+            out_dims: u32s(dims4(shape)?),
+            target_dims: [1; 4],
+            strides_a: broadcast_strides(dims4(x.shape())?),
+            strides_b: [0; 4],
+            op: 2,
+            len: len as u32,
+            factor,
+            pad: 0,
+        };
+        let inputs = [(1, &self.input(x)), (2, &self.dummy())];
+        self.launch(
+            key(Shader::Broadcast, "forward"),
+            &params,
+            &inputs,
+            per_value(len),
+            shape,
+        )
     }
 
     /// `(da, db)` of [`GpuContext::binary`].
@@ -422,7 +465,7 @@ impl GpuContext {
             )));
         }
         let out_dims = u32s(dims4(&shape)?);
-        let dyb = self.storage(dy.data());
+        let dyb = self.input(dy);
         let gradient = |target: &Tensor, other: &Tensor| -> Result<Tensor> {
             let params = BroadcastParams {
                 out_dims,
@@ -431,26 +474,25 @@ impl GpuContext {
                 strides_b: broadcast_strides(dims4(other.shape())?),
                 op: u32::from(multiply),
                 len: target.len() as u32,
-                pad: [0; 2],
+                factor: 0.0,
+                pad: 0,
             };
-            let inputs = [(1, &dyb), (2, &self.storage(other.data()))];
+            let inputs = [(1, &dyb), (2, &self.input(other))];
             let len = target.len();
-            let values = self.launch(
+            self.launch(
                 key(Shader::Broadcast, "backward"),
                 &params,
                 &inputs,
                 per_value(len),
-                len,
-            )?;
-            Tensor::new(target.shape(), values)
+                target.shape(),
+            )
         };
         Ok((gradient(a, b)?, gradient(b, a)?))
     }
 
     /// Copies `count` indices of an axis viewed as `[outer, length, inner]` from
     /// `src[.., src_start..]` (source length `src_length`) to a fresh zeroed destination
-    /// of `dst_length` at `dst_start`.
-    #[allow(clippy::too_many_arguments)]
+    /// of `shape` (`dst_length` along the axis) at `dst_start`.
     fn window(
         &self,
         src: &Tensor,
@@ -458,7 +500,8 @@ impl GpuContext {
         (src_length, src_start): (usize, usize),
         (dst_length, dst_start): (usize, usize),
         count: usize,
-    ) -> Result<Vec<f32>> {
+        shape: &[usize],
+    ) -> Result<Tensor> {
         let params = Self::window_params(
             outer,
             inner,
@@ -466,14 +509,14 @@ impl GpuContext {
             (dst_length, dst_start),
             count,
         );
-        let inputs = [(1, &self.storage(src.data()))];
-        let len = outer * dst_length * inner;
+        debug_assert_eq!(shape.iter().product::<usize>(), outer * dst_length * inner);
+        let inputs = [(1, &self.input(src))];
         self.launch(
             key(Shader::Window, "copy"),
             &params,
             &inputs,
             per_value(outer * count * inner),
-            len,
+            shape,
         )
     }
 
@@ -511,8 +554,7 @@ impl GpuContext {
     pub fn slice_axis(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
         let shape = sliced_shape(x.shape(), axis, start, len)?;
         let (outer, size, inner) = around_axis(x.shape(), axis)?;
-        let values = self.window(x, (outer, inner), (size, start), (len, 0), len)?;
-        Tensor::new(&shape, values)
+        self.window(x, (outer, inner), (size, start), (len, 0), len, &shape)
     }
 
     /// The gradient of [`GpuContext::slice_axis`]: `dy` placed into zeros of `shape`.
@@ -524,8 +566,7 @@ impl GpuContext {
         start: usize,
     ) -> Result<Tensor> {
         let (outer, size, len, inner) = check_slice_gradient(dy, shape, axis, start)?;
-        let values = self.window(dy, (outer, inner), (len, 0), (size, start), len)?;
-        Tensor::new(shape, values)
+        self.window(dy, (outer, inner), (len, 0), (size, start), len, shape)
     }
 
     /// Concatenation along axis 1: one window copy per part into one destination, in one
@@ -540,7 +581,7 @@ impl GpuContext {
         for part in parts {
             let c = part.shape()[1];
             let params = Self::window_params(outer, inner, (c, 0), (total, offset), c);
-            uploads.push((self.uniform(&params), self.storage(part.data()), part.len()));
+            uploads.push((self.uniform(&params), self.input(part), part.len()));
             offset += c;
         }
         let passes: Vec<Pass> = uploads
@@ -551,11 +592,8 @@ impl GpuContext {
                 workgroups: per_value(*count),
             })
             .collect();
-        let values = self
-            .execute(&passes, &[(&dst, len)])?
-            .pop()
-            .expect("one output");
-        Tensor::new(&shape, values)
+        self.record(&passes);
+        self.resident(&shape, dst)
     }
 
     /// The centre `size x size` window of `[..., K, K]` kernels: a slice of the rows,
@@ -590,49 +628,128 @@ impl GpuContext {
             len: len as u32,
             segments: segments as u32,
             ones: u32::from(ones),
-            pad: 0,
+            scale: 1.0,
+            batches: 1,
+            pad: [0; 3],
         }
     }
 
+    /// `scale` times the sum of all values, as a `[1]` tensor on the device.
+    fn scaled_sum(&self, x: &Tensor, scale: f32) -> Result<Tensor> {
+        let params = ReduceParams {
+            scale,
+            ..Self::reduce_params(x.len(), 1, true)
+        };
+        let inputs = [(1, &self.input(x)), (2, &self.dummy())];
+        self.launch(
+            key(Shader::Reduce, "segment_dot"),
+            &params,
+            &inputs,
+            (1, 1, 1),
+            &[1],
+        )
+    }
+
+    /// Per-channel sums of an NCHW tensor (a convolution's bias gradient): `[C]`.
+    pub fn channel_sum(&self, x: &Tensor) -> Result<Tensor> {
+        let [n, c, h, w] = x.nchw()?;
+        let params = ReduceParams {
+            batches: n as u32,
+            ..Self::reduce_params(h * w, c, true)
+        };
+        let inputs = [(1, &self.input(x))];
+        self.launch(
+            key(Shader::Reduce, "channel_sum"),
+            &params,
+            &inputs,
+            (c.max(1) as u32, 1, 1),
+            &[c],
+        )
+    }
+
+    /// The common shape of a mixed op's computed candidates, checked against `weights`
+    /// (its zeros for skipped candidates only when the weights are on the host: reading
+    /// a device tensor back to check would cost a round trip).
+    fn mixed_shape(candidates: &[Option<&Tensor>], weights: &Tensor) -> Result<Vec<usize>> {
+        if weights.is_on_device() {
+            let ones = vec![0.0; candidates.len().min(weights.len())];
+            if weights.len() != candidates.len() {
+                return Err(Error::Shape(format!(
+                    "mixed op: {} candidates, {} weights",
+                    candidates.len(),
+                    weights.len()
+                )));
+            }
+            cpu::mixed::checked_shape(candidates, &ones)
+        } else {
+            cpu::mixed::checked_shape(candidates, weights.data())
+        }
+    }
+
+    /// The computed candidates stacked one after another in one buffer, and their weights
+    /// gathered in candidate order: device copies, nothing read back.
+    fn stack_computed(
+        &self,
+        candidates: &[Option<&Tensor>],
+        weights: &Tensor,
+        len: usize,
+    ) -> (wgpu::Buffer, wgpu::Buffer, usize) {
+        let computed: Vec<usize> = (0..candidates.len())
+            .filter(|&k| candidates[k].is_some())
+            .collect();
+        let stacked = self.output(computed.len() * len);
+        let gathered = self.output(computed.len());
+        let inputs: Vec<wgpu::Buffer> = computed
+            .iter()
+            .map(|&k| self.input(candidates[k].expect("computed")))
+            .collect();
+        let wb = self.input(weights);
+        let bytes = (len * 4) as u64;
+        self.with_encoder(|e| {
+            for (slot, (&k, input)) in computed.iter().zip(&inputs).enumerate() {
+                if bytes > 0 {
+                    e.copy_buffer_to_buffer(input, 0, &stacked, slot as u64 * bytes, bytes);
+                }
+                e.copy_buffer_to_buffer(&wb, k as u64 * 4, &gathered, slot as u64 * 4, 4);
+            }
+        });
+        (stacked, gathered, computed.len())
+    }
+
     /// The mixed op (see [`cpu::mixed_op`]): only the computed candidates are summed.
-    pub fn mixed(&self, candidates: &[Option<&Tensor>], weights: &[f32]) -> Result<Tensor> {
-        let shape = cpu::mixed::checked_shape(candidates, weights)?;
+    pub fn mixed(&self, candidates: &[Option<&Tensor>], weights: &Tensor) -> Result<Tensor> {
+        let shape = Self::mixed_shape(candidates, weights)?;
         let len: usize = shape.iter().product();
-        let (stacked, computed) = stack_computed(candidates, weights);
-        let params = Self::reduce_params(len, computed.len(), false);
-        let inputs = [(1, &self.storage(&stacked)), (2, &self.storage(&computed))];
-        let values = self.launch(
+        let (stacked, gathered, k) = self.stack_computed(candidates, weights, len);
+        let params = Self::reduce_params(len, k, false);
+        let inputs = [(1, &stacked), (2, &gathered)];
+        self.launch(
             key(Shader::Reduce, "weighted_sum"),
             &params,
             &inputs,
             per_value(len),
-            len,
-        )?;
-        Tensor::new(&shape, values)
+            &shape,
+        )
     }
 
-    /// `(dweights, dcandidates)` of [`GpuContext::mixed`].
+    /// `(dweights, dcandidates)` of [`GpuContext::mixed`], left on the device.
     pub fn mixed_backward(
         &self,
         candidates: &[Option<&Tensor>],
-        weights: &[f32],
+        weights: &Tensor,
         dy: &Tensor,
-    ) -> Result<(Vec<f32>, Vec<Option<Tensor>>)> {
-        let shape = cpu::mixed::checked_shape(candidates, weights)?;
+    ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        let shape = Self::mixed_shape(candidates, weights)?;
         if dy.shape() != shape.as_slice() {
             return Err(Error::Shape(format!(
                 "mixed op backward: dy {:?} for candidates of {shape:?}",
                 dy.shape()
             )));
         }
-        let (stacked, computed) = stack_computed(candidates, weights);
-        let (len, k) = (dy.len(), computed.len());
+        let len = dy.len();
+        let (sb, wb, k) = self.stack_computed(candidates, weights, len);
         let params = self.uniform(&Self::reduce_params(len, k, false));
-        let (sb, wb, dyb) = (
-            self.storage(&stacked),
-            self.storage(&computed),
-            self.storage(dy.data()),
-        );
+        let dyb = self.input(dy);
         let (dw, dc) = (self.output(k), self.output(k * len));
         let passes = [
             Pass {
@@ -646,37 +763,34 @@ impl GpuContext {
                 workgroups: per_value(k * len),
             },
         ];
-        let mut out = self.execute(&passes, &[(&dw, k), (&dc, k * len)])?;
-        let dc = out.pop().expect("two outputs");
-        let dw = out.pop().expect("two outputs");
-        let mut computed_grads = dc.chunks(len).zip(dw);
-        let mut dweights = Vec::with_capacity(weights.len());
-        let mut dcandidates = Vec::with_capacity(weights.len());
+        self.record(&passes);
+        // Scatter: one weight gradient per candidate (0 for skipped ones), one candidate
+        // gradient per computed candidate.
+        let dweights = self.output(candidates.len());
+        let mut grads = Vec::with_capacity(candidates.len());
+        let mut slot = 0u64;
+        let bytes = (len * 4) as u64;
         for candidate in candidates {
             if candidate.is_some() {
-                let (grad, dweight) = computed_grads.next().expect("one per computed candidate");
-                dweights.push(dweight);
-                dcandidates.push(Some(Tensor::new(&shape, grad.to_vec())?));
+                let grad = self.output(len);
+                self.with_encoder(|e| {
+                    e.copy_buffer_to_buffer(&dw, slot * 4, &dweights, grads.len() as u64 * 4, 4);
+                    if bytes > 0 {
+                        e.copy_buffer_to_buffer(&dc, slot * bytes, &grad, 0, bytes);
+                    }
+                });
+                grads.push(Some(self.resident(&shape, grad)?));
+                slot += 1;
             } else {
-                dweights.push(0.0);
-                dcandidates.push(None);
+                grads.push(None);
             }
         }
-        Ok((dweights, dcandidates))
+        Ok((self.resident(weights.shape(), dweights)?, grads))
     }
 
-    /// The sum of all values.
-    pub fn sum(&self, x: &Tensor) -> Result<f32> {
-        let params = Self::reduce_params(x.len(), 1, true);
-        let inputs = [(1, &self.storage(x.data())), (2, &self.storage::<f32>(&[]))];
-        let values = self.launch(
-            key(Shader::Reduce, "segment_dot"),
-            &params,
-            &inputs,
-            (1, 1, 1),
-            1,
-        )?;
-        Ok(values[0])
+    /// The sum of all values, as a `[1]` tensor on the device.
+    pub fn sum(&self, x: &Tensor) -> Result<Tensor> {
+        self.scaled_sum(x, 1.0)
     }
 
     fn softmax_params(x: &Tensor, log: bool, noisy: bool, scale: f32) -> Result<SoftmaxParams> {
@@ -717,17 +831,16 @@ impl GpuContext {
             )));
         }
         let params = Self::softmax_params(x, log, noise.is_some(), scale)?;
-        let noise = self.storage(noise.map_or(&[][..], Tensor::data));
-        let inputs = [(1, &self.storage(x.data())), (2, &noise)];
+        let noise = noise.map_or_else(|| self.dummy(), |n| self.input(n));
+        let inputs = [(1, &self.input(x)), (2, &noise)];
         let rows = params.rows as usize;
-        let values = self.launch(
+        self.launch(
             key(Shader::Softmax, "forward"),
             &params,
             &inputs,
             per_value(rows),
-            x.len(),
-        )?;
-        Tensor::new(x.shape(), values)
+            x.shape(),
+        )
     }
 
     /// Gradient through [`GpuContext::softmax`] from its output `y`: times `scale` for a
@@ -747,25 +860,24 @@ impl GpuContext {
             )));
         }
         let params = Self::softmax_params(y, log, false, scale)?;
-        let inputs = [(1, &self.storage(y.data())), (2, &self.storage(dy.data()))];
-        let values = self.launch(
+        let inputs = [(1, &self.input(y)), (2, &self.input(dy))];
+        self.launch(
             key(Shader::Softmax, "backward"),
             &params,
             &inputs,
             per_value(y.len()),
-            y.len(),
-        )?;
-        Tensor::new(y.shape(), values)
+            y.shape(),
+        )
     }
 
-    /// One cross-entropy entry point over `[N, C]` logits and labels, `len` outputs.
+    /// One cross-entropy entry point over `[N, C]` logits and labels, output of `shape`.
     fn cross_entropy_pass(
         &self,
         logits: &Tensor,
         labels: &[usize],
         entry: &'static str,
-        len: usize,
-    ) -> Result<Vec<f32>> {
+        shape: &[usize],
+    ) -> Result<Tensor> {
         let &[n, c] = logits.shape() else {
             return Err(Error::Shape(format!(
                 "cross-entropy needs [N, C], got {:?}",
@@ -777,29 +889,28 @@ impl GpuContext {
         let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
         // The entry points read `aux` through the shared input helper: bound, never noisy.
         let inputs = [
-            (1, &self.storage(logits.data())),
-            (2, &self.storage::<f32>(&[])),
+            (1, &self.input(logits)),
+            (2, &self.dummy()),
             (4, &self.storage(&labels)),
         ];
+        let len = shape.iter().product();
         self.launch(
             key(Shader::Softmax, entry),
             &params,
             &inputs,
             per_value(len),
-            len,
+            shape,
         )
     }
 
-    /// Mean cross-entropy of `[N, C]` logits.
-    pub fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<f32> {
-        let losses = self.cross_entropy_pass(logits, labels, "cross_entropy", labels.len())?;
-        Ok(losses.iter().sum::<f32>() / labels.len().max(1) as f32)
+    /// Mean cross-entropy of `[N, C]` logits, as a `[1]` tensor on the device.
+    pub fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
+        let losses = self.cross_entropy_pass(logits, labels, "cross_entropy", &[labels.len()])?;
+        self.scaled_sum(&losses, 1.0 / labels.len().max(1) as f32)
     }
 
     /// Gradient of the mean cross-entropy.
     pub fn cross_entropy_backward(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
-        let values =
-            self.cross_entropy_pass(logits, labels, "cross_entropy_backward", logits.len())?;
-        Tensor::new(logits.shape(), values)
+        self.cross_entropy_pass(logits, labels, "cross_entropy_backward", logits.shape())
     }
 }

@@ -1,10 +1,11 @@
 //! The wgpu backend: one device and queue, compute pipelines compiled once and cached by a
-//! typed key, buffers uploaded with bytemuck, results read back after the queue finishes.
-//! Runs on any Vulkan, Metal or DX12 adapter, and on the CPU through Mesa's lavapipe.
+//! typed key, outputs kept on the device in pooled buffers ([`DeviceValues`]), dispatches
+//! recorded into one open command encoder that is submitted only when something is read
+//! back. Runs on any Vulkan, Metal or DX12 adapter, and on the CPU through Mesa's lavapipe.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
@@ -15,8 +16,11 @@ use crate::tensor::Tensor;
 use crate::wgsl::{ActivationParams, Conv2dParams, MatmulParams, Shader};
 
 mod layers;
+mod optim;
+mod resident;
 mod runtime_dir;
 
+pub use resident::DeviceValues;
 pub use runtime_dir::vulkan_runtime_dir;
 
 /// A compiled pipeline: a shader's entry point.
@@ -28,7 +32,7 @@ pub struct PipelineKey {
     pub entry: &'static str,
 }
 
-/// One dispatch of a recorded submission.
+/// One dispatch to record.
 struct Pass<'a> {
     key: PipelineKey,
     bindings: Vec<(u32, &'a wgpu::Buffer)>,
@@ -39,7 +43,7 @@ struct Pass<'a> {
 /// the transfers are issued.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
-    /// Bytes written to the device (tensor inputs and every dispatch's parameters).
+    /// Bytes written to the device (tensor inputs and every new dispatch parameter block).
     pub uploaded_bytes: u64,
     /// Bytes copied back to the host.
     pub read_back_bytes: u64,
@@ -65,13 +69,74 @@ struct TrafficCounters {
     submits: AtomicU64,
 }
 
-/// A wgpu device with its pipeline cache.
-pub struct GpuContext {
+/// Parameter blocks kept once uploaded, by their bytes (a training step repeats the same
+/// shapes, so after the first step no parameters are uploaded). Cleared when it grows past
+/// this many entries.
+const MAX_CACHED_UNIFORMS: usize = 16_384;
+
+/// The device, its queue and what the context keeps for them (all private); shared by the context and
+/// every tensor resident on it.
+pub struct Shared {
     device: wgpu::Device,
     queue: wgpu::Queue,
     adapter: AdapterSummary,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    uniforms: Mutex<HashMap<Vec<u8>, wgpu::Buffer>>,
+    pool: resident::BufferPool,
+    /// The open command encoder: dispatches recorded, not yet submitted.
+    pending: Mutex<Option<wgpu::CommandEncoder>>,
+    /// A one-value buffer bound where an entry point does not read a binding.
+    dummy: std::sync::OnceLock<wgpu::Buffer>,
     traffic: TrafficCounters,
+}
+
+impl Shared {
+    /// Runs `record` on the open command encoder (opened if none is).
+    fn with_encoder<R>(&self, record: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let encoder = pending.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("hwnas"),
+                })
+        });
+        record(encoder)
+    }
+
+    /// Submits what the open encoder holds (nothing when none is open). The lock is held
+    /// through the submission, so encoders reach the queue in the order they were closed: a
+    /// buffer given back to the pool after its last recorded use may be written by the next
+    /// encoder, which must not run first.
+    fn submit(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(encoder) = pending.take() {
+            self.queue.submit([encoder.finish()]);
+            self.traffic.submits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn count_read_back(&self, bytes: u64) {
+        self.traffic
+            .read_back_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn read_back(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        resident::read_back(self, buffer, len)
+    }
+}
+
+/// A wgpu device with its pipeline cache, buffer pool and open command encoder.
+pub struct GpuContext {
+    shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for GpuContext {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl GpuContext {
@@ -92,6 +157,10 @@ impl GpuContext {
         let limits = wgpu::Limits {
             max_storage_buffer_binding_size: adapter.limits().max_storage_buffer_binding_size,
             max_buffer_size: adapter.limits().max_buffer_size,
+            // The SGD update binds six (WebGPU's default allows eight).
+            max_storage_buffers_per_shader_stage: adapter
+                .limits()
+                .max_storage_buffers_per_shader_stage,
             ..limits
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -104,11 +173,17 @@ impl GpuContext {
             message: e.to_string(),
         })?;
         Ok(GpuContext {
-            device,
-            queue,
-            adapter: summary,
-            pipelines: Mutex::new(HashMap::new()),
-            traffic: TrafficCounters::default(),
+            shared: Arc::new(Shared {
+                device,
+                queue,
+                adapter: summary,
+                pipelines: Mutex::new(HashMap::new()),
+                uniforms: Mutex::new(HashMap::new()),
+                pool: resident::BufferPool::default(),
+                pending: Mutex::new(None),
+                dummy: std::sync::OnceLock::new(),
+                traffic: TrafficCounters::default(),
+            }),
         })
     }
 
@@ -121,6 +196,20 @@ impl GpuContext {
         }
     }
 
+    /// `(storage buffers created so far, bytes of idle buffers the pool keeps)`.
+    pub fn pool_stats(&self) -> (u64, u64) {
+        self.pool.stats()
+    }
+
+    /// Submits every recorded dispatch and waits for the device to finish them.
+    pub fn finish(&self) -> Result<()> {
+        self.submit();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        Ok(())
+    }
+
     fn count_upload(&self, bytes: usize) {
         self.traffic
             .uploaded_bytes
@@ -130,6 +219,57 @@ impl GpuContext {
     /// The adapter in use.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.adapter
+    }
+
+    /// A tensor's values as a buffer on this device: its own buffer when it is resident
+    /// here, else an upload of its host values.
+    fn input(&self, t: &Tensor) -> wgpu::Buffer {
+        match t.device_values() {
+            Some(values) if values.is_on(&self.shared) => values.buffer().clone(),
+            _ => self.storage(t.data()),
+        }
+    }
+
+    /// `t` resident on this device (uploaded when it is not).
+    pub fn upload(&self, t: &Tensor) -> Result<Tensor> {
+        if t.device_values().is_some_and(|v| v.is_on(&self.shared)) {
+            return Ok(t.clone());
+        }
+        let out = self.output(t.len());
+        let staging = self.input(t);
+        let bytes = (t.len() * 4) as u64;
+        if bytes > 0 {
+            self.with_encoder(|e| e.copy_buffer_to_buffer(&staging, 0, &out, 0, bytes));
+        }
+        self.resident(t.shape(), out)
+    }
+
+    /// Reads every tensor of `tensors` resident here (and not read yet) back in one
+    /// submission; their host copies are kept.
+    pub fn read_back_all(&self, tensors: &[&Tensor]) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        let wanted: Vec<&DeviceValues> = tensors
+            .iter()
+            .filter_map(|t| t.device_values())
+            .filter(|v| v.is_on(&self.shared) && !v.has_host())
+            .filter(|v| seen.insert(*v as *const DeviceValues))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let buffers: Vec<(&wgpu::Buffer, usize)> =
+            wanted.iter().map(|v| (v.buffer(), v.len())).collect();
+        let values = resident::read_back_many(&self.shared, &buffers)?;
+        for (v, host) in wanted.iter().zip(values) {
+            v.set_host(host);
+        }
+        Ok(())
+    }
+
+    /// Wraps a buffer this context wrote as a resident tensor of `shape`.
+    fn resident(&self, shape: &[usize], buffer: wgpu::Buffer) -> Result<Tensor> {
+        let len = shape.iter().product();
+        Tensor::on_device(shape, DeviceValues::new(self.shared.clone(), buffer, len))
     }
 
     fn pipeline(&self, key: PipelineKey) -> wgpu::ComputePipeline {
@@ -156,6 +296,15 @@ impl GpuContext {
             .clone()
     }
 
+    /// A one-value buffer for bindings an entry point does not read (made once).
+    fn dummy(&self) -> wgpu::Buffer {
+        self.shared
+            .dummy
+            .get_or_init(|| self.storage::<f32>(&[0.0]))
+            .clone()
+    }
+
+    /// A fresh buffer holding `data` (host values going in).
     fn storage<T: bytemuck::Pod>(&self, data: &[T]) -> wgpu::Buffer {
         // wgpu refuses empty bindings: pad to one value.
         let zero = [T::zeroed()];
@@ -165,39 +314,68 @@ impl GpuContext {
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
                 contents: bytemuck::cast_slice(padded),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
             })
     }
 
+    /// A zeroed buffer for `len` values: an idle one from the pool, cleared, or a new one.
     fn output(&self, len: usize) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: (len.max(1) * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        })
+        let bucket = resident::bucket_of((len * 4) as u64);
+        match self.pool.take(bucket) {
+            Some(buffer) => {
+                self.with_encoder(|e| e.clear_buffer(&buffer, 0, None));
+                buffer
+            }
+            None => {
+                self.pool.count_created();
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: bucket,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
+        }
     }
 
+    /// A parameter block: uploaded the first time these bytes are asked for, then kept.
     fn uniform<T: bytemuck::Pod>(&self, value: &T) -> wgpu::Buffer {
-        self.count_upload(std::mem::size_of::<T>());
-        self.device
+        let bytes = bytemuck::bytes_of(value);
+        let mut cache = self.uniforms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(buffer) = cache.get(bytes) {
+            return buffer.clone();
+        }
+        if cache.len() >= MAX_CACHED_UNIFORMS {
+            cache.clear();
+        }
+        self.count_upload(bytes.len());
+        let buffer = self
+            .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
-                contents: bytemuck::bytes_of(value),
+                contents: bytes,
                 usage: wgpu::BufferUsages::UNIFORM,
-            })
+            });
+        cache.insert(bytes.to_vec(), buffer.clone());
+        buffer
     }
 
     /// One dispatch of `key` with `params` at binding 0, `inputs` at their bindings and a
-    /// fresh output of `len` values at binding 3 (every shader's output binding), read back.
+    /// fresh output of `shape` at binding 3 (every shader's output binding), left on the
+    /// device.
     fn launch<P: bytemuck::Pod>(
         &self,
         key: PipelineKey,
         params: &P,
         inputs: &[(u32, &wgpu::Buffer)],
         workgroups: (u32, u32, u32),
-        len: usize,
-    ) -> Result<Vec<f32>> {
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        let len = shape.iter().product();
         let (params, out) = (self.uniform(params), self.output(len));
         let mut bindings = vec![(0, &params), (3, &out)];
         bindings.extend_from_slice(inputs);
@@ -206,124 +384,89 @@ impl GpuContext {
             bindings,
             workgroups,
         };
-        Ok(self
-            .execute(&[pass], &[(&out, len)])?
-            .pop()
-            .expect("one output"))
+        self.record(&[pass]);
+        self.resident(shape, out)
     }
 
-    /// Records `passes` in order in one submission and reads back `outputs` (buffer,
-    /// values) once the queue is done.
-    fn execute(
-        &self,
-        passes: &[Pass<'_>],
-        outputs: &[(&wgpu::Buffer, usize)],
-    ) -> Result<Vec<Vec<f32>>> {
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        for step in passes {
-            let pipeline = self.pipeline(step.key);
-            let entries: Vec<wgpu::BindGroupEntry> = step
-                .bindings
-                .iter()
-                .map(|(binding, b)| wgpu::BindGroupEntry {
-                    binding: *binding,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            });
+    /// Records `passes`, in order, into the open command encoder.
+    fn record(&self, passes: &[Pass<'_>]) {
+        let prepared: Vec<(wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32, u32))> = passes
+            .iter()
+            .map(|step| {
+                let pipeline = self.pipeline(step.key);
+                let entries: Vec<wgpu::BindGroupEntry> = step
+                    .bindings
+                    .iter()
+                    .map(|(binding, b)| wgpu::BindGroupEntry {
+                        binding: *binding,
+                        resource: b.as_entire_binding(),
+                    })
+                    .collect();
+                let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                });
+                (pipeline, bind_group, step.workgroups)
+            })
+            .collect();
+        self.with_encoder(|encoder| {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            let (x, y, z) = step.workgroups;
-            pass.dispatch_workgroups(x, y, z);
-        }
-        let readbacks: Vec<wgpu::Buffer> = outputs
-            .iter()
-            .map(|(output, len)| {
-                let size = (len.max(&1) * 4) as u64;
-                let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: None,
-                    size,
-                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                encoder.copy_buffer_to_buffer(output, 0, &readback, 0, size);
-                self.traffic
-                    .read_back_bytes
-                    .fetch_add(size, Ordering::Relaxed);
-                readback
-            })
-            .collect();
-        self.queue.submit([encoder.finish()]);
-        self.traffic.submits.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = std::sync::mpsc::channel();
-        for readback in &readbacks {
-            let sender = sender.clone();
-            readback.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                let _ = sender.send(r);
-            });
-        }
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        for _ in &readbacks {
-            receiver
-                .recv()
-                .map_err(|_| Error::Gpu("the readback never completed".into()))?
-                .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
-        }
-        let mut values = Vec::with_capacity(outputs.len());
-        for (readback, (_, len)) in readbacks.iter().zip(outputs) {
-            let slice = readback.slice(..);
-            {
-                let view = slice
-                    .get_mapped_range()
-                    .map_err(|e| Error::Gpu(format!("mapping the readback: {e:?}")))?;
-                values.push(bytemuck::cast_slice::<u8, f32>(&view)[..*len].to_vec());
+            for (pipeline, bind_group, (x, y, z)) in &prepared {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(*x, *y, *z);
             }
-            readback.unmap();
-        }
-        Ok(values)
+        });
     }
 
     /// `a x b` for `[M, K] x [K, N]`.
     pub fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let (&[m, k], &[k2, n]) = (a.shape(), b.shape()) else {
-            return Err(Error::Shape(format!(
-                "matmul: {:?} x {:?}",
+        self.matmul_transposed(a, false, b, false)
+    }
+
+    /// `op(a) x op(b)`, `op` transposing a `[R, C]` operand when its flag says so: the
+    /// backward products `dc b^T` and `a^T dc` read their operands where they lie.
+    pub fn matmul_transposed(
+        &self,
+        a: &Tensor,
+        transpose_a: bool,
+        b: &Tensor,
+        transpose_b: bool,
+    ) -> Result<Tensor> {
+        let mismatch = || {
+            Error::Shape(format!(
+                "matmul: {:?}{} x {:?}{}",
                 a.shape(),
-                b.shape()
-            )));
+                if transpose_a { "^T" } else { "" },
+                b.shape(),
+                if transpose_b { "^T" } else { "" }
+            ))
         };
+        let (&[a0, a1], &[b0, b1]) = (a.shape(), b.shape()) else {
+            return Err(mismatch());
+        };
+        let (m, k) = if transpose_a { (a1, a0) } else { (a0, a1) };
+        let (k2, n) = if transpose_b { (b1, b0) } else { (b0, b1) };
         if k != k2 {
-            return Err(Error::Shape(format!(
-                "matmul: {:?} x {:?}",
-                a.shape(),
-                b.shape()
-            )));
+            return Err(mismatch());
         }
         let params = MatmulParams {
             m: m as u32,
             k: k as u32,
             n: n as u32,
-            pad: 0,
+            transposed: u32::from(transpose_a) | (u32::from(transpose_b) << 1),
         };
         let key = PipelineKey {
             shader: Shader::Matmul,
             entry: "main",
         };
         let groups = (n.div_ceil(128) as u32, m.div_ceil(128) as u32, 1);
-        let inputs = [(1, &self.storage(a.data())), (2, &self.storage(b.data()))];
-        Tensor::new(&[m, n], self.launch(key, &params, &inputs, groups, m * n)?)
+        let inputs = [(1, &self.input(a)), (2, &self.input(b))];
+        self.launch(key, &params, &inputs, groups, &[m, n])
     }
 
     /// `f(x)`.
@@ -362,12 +505,12 @@ impl GpuContext {
         };
         // 256 invocations per workgroup in `activation.wgsl`.
         let groups = Self::workgroups_2d(len.div_ceil(256));
-        let xb = self.storage(x.data());
-        let dyb = dy.map(|dy| self.storage(dy.data()));
+        let xb = self.input(x);
+        let dyb = dy.map(|dy| self.input(dy));
         let mut inputs = vec![(1, &xb)];
         // The forward entry point does not read `dy`, so its layout has no binding 2.
         inputs.extend(dyb.as_ref().map(|b| (2, b)));
-        Tensor::new(x.shape(), self.launch(key, &params, &inputs, groups, len)?)
+        self.launch(key, &params, &inputs, groups, x.shape())
     }
 
     fn conv_params(geometry: [usize; 8], spec: &Conv2dSpec, mode: u32) -> Conv2dParams {
@@ -455,21 +598,21 @@ impl GpuContext {
         let groups = spec.groups.max(1);
         let len = n * cout * oh * ow;
         let params = Self::conv_params(geometry, spec, 0);
-        let (xb, wb) = (self.storage(x.data()), self.storage(weight.data()));
-        let values = if Self::conv_is_tiled(geometry, spec) {
+        let (xb, wb) = (self.input(x), self.input(weight));
+        let shape = [n, cout, oh, ow];
+        if Self::conv_is_tiled(geometry, spec) {
             let dims = Self::tiled_groups(cout / groups, n * oh * ow, groups)?;
-            let dummy = self.storage::<f32>(&[]);
+            let dummy = self.dummy();
             let inputs = [(1, &xb), (2, &wb), (4, &dummy)];
-            self.launch(Self::conv_key("tiled"), &params, &inputs, dims, len)?
+            self.launch(Self::conv_key("tiled"), &params, &inputs, dims, &shape)
         } else if let Some(dims) = Self::depthwise_groups(geometry, spec, false) {
             let inputs = [(1, &xb), (2, &wb)];
-            self.launch(Self::conv_key("depthwise"), &params, &inputs, dims, len)?
+            self.launch(Self::conv_key("depthwise"), &params, &inputs, dims, &shape)
         } else {
             let dims = Self::workgroups_2d(len.div_ceil(64));
             let inputs = [(1, &xb), (2, &wb)];
-            self.launch(Self::conv_key("main"), &params, &inputs, dims, len)?
-        };
-        Tensor::new(&[n, cout, oh, ow], values)
+            self.launch(Self::conv_key("main"), &params, &inputs, dims, &shape)
+        }
     }
 
     /// The input and weight gradients of a convolution without bias (the bias gradient is
@@ -490,14 +633,10 @@ impl GpuContext {
             )));
         }
         let groups = spec.groups.max(1);
-        let (xb, wb, dyb) = (
-            self.storage(x.data()),
-            self.storage(weight.data()),
-            self.storage(dy.data()),
-        );
+        let (xb, wb, dyb) = (self.input(x), self.input(weight), self.input(dy));
         let (dx_len, dw_len) = (x.len(), weight.len());
         let (dxb, dwb) = (self.output(dx_len), self.output(dw_len));
-        let dummy = self.storage::<f32>(&[]);
+        let dummy = self.dummy();
         let tiled = Self::conv_is_tiled(geometry, spec);
         // Tiled: mode 1 (input gradient) and mode 2 (weight gradient) of one entry point.
         let (input_params, weight_params) = if tiled {
@@ -563,12 +702,10 @@ impl GpuContext {
                 },
             ]
         };
-        let mut out = self.execute(&passes, &[(&dxb, dx_len), (&dwb, dw_len)])?;
-        let dw = out.pop().expect("two outputs");
-        let dx = out.pop().expect("two outputs");
+        self.record(&passes);
         Ok((
-            Tensor::new(x.shape(), dx)?,
-            Tensor::new(weight.shape(), dw)?,
+            self.resident(x.shape(), dxb)?,
+            self.resident(weight.shape(), dwb)?,
         ))
     }
 

@@ -1,4 +1,4 @@
-// Element-wise add and multiply with NumPy-style broadcasting over up to four axes
+// Element-wise add, multiply and scaling with NumPy-style broadcasting over up to four axes
 // (shapes padded on the left with ones), forward, and the gradient of one operand: the
 // output gradient (times the other operand, for a product) summed over the axes the
 // operand was broadcast along.
@@ -12,11 +12,11 @@ struct BroadcastParams {
     strides_a: vec4<u32>,
     // Forward: strides of b; backward: strides of the other operand.
     strides_b: vec4<u32>,
-    // 0 add, 1 multiply.
+    // 0 add, 1 multiply, 2 (forward only) a times `factor`, b not read.
     op: u32,
     // Values to compute (output in forward, target in backward).
     len: u32,
-    _pad0: u32,
+    factor: f32,
     _pad1: u32,
 }
 
@@ -46,6 +46,10 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
     let at = coords(index, params.out_dims);
     let av = a[dot(at, params.strides_a)];
+    if (params.op == 2u) {
+        out[index] = av * params.factor;
+        return;
+    }
     let bv = b[dot(at, params.strides_b)];
     if (params.op == 0u) {
         out[index] = av + bv;

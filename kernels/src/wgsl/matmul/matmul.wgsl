@@ -1,4 +1,5 @@
-// C[M, N] = A[M, K] x B[K, N], row-major, tiled through workgroup memory with register
+// C[M, N] = A[M, K] x B[K, N], row-major (either operand may be stored transposed: the
+// backward products dA = dC B^T and dB = A^T dC read their operands in place), tiled through workgroup memory with register
 // blocking: a 16 x 16 workgroup computes a 64 x 64 tile of C, each invocation a 4 x 4 block
 // of it, stepping through K 16 at a time. The tiles hold vec4s so that one invocation reads
 // its four rows of A and four columns of B for a depth step in two loads.
@@ -7,7 +8,8 @@ struct MatmulParams {
     m: u32,
     k: u32,
     n: u32,
-    _pad: u32,
+    // Bit 0: A is stored as [K, M]; bit 1: B is stored as [N, K].
+    transposed: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
@@ -27,6 +29,9 @@ var<workgroup> tile_b: array<vec4<f32>, 256>;
 
 fn a_at(row: u32, depth: u32) -> f32 {
     if (row < params.m && depth < params.k) {
+        if ((params.transposed & 1u) != 0u) {
+            return a[depth * params.m + row];
+        }
         return a[row * params.k + depth];
     }
     return 0.0;
@@ -34,6 +39,9 @@ fn a_at(row: u32, depth: u32) -> f32 {
 
 fn b_at(depth: u32, column: u32) -> f32 {
     if (depth < params.k && column < params.n) {
+        if ((params.transposed & 2u) != 0u) {
+            return b[column * params.k + depth];
+        }
         return b[depth * params.n + column];
     }
     return 0.0;

@@ -1,6 +1,7 @@
 // Weighted sums and dot products: the mixed op of differentiable NAS (a weighted sum of K
 // candidates of one shape, stored one after another), its candidate gradients, and
-// segment dot products (the mixed op's weight gradients; sums and means with `ones`).
+// segment dot products (the mixed op's weight gradients; sums and means with `ones`), and
+// per-channel sums of NCHW tensors (a convolution's bias gradient).
 
 struct ReduceParams {
     // Values per segment (per candidate).
@@ -9,7 +10,13 @@ struct ReduceParams {
     segments: u32,
     // 1: the dot product's second factor is all ones (a plain sum).
     ones: u32,
+    // Each reduction's result is multiplied by this (1 for a sum, 1 / count for a mean).
+    scale: f32,
+    // `channel_sum`: images in the batch (segments are channels, len the plane).
+    batches: u32,
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: ReduceParams;
@@ -70,6 +77,30 @@ fn segment_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         workgroupBarrier();
     }
     if (lid.x == 0u) {
-        out[k] = partial[0];
+        out[k] = partial[0] * params.scale;
+    }
+}
+
+// Workgroup c: out[c] = sum over images b and plane positions i of stacked[b, c, i].
+@compute @workgroup_size(256, 1, 1)
+fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c = wid.x;
+    let per_channel = params.batches * params.len;
+    var acc = 0.0;
+    for (var j = lid.x; j < per_channel; j = j + 256u) {
+        let b = j / params.len;
+        let i = j % params.len;
+        acc = acc + stacked[(b * params.segments + c) * params.len + i];
+    }
+    partial[lid.x] = acc;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        if (lid.x < stride) {
+            partial[lid.x] = partial[lid.x] + partial[lid.x + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        out[c] = partial[0] * params.scale;
     }
 }
