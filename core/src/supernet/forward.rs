@@ -174,7 +174,8 @@ pub(crate) fn run_step(
         route_vars,
         unit: Vec::new(),
     };
-    let x = f.tape.leaf(batch.images.clone(), false);
+    // The batch goes to the device once (the stem's forward and backward both read it).
+    let x = f.tape.leaf(backend.to_device(&batch.images)?, false);
     let logits = network(&mut f, x)?;
     let loss = match request.sample_weights {
         None => f.tape.cross_entropy(logits, &batch.labels)?,
