@@ -264,36 +264,44 @@ fn an_agent_measurement_agrees_with_a_local_profile() {
         serde_json::from_str(&stdout_text(&output)).unwrap()
     };
     // Interleaved, five each: a burst of load from outside this test (CI machines are shared)
-    // then hits both sides, and the fastest median of each side is compared.
-    let mut remote_runs = Vec::new();
-    let mut local_runs = Vec::new();
-    for _ in 0..5 {
-        remote_runs.push(run(&["--target", target.to_str().unwrap()]));
-        local_runs.push(run(&[]));
-    }
-    for remote in &remote_runs {
-        assert_eq!(remote["agent"], agent.address.as_str());
-    }
-    for local in &local_runs {
-        assert!(local.get("agent").is_none());
-    }
+    // then hits both sides, and the fastest median of each side is compared. A burst that
+    // still lands on one side (seen once in CI: 1.39 vs 1.84 ms, with the other tests of the
+    // suite running) gets up to two more rounds; a broken agent is off in every round.
     let fastest = |runs: &[serde_json::Value]| {
         runs.iter()
             .map(|j| j["median_ms"].as_f64().unwrap())
             .fold(f64::INFINITY, f64::min)
     };
-    let (rm, lm) = (fastest(&remote_runs), fastest(&local_runs));
-    // The same model under the same protocol and thread count: the medians agree within the
-    // noise of a shared two-core machine (20%; 22% was seen with a compile beside the test).
-    // A broken agent -- timing the transfer, a different thread count, a different model --
-    // is off by far more.
-    let allowed = 0.2 * lm;
-    println!(
-        "agent median {rm:.4} ms, local median {lm:.4} ms (fastest of 5 each), allowed difference {allowed:.4} ms"
-    );
-    assert!(
-        (rm - lm).abs() <= allowed,
-        "agent {rm} vs local {lm} (allowed {allowed})"
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let mut remote_runs = Vec::new();
+        let mut local_runs = Vec::new();
+        for _ in 0..5 {
+            remote_runs.push(run(&["--target", target.to_str().unwrap()]));
+            local_runs.push(run(&[]));
+        }
+        for remote in &remote_runs {
+            assert_eq!(remote["agent"], agent.address.as_str());
+        }
+        for local in &local_runs {
+            assert!(local.get("agent").is_none());
+        }
+        let (rm, lm) = (fastest(&remote_runs), fastest(&local_runs));
+        // The same model under the same protocol and thread count: the medians agree within
+        // the noise of a shared two-core machine (20%; 22% was seen with a compile beside the
+        // test). A broken agent -- timing the transfer, a different thread count, a different
+        // model -- is off by far more.
+        let allowed = 0.2 * lm;
+        println!(
+            "agent median {rm:.4} ms, local median {lm:.4} ms (fastest of 5 each), allowed difference {allowed:.4} ms"
+        );
+        rounds.push((rm, lm));
+        if (rm - lm).abs() <= allowed {
+            return;
+        }
+    }
+    panic!(
+        "the agent's and the local medians (ms) disagree by over 20% in every round: {rounds:?}"
     );
 }
 
