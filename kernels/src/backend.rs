@@ -271,16 +271,7 @@ pub trait Backend: Send + Sync {
         grads: &[Tensor],
         velocity: &mut [Tensor],
     ) -> Result<()> {
-        if params.len() != grads.len() || params.len() != velocity.len() {
-            return Err(crate::Error::Shape(format!(
-                "SGD: {} parameters, {} gradients, {} velocities",
-                params.len(),
-                grads.len(),
-                velocity.len()
-            )));
-        }
-        crate::optim::sgd_step_on_host(step, params, grads, velocity);
-        Ok(())
+        crate::optim::sgd_step_on_host(step, params, grads, velocity)
     }
 
     /// `t` where this backend computes: on its device for the wgpu backend (an upload),

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// One SGD update's settings, as a backend runs it ([`Backend::sgd_step`]).
@@ -22,25 +22,45 @@ pub struct SgdStep {
     pub max_norm: Option<f32>,
 }
 
-/// The CPU's SGD update: [`clip_grad_norm`], then PyTorch's momentum rule, in place.
+/// Checks one gradient and one velocity of each parameter's length.
+pub fn check_sgd_lengths(params: &[Tensor], grads: &[Tensor], velocity: &[Tensor]) -> Result<()> {
+    if params.len() != grads.len() || params.len() != velocity.len() {
+        return Err(Error::Shape(format!(
+            "SGD: {} parameters, {} gradients, {} velocities",
+            params.len(),
+            grads.len(),
+            velocity.len()
+        )));
+    }
+    for ((p, g), v) in params.iter().zip(grads).zip(velocity) {
+        if p.len() != g.len() || p.len() != v.len() {
+            return Err(Error::Shape(format!(
+                "SGD: a parameter of {:?}, its gradient {:?}, its velocity {:?}",
+                p.shape(),
+                g.shape(),
+                v.shape()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The CPU's SGD update: the gradients scaled as [`clip_grad_norm`] scales them (the same
+/// product, without copying them), then PyTorch's momentum rule, in place.
 pub fn sgd_step_on_host(
     step: &SgdStep,
     params: &mut [Tensor],
     grads: &[Tensor],
     velocity: &mut [Tensor],
-) {
-    let mut clipped;
-    let grads = match step.max_norm {
-        Some(max_norm) => {
-            clipped = grads.to_vec();
-            clip_grad_norm(&mut clipped, max_norm);
-            &clipped[..]
-        }
-        None => grads,
-    };
+) -> Result<()> {
+    check_sgd_lengths(params, grads, velocity)?;
+    let scale = step
+        .max_norm
+        .and_then(|max_norm| clip_factor(global_norm(grads), max_norm));
     for ((p, g), v) in params.iter_mut().zip(grads).zip(velocity.iter_mut()) {
         let v = v.data_mut();
         for ((w, &dw), vel) in p.data_mut().iter_mut().zip(g.data()).zip(v.iter_mut()) {
+            let dw = scale.map_or(dw, |s| dw * s);
             let d = dw + step.weight_decay * *w;
             *vel = step.momentum * *vel + d;
             let update = if step.nesterov {
@@ -51,18 +71,28 @@ pub fn sgd_step_on_host(
             *w -= step.learning_rate * update;
         }
     }
+    Ok(())
 }
 
-/// Scales gradients so their global L2 norm is at most `max_norm`; returns the norm before.
-pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> f32 {
-    let norm = grads
+/// The global L2 norm of `grads`.
+fn global_norm(grads: &[Tensor]) -> f32 {
+    grads
         .iter()
         .flat_map(|g| g.data())
         .map(|v| v * v)
         .sum::<f32>()
-        .sqrt();
-    if norm > max_norm && norm > 0.0 {
-        let scale = max_norm / norm;
+        .sqrt()
+}
+
+/// The factor that brings a global norm down to `max_norm`, or none when it is within it.
+fn clip_factor(norm: f32, max_norm: f32) -> Option<f32> {
+    (norm > max_norm && norm > 0.0).then(|| max_norm / norm)
+}
+
+/// Scales gradients so their global L2 norm is at most `max_norm`; returns the norm before.
+pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f32) -> f32 {
+    let norm = global_norm(grads);
+    if let Some(scale) = clip_factor(norm, max_norm) {
         grads
             .iter_mut()
             .for_each(|g| g.data_mut().iter_mut().for_each(|v| *v *= scale));
@@ -100,11 +130,11 @@ impl Sgd {
     }
 
     /// One step on the host.
-    pub fn step(&mut self, params: &mut [Tensor], grads: &[Tensor]) {
+    pub fn step(&mut self, params: &mut [Tensor], grads: &[Tensor]) -> Result<()> {
         if self.velocity.len() != params.len() {
             self.velocity = params.iter().map(|p| Tensor::zeros(&[p.len()])).collect();
         }
-        sgd_step_on_host(&self.settings(None), params, grads, &mut self.velocity);
+        sgd_step_on_host(&self.settings(None), params, grads, &mut self.velocity)
     }
 
     /// One step where `backend` computes, the gradients first clipped to a global norm of
@@ -230,7 +260,7 @@ mod tests {
         for mut step in [
             Box::new({
                 let mut o = Sgd::new(0.1, 0.9, true, 0.0);
-                move |p: &mut [Tensor], g: &[Tensor]| o.step(p, g)
+                move |p: &mut [Tensor], g: &[Tensor]| o.step(p, g).unwrap()
             }) as Box<dyn FnMut(&mut [Tensor], &[Tensor])>,
             Box::new({
                 let mut o = Adam::adamw(0.1, 0.01);

@@ -125,14 +125,6 @@ impl Tensor {
         }
     }
 
-    /// The tensor with its values in host memory (read back from a device when needed).
-    pub fn to_host(&self) -> Result<Tensor> {
-        match &self.storage {
-            Storage::Host(_) => Ok(self.clone()),
-            Storage::Device(values) => Tensor::new(&self.shape, values.host()?.to_vec()),
-        }
-    }
-
     fn make_host(&mut self) {
         if let Storage::Device(values) = &self.storage {
             let data = match Arc::try_unwrap(values.clone()) {

@@ -500,7 +500,7 @@ fn sgd_on_the_device_matches_the_host() {
                 .enumerate()
                 .map(|(i, s)| Tensor::randn(s, 2.0, 50 + 10 * round + i as u64))
                 .collect();
-            hwnas_kernels::optim::sgd_step_on_host(&step, &mut host, &grads, &mut host_v);
+            hwnas_kernels::optim::sgd_step_on_host(&step, &mut host, &grads, &mut host_v).unwrap();
             gpu.sgd_step(&step, &mut device, &grads, &mut device_v)
                 .unwrap();
         }

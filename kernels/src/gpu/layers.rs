@@ -672,15 +672,8 @@ impl GpuContext {
     /// a device tensor back to check would cost a round trip).
     fn mixed_shape(candidates: &[Option<&Tensor>], weights: &Tensor) -> Result<Vec<usize>> {
         if weights.is_on_device() {
-            let ones = vec![0.0; candidates.len().min(weights.len())];
-            if weights.len() != candidates.len() {
-                return Err(Error::Shape(format!(
-                    "mixed op: {} candidates, {} weights",
-                    candidates.len(),
-                    weights.len()
-                )));
-            }
-            cpu::mixed::checked_shape(candidates, &ones)
+            // Zeros of the weights' length: the count and shape checks without the values.
+            cpu::mixed::checked_shape(candidates, &vec![0.0; weights.len()])
         } else {
             cpu::mixed::checked_shape(candidates, weights.data())
         }

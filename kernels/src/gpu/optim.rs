@@ -2,7 +2,7 @@
 //! recorded into the open encoder, weights and velocity written to fresh buffers.
 
 use super::{GpuContext, Pass, PipelineKey};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::optim::SgdStep;
 use crate::tensor::Tensor;
 use crate::wgsl::{SgdParams, Shader};
@@ -30,24 +30,7 @@ impl GpuContext {
         grads: &[Tensor],
         velocity: &mut [Tensor],
     ) -> Result<()> {
-        if params.len() != grads.len() || params.len() != velocity.len() {
-            return Err(Error::Shape(format!(
-                "SGD: {} parameters, {} gradients, {} velocities",
-                params.len(),
-                grads.len(),
-                velocity.len()
-            )));
-        }
-        for ((p, g), v) in params.iter().zip(grads).zip(velocity.iter()) {
-            if p.len() != g.len() || p.len() != v.len() {
-                return Err(Error::Shape(format!(
-                    "SGD: a parameter of {:?}, its gradient {:?}, its velocity {:?}",
-                    p.shape(),
-                    g.shape(),
-                    v.shape()
-                )));
-            }
-        }
+        crate::optim::check_sgd_lengths(params, grads, velocity)?;
         let base = SgdParams {
             len: 0,
             slot: 0,

@@ -28,6 +28,20 @@ struct ReduceParams {
 
 var<workgroup> partial: array<f32, 256>;
 
+// The sum of every invocation's `value` in a 256-wide workgroup (a tree over `partial`);
+// every invocation calls it.
+fn workgroup_sum(local: u32, value: f32) -> f32 {
+    partial[local] = value;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        if (local < stride) {
+            partial[local] = partial[local] + partial[local + stride];
+        }
+        workgroupBarrier();
+    }
+    return partial[0];
+}
+
 fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.x + gid.y * groups.x * 64u;
 }
@@ -68,16 +82,9 @@ fn segment_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         }
         acc = acc + stacked[k * params.len + i] * f;
     }
-    partial[lid.x] = acc;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if (lid.x < stride) {
-            partial[lid.x] = partial[lid.x] + partial[lid.x + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid.x, acc);
     if (lid.x == 0u) {
-        out[k] = partial[0] * params.scale;
+        out[k] = total * params.scale;
     }
 }
 
@@ -92,15 +99,8 @@ fn channel_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let i = j % params.len;
         acc = acc + stacked[(b * params.segments + c) * params.len + i];
     }
-    partial[lid.x] = acc;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if (lid.x < stride) {
-            partial[lid.x] = partial[lid.x] + partial[lid.x + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid.x, acc);
     if (lid.x == 0u) {
-        out[c] = partial[0] * params.scale;
+        out[c] = total * params.scale;
     }
 }
