@@ -80,7 +80,9 @@ pub struct Shared {
     device: wgpu::Device,
     queue: wgpu::Queue,
     adapter: AdapterSummary,
-    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Each entry point's pipeline with its bind-group layout (derived once, reused by
+    /// every dispatch).
+    pipelines: Mutex<HashMap<PipelineKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
     uniforms: Mutex<HashMap<Vec<u8>, wgpu::Buffer>>,
     pool: resident::BufferPool,
     /// The open command encoder: dispatches recorded, not yet submitted.
@@ -272,7 +274,7 @@ impl GpuContext {
         Tensor::on_device(shape, DeviceValues::new(self.shared.clone(), buffer, len))
     }
 
-    fn pipeline(&self, key: PipelineKey) -> wgpu::ComputePipeline {
+    fn pipeline(&self, key: PipelineKey) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
         let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .entry(key)
@@ -283,15 +285,18 @@ impl GpuContext {
                         label: Some(key.shader.path()),
                         source: wgpu::ShaderSource::Wgsl(key.shader.source().into()),
                     });
-                self.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(key.entry),
-                        layout: None,
-                        module: &module,
-                        entry_point: Some(key.entry),
-                        compilation_options: Default::default(),
-                        cache: None,
-                    })
+                let pipeline =
+                    self.device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(key.entry),
+                            layout: None,
+                            module: &module,
+                            entry_point: Some(key.entry),
+                            compilation_options: Default::default(),
+                            cache: None,
+                        });
+                let layout = pipeline.get_bind_group_layout(0);
+                (pipeline, layout)
             })
             .clone()
     }
@@ -393,7 +398,7 @@ impl GpuContext {
         let prepared: Vec<(wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32, u32))> = passes
             .iter()
             .map(|step| {
-                let pipeline = self.pipeline(step.key);
+                let (pipeline, layout) = self.pipeline(step.key);
                 let entries: Vec<wgpu::BindGroupEntry> = step
                     .bindings
                     .iter()
@@ -404,7 +409,7 @@ impl GpuContext {
                     .collect();
                 let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: None,
-                    layout: &pipeline.get_bind_group_layout(0),
+                    layout: &layout,
                     entries: &entries,
                 });
                 (pipeline, bind_group, step.workgroups)
