@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// again first, where the latency is a table's).
     #[arg(long)]
     no_screen: bool,
+    /// Proposals asked for and answered per round; L2NAS and GA-NAS learn once per round,
+    /// so with a predictor's cheap queries a larger round buys more queries per second.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Print summary.json's content on standard output instead of the table.
     #[arg(long)]
     json: bool,
@@ -54,6 +58,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         queries: args.queries,
         checkpoints: args.checkpoints.clone(),
         screen_infeasible: !args.no_screen,
+        batch: args.batch,
     };
     let result = benchmarks::run(
         &plan,

@@ -73,7 +73,8 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 5)]
     finalists: usize,
     /// Architectures proposed and evaluated together (default: 8 with `--evaluator train`,
-    /// else 1); the history depends on it, not on the executor.
+    /// 25 with `--evaluator predictor`, else 1); the history depends on it, not on the
+    /// executor.
     #[arg(long, value_name = "N")]
     proposals: Option<usize>,
     /// Weight of a one-shot search's latency term `c ReLU(latency - budget)`, in units of

@@ -29,6 +29,10 @@ pub struct BenchSpec {
     /// Whether proposals over a latency budget are drawn again before a query (see
     /// [`SearchConfig::screen_infeasible`]).
     pub screen_infeasible: bool,
+    /// Proposals asked for and answered together ([`SearchConfig::batch`]): a strategy that
+    /// learns does so once per batch, so a larger batch lowers its cost per query where
+    /// queries are cheap (a predictor and a table). 1: one at a time.
+    pub batch: usize,
 }
 
 /// One finished run.
@@ -70,6 +74,7 @@ pub fn run_bench(
             let mut config = SearchConfig::new(Budget::Queries(spec.queries), *seed);
             config.objective = spec.objective;
             config.screen_infeasible = spec.screen_infeasible;
+            config.batch = spec.batch.max(1);
             let started = std::time::Instant::now();
             let mut elapsed = Vec::with_capacity(spec.queries);
             let history = run_search(space, strategy.as_mut(), &oracle, &config, &mut |_| {

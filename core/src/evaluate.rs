@@ -28,6 +28,13 @@ pub trait Evaluator: Send + Sync {
     /// Scores one architecture.
     fn evaluate(&self, arch: &Arch) -> Result<Evaluation>;
 
+    /// Scores several architectures, in order: a round of proposals the loop asks for
+    /// together. By default one at a time; an evaluator that computes (a predictor) does a
+    /// round at once.
+    fn evaluate_many(&self, archs: &[Arch]) -> Result<Vec<Evaluation>> {
+        archs.iter().map(|arch| self.evaluate(arch)).collect()
+    }
+
     /// Whether `cost_seconds` is meaningful (a simulated-time budget needs it).
     fn has_cost(&self) -> bool {
         false

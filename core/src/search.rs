@@ -100,10 +100,7 @@ impl<'a> Oracle<'a> {
             .collect();
         let evaluations = match self.executor {
             Some(executor) if !unknown.is_empty() => executor.evaluate_batch(&unknown)?,
-            _ => unknown
-                .iter()
-                .map(|a| self.evaluator.evaluate(a))
-                .collect::<Result<Vec<_>>>()?,
+            _ => self.evaluator.evaluate_many(&unknown)?,
         };
         if evaluations.len() != unknown.len() {
             return Err(Error::Setting {

@@ -92,6 +92,38 @@ fn ofa_predictor_matches_the_published_figures() {
 }
 
 #[test]
+fn ofa_predictions_and_latencies_do_not_depend_on_how_they_are_asked() {
+    let Some(dir) = ofa_dir() else { return };
+    let predictor = OfaPredictor::load(&dir.join(PREDICTOR_FILE), OfaSpace::default()).unwrap();
+    let lut = Note10Lut::load(&dir.join(NOTE10_DIR)).unwrap();
+    let space = lut.space().clone();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7);
+    let archs: Vec<_> = (0..257).map(|_| space.sample(&mut rng)).collect();
+    let configs: Vec<OfaConfig> = archs.iter().map(|a| space.config(a)).collect();
+    // A round at once (one matrix product per layer), a few at a time (dot products), one
+    // at a time: the same predictions to float rounding.
+    let together = predictor.predict_many(&configs);
+    let in_threes: Vec<f64> = configs
+        .chunks(3)
+        .flat_map(|c| predictor.predict_many(c))
+        .collect();
+    for ((config, batched), few) in configs.iter().zip(&together).zip(&in_threes) {
+        let alone = predictor.predict(config);
+        assert!((alone - batched).abs() < 1e-6, "{alone} vs {batched}");
+        assert_eq!(alone.to_bits(), few.to_bits());
+    }
+    let evaluations = predictor.evaluate_many(&archs).unwrap();
+    let alone = predictor.evaluate(&archs[3]).unwrap().accuracy;
+    assert!((evaluations[3].accuracy - alone).abs() < 1e-4);
+    // The resolved table adds what the keys look up, in the same order.
+    for config in &configs {
+        let fast = lut.latency_of(config).unwrap();
+        let by_keys = lut.latency_by_keys(config).unwrap();
+        assert_eq!(fast.to_bits(), by_keys.to_bits(), "{config:?}");
+    }
+}
+
+#[test]
 fn note10_lookup_table_matches_the_published_figure() {
     let Some(dir) = ofa_dir() else { return };
     let lut = Note10Lut::load(&dir.join(NOTE10_DIR)).unwrap();

@@ -62,6 +62,7 @@ fn learning_strategies_beat_random_search() {
         queries: 200,
         objective: Objective::Accuracy,
         screen_infeasible: true,
+        batch: 1,
     };
     let runs = run_bench(&space, table.as_ref(), None, &spec, &|_| {}).unwrap();
     let best = table.best_by_validation();
@@ -212,6 +213,7 @@ fn generational_evolution_beats_random_search_given_generations() {
         queries: 600,
         objective: Objective::Accuracy,
         screen_infeasible: true,
+        batch: 1,
     };
     let runs = run_bench(&space, table.as_ref(), None, &spec, &|_| {}).unwrap();
     let best = table.best_by_validation();

@@ -61,6 +61,11 @@ enum Op {
     Softmax {
         x: Var,
     },
+    SegmentSoftmax {
+        x: Var,
+        sizes: Vec<usize>,
+        scale: f32,
+    },
     LogSoftmax {
         x: Var,
     },
@@ -365,6 +370,23 @@ impl<'b> Tape<'b> {
     pub fn softmax(&mut self, x: Var) -> Result<Var> {
         let value = self.backend.softmax(self.value(x), None, 1.0, false)?;
         Ok(self.push(value, Op::Softmax { x }, &[x]))
+    }
+
+    /// A softmax over each segment of each row of `x [N, D]` (`sizes` add up to `D`) of
+    /// the values times `scale`: the same values and gradients as slicing, scaling, a
+    /// softmax per slice and concatenating, as one operation. Computed on the host (the
+    /// values are read back from a device; it serves the strategies' small networks).
+    pub fn segment_softmax(&mut self, x: Var, sizes: &[usize], scale: f32) -> Result<Var> {
+        let value = cpu::segment_softmax(self.value(x), sizes, scale)?;
+        Ok(self.push(
+            value,
+            Op::SegmentSoftmax {
+                x,
+                sizes: sizes.to_vec(),
+                scale,
+            },
+            &[x],
+        ))
     }
 
     /// Log-softmax of `[N, C]` logits, row-wise.
@@ -673,7 +695,8 @@ impl<'b> Tape<'b> {
                 self.accumulate(*bias, &db)?;
             }
             Op::Activation { x, f } => {
-                let dx = backend.activation_backward(self.value(*x), dy, *f)?;
+                let y = &self.nodes[index].value;
+                let dx = backend.activation_backward_with_output(self.value(*x), y, dy, *f)?;
                 self.accumulate(*x, &dx)?;
             }
             Op::Add { a, b } => {
@@ -722,6 +745,11 @@ impl<'b> Tape<'b> {
             }
             Op::Softmax { x } => {
                 let dx = backend.softmax_backward(&self.nodes[index].value, dy, 1.0, false)?;
+                self.accumulate(*x, &dx)?;
+            }
+            Op::SegmentSoftmax { x, sizes, scale } => {
+                let dx =
+                    cpu::segment_softmax_backward(&self.nodes[index].value, dy, sizes, *scale)?;
                 self.accumulate(*x, &dx)?;
             }
             Op::LogSoftmax { x } => {

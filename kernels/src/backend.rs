@@ -68,6 +68,20 @@ pub trait Backend: Send + Sync {
         cpu::activation_backward(x, dy, f)
     }
 
+    /// `dy * f'(x)` where the forward output `y = f(x)` is at hand (the tape's): by default
+    /// [`Backend::activation_backward`]; the CPU reads tanh's and the sigmoid's derivative
+    /// off `y` (the same values, without evaluating them again).
+    fn activation_backward_with_output(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+        f: Activation,
+    ) -> Result<Tensor> {
+        _ = y;
+        self.activation_backward(x, dy, f)
+    }
+
     /// Average (padding not counted) or max pooling.
     fn pool(
         &self,
@@ -334,6 +348,16 @@ pub struct Cpu;
 impl Backend for Cpu {
     fn name(&self) -> String {
         "cpu".to_string()
+    }
+
+    fn activation_backward_with_output(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+        f: Activation,
+    ) -> Result<Tensor> {
+        cpu::activation_backward_with_output(x, y, dy, f)
     }
 }
 

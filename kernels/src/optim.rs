@@ -228,17 +228,28 @@ impl Adam {
             .zip(grads)
             .zip(self.m.iter_mut().zip(self.v.iter_mut()))
         {
-            let weights = p.data_mut();
-            for (((w, &dw), m), v) in weights.iter_mut().zip(g.data()).zip(m).zip(v) {
-                let d = if decoupled {
+            // Equal-length slices and the branch outside the loop, so that it vectorises
+            // (the same operations per element, in the same order, as one fused loop).
+            let w = p.data_mut();
+            let n = w.len().min(g.len()).min(m.len()).min(v.len());
+            let (w, g, m, v) = (&mut w[..n], &g.data()[..n], &mut m[..n], &mut v[..n]);
+            if decoupled {
+                for w in w.iter_mut() {
                     *w -= lr * wd * *w;
-                    dw
-                } else {
-                    dw + wd * *w
-                };
-                *m = beta1 * *m + (1.0 - beta1) * d;
-                *v = beta2 * *v + (1.0 - beta2) * d * d;
-                *w -= lr * (*m * inv_c1) / ((*v * inv_c2).sqrt() + eps);
+                }
+                for i in 0..n {
+                    let d = g[i];
+                    m[i] = beta1 * m[i] + (1.0 - beta1) * d;
+                    v[i] = beta2 * v[i] + (1.0 - beta2) * d * d;
+                    w[i] -= lr * (m[i] * inv_c1) / ((v[i] * inv_c2).sqrt() + eps);
+                }
+            } else {
+                for i in 0..n {
+                    let d = g[i] + wd * w[i];
+                    m[i] = beta1 * m[i] + (1.0 - beta1) * d;
+                    v[i] = beta2 * v[i] + (1.0 - beta2) * d * d;
+                    w[i] -= lr * (m[i] * inv_c1) / ((v[i] * inv_c2).sqrt() + eps);
+                }
             }
         }
     }

@@ -343,3 +343,48 @@ fn weighted_cross_entropy_weighs_each_row_and_its_gradient_matches_finite_differ
         "{error}"
     );
 }
+
+#[test]
+fn a_segmented_softmax_is_slices_scaled_softmaxed_and_concatenated() {
+    let sizes = [3, 1, 5, 2, 3];
+    let backend = Cpu;
+    let x = Tensor::randn(&[7, 14], 2.0, 21);
+    let seed = Tensor::randn(&[7, 14], 1.0, 22);
+    let scale = 1.0 / 0.3;
+    // One operation.
+    let mut tape = Tape::new(&backend);
+    let a = tape.leaf(x.clone(), true);
+    let fused = tape.segment_softmax(a, &sizes, scale).unwrap();
+    tape.backward_from(fused, seed.clone()).unwrap();
+    let (fused_value, fused_grad) = (tape.value(fused).clone(), tape.grad(a).unwrap().clone());
+    // The same by parts.
+    let mut tape = Tape::new(&backend);
+    let a = tape.leaf(x, true);
+    let mut parts = Vec::new();
+    let mut offset = 0;
+    for size in sizes {
+        let slice = tape.slice(a, 1, offset, size).unwrap();
+        let scaled = tape.scale(slice, scale).unwrap();
+        parts.push(tape.softmax(scaled).unwrap());
+        offset += size;
+    }
+    let joined = tape.concat(&parts).unwrap();
+    tape.backward_from(joined, seed).unwrap();
+    let close = |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(p, q)| (p - q).abs() <= 1e-7);
+    assert!(close(fused_value.data(), tape.value(joined).data()));
+    assert!(close(fused_grad.data(), tape.grad(a).unwrap().data()));
+    // Each segment of each row is a distribution.
+    for row in fused_value.data().chunks(14) {
+        let mut offset = 0;
+        for size in sizes {
+            let total: f32 = row[offset..offset + size].iter().sum();
+            assert!((total - 1.0).abs() < 1e-5);
+            offset += size;
+        }
+    }
+    // Segments that do not tile the row are refused, naming them.
+    let mut tape = Tape::new(&backend);
+    let a = tape.leaf(Tensor::zeros(&[2, 5]), false);
+    let error = tape.segment_softmax(a, &[2, 2], 1.0).unwrap_err();
+    assert!(error.to_string().contains("[2, 2]"), "{error}");
+}

@@ -28,6 +28,8 @@ pub struct BenchPlan {
     /// Whether proposals over the latency budget are drawn again before a query (the
     /// default; `false` to see what the screen is worth).
     pub screen_infeasible: bool,
+    /// Proposals per round: learning strategies learn once per round (1: one at a time).
+    pub batch: usize,
 }
 
 /// What a benchmark found.
@@ -92,6 +94,13 @@ pub fn run(
         points.dedup();
         points
     };
+    if plan.batch == 0 || plan.batch > plan.queries {
+        return Err(Error::plan(
+            "batch",
+            plan.batch,
+            format!("1 to --queries ({}) proposals per round", plan.queries),
+        ));
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::io("create", out, e))?;
     let spec = BenchSpec {
         strategies: plan.strategies.clone(),
@@ -100,6 +109,7 @@ pub fn run(
         queries: plan.queries,
         objective: world.objective,
         screen_infeasible: plan.screen_infeasible,
+        batch: plan.batch,
     };
     let total = (plan.strategies.len() * plan.seeds) as u64;
     observer.stage("bench", total);

@@ -530,6 +530,11 @@ pub enum SearchKind {
 /// busy, few enough that the strategy still learns between batches.
 pub const DEFAULT_TRAINING_PROPOSALS: usize = 8;
 
+/// Proposals per round with a predictor's microsecond queries: the learning strategies
+/// (L2NAS, GA-NAS) learn once per round, the predictor scores a round in one matrix
+/// product per layer (docs/BENCHMARKS.md: L2NAS on Once-for-All in under a second).
+pub const DEFAULT_PREDICTOR_PROPOSALS: usize = 25;
+
 /// Distinct cells of NAS-Bench-201: a budget cannot exceed them.
 const NB201_CELLS: usize = 15_625;
 
@@ -570,14 +575,15 @@ impl SearchPlan {
         )
     }
 
-    /// Architectures proposed and evaluated together.
+    /// Architectures proposed and evaluated together: as given, else a batch for cluster
+    /// or cores where candidates are trained, a round where a predictor scores them, one
+    /// at a time otherwise.
     pub fn proposals(&self) -> usize {
-        self.proposals
-            .unwrap_or(if self.evaluator() == EvaluatorKind::Train {
-                DEFAULT_TRAINING_PROPOSALS
-            } else {
-                1
-            })
+        self.proposals.unwrap_or(match self.evaluator() {
+            EvaluatorKind::Train => DEFAULT_TRAINING_PROPOSALS,
+            EvaluatorKind::Predictor => DEFAULT_PREDICTOR_PROPOSALS,
+            _ => 1,
+        })
     }
 
     /// What kind of search the plan describes (valid only after [`SearchPlan::validate`]).

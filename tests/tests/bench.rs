@@ -112,4 +112,71 @@ fn bench_refuses_bad_flags_with_a_fix() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"));
+
+    let output = hwnas(&[
+        "bench",
+        "--table",
+        table.to_str().unwrap(),
+        "--dataset",
+        "toy",
+        "--queries",
+        "50",
+        "--batch",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.contains("batch") && stderr.contains("1 to --queries (50)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn bench_in_rounds_answers_every_query_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("toy.csv");
+    write_table(&table);
+    let out = dir.path().join("out");
+    let output = hwnas(&[
+        "bench",
+        "--space",
+        "nb201",
+        "--table",
+        table.to_str().unwrap(),
+        "--dataset",
+        "toy",
+        "--strategies",
+        "l2nas,ganas,rea",
+        "--seeds",
+        "2",
+        "--queries",
+        "60",
+        "--batch",
+        "25",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr_text(&output));
+    let runs = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    let lines: Vec<Value> = runs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3 * 2 * 60);
+    for strategy in ["l2nas", "ganas", "rea"] {
+        for seed in 0..2u64 {
+            let archs: std::collections::HashSet<&str> = lines
+                .iter()
+                .filter(|l| l["strategy"] == strategy && l["seed"] == seed)
+                .map(|l| l["arch_text"].as_str().unwrap())
+                .collect();
+            assert_eq!(archs.len(), 60, "{strategy} seed {seed}");
+        }
+    }
 }

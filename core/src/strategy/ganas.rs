@@ -416,7 +416,15 @@ impl GaNas {
         }
     }
 
-    fn iterate(&mut self, space: &dyn SearchSpace, history: &History, rng: &mut dyn RngCore) {
+    /// One iteration: the true set, the discriminator, the generator, then `count` new
+    /// architectures queued.
+    fn iterate(
+        &mut self,
+        space: &dyn SearchSpace,
+        history: &History,
+        rng: &mut dyn RngCore,
+        count: usize,
+    ) {
         // 1. The true set: the best feasible architectures (the best of all before any is).
         let mut truth: Vec<Arch> = history
             .ranked()
@@ -474,27 +482,26 @@ impl GaNas {
         self.train_generator(space, &samples, &starts, &advantages);
         // 4. New, unseen architectures.
         let mut fresh: Vec<Arch> = Vec::new();
+        let mut seen: std::collections::HashSet<Arch> = std::collections::HashSet::new();
         for _ in 0..10 {
-            for arch in self.sample(space, &truth, self.config.batch * 4, rng).0 {
-                if history.get(&arch).is_none()
-                    && !fresh.contains(&arch)
-                    && fresh.len() < self.config.batch
+            for arch in self.sample(space, &truth, count * 4, rng).0 {
+                if fresh.len() < count && history.get(&arch).is_none() && seen.insert(arch.clone())
                 {
                     fresh.push(arch);
                 }
             }
-            if fresh.len() >= self.config.batch {
+            if fresh.len() >= count {
                 break;
             }
         }
         // A generator that has collapsed onto known architectures: the rest of the batch
         // random and unseen, so that an iteration still buys a whole batch of queries.
-        for _ in 0..1000 {
-            if fresh.len() >= self.config.batch {
+        for _ in 0..1000.max(10 * count) {
+            if fresh.len() >= count {
                 break;
             }
             let arch = space.sample(rng);
-            if history.get(&arch).is_none() && !fresh.contains(&arch) {
+            if history.get(&arch).is_none() && seen.insert(arch.clone()) {
                 fresh.push(arch);
             }
         }
@@ -525,9 +532,33 @@ impl Strategy for GaNas {
             return space.sample(rng);
         }
         if self.queue.is_empty() {
-            self.iterate(space, history, rng);
+            self.iterate(space, history, rng, self.config.batch);
         }
         self.queue.pop_front().unwrap_or_else(|| space.sample(rng))
+    }
+
+    /// A round of `n`: one iteration for the whole round (its networks train once),
+    /// generating twice what is asked so that the proposals a latency screen refuses are
+    /// replaced from the queue, not by another iteration; what is left over opens the next
+    /// round.
+    fn propose_batch(
+        &mut self,
+        space: &dyn SearchSpace,
+        history: &History,
+        rng: &mut dyn RngCore,
+        n: usize,
+    ) -> Vec<Arch> {
+        if history.len() < self.config.warmup {
+            return (0..n).map(|_| space.sample(rng)).collect();
+        }
+        // Leftovers evaluated since they were queued are repeats: dropped here.
+        self.queue.retain(|arch| history.get(arch).is_none());
+        if self.queue.len() < n {
+            let count = 2 * n.max(self.config.batch);
+            self.iterate(space, history, rng, count);
+        }
+        let take = n.min(self.queue.len());
+        self.queue.drain(..take).collect()
     }
 
     fn observe(&mut self, _: &dyn SearchSpace, _: &History, _: &Record) {}
@@ -538,6 +569,38 @@ mod tests {
     use super::*;
     use crate::space::Nb201Space;
     use rand::SeedableRng;
+
+    #[test]
+    fn a_round_is_one_iteration_whose_spare_half_serves_the_next_round() {
+        let space = Nb201Space::new();
+        let mut ganas = GaNas::new(&space);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut history = History::new();
+        for arch in ganas.propose_batch(&space, &history, &mut rng, 30) {
+            if history.get(&arch).is_none() {
+                history.push(Record::scored(history.len() + 1, arch, 1.0));
+            }
+        }
+        // Past the warm-up: one iteration generates twice the round.
+        let round = ganas.propose_batch(&space, &history, &mut rng, 30);
+        let distinct: std::collections::HashSet<&Arch> = round.iter().collect();
+        assert_eq!(distinct.len(), 30);
+        assert!(round.iter().all(|a| history.get(a).is_none()));
+        assert_eq!(ganas.queue.len(), 30);
+        // The next round of up to 30 comes from the queue, less what was evaluated since.
+        history.push(Record::scored(
+            history.len() + 1,
+            ganas.queue[0].clone(),
+            1.0,
+        ));
+        let next = ganas.propose_batch(&space, &history, &mut rng, 29);
+        assert_eq!(next.len(), 29);
+        assert!(ganas.queue.is_empty());
+        assert!(
+            next.iter()
+                .all(|a| history.get(a).is_none() && !round.contains(a))
+        );
+    }
 
     #[test]
     fn an_untrained_generator_samples_every_option() {

@@ -35,10 +35,10 @@ pub use pool::{
     max_pool_backward,
 };
 pub use softmax::{
-    argmax, gumbel, gumbel_noise, log_softmax_backward, one_hot_argmax, open_uniform, softmax,
-    softmax_backward,
+    argmax, gumbel, gumbel_noise, log_softmax_backward, one_hot_argmax, open_uniform,
+    segment_softmax, segment_softmax_backward, softmax, softmax_backward,
 };
 pub use unary::{
-    activation, activation_backward, cross_entropy, cross_entropy_backward, log_softmax,
-    per_sample_cross_entropy,
+    activation, activation_backward, activation_backward_with_output, cross_entropy,
+    cross_entropy_backward, log_softmax, per_sample_cross_entropy,
 };

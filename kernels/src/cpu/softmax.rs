@@ -54,6 +54,64 @@ pub fn log_softmax_backward(l: &Tensor, dy: &Tensor) -> Result<Tensor> {
     Tensor::new(l.shape(), dx)
 }
 
+/// The segments of a `[N, D]` tensor's rows: `sizes` must add up to `D`.
+fn check_segments(what: &str, x: &Tensor, sizes: &[usize]) -> Result<()> {
+    match x.shape() {
+        &[_, d] if sizes.iter().sum::<usize>() == d && sizes.iter().all(|&s| s > 0) => Ok(()),
+        shape => Err(Error::Shape(format!(
+            "{what}: segments {sizes:?} (each non-empty) must tile the rows of a [N, D] tensor, got {shape:?}"
+        ))),
+    }
+}
+
+/// A softmax over each segment of each row of `[N, D]` (segments of `sizes`, adding up to
+/// `D`) of the values times `scale`: per-decision probabilities of a flat encoding. The
+/// same values as slicing, scaling, a softmax per slice and concatenating, in one pass.
+pub fn segment_softmax(x: &Tensor, sizes: &[usize], scale: f32) -> Result<Tensor> {
+    check_segments("segment softmax", x, sizes)?;
+    let d = x.shape()[1];
+    let mut out: Vec<f32> = x.data().iter().map(|v| v * scale).collect();
+    if d > 0 {
+        for row in out.chunks_mut(d) {
+            let mut offset = 0;
+            for &size in sizes {
+                let segment = &mut row[offset..offset + size];
+                let max = segment.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let log_sum = segment.iter().map(|v| (v - max).exp()).sum::<f32>().ln() + max;
+                segment.iter_mut().for_each(|v| *v = (*v - log_sum).exp());
+                offset += size;
+            }
+        }
+    }
+    Tensor::new(x.shape(), out)
+}
+
+/// Gradient through [`segment_softmax`] from its output `p`: per segment
+/// `scale * p * (dy - <p, dy>)`.
+pub fn segment_softmax_backward(
+    p: &Tensor,
+    dy: &Tensor,
+    sizes: &[usize],
+    scale: f32,
+) -> Result<Tensor> {
+    check_segments("segment softmax backward", p, sizes)?;
+    same_shape("segment softmax backward", p, dy)?;
+    let d = p.shape()[1];
+    let mut dx = Vec::with_capacity(p.len());
+    if d > 0 {
+        for (pr, gr) in p.data().chunks(d).zip(dy.data().chunks(d)) {
+            let mut offset = 0;
+            for &size in sizes {
+                let (ps, gs) = (&pr[offset..offset + size], &gr[offset..offset + size]);
+                let inner: f32 = ps.iter().zip(gs).map(|(p, g)| p * g).sum();
+                dx.extend(ps.iter().zip(gs).map(|(p, g)| p * (g - inner) * scale));
+                offset += size;
+            }
+        }
+    }
+    Tensor::new(p.shape(), dx)
+}
+
 /// A uniform draw strictly inside `(0, 1)`.
 pub fn open_uniform(rng: &mut impl Rng) -> f32 {
     rng.random::<f32>().clamp(1e-6, 1.0 - 1e-6)
