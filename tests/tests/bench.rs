@@ -167,7 +167,10 @@ fn bench_in_rounds_answers_every_query_once() {
     .unwrap();
     assert!(output.status.success(), "{}", stderr_text(&output));
     let runs = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
-    let lines: Vec<Value> = runs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = runs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3 * 2 * 60);
     for strategy in ["l2nas", "ganas", "rea"] {
         for seed in 0..2u64 {

@@ -723,7 +723,7 @@ mod tests {
         let mut l2nas = L2Nas::new(&space);
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(4);
         let mut history = History::new();
-        let mut answer = |l2nas: &mut L2Nas, history: &mut History, archs: &[Arch]| {
+        let answer = |l2nas: &mut L2Nas, history: &mut History, archs: &[Arch]| {
             for arch in archs {
                 let reward = arch.choices().iter().map(|&c| f64::from(c)).sum::<f64>();
                 let record = Record::scored(history.len() + 1, arch.clone(), reward);
