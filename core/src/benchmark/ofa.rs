@@ -53,27 +53,7 @@ struct Linear {
     inputs: usize,
 }
 
-/// Configs predicted together from which one matrix product per layer is used. One config
-/// alone is faster by dot products (a 5,000-query REA run on this 2-core machine: 1.3-1.5 s
-/// by one-row products, 0.8 s by dot products); a round of 25 by a product is ~10x cheaper
-/// per config. The threshold between was set, not measured.
-pub const GEMM_ROWS: usize = 4;
-
 impl Linear {
-    /// The layer on each row of `x` (`[rows, inputs]`) by dot products with fixed-order
-    /// partial sums that vectorise.
-    fn apply_by_rows(&self, x: &[f32], relu: bool) -> Vec<f32> {
-        let mut y = Vec::with_capacity(x.len() / self.inputs.max(1) * self.bias.len());
-        for row in x.chunks_exact(self.inputs) {
-            for (o, &b) in self.bias.iter().enumerate() {
-                let weights = &self.weight[o * self.inputs..(o + 1) * self.inputs];
-                let v = hwnas_kernels::cpu::reduce::dot(weights, row) + b;
-                y.push(if relu { v.max(0.0) } else { v });
-            }
-        }
-        y
-    }
-
     /// The layer on `rows` inputs at once (`x` is `[rows, inputs]`): one matrix product,
     /// the predictor's whole cost in a search.
     fn apply(&self, x: &[f32], rows: usize, relu: bool) -> Vec<f32> {
@@ -214,11 +194,12 @@ impl OfaPredictor {
         self.predict_many(std::slice::from_ref(config))[0]
     }
 
-    /// Predicted top-1 of each config, as fractions. A few configs go one at a time through
-    /// vectorised dot products (bound by reading the weights); from [`GEMM_ROWS`] on, one
-    /// matrix product per layer for all (the weights read once per round: ~10x less per
-    /// config). The two sum in different orders: a config's prediction alone and in a round
-    /// agree to float rounding, each deterministic.
+    /// Predicted top-1 of each config, as fractions: one matrix product per layer for all
+    /// (the weights read once per round, ~10x less per config than alone). A config's
+    /// prediction has the same bits alone and in any round (tested), so that a resumed
+    /// search, asking the rest of an interrupted round, gets what the whole round got.
+    /// Alone a product costs more than dot products would (a 5,000-query REA run here:
+    /// 1.3-1.5 s against 0.8 s), but those sum in another order.
     pub fn predict_many(&self, configs: &[OfaConfig]) -> Vec<f64> {
         let mut x = Vec::with_capacity(configs.len() * Self::INPUTS);
         for config in configs {
@@ -226,11 +207,7 @@ impl OfaPredictor {
         }
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = if configs.len() >= GEMM_ROWS {
-                layer.apply(&x, configs.len(), i != last)
-            } else {
-                layer.apply_by_rows(&x, i != last)
-            };
+            x = layer.apply(&x, configs.len(), i != last);
         }
         x.into_iter().map(f64::from).collect()
     }
