@@ -224,10 +224,11 @@ pub struct L2Nas {
     /// Options per decision, in encoding order.
     sizes: Vec<usize>,
     rng_seed: u64,
-    /// Records observed since the networks last trained: they train before the next
-    /// proposal, in one go for a whole round (see [`L2NasConfig::round_records_per_block`]).
-    untrained: usize,
-    /// Of those, the new records (not repeats): what sizes a round's training.
+    /// Whether records were observed since the networks last trained: they train before
+    /// the next proposal, in one go for a whole round.
+    untrained: bool,
+    /// Of those, the new records (not repeats): what sizes a round's training (see
+    /// [`L2NasConfig::round_records_per_block`]).
     untrained_new: usize,
     /// Critic steps taken so far (what a round's training is checked by).
     critic_steps_taken: usize,
@@ -260,7 +261,7 @@ impl L2Nas {
             sources: Vec::new(),
             sizes: space.decisions().iter().map(|d| d.choices.len()).collect(),
             rng_seed: 0,
-            untrained: 0,
+            untrained: false,
             untrained_new: 0,
             critic_steps_taken: 0,
             round: None,
@@ -498,8 +499,7 @@ impl L2Nas {
     /// Trains the networks when records arrived since they last did, seeded by the previous
     /// proposal's draw: one at a time, the same as training as each record arrives.
     fn train_if_due(&mut self) {
-        let records = std::mem::take(&mut self.untrained);
-        if records > 0 {
+        if std::mem::take(&mut self.untrained) {
             let mut rng =
                 <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(self.rng_seed);
             let blocks = std::mem::take(&mut self.untrained_new)
@@ -583,13 +583,11 @@ impl Strategy for L2Nas {
         history: &History,
         rng: &mut dyn RngCore,
     ) -> Arch {
-        self.train_if_due();
-        self.rng_seed = rng.next_u64();
-        let state = top_k_state(space, history, self.config.top_k);
-        let base = self.act(&state);
-        self.propose_from(space, history, rng, &state, &base, &mut |arch| {
-            history.get(arch).is_none()
-        })
+        // A round of one: the same draws, and the state and actor output reused where
+        // nothing changed since (a proposal the screen refused).
+        self.propose_batch(space, history, rng, 1)
+            .pop()
+            .expect("a round of one")
     }
 
     /// A round of `n` from one state and one actor output (the networks trained once
@@ -646,7 +644,7 @@ impl Strategy for L2Nas {
             reward: record.reward as f32,
         });
         if history.len() >= self.config.warmup {
-            self.untrained += 1;
+            self.untrained = true;
             self.untrained_new += usize::from(is_new);
         }
     }
