@@ -5,6 +5,7 @@
 use crate::backend::Backend;
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::labels::Labels;
 use crate::ops::{Activation, Conv2dSpec};
 use crate::tensor::Tensor;
 
@@ -94,9 +95,9 @@ enum Op {
     },
     CrossEntropy {
         logits: Var,
-        labels: Vec<usize>,
-        /// Per-row multipliers (`None`: all 1).
-        weights: Option<Vec<f32>>,
+        labels: Labels,
+        /// Per-row multipliers, `[N]` (`None`: all 1).
+        weights: Option<Tensor>,
     },
     Sum {
         x: Var,
@@ -111,7 +112,7 @@ enum Op {
         x: Var,
         gamma: Var,
         beta: Var,
-        inv_std: Vec<f32>,
+        inv_std: Tensor,
         normalised: Tensor,
     },
 }
@@ -465,13 +466,13 @@ impl<'b> Tape<'b> {
     }
 
     /// Mean cross-entropy of `[N, C]` logits.
-    pub fn cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Result<Var> {
+    pub fn cross_entropy(&mut self, logits: Var, labels: &Labels) -> Result<Var> {
         let value = self.backend.cross_entropy(self.value(logits), labels)?;
         Ok(self.push(
             value,
             Op::CrossEntropy {
                 logits,
-                labels: labels.to_vec(),
+                labels: labels.clone(),
                 weights: None,
             },
             &[logits],
@@ -483,7 +484,7 @@ impl<'b> Tape<'b> {
     pub fn weighted_cross_entropy(
         &mut self,
         logits: Var,
-        labels: &[usize],
+        labels: &Labels,
         weights: &[f32],
     ) -> Result<Var> {
         if weights.len() != labels.len() {
@@ -493,16 +494,18 @@ impl<'b> Tape<'b> {
                 labels.len()
             )));
         }
-        let per_row = crate::cpu::per_sample_cross_entropy(self.value(logits), labels)?;
-        let loss = per_row.iter().zip(weights).map(|(l, w)| l * w).sum::<f32>()
-            / labels.len().max(1) as f32;
-        let value = Tensor::new(&[1], vec![loss])?;
+        let weights = self
+            .backend
+            .to_device(&Tensor::new(&[weights.len()], weights.to_vec())?)?;
+        let value = self
+            .backend
+            .weighted_cross_entropy(self.value(logits), labels, &weights)?;
         Ok(self.push(
             value,
             Op::CrossEntropy {
                 logits,
-                labels: labels.to_vec(),
-                weights: Some(weights.to_vec()),
+                labels: labels.clone(),
+                weights: Some(weights),
             },
             &[logits],
         ))
@@ -536,8 +539,8 @@ impl<'b> Tape<'b> {
         x: Var,
         gamma: Var,
         beta: Var,
-        mean: &[f32],
-        var: &[f32],
+        mean: &Tensor,
+        var: &Tensor,
     ) -> Result<Var> {
         let (y, normalised, inv_std) = self.backend.batch_norm_inference(
             self.value(x),
@@ -604,7 +607,9 @@ impl<'b> Tape<'b> {
                 self.value(loss).shape()
             )));
         }
-        self.backward_from(loss, Tensor::new(&[1], vec![1.0])?)
+        // The seed where the backend computes (written on the device, not uploaded).
+        let seed = self.backend.full(&[1], 1.0)?;
+        self.backward_from(loss, seed)
     }
 
     /// Vector-Jacobian product: propagates `seed` (the gradient of some scalar with respect
@@ -799,7 +804,7 @@ impl<'b> Tape<'b> {
                     // Scaled on the device: by dy (a `[1]` broadcast), then per row.
                     dx = backend.binary(&dx, dy, true)?;
                     if let Some(weights) = weights {
-                        let rows = Tensor::new(&[weights.len(), 1], weights.clone())?;
+                        let rows = weights.clone().reshape(&[weights.len(), 1])?;
                         dx = backend.binary(&dx, &rows, true)?;
                     }
                     self.accumulate(*logits, &dx)?;
@@ -810,7 +815,7 @@ impl<'b> Tape<'b> {
                     None => dx.data_mut().iter_mut().for_each(|v| *v *= scale),
                     Some(weights) => {
                         let classes = dx.shape()[1];
-                        for (row, w) in dx.data_mut().chunks_mut(classes).zip(weights) {
+                        for (row, w) in dx.data_mut().chunks_mut(classes).zip(weights.data()) {
                             row.iter_mut().for_each(|v| *v *= scale * w);
                         }
                     }

@@ -5,6 +5,7 @@
 use crate::cpu;
 use crate::error::Result;
 use crate::gpu::GpuContext;
+use crate::labels::Labels;
 use crate::ops::{Activation, Conv2dSpec};
 use crate::tensor::Tensor;
 
@@ -146,16 +147,17 @@ pub trait Backend: Send + Sync {
         cpu::batch_norm_train_backward(cache, gamma, dy)
     }
 
-    /// Inference-mode batch norm: `(y, normalised, 1 / sqrt(var + eps))`.
+    /// Inference-mode batch norm with fixed per-channel `mean` and `var` (`[C]`): `(y,
+    /// normalised, 1 / sqrt(var + eps))`.
     fn batch_norm_inference(
         &self,
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        mean: &[f32],
-        var: &[f32],
+        mean: &Tensor,
+        var: &Tensor,
         eps: f32,
-    ) -> Result<(Tensor, Tensor, Vec<f32>)> {
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         cpu::batch_norm_inference(x, gamma, beta, mean, var, eps)
     }
 
@@ -163,7 +165,7 @@ pub trait Backend: Send + Sync {
     fn batch_norm_inference_backward(
         &self,
         normalised: &Tensor,
-        inv_std: &[f32],
+        inv_std: &Tensor,
         gamma: &Tensor,
         dy: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
@@ -276,6 +278,12 @@ pub trait Backend: Send + Sync {
         Ok(Tensor::zeros(shape))
     }
 
+    /// `value` everywhere in a tensor of `shape`, where this backend computes (written on
+    /// the device, nothing uploaded).
+    fn full(&self, shape: &[usize], value: f32) -> Result<Tensor> {
+        Tensor::new(shape, vec![value; shape.iter().product()])
+    }
+
     /// One SGD update of `params` (and their `velocity`, flat, one per parameter) from
     /// `grads`; on the wgpu backend every tensor stays on the device.
     fn sgd_step(
@@ -330,15 +338,81 @@ pub trait Backend: Send + Sync {
         }
     }
 
-    /// Mean cross-entropy of `[N, C]` logits against integer labels, as `[1]`.
-    fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
-        Tensor::new(&[1], vec![cpu::cross_entropy(logits, labels)?])
+    /// Mean cross-entropy of `[N, C]` logits against their labels, as `[1]`.
+    fn cross_entropy(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        Tensor::new(&[1], vec![cpu::cross_entropy(logits, labels.classes())?])
+    }
+
+    /// `(1/N) sum_i weights[i] CE_i` of `[N, C]` logits (`weights` `[N]`), as `[1]`.
+    fn weighted_cross_entropy(
+        &self,
+        logits: &Tensor,
+        labels: &Labels,
+        weights: &Tensor,
+    ) -> Result<Tensor> {
+        check_row_weights(weights, labels)?;
+        let per_row = cpu::per_sample_cross_entropy(logits, labels.classes())?;
+        let loss = per_row
+            .iter()
+            .zip(weights.data())
+            .map(|(l, w)| l * w)
+            .sum::<f32>()
+            / labels.len().max(1) as f32;
+        Tensor::new(&[1], vec![loss])
     }
 
     /// Gradient of [`Backend::cross_entropy`].
-    fn cross_entropy_backward(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
-        cpu::cross_entropy_backward(logits, labels)
+    fn cross_entropy_backward(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        cpu::cross_entropy_backward(logits, labels.classes())
     }
+
+    /// Each row's cross-entropy against its label, `[N]`.
+    fn per_sample_cross_entropy(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        let losses = cpu::per_sample_cross_entropy(logits, labels.classes())?;
+        Tensor::new(&[losses.len()], losses)
+    }
+
+    /// How many rows' largest logit is their label's (the last of equal maxima), as `[1]`.
+    fn correct_count(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        let count = cpu::correct_count(logits, labels.classes())?;
+        Tensor::new(&[1], vec![count as f32])
+    }
+
+    /// `alpha a + beta b`, element by element, for `a` and `b` of one shape.
+    fn axpby(&self, a: &Tensor, b: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
+        check_same_shape("axpby", a, b)?;
+        let values = a
+            .data()
+            .iter()
+            .zip(b.data())
+            .map(|(x, y)| alpha * x + beta * y)
+            .collect();
+        Tensor::new(a.shape(), values)
+    }
+}
+
+/// Refuses a per-row weight list that is not one weight per label.
+pub(crate) fn check_row_weights(weights: &Tensor, labels: &Labels) -> Result<()> {
+    if weights.shape() != [labels.len()] {
+        return Err(crate::Error::Shape(format!(
+            "cross-entropy weights of shape {:?} for {} labels",
+            weights.shape(),
+            labels.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses operands of an element-wise op whose shapes differ.
+pub(crate) fn check_same_shape(op: &str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(crate::Error::Shape(format!(
+            "{op}: shapes {:?} and {:?} differ",
+            a.shape(),
+            b.shape()
+        )));
+    }
+    Ok(())
 }
 
 /// The CPU reference backend.
@@ -499,10 +573,10 @@ impl Backend for Wgpu {
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        mean: &[f32],
-        var: &[f32],
+        mean: &Tensor,
+        var: &Tensor,
         eps: f32,
-    ) -> Result<(Tensor, Tensor, Vec<f32>)> {
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         self.gpu
             .batch_norm_inference(x, gamma, beta, mean, var, eps)
     }
@@ -510,7 +584,7 @@ impl Backend for Wgpu {
     fn batch_norm_inference_backward(
         &self,
         normalised: &Tensor,
-        inv_std: &[f32],
+        inv_std: &Tensor,
         gamma: &Tensor,
         dy: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
@@ -609,12 +683,37 @@ impl Backend for Wgpu {
         self.gpu.softmax_backward(y, dy, scale, log)
     }
 
-    fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
+    fn cross_entropy(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
         self.gpu.cross_entropy(logits, labels)
     }
 
-    fn cross_entropy_backward(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
+    fn weighted_cross_entropy(
+        &self,
+        logits: &Tensor,
+        labels: &Labels,
+        weights: &Tensor,
+    ) -> Result<Tensor> {
+        self.gpu.weighted_cross_entropy(logits, labels, weights)
+    }
+
+    fn cross_entropy_backward(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
         self.gpu.cross_entropy_backward(logits, labels)
+    }
+
+    fn per_sample_cross_entropy(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        self.gpu.per_sample_cross_entropy(logits, labels)
+    }
+
+    fn correct_count(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        self.gpu.correct_count(logits, labels)
+    }
+
+    fn axpby(&self, a: &Tensor, b: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
+        self.gpu.axpby(a, b, alpha, beta)
+    }
+
+    fn full(&self, shape: &[usize], value: f32) -> Result<Tensor> {
+        self.gpu.full(shape, value)
     }
 }
 

@@ -191,14 +191,15 @@ pub struct BroadcastParams {
     pub strides_a: [u32; 4],
     /// Forward: strides of `b`; backward: of the other operand.
     pub strides_b: [u32; 4],
-    /// 0 add, 1 multiply, 2 (forward) `a` times `factor`.
+    /// 0 add, 1 multiply, 2 (forward) `a` times `factor`, 3 (forward) `factor a +
+    /// factor_b b`, 4 (forward) `factor` everywhere.
     pub op: u32,
     /// Values computed.
     pub len: u32,
-    /// The factor of op 2.
+    /// The factor of `a` in ops 2 and 3, the value of op 4.
     pub factor: f32,
-    /// Padding to 16 bytes.
-    pub pad: u32,
+    /// The factor of `b` in op 3.
+    pub factor_b: f32,
 }
 
 /// Uniforms of `window.wgsl`.
@@ -267,6 +268,15 @@ pub struct SgdParams {
     pub len: u32,
     /// The squared-norm slot written.
     pub slot: u32,
+    /// Padding to 16 bytes.
+    pub pad: [u32; 2],
+}
+
+/// The per-step block of `sgd.wgsl` (a storage buffer: uploaded once per step, read by
+/// every dispatch of it).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct SgdStepValues {
     /// 1: Nesterov momentum.
     pub nesterov: u32,
     /// 1: the gradient is scaled by the clipping factor.
@@ -279,4 +289,6 @@ pub struct SgdParams {
     pub weight_decay: f32,
     /// The largest global gradient norm kept.
     pub max_norm: f32,
+    /// Padding to 32 bytes.
+    pub pad: [u32; 2],
 }

@@ -2,7 +2,7 @@
 //! a two-layer network trained with Adam on a fixed toy problem on both backends.
 
 use hwnas_kernels::optim::Adam;
-use hwnas_kernels::{Activation, Backend, Conv2dSpec, Cpu, Tape, Tensor, Tolerance, Wgpu};
+use hwnas_kernels::{Activation, Backend, Conv2dSpec, Cpu, Labels, Tape, Tensor, Tolerance, Wgpu};
 
 /// conv -> relu, avg-pool, skip mixed by softmax(alpha) -> global pool -> linear -> CE.
 fn tiny_supernet(
@@ -35,7 +35,8 @@ fn tiny_supernet(
     let pooled = tape.global_avg_pool(mixed).unwrap();
     let flat = tape.flatten(pooled).unwrap();
     let logits = tape.linear(flat, fv, bv).unwrap();
-    let loss = tape.cross_entropy(logits, labels).unwrap();
+    let labels = Labels::on_host(labels).unwrap();
+    let loss = tape.cross_entropy(logits, &labels).unwrap();
     let value = tape.value(loss).data()[0];
     if !grads {
         return (value, Vec::new());
@@ -124,7 +125,9 @@ fn train_two_layer(backend: &dyn Backend) -> f32 {
         let h = tape.linear(xv, vars[0], vars[1]).unwrap();
         let h = tape.activation(h, Activation::HardSwish).unwrap();
         let logits = tape.linear(h, vars[2], vars[3]).unwrap();
-        let l = tape.cross_entropy(logits, &labels).unwrap();
+        let l = tape
+            .cross_entropy(logits, &Labels::on_host(&labels).unwrap())
+            .unwrap();
         loss = tape.value(l).data()[0];
         tape.backward(l).unwrap();
         let grads: Vec<Tensor> = vars
@@ -173,7 +176,13 @@ fn bn_inference_objective(
         tape.leaf(beta.clone(), true),
     );
     let y = tape
-        .batch_norm_inference(xv, gv, bv, &[0.5, -0.25], &[2.0, 0.3])
+        .batch_norm_inference(
+            xv,
+            gv,
+            bv,
+            &Tensor::new(&[2], vec![0.5, -0.25]).unwrap(),
+            &Tensor::new(&[2], vec![2.0, 0.3]).unwrap(),
+        )
         .unwrap();
     let value: f32 = tape
         .value(y)
@@ -305,7 +314,9 @@ fn weighted_cross_entropy_weighs_each_row_and_its_gradient_matches_finite_differ
     let loss_of = |l: &Tensor| {
         let mut tape = Tape::new(&Cpu);
         let v = tape.leaf(l.clone(), true);
-        let loss = tape.weighted_cross_entropy(v, &labels, &weights).unwrap();
+        let loss = tape
+            .weighted_cross_entropy(v, &Labels::on_host(&labels).unwrap(), &weights)
+            .unwrap();
         let value = tape.value(loss).data()[0];
         tape.backward(loss).unwrap();
         (value, tape.grad(v).unwrap().clone())
@@ -334,7 +345,7 @@ fn weighted_cross_entropy_weighs_each_row_and_its_gradient_matches_finite_differ
     let mut tape = Tape::new(&Cpu);
     let v = tape.leaf(logits.clone(), true);
     let error = tape
-        .weighted_cross_entropy(v, &labels, &[1.0, 1.0])
+        .weighted_cross_entropy(v, &Labels::on_host(&labels).unwrap(), &[1.0, 1.0])
         .unwrap_err();
     assert!(
         error

@@ -244,12 +244,18 @@ fn compare_layer_ops(n: usize, c: usize, h: usize, w: usize, seed: u64) -> usize
     same("batch norm dgamma", &gdgamma, &dgamma);
     same("batch norm dbeta", &gdbeta, &dbeta);
     let (y, normalised, inv_std) = cpu
-        .batch_norm_inference(&x, &gamma, &beta, cache.mean.data(), cache.var.data(), 1e-5)
+        .batch_norm_inference(&x, &gamma, &beta, &cache.mean, &cache.var, 1e-5)
         .unwrap();
     let gpu_inference = gpu
-        .batch_norm_inference(&x, &gamma, &beta, cache.mean.data(), cache.var.data(), 1e-5)
+        .batch_norm_inference(&x, &gamma, &beta, &cache.mean, &cache.var, 1e-5)
         .unwrap();
     same("inference batch norm", &gpu_inference.0, &y);
+    same(
+        "inference batch norm normalised",
+        &gpu_inference.1,
+        &normalised,
+    );
+    same("inference batch norm inv_std", &gpu_inference.2, &inv_std);
     let (dx, dgamma, _) = cpu
         .batch_norm_inference_backward(&normalised, &inv_std, &gamma, &dy)
         .unwrap();
@@ -364,18 +370,60 @@ fn compare_layer_ops(n: usize, c: usize, h: usize, w: usize, seed: u64) -> usize
             &cpu.softmax_backward(&y, &dy, scale, log).unwrap(),
         );
     }
-    let labels: Vec<usize> = (0..n * h)
+    let classes: Vec<usize> = (0..n * h)
         .map(|i| (i * 7 + seed as usize) % (c + 1))
         .collect();
+    let row_weights = Tensor::randn(&[n * h], 1.0, seed + 43);
+    // The labels from the host, and resident on the device (as a step uploads them once).
+    for labels in [
+        hwnas_kernels::Labels::on_host(&classes).unwrap(),
+        hwnas_kernels::Labels::new(gpu, &classes).unwrap(),
+    ] {
+        same(
+            "cross-entropy",
+            &gpu.cross_entropy(&logits, &labels).unwrap(),
+            &cpu.cross_entropy(&logits, &labels).unwrap(),
+        );
+        same(
+            "weighted cross-entropy",
+            &gpu.weighted_cross_entropy(&logits, &labels, &row_weights)
+                .unwrap(),
+            &cpu.weighted_cross_entropy(&logits, &labels, &row_weights)
+                .unwrap(),
+        );
+        same(
+            "per-sample cross-entropy",
+            &gpu.per_sample_cross_entropy(&logits, &labels).unwrap(),
+            &cpu.per_sample_cross_entropy(&logits, &labels).unwrap(),
+        );
+        same(
+            "cross-entropy backward",
+            &gpu.cross_entropy_backward(&logits, &labels).unwrap(),
+            &cpu.cross_entropy_backward(&logits, &labels).unwrap(),
+        );
+        // Rows with equal maxima too (the last of them counts on both).
+        let mut tied = logits.clone();
+        for row in tied.data_mut().chunks_mut(c + 1).step_by(2) {
+            row.iter_mut().for_each(|v| *v = v.round().min(1.0));
+        }
+        for l in [&logits, &tied] {
+            assert_eq!(
+                gpu.correct_count(l, &labels).unwrap().data(),
+                cpu.correct_count(l, &labels).unwrap().data(),
+                "correct count"
+            );
+        }
+    }
+    let other = Tensor::randn(x.shape(), 1.0, seed + 44);
     same(
-        "cross-entropy",
-        &gpu.cross_entropy(&logits, &labels).unwrap(),
-        &cpu.cross_entropy(&logits, &labels).unwrap(),
+        "axpby",
+        &gpu.axpby(&x, &other, 0.9, -0.3).unwrap(),
+        &cpu.axpby(&x, &other, 0.9, -0.3).unwrap(),
     );
     same(
-        "cross-entropy backward",
-        &gpu.cross_entropy_backward(&logits, &labels).unwrap(),
-        &cpu.cross_entropy_backward(&logits, &labels).unwrap(),
+        "full",
+        &gpu.full(x.shape(), -1.5).unwrap(),
+        &cpu.full(x.shape(), -1.5).unwrap(),
     );
     checked
 }

@@ -111,7 +111,7 @@ impl SupernetTrainer {
         self.net.params_mut().set_all(params);
         stepped?;
         self.bn
-            .update_running(&out.batch_stats, 0.1, batch.labels.len());
+            .update_running(backend, &out.batch_stats, 0.1, batch.labels.len())?;
         Ok(out)
     }
 
@@ -185,7 +185,9 @@ impl SupernetTrainer {
         eval: &[Batch],
     ) -> Result<(f64, f64)> {
         let routes = self.net.fixed_routes(arch);
-        let stats = self.recalibrate(backend, arch, recalibration)?;
+        let stats = self
+            .recalibrate(backend, arch, recalibration)?
+            .to_device(backend)?;
         let (mut correct, mut count, mut loss) = (0usize, 0usize, 0.0f64);
         for batch in eval {
             let out = self.net.step(

@@ -154,7 +154,8 @@ pub fn grad_norm_and_snip(
     let mut params = ParamSource::new(0, false);
     let x = tape.leaf(batch.clone(), false);
     let (logits, _) = net.forward(&mut tape, &mut params, arch, x);
-    let loss = tape.cross_entropy(logits, labels).expect("labels fit");
+    let labels = hwnas_kernels::Labels::on_host(labels).expect("labels fit");
+    let loss = tape.cross_entropy(logits, &labels).expect("labels fit");
     tape.backward(loss).expect("scalar");
     let mut grad_norm = 0.0;
     let mut snip = 0.0;

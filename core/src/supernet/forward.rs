@@ -3,8 +3,9 @@
 //! [`Route`], and turning the tape into a [`StepOutput`] (loss, accuracy, gradients, batch
 //! statistics, peak memory).
 
-use hwnas_kernels::{Activation, Backend, Conv2dSpec, Tape, Tensor, Var};
+use hwnas_kernels::{Activation, Backend, Conv2dSpec, Labels, Tape, Tensor, Var};
 
+use super::batchnorm::BatchStats;
 use super::params::{Binding, ParamStore};
 use super::{BnMode, Route, StepOutput, StepRequest};
 use crate::error::{Error, Result};
@@ -28,17 +29,17 @@ impl Forward<'_, '_, '_> {
         self.binding.param(self.tape, name)
     }
 
-    /// Constant gamma = 1, beta = 0 for a non-affine batch norm of `c` channels.
-    fn unit_affine(&mut self, c: usize) -> (Var, Var) {
+    /// Constant gamma = 1, beta = 0 for a non-affine batch norm of `c` channels (written
+    /// where the backend computes, once per step and width).
+    fn unit_affine(&mut self, c: usize) -> Result<(Var, Var)> {
         if let Some(&(_, g, b)) = self.unit.iter().find(|(n, _, _)| *n == c) {
-            return (g, b);
+            return Ok((g, b));
         }
-        let g = self
-            .tape
-            .leaf(Tensor::new(&[c], vec![1.0; c]).expect("size"), false);
-        let b = self.tape.leaf(Tensor::zeros(&[c]), false);
+        let backend = self.tape.backend();
+        let g = self.tape.leaf(backend.full(&[c], 1.0)?, false);
+        let b = self.tape.leaf(backend.zeros(&[c])?, false);
         self.unit.push((c, g, b));
-        (g, b)
+        Ok((g, b))
     }
 
     /// Batch norm named `name` (its statistics' key), non-affine unless `affine` is given.
@@ -46,7 +47,7 @@ impl Forward<'_, '_, '_> {
         let c = self.tape.value(x).shape()[1];
         let (g, b) = match affine {
             Some(pair) => pair,
-            None => self.unit_affine(c),
+            None => self.unit_affine(c)?,
         };
         match self.bn {
             BnMode::Batch => {
@@ -55,7 +56,7 @@ impl Forward<'_, '_, '_> {
                 Ok(y)
             }
             BnMode::Fixed(stats) => {
-                let (mean, var) = stats.get(&name).ok_or_else(|| Error::Setting {
+                let (mean, var) = stats.tensors(&name).ok_or_else(|| Error::Setting {
                     name: "batch-norm statistics".into(),
                     problem: format!(
                         "none for layer `{name}`: recalibrate on training batches with this subnet first"
@@ -63,10 +64,16 @@ impl Forward<'_, '_, '_> {
                 })?;
                 // Elastic widths keep the statistics of the widest layer; a narrower
                 // subnet uses its first channels' (Once-for-All's rule).
-                let c = c.min(mean.len());
-                Ok(self
-                    .tape
-                    .batch_norm_inference(x, g, b, &mean[..c], &var[..c])?)
+                let (mean, var) = if c < mean.len() {
+                    let backend = self.tape.backend();
+                    (
+                        backend.slice_axis(mean, 0, 0, c)?,
+                        backend.slice_axis(var, 0, 0, c)?,
+                    )
+                } else {
+                    (mean.clone(), var.clone())
+                };
+                Ok(self.tape.batch_norm_inference(x, g, b, &mean, &var)?)
             }
         }
     }
@@ -161,7 +168,8 @@ pub(crate) fn run_step(
                         problem: format!("{} weights for {candidates} candidates", w.len()),
                     });
                 }
-                let t = Tensor::new(&[candidates], w.clone())?;
+                // On the device once: the forward and the backward pass read it.
+                let t = backend.to_device(&Tensor::new(&[candidates], w.clone())?)?;
                 Some(tape.leaf(t, request.route_grads))
             }
         });
@@ -177,9 +185,11 @@ pub(crate) fn run_step(
     // The batch goes to the device once (the stem's forward and backward both read it).
     let x = f.tape.leaf(backend.to_device(&batch.images)?, false);
     let logits = network(&mut f, x)?;
+    // The labels too: the loss, its gradient and the accuracy count read them.
+    let labels = Labels::new(backend, &batch.labels)?;
     let loss = match request.sample_weights {
-        None => f.tape.cross_entropy(logits, &batch.labels)?,
-        Some(w) => f.tape.weighted_cross_entropy(logits, &batch.labels, w)?,
+        None => f.tape.cross_entropy(logits, &labels)?,
+        Some(w) => f.tape.weighted_cross_entropy(logits, &labels, w)?,
     };
     let Forward {
         binding,
@@ -190,11 +200,15 @@ pub(crate) fn run_step(
     if request.weight_grads || request.route_grads {
         tape.backward(loss)?;
     }
-    // Everything the host reads from the step, in one transfer after the backward pass
-    // (free on the CPU): logits, loss, batch statistics and route gradients.
-    let bn_stats: Vec<(String, &Tensor, &Tensor)> = stats
+    // What the host reads from the step, in one transfer after the backward pass (free on
+    // the CPU): the loss, each image's loss, the correct count and the route gradients. The
+    // logits and the batch statistics stay where they were computed.
+    let batch_stats: BatchStats = stats
         .into_iter()
-        .filter_map(|(name, v)| tape.batch_stats(v).map(|(m, var)| (name, m, var)))
+        .filter_map(|(name, v)| {
+            tape.batch_stats(v)
+                .map(|(m, var)| (name, m.clone(), var.clone()))
+        })
         .collect();
     let route_grads: Vec<Option<&Tensor>> = match request.route_grads {
         true => route_vars
@@ -204,33 +218,17 @@ pub(crate) fn run_step(
         false => Vec::new(),
     };
     let value = tape.value(logits);
-    let mut wanted = vec![value, tape.value(loss)];
-    wanted.extend(bn_stats.iter().flat_map(|(_, m, var)| [*m, *var]));
+    let sample_losses = backend.per_sample_cross_entropy(value, &labels)?;
+    let correct = backend.correct_count(value, &labels)?;
+    let mut wanted = vec![tape.value(loss), &sample_losses, &correct];
     wanted.extend(route_grads.iter().flatten());
     backend.read_back(&wanted)?;
-    let batch_stats = bn_stats
-        .iter()
-        .map(|(name, m, var)| (name.clone(), m.data().to_vec(), var.data().to_vec()))
-        .collect();
-    let classes = value.shape()[1];
-    let correct = value
-        .data()
-        .chunks(classes)
-        .zip(&batch.labels)
-        .filter(|(row, label)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
-            best == **label
-        })
-        .count();
     let mut output = StepOutput {
         loss: tape.value(loss).data()[0],
-        sample_losses: hwnas_kernels::cpu::per_sample_cross_entropy(value, &batch.labels)?,
+        sample_losses: sample_losses.data().to_vec(),
         logits: value.clone(),
-        correct,
+        // A count below 2^24, exact in an f32.
+        correct: correct.data()[0] as usize,
         route_grads: route_grads
             .iter()
             .map(|g| g.map_or_else(|| vec![0.0; candidates], |g| g.data().to_vec()))

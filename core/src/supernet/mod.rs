@@ -11,7 +11,7 @@ pub mod nb201;
 pub mod ofa;
 pub mod params;
 
-pub use batchnorm::BnStats;
+pub use batchnorm::{BatchStats, BnStats};
 pub use darts::{DartsSupernet, DartsSupernetConfig};
 pub use nb201::{Nb201Supernet, Nb201SupernetConfig};
 pub use ofa::{OfaStage, OfaSupernet, OfaSupernetConfig};
@@ -81,8 +81,9 @@ pub struct StepOutput {
     pub route_grads: Vec<Vec<f32>>,
     /// d loss / d parameter, in the store's order (empty unless asked).
     pub weight_grads: Vec<Tensor>,
-    /// Per training-mode batch-norm layer: its name, batch mean and variance.
-    pub batch_stats: Vec<(String, Vec<f32>, Vec<f32>)>,
+    /// Per training-mode batch-norm layer: its name, batch mean and variance (where the
+    /// backend computed them).
+    pub batch_stats: BatchStats,
     /// Bytes of activations, gradients and saved intermediates the tape held at its peak.
     pub tape_bytes: usize,
 }

@@ -39,6 +39,6 @@ pub use softmax::{
     segment_softmax, segment_softmax_backward, softmax, softmax_backward,
 };
 pub use unary::{
-    activation, activation_backward, activation_backward_with_output, cross_entropy,
+    activation, activation_backward, activation_backward_with_output, correct_count, cross_entropy,
     cross_entropy_backward, log_softmax, per_sample_cross_entropy,
 };

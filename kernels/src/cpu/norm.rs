@@ -166,11 +166,12 @@ pub fn batch_norm_inference(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
-    mean: &[f32],
-    var: &[f32],
+    mean: &Tensor,
+    var: &Tensor,
     eps: f32,
-) -> Result<(Tensor, Tensor, Vec<f32>)> {
+) -> Result<(Tensor, Tensor, Tensor)> {
     let [_, c, h, w] = x.nchw()?;
+    let (mean, var) = (mean.data(), var.data());
     if mean.len() != c || var.len() != c || gamma.len() != c || beta.len() != c {
         return Err(Error::Shape(format!(
             "batch norm parameters for {}/{}/{}/{} channels, input has {c}",
@@ -194,18 +195,19 @@ pub fn batch_norm_inference(
         *n = (v - mean[ch]) * inv_std[ch];
         *out = gamma.data()[ch] * *n + beta.data()[ch];
     }
-    Ok((y, normalised, inv_std))
+    Ok((y, normalised, Tensor::new(&[c], inv_std)?))
 }
 
 /// `(dx, dgamma, dbeta)` of [`batch_norm_inference`]: the statistics are constants, so
 /// `dx = dy * gamma / sqrt(var + eps)`.
 pub fn batch_norm_inference_backward(
     normalised: &Tensor,
-    inv_std: &[f32],
+    inv_std: &Tensor,
     gamma: &Tensor,
     dy: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let [_, c, h, w] = dy.nchw()?;
+    let inv_std = inv_std.data();
     let plane = h * w;
     let mut dx = Tensor::zeros(dy.shape());
     let mut dgamma = vec![0.0f32; c];

@@ -124,6 +124,33 @@ pub fn per_sample_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<Vec
         .collect())
 }
 
+/// How many rows of `[N, C]` logits have their label's logit largest (of equal maxima,
+/// the last counts; -0 and +0 are equal).
+pub fn correct_count(logits: &Tensor, labels: &[usize]) -> Result<usize> {
+    let &[n, c] = logits.shape() else {
+        return Err(Error::Shape(format!(
+            "accuracy needs [N, C] logits, got {:?}",
+            logits.shape()
+        )));
+    };
+    check_labels(labels, n, c)?;
+    Ok(logits
+        .data()
+        .chunks(c.max(1))
+        .zip(labels)
+        .filter(|(row, label)| {
+            // The WGSL kernel's scan: -0 and +0 tie, a NaN never wins.
+            let mut at = 0;
+            for (j, v) in row.iter().enumerate().skip(1) {
+                if *v >= row[at] {
+                    at = j;
+                }
+            }
+            at == **label
+        })
+        .count())
+}
+
 /// Gradient of the mean cross-entropy: `(softmax - onehot) / N`.
 pub fn cross_entropy_backward(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
     let mut grad = log_softmax(logits)?;

@@ -9,6 +9,7 @@ use crate::cpu::layout::{
     around_axis, check_slice_gradient, concat_shape, cropped_shape, sliced_shape,
 };
 use crate::error::{Error, Result};
+use crate::labels::Labels;
 use crate::tensor::Tensor;
 use crate::wgsl::{
     BroadcastParams, NormParams, PoolParams, ReduceParams, Shader, SoftmaxParams, WindowParams,
@@ -356,43 +357,66 @@ impl GpuContext {
         self.batch_norm_backward(&cache.normalised, &cache.inv_std, gamma, dy, true)
     }
 
-    /// Inference-mode batch norm with fixed statistics: `(y, normalised, inv_std)`.
+    /// Inference-mode batch norm with fixed statistics: `(y, normalised, inv_std)`, all on
+    /// the device.
     pub fn batch_norm_inference(
         &self,
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        mean: &[f32],
-        var: &[f32],
+        mean: &Tensor,
+        var: &Tensor,
         eps: f32,
-    ) -> Result<(Tensor, Tensor, Vec<f32>)> {
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let c = Self::check_channels(x, &[gamma.len(), beta.len(), mean.len(), var.len()])?;
-        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         let params = self.uniform(&Self::norm_params(x, false, eps)?);
-        let stats: Vec<f32> = mean.iter().chain(&inv_std).copied().collect();
-        let (xb, sb, ab) = (
+        let (xb, fixed, ab) = (
             self.input(x),
-            self.storage(&stats),
+            self.per_channel_block(0, &[mean, var], c),
             self.per_channel_block(0, &[gamma, beta], c),
         );
-        let (normalised, y) = (self.output(x.len()), self.output(x.len()));
-        let passes = Self::normalise_passes(&params, &xb, &sb, &ab, &normalised, &y, x.len());
+        let (stats, normalised, y) = (
+            self.output(2 * c),
+            self.output(x.len()),
+            self.output(x.len()),
+        );
+        let mut passes = vec![Pass {
+            key: key(Shader::BatchNorm, "fixed_stats"),
+            bindings: vec![(0, &params), (2, &fixed), (4, &stats)],
+            workgroups: per_value(c),
+        }];
+        passes.extend(Self::normalise_passes(
+            &params,
+            &xb,
+            &stats,
+            &ab,
+            &normalised,
+            &y,
+            x.len(),
+        ));
         self.record(&passes);
-        let y = self.resident(x.shape(), y)?;
-        let normalised = self.resident(x.shape(), normalised)?;
-        Ok((y, normalised, inv_std))
+        // `stats` holds mean, then inv_std: the backward reads inv_std alone.
+        let inv_std = self.output(c);
+        let bytes = (c * 4) as u64;
+        if bytes > 0 {
+            self.with_encoder(|e| e.copy_buffer_to_buffer(&stats, bytes, &inv_std, 0, bytes));
+        }
+        Ok((
+            self.resident(x.shape(), y)?,
+            self.resident(x.shape(), normalised)?,
+            self.resident(&[c], inv_std)?,
+        ))
     }
 
     /// `(dx, dgamma, dbeta)` of [`GpuContext::batch_norm_inference`].
     pub fn batch_norm_inference_backward(
         &self,
         normalised: &Tensor,
-        inv_std: &[f32],
+        inv_std: &Tensor,
         gamma: &Tensor,
         dy: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let inv_std = Tensor::new(&[inv_std.len()], inv_std.to_vec())?;
-        self.batch_norm_backward(normalised, &inv_std, gamma, dy, false)
+        self.batch_norm_backward(normalised, inv_std, gamma, dy, false)
     }
 
     /// `a + b` (`multiply` false) or `a * b` with broadcasting.
@@ -407,7 +431,7 @@ impl GpuContext {
             op: u32::from(multiply),
             len: len as u32,
             factor: 0.0,
-            pad: 0,
+            factor_b: 0.0,
         };
         let inputs = [(1, &self.input(a)), (2, &self.input(b))];
         self.launch(
@@ -416,6 +440,56 @@ impl GpuContext {
             &inputs,
             per_value(len),
             &shape,
+        )
+    }
+
+    /// `alpha a + beta b` for `a` and `b` of one shape.
+    pub fn axpby(&self, a: &Tensor, b: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
+        crate::backend::check_same_shape("axpby", a, b)?;
+        let len = a.len();
+        let strides = broadcast_strides(dims4(a.shape())?);
+        let params = BroadcastParams {
+            out_dims: u32s(dims4(a.shape())?),
+            target_dims: [1; 4],
+            strides_a: strides,
+            strides_b: strides,
+            op: 3,
+            len: len as u32,
+            factor: alpha,
+            factor_b: beta,
+        };
+        let inputs = [(1, &self.input(a)), (2, &self.input(b))];
+        self.launch(
+            key(Shader::Broadcast, "forward"),
+            &params,
+            &inputs,
+            per_value(len),
+            a.shape(),
+        )
+    }
+
+    /// `value` in every element of a fresh tensor of `shape` (written on the device, nothing
+    /// uploaded).
+    pub fn full(&self, shape: &[usize], value: f32) -> Result<Tensor> {
+        let len: usize = shape.iter().product();
+        let params = BroadcastParams {
+            out_dims: u32s(dims4(&[len])?),
+            target_dims: [1; 4],
+            strides_a: [0; 4],
+            strides_b: [0; 4],
+            op: 4,
+            len: len as u32,
+            factor: value,
+            factor_b: 0.0,
+        };
+        let dummy = self.dummy();
+        let inputs = [(1, &dummy), (2, &dummy)];
+        self.launch(
+            key(Shader::Broadcast, "forward"),
+            &params,
+            &inputs,
+            per_value(len),
+            shape,
         )
     }
 
@@ -437,7 +511,7 @@ impl GpuContext {
             op: 2,
             len: len as u32,
             factor,
-            pad: 0,
+            factor_b: 0.0,
         };
         let inputs = [(1, &self.input(x)), (2, &self.dummy())];
         self.launch(
@@ -475,7 +549,7 @@ impl GpuContext {
                 op: u32::from(multiply),
                 len: target.len() as u32,
                 factor: 0.0,
-                pad: 0,
+                factor_b: 0.0,
             };
             let inputs = [(1, &dyb), (2, &self.input(other))];
             let len = target.len();
@@ -867,7 +941,7 @@ impl GpuContext {
     fn cross_entropy_pass(
         &self,
         logits: &Tensor,
-        labels: &[usize],
+        labels: &Labels,
         entry: &'static str,
         shape: &[usize],
     ) -> Result<Tensor> {
@@ -877,15 +951,19 @@ impl GpuContext {
                 logits.shape()
             )));
         };
-        cpu::unary::check_labels(labels, n, c)?;
+        cpu::unary::check_labels(labels.classes(), n, c)?;
         let params = Self::softmax_params(logits, true, false, 1.0)?;
-        let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
-        // The entry points read `aux` through the shared input helper: bound, never noisy.
-        let inputs = [
-            (1, &self.input(logits)),
-            (2, &self.dummy()),
-            (4, &self.storage(&labels)),
-        ];
+        // The loss entry points read `aux` through the shared input helper (bound, never
+        // noisy); `hits` reads only the logits and labels, so its layout has no binding 2.
+        let (xb, dummy, lb) = (
+            self.input(logits),
+            self.dummy(),
+            self.input(labels.values()),
+        );
+        let mut inputs = vec![(1, &xb), (4, &lb)];
+        if entry != "hits" {
+            inputs.push((2, &dummy));
+        }
         let len = shape.iter().product();
         self.launch(
             key(Shader::Softmax, entry),
@@ -896,14 +974,38 @@ impl GpuContext {
         )
     }
 
+    /// Each row's cross-entropy against its label, `[N]`, on the device.
+    pub fn per_sample_cross_entropy(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        self.cross_entropy_pass(logits, labels, "cross_entropy", &[labels.len()])
+    }
+
     /// Mean cross-entropy of `[N, C]` logits, as a `[1]` tensor on the device.
-    pub fn cross_entropy(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
-        let losses = self.cross_entropy_pass(logits, labels, "cross_entropy", &[labels.len()])?;
+    pub fn cross_entropy(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        let losses = self.per_sample_cross_entropy(logits, labels)?;
         self.scaled_sum(&losses, 1.0 / labels.len().max(1) as f32)
     }
 
+    /// `(1/N) sum_i weights[i] CE_i`, as a `[1]` tensor on the device.
+    pub fn weighted_cross_entropy(
+        &self,
+        logits: &Tensor,
+        labels: &Labels,
+        weights: &Tensor,
+    ) -> Result<Tensor> {
+        crate::backend::check_row_weights(weights, labels)?;
+        let losses = self.per_sample_cross_entropy(logits, labels)?;
+        let weighted = self.binary(&losses, weights, true)?;
+        self.scaled_sum(&weighted, 1.0 / labels.len().max(1) as f32)
+    }
+
     /// Gradient of the mean cross-entropy.
-    pub fn cross_entropy_backward(&self, logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
+    pub fn cross_entropy_backward(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
         self.cross_entropy_pass(logits, labels, "cross_entropy_backward", logits.shape())
+    }
+
+    /// How many rows' largest logit is their label's, as a `[1]` tensor on the device.
+    pub fn correct_count(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        let hits = self.cross_entropy_pass(logits, labels, "hits", &[labels.len()])?;
+        self.scaled_sum(&hits, 1.0)
     }
 }

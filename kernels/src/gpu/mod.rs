@@ -159,7 +159,7 @@ impl GpuContext {
         let limits = wgpu::Limits {
             max_storage_buffer_binding_size: adapter.limits().max_storage_buffer_binding_size,
             max_buffer_size: adapter.limits().max_buffer_size,
-            // The SGD update binds six (WebGPU's default allows eight).
+            // The SGD update binds seven storage buffers (WebGPU's default allows eight).
             max_storage_buffers_per_shader_stage: adapter
                 .limits()
                 .max_storage_buffers_per_shader_stage,

@@ -5,7 +5,7 @@ use super::{GpuContext, Pass, PipelineKey};
 use crate::error::Result;
 use crate::optim::SgdStep;
 use crate::tensor::Tensor;
-use crate::wgsl::{SgdParams, Shader};
+use crate::wgsl::{SgdParams, SgdStepValues, Shader};
 
 fn key(entry: &'static str) -> PipelineKey {
     PipelineKey {
@@ -31,28 +31,26 @@ impl GpuContext {
         velocity: &mut [Tensor],
     ) -> Result<()> {
         crate::optim::check_sgd_lengths(params, grads, velocity)?;
-        let base = SgdParams {
-            len: 0,
-            slot: 0,
+        let hyper = self.storage(&[SgdStepValues {
             nesterov: u32::from(step.nesterov),
             clipped: u32::from(step.max_norm.is_some()),
             learning_rate: step.learning_rate,
             momentum: step.momentum,
             weight_decay: step.weight_decay,
             max_norm: step.max_norm.unwrap_or(0.0),
+            pad: [0; 2],
+        }]);
+        let shape = |len: usize, slot: usize| SgdParams {
+            len: len as u32,
+            slot: slot as u32,
+            pad: [0; 2],
         };
         let grad_buffers: Vec<wgpu::Buffer> = grads.iter().map(|g| self.input(g)).collect();
         let scale = match step.max_norm {
             Some(_) => {
                 let squares = self.output(grads.len());
                 let uniforms: Vec<wgpu::Buffer> = (0..grads.len())
-                    .map(|i| {
-                        self.uniform(&SgdParams {
-                            len: grads[i].len() as u32,
-                            slot: i as u32,
-                            ..base
-                        })
-                    })
+                    .map(|i| self.uniform(&shape(grads[i].len(), i)))
                     .collect();
                 let passes: Vec<Pass> = grad_buffers
                     .iter()
@@ -65,13 +63,10 @@ impl GpuContext {
                     .collect();
                 self.record(&passes);
                 let scale = self.output(1);
-                let u = self.uniform(&SgdParams {
-                    len: grads.len() as u32,
-                    ..base
-                });
+                let u = self.uniform(&shape(grads.len(), 0));
                 self.record(&[Pass {
                     key: key("clip_scale"),
-                    bindings: vec![(0, &u), (2, &squares), (3, &scale)],
+                    bindings: vec![(0, &u), (2, &squares), (3, &scale), (7, &hyper)],
                     workgroups: (1, 1, 1),
                 }]);
                 scale
@@ -82,10 +77,7 @@ impl GpuContext {
             let len = params[i].len();
             let (w, vel) = (self.input(&params[i]), self.input(&velocity[i]));
             let (new_w, new_v) = (self.output(len), self.output(len));
-            let u = self.uniform(&SgdParams {
-                len: len as u32,
-                ..base
-            });
+            let u = self.uniform(&shape(len, 0));
             let bindings = vec![
                 (0, &u),
                 (1, &w),
@@ -95,6 +87,7 @@ impl GpuContext {
                 (5, &new_v),
                 // A dummy when not clipping (the entry point does not read it then).
                 (6, &scale),
+                (7, &hyper),
             ];
             self.record(&[Pass {
                 key: key("update"),

@@ -1,4 +1,4 @@
-// Element-wise add, multiply and scaling with NumPy-style broadcasting over up to four axes
+// Element-wise add, multiply, scaling and scaled sums with NumPy-style broadcasting over up to four axes
 // (shapes padded on the left with ones), forward, and the gradient of one operand: the
 // output gradient (times the other operand, for a product) summed over the axes the
 // operand was broadcast along.
@@ -12,12 +12,14 @@ struct BroadcastParams {
     strides_a: vec4<u32>,
     // Forward: strides of b; backward: strides of the other operand.
     strides_b: vec4<u32>,
-    // 0 add, 1 multiply, 2 (forward only) a times `factor`, b not read.
+    // 0 add, 1 multiply, 2 (forward only) a times `factor`, b not read, 3 (forward only)
+    // a times `factor` plus b times `factor_b`, 4 (forward only) `factor` everywhere, a and b
+    // not read.
     op: u32,
     // Values to compute (output in forward, target in backward).
     len: u32,
     factor: f32,
-    _pad1: u32,
+    factor_b: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: BroadcastParams;
@@ -44,6 +46,10 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (index >= params.len) {
         return;
     }
+    if (params.op == 4u) {
+        out[index] = params.factor;
+        return;
+    }
     let at = coords(index, params.out_dims);
     let av = a[dot(at, params.strides_a)];
     if (params.op == 2u) {
@@ -51,7 +57,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         return;
     }
     let bv = b[dot(at, params.strides_b)];
-    if (params.op == 0u) {
+    if (params.op == 3u) {
+        out[index] = av * params.factor + bv * params.factor_b;
+    } else if (params.op == 0u) {
         out[index] = av + bv;
     } else {
         out[index] = av * bv;

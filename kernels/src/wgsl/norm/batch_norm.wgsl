@@ -144,3 +144,15 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     out[index] = inv_std / m
         * (m * g * gamma - gamma * channel[params.c + ch] - normalised[index] * gamma * channel[ch]);
 }
+
+// Inference mode's per-channel block from fixed statistics: channel = [mean, var];
+// out[ch] = mean, out[c + ch] = 1/sqrt(var + eps) (what normalise reads).
+@compute @workgroup_size(64, 1, 1)
+fn fixed_stats(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let ch = linear_index(gid, groups);
+    if (ch >= params.c) {
+        return;
+    }
+    out[ch] = channel[ch];
+    out[params.c + ch] = 1.0 / sqrt(channel[params.c + ch] + params.eps);
+}

@@ -1,13 +1,22 @@
 // SGD with momentum, Nesterov momentum and L2 weight decay (PyTorch's formulation), with
 // gradient-norm clipping, on the device: the squared norm of each gradient into its slot,
 // the clipping factor from the slots, then each parameter's update into fresh buffers
-// (weights and velocity), so nothing is read back between steps.
+// (weights and velocity), so nothing is read back between steps. A step uploads only its
+// hyperparameters (32 bytes): the per-dispatch blocks hold shapes, which repeat.
 
+// Per dispatch, the shape only: the same for every step, so each block is uploaded once.
 struct SgdParams {
     // Values of this parameter (update, square_sum) or slots (clip_scale).
     len: u32,
     // square_sum: the slot written.
     slot: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// Per step: the hyperparameters (the learning rate moves every step), one block shared by
+// every dispatch of the step.
+struct SgdStep {
     // 1: Nesterov momentum.
     nesterov: u32,
     // 1: scale the gradient by `scale[0]` (clipping); 0: do not read it.
@@ -17,6 +26,8 @@ struct SgdParams {
     weight_decay: f32,
     // clip_scale: the largest global gradient norm kept.
     max_norm: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: SgdParams;
@@ -27,6 +38,7 @@ struct SgdParams {
 @group(0) @binding(4) var<storage, read> velocity: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out_velocity: array<f32>;
 @group(0) @binding(6) var<storage, read> scale: array<f32>;
+@group(0) @binding(7) var<storage, read> hyper: SgdStep;
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -63,8 +75,8 @@ fn clip_scale() {
     }
     let norm = sqrt(total);
     var s = 1.0;
-    if (norm > params.max_norm && norm > 0.0) {
-        s = params.max_norm / norm;
+    if (norm > hyper.max_norm && norm > 0.0) {
+        s = hyper.max_norm / norm;
     }
     out[0] = s;
 }
@@ -77,16 +89,16 @@ fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         return;
     }
     var g = grads[i];
-    if (params.clipped != 0u) {
+    if (hyper.clipped != 0u) {
         g = g * scale[0];
     }
     let w = weights[i];
-    let d = g + params.weight_decay * w;
-    let v = params.momentum * velocity[i] + d;
+    let d = g + hyper.weight_decay * w;
+    let v = hyper.momentum * velocity[i] + d;
     var step = v;
-    if (params.nesterov != 0u) {
-        step = d + params.momentum * v;
+    if (hyper.nesterov != 0u) {
+        step = d + hyper.momentum * v;
     }
-    out[i] = w - params.learning_rate * step;
+    out[i] = w - hyper.learning_rate * step;
     out_velocity[i] = v;
 }

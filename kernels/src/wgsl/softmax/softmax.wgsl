@@ -1,7 +1,7 @@
 // Row-wise softmax family over [rows, cols]: softmax of (x + noise) * scale (plain
 // softmax: no noise, scale 1; Gumbel-softmax: Gumbel noise, scale 1/tau), log-softmax,
-// their backward passes, and cross-entropy with integer labels. One invocation per row
-// (forward, losses) or per value (backward).
+// their backward passes, cross-entropy against labels, and whether each row's largest logit
+// is its label's. One invocation per row (forward, losses, hits) or per value (backward).
 
 struct SoftmaxParams {
     rows: u32,
@@ -22,7 +22,8 @@ struct SoftmaxParams {
 // Gumbel noise (forward), the output gradient (backward).
 @group(0) @binding(2) var<storage, read> aux: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> labels: array<u32>;
+// Class labels as f32 values (exact integers).
+@group(0) @binding(4) var<storage, read> labels: array<f32>;
 
 fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.x + gid.y * groups.x * 64u;
@@ -97,7 +98,7 @@ fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (r >= params.rows) {
         return;
     }
-    out[r] = log_sum_exp(r) - input(r * params.cols + labels[r]);
+    out[r] = log_sum_exp(r) - input(r * params.cols + u32(labels[r]));
 }
 
 // The mean cross-entropy's gradient (the host scales it by the loss's own gradient):
@@ -111,8 +112,27 @@ fn cross_entropy_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     let r = index / params.cols;
     let j = index % params.cols;
     var p = exp(x[index] - log_sum_exp(r));
-    if (labels[r] == j) {
+    if (u32(labels[r]) == j) {
         p = p - 1.0;
     }
     out[index] = p / f32(params.rows);
+}
+
+// out[r] = 1 when row r's largest logit (the last of equal maxima) is its label's, else 0.
+@compute @workgroup_size(64, 1, 1)
+fn hits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let r = linear_index(gid, groups);
+    if (r >= params.rows) {
+        return;
+    }
+    var best = x[r * params.cols];
+    var at = 0u;
+    for (var j = 1u; j < params.cols; j = j + 1u) {
+        let v = x[r * params.cols + j];
+        if (v >= best) {
+            best = v;
+            at = j;
+        }
+    }
+    out[r] = select(0.0, 1.0, at == u32(labels[r]));
 }
