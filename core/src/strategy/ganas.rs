@@ -224,11 +224,34 @@ impl GaNas {
     ) -> Vec<Arch> {
         let backend = Cpu;
         let mut tape = Tape::new(&backend);
+        // Starts repeat (a round draws hundreds from a true set of ten): each distinct one
+        // encoded once, its state copied to the rows that start from it.
+        let mut distinct: Vec<&Arch> = Vec::new();
+        let mut slot: std::collections::HashMap<&Arch, usize> = std::collections::HashMap::new();
+        let rows: Vec<usize> = starts
+            .iter()
+            .map(|&s| {
+                *slot.entry(s).or_insert_with(|| {
+                    distinct.push(s);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
         let graphs = (
-            self.graph.features(space, starts),
-            self.graph.pooling(starts.len()),
+            self.graph.features(space, &distinct),
+            self.graph.pooling(distinct.len()),
         );
-        let (mut h, _) = self.initial_state(&mut tape, &graphs);
+        let (encoded, _) = self.initial_state(&mut tape, &graphs);
+        let hidden = self.config.hidden;
+        let states = tape.value(encoded).data();
+        let gathered: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| states[r * hidden..(r + 1) * hidden].iter().copied())
+            .collect();
+        let mut h = tape.leaf(
+            Tensor::new(&[starts.len(), hidden], gathered).expect("one state per start"),
+            false,
+        );
         let vars = self.gru_on_tape(&mut tape);
         let mut previous: Vec<Option<u8>> = vec![None; starts.len()];
         let mut choices = vec![Vec::with_capacity(self.sizes.len()); starts.len()];
