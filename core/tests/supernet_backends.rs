@@ -7,6 +7,7 @@
 mod common;
 
 use hwnas_core::images::batches::Batch;
+use hwnas_core::oneshot::{SupernetTrainer, WeightSchedule};
 use hwnas_core::supernet::{
     BnMode, DartsSupernet, DartsSupernetConfig, Nb201Supernet, Nb201SupernetConfig, OfaSupernet,
     Route, StepOutput, StepRequest, Supernet,
@@ -142,4 +143,48 @@ fn every_supernet_steps_on_the_wgsl_kernels_as_on_the_cpu() {
     let ofa = Supernet::Ofa(OfaSupernet::new(common::narrow_ofa(3), 3).unwrap());
     let mixed: Vec<Route> = (0..ofa.edges()).map(|e| Route::Fixed(e % 3)).collect();
     assert_same_step("ofa subnet", &ofa, &gpu, &batch(16), &mixed);
+}
+
+/// The running batch-norm statistics, which the wgpu backend keeps and updates on the
+/// device, follow the host's: Once-for-All's largest subnet, then an elastic one whose
+/// narrower layers update only the first channels of the widest statistics.
+#[test]
+fn running_statistics_on_the_device_follow_the_host() {
+    let Some(gpu) = wgpu() else {
+        return;
+    };
+    let net = Supernet::Ofa(OfaSupernet::new(common::narrow_ofa(3), 3).unwrap());
+    let narrower: Vec<Route> = (0..net.edges()).map(|e| Route::Fixed(e % 3)).collect();
+    let routes = [OfaSupernet::largest(), narrower];
+    let train = |backend: &dyn Backend| {
+        let mut trainer = SupernetTrainer::new(net.clone(), WeightSchedule::default());
+        for (i, r) in routes.iter().enumerate() {
+            trainer
+                .train_weights(backend, &batch(16), r, i as f32 * 0.5)
+                .unwrap();
+        }
+        trainer.bn
+    };
+    let (cpu, wgpu) = (train(&Cpu), train(&gpu));
+    assert!(cpu.len() > 10, "{} layers", cpu.len());
+    // The second subnet is narrower somewhere: some of its layers update part of a layer.
+    let probe = SupernetTrainer::new(net.clone(), WeightSchedule::default())
+        .probe(&Cpu, &batch(16), &routes[1], false)
+        .unwrap();
+    assert!(
+        probe
+            .batch_stats
+            .iter()
+            .any(|(name, mean, _)| mean.len() < cpu.get(name).unwrap().0.len()),
+        "no narrower layer"
+    );
+    assert_eq!(
+        cpu.names().collect::<Vec<_>>(),
+        wgpu.names().collect::<Vec<_>>()
+    );
+    for name in cpu.names() {
+        let ((cm, cv), (gm, gv)) = (cpu.get(name).unwrap(), wgpu.get(name).unwrap());
+        assert_close(&format!("{name} running mean"), gm, cm, 1e-4);
+        assert_close(&format!("{name} running variance"), gv, cv, 1e-4);
+    }
 }

@@ -110,6 +110,11 @@ impl BnStats {
         }
     }
 
+    /// The layers' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.layers.keys().map(String::as_str)
+    }
+
     /// Number of layers with statistics.
     pub fn len(&self) -> usize {
         self.layers.len()
