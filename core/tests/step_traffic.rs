@@ -91,9 +91,15 @@ fn check(what: &str, net: Supernet, routes: &[Route], gpu: &Wgpu) {
             &batch,
         );
     }
-    // What stayed on the device is still readable: the running statistics.
-    let layers = trainer.bn.len();
-    assert!(layers > 0, "{what}: no running statistics");
+    // What stayed on the device is still readable: the running statistics, read back.
+    assert!(!trainer.bn.is_empty(), "{what}: no running statistics");
+    for name in trainer.bn.names() {
+        let (mean, var) = trainer.bn.get(name).expect("a layer");
+        assert!(
+            mean.iter().all(|m| m.is_finite()) && var.iter().all(|v| *v >= 0.0),
+            "{what}: {name}'s running statistics {mean:?} / {var:?}"
+        );
+    }
 }
 
 #[test]

@@ -213,6 +213,26 @@ impl GpuContext {
         block
     }
 
+    /// The `[c]` slots `slots` of a per-channel `block` (slot `i`: values `i*c..(i+1)*c`),
+    /// each copied on the device into a tensor of its own.
+    fn channel_slots(
+        &self,
+        block: &wgpu::Buffer,
+        c: usize,
+        slots: &[usize],
+    ) -> Result<Vec<Tensor>> {
+        let parts: Vec<wgpu::Buffer> = slots.iter().map(|_| self.output(c)).collect();
+        let bytes = (c * 4) as u64;
+        if bytes > 0 {
+            self.with_encoder(|e| {
+                for (&slot, part) in slots.iter().zip(&parts) {
+                    e.copy_buffer_to_buffer(block, slot as u64 * bytes, part, 0, bytes);
+                }
+            });
+        }
+        parts.into_iter().map(|b| self.resident(&[c], b)).collect()
+    }
+
     /// Records `(x - mean) * inv_std` into `normalised` from per-channel `stats` (mean,
     /// inv_std), then `gamma * normalised + beta` into `y` from `affine` (gamma, beta).
     fn normalise_passes<'a>(
@@ -272,23 +292,17 @@ impl GpuContext {
         let y = self.resident(x.shape(), y)?;
         let normalised = self.resident(x.shape(), normalised)?;
         // `stats` holds mean, inv_std and var one after another: split on the device.
-        let parts = [self.output(c), self.output(c), self.output(c)];
-        let bytes = (c * 4) as u64;
-        if bytes > 0 {
-            self.with_encoder(|e| {
-                for (i, part) in parts.iter().enumerate() {
-                    e.copy_buffer_to_buffer(&stats, i as u64 * bytes, part, 0, bytes);
-                }
-            });
-        }
-        let [mean, inv_std, var] = parts;
+        let [mean, inv_std, var]: [Tensor; 3] = self
+            .channel_slots(&stats, c, &[0, 1, 2])?
+            .try_into()
+            .expect("three slots");
         Ok((
             y,
             cpu::BatchNormCache {
                 normalised,
-                mean: self.resident(&[c], mean)?,
-                inv_std: self.resident(&[c], inv_std)?,
-                var: self.resident(&[c], var)?,
+                mean,
+                inv_std,
+                var,
             },
         ))
     }
@@ -334,17 +348,11 @@ impl GpuContext {
         self.record(&passes);
         let dx = self.resident(dy.shape(), dx)?;
         // The first 2c values of `sums`: dgamma, then dbeta.
-        let (dgamma, dbeta) = (self.output(c), self.output(c));
-        let bytes = (c * 4) as u64;
-        self.with_encoder(|e| {
-            e.copy_buffer_to_buffer(&sums, 0, &dgamma, 0, bytes);
-            e.copy_buffer_to_buffer(&sums, bytes, &dbeta, 0, bytes);
-        });
-        Ok((
-            dx,
-            self.resident(&[c], dgamma)?,
-            self.resident(&[c], dbeta)?,
-        ))
+        let [dgamma, dbeta]: [Tensor; 2] = self
+            .channel_slots(&sums, c, &[0, 1])?
+            .try_into()
+            .expect("two slots");
+        Ok((dx, dgamma, dbeta))
     }
 
     /// `(dx, dgamma, dbeta)` of [`GpuContext::batch_norm_train`].
@@ -396,15 +404,11 @@ impl GpuContext {
         ));
         self.record(&passes);
         // `stats` holds mean, then inv_std: the backward reads inv_std alone.
-        let inv_std = self.output(c);
-        let bytes = (c * 4) as u64;
-        if bytes > 0 {
-            self.with_encoder(|e| e.copy_buffer_to_buffer(&stats, bytes, &inv_std, 0, bytes));
-        }
+        let inv_std = self.channel_slots(&stats, c, &[1])?.remove(0);
         Ok((
             self.resident(x.shape(), y)?,
             self.resident(x.shape(), normalised)?,
-            self.resident(&[c], inv_std)?,
+            inv_std,
         ))
     }
 
@@ -953,17 +957,12 @@ impl GpuContext {
         };
         cpu::unary::check_labels(labels.classes(), n, c)?;
         let params = Self::softmax_params(logits, true, false, 1.0)?;
-        // The loss entry points read `aux` through the shared input helper (bound, never
-        // noisy); `hits` reads only the logits and labels, so its layout has no binding 2.
-        let (xb, dummy, lb) = (
-            self.input(logits),
-            self.dummy(),
-            self.input(labels.values()),
-        );
-        let mut inputs = vec![(1, &xb), (4, &lb)];
-        if entry != "hits" {
-            inputs.push((2, &dummy));
-        }
+        // The entry points read `aux` through the shared input helper: bound, never noisy.
+        let inputs = [
+            (1, &self.input(logits)),
+            (2, &self.dummy()),
+            (4, &self.input(labels.values())),
+        ];
         let len = shape.iter().product();
         self.launch(
             key(Shader::Softmax, entry),

@@ -125,10 +125,12 @@ fn hits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (r >= params.rows) {
         return;
     }
-    var best = x[r * params.cols];
+    // Through `input` as the losses read the logits (scale 1, no noise: the same values),
+    // so that every labelled entry point shares one set of bindings.
+    var best = input(r * params.cols);
     var at = 0u;
     for (var j = 1u; j < params.cols; j = j + 1u) {
-        let v = x[r * params.cols + j];
+        let v = input(r * params.cols + j);
         if (v >= best) {
             best = v;
             at = j;
