@@ -1,32 +1,70 @@
-//! Two models timed alone (one after the other) and in one interleaved run, in alternating
-//! rounds: whether interleaving changes their ratio (a cold cache after the other model).
+//! A heavy NAS-Bench-201 cell beside three lighter ones, each pair timed alone (one model
+//! after the other, the fastest of three profiles) and in one interleaved run with and
+//! without a rewarm before each timed run: whether interleaving changes their ratio (a cold
+//! cache after the other model), and whether the rewarm undoes it.
 //!
-//! `cargo run --release -p hwnas-latency --example paired_vs_alone -- A.onnx B.onnx [ROUNDS]`
+//! `cargo run --release -p hwnas-latency --example paired_vs_alone -- [ROUNDS] [RUNS]`
 
-use hwnas_latency::profile::{Protocol, profile, profile_interleaved};
+use hwnas_latency::export::{ExportOptions, export_arch};
+use hwnas_latency::onnx::RandomWeights;
+use hwnas_latency::onnx::builder::encode;
+use hwnas_latency::profile::{Protocol, Rewarm, profile, profile_interleaved_with};
+
+const HEAVY: &str = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|";
+const LIGHT: [(&str, &str); 3] = [
+    (
+        "mixed",
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|skip_connect~1|nor_conv_1x1~2|",
+    ),
+    (
+        "skips",
+        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+    ),
+    (
+        "1x1s",
+        "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|",
+    ),
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let a = std::fs::read(args.first().ok_or("give two ONNX files")?)?;
-    let b = std::fs::read(args.get(1).ok_or("give two ONNX files")?)?;
-    let rounds: usize = args.get(2).map_or(Ok(3), |r| r.parse())?;
-    let protocol = Protocol::default();
+    let rounds: usize = args.first().map_or(Ok(2), |r| r.parse())?;
+    let runs: usize = args.get(1).map_or(Ok(100), |r| r.parse())?;
+    let model = |arch: &str| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let graph = export_arch(
+            "nb201",
+            arch,
+            &mut RandomWeights::new(0),
+            ExportOptions::default(),
+        )?;
+        Ok(encode(&graph))
+    };
+    let heavy = model(HEAVY)?;
+    let protocol = Protocol {
+        min_runs: runs,
+        max_runs: runs,
+        ..Protocol::default()
+    };
     println!(
-        "| round | A alone | B alone | A/B alone | A beside B | B beside A | A/B interleaved |"
+        "| light cell | round | alone (ms) | ratio | plain (ms) | ratio | rewarmed (ms) | ratio |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for round in 1..=rounds {
-        let (alone_a, alone_b) = (
-            profile(&a, &protocol)?.stats.median_ms,
-            profile(&b, &protocol)?.stats.median_ms,
-        );
-        let both = profile_interleaved(&[&a, &b], &protocol)?;
-        let (pa, pb) = (both[0].stats.median_ms, both[1].stats.median_ms);
-        println!(
-            "| {round} | {alone_a:.3} | {alone_b:.3} | {:.4} | {pa:.3} | {pb:.3} | {:.4} |",
-            alone_a / alone_b,
-            pa / pb
-        );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, arch) in LIGHT {
+        let light = model(arch)?;
+        for round in 1..=rounds {
+            let (mut h, mut l) = (f64::INFINITY, f64::INFINITY);
+            for _ in 0..3 {
+                h = h.min(profile(&heavy, &protocol)?.stats.median_ms);
+                l = l.min(profile(&light, &protocol)?.stats.median_ms);
+            }
+            let mut cells = vec![format!("{h:.2} / {l:.2} | {:.2}", h / l)];
+            for rewarm in [Rewarm::Never, Rewarm::EachRun] {
+                let both = profile_interleaved_with(&[&heavy, &light], &protocol, rewarm)?;
+                let (ph, pl) = (both[0].stats.median_ms, both[1].stats.median_ms);
+                cells.push(format!("{ph:.2} / {pl:.2} | {:.2}", ph / pl));
+            }
+            println!("| {name} | {round} | {} |", cells.join(" | "));
+        }
     }
     Ok(())
 }

@@ -318,8 +318,31 @@ pub fn profile(model: &[u8], protocol: &Protocol) -> Result<Measurement> {
 /// in which each model runs once (the order rotating each round), until every model has its
 /// `min_runs` and a pinned-down median, or `max_runs` rounds, or `max_seconds` for all of
 /// them together. Load that comes and goes falls on every model alike, so their ratios hold
-/// on a busy machine where separate measurements do not.
+/// on a busy machine where separate measurements do not. Each timed run follows an untimed
+/// one of the same model ([`Rewarm::EachRun`]), so it finds the caches as a model profiled
+/// alone does, not as the other model left them.
 pub fn profile_interleaved(models: &[&[u8]], protocol: &Protocol) -> Result<Vec<Measurement>> {
+    profile_interleaved_with(models, protocol, Rewarm::EachRun)
+}
+
+/// Whether an interleaved profile runs a model once, untimed, before each timed run of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rewarm {
+    /// An untimed run before each timed one: the timed run finds the model's weights and
+    /// activations in the caches, as when the model is profiled alone. Twice the runs.
+    EachRun,
+    /// Timed runs back to back with the other models': a small model beside a heavy one
+    /// runs on caches the heavy one filled and measures 20-45% slower than alone
+    /// (`docs/BENCHMARKS.md`). For measuring that effect, not for tables.
+    Never,
+}
+
+/// [`profile_interleaved`] with the choice of [`Rewarm`].
+pub fn profile_interleaved_with(
+    models: &[&[u8]],
+    protocol: &Protocol,
+    rewarm: Rewarm,
+) -> Result<Vec<Measurement>> {
     protocol.validate()?;
     let runtime = OrtRuntime::load()?;
     let mut runners = models
@@ -337,6 +360,9 @@ pub fn profile_interleaved(models: &[&[u8]], protocol: &Protocol) -> Result<Vec<
     for round in 0..protocol.max_runs {
         for k in 0..count {
             let i = (round + k) % count;
+            if rewarm == Rewarm::EachRun && count > 1 {
+                runners[i].time_once()?;
+            }
             samples[i].push(runners[i].time_once()?.as_secs_f64() * 1e3);
         }
         let n = round + 1;
