@@ -45,8 +45,8 @@
 //!   thousands of queries take under a second (Once-for-All in rounds of 250); the earlier
 //!   20 / 30 steps, 32 pairs and 64 units cost about 30x more per iteration and scored
 //!   about the same with the prior (Once-for-All 81.83 vs 81.77 at 1,000 queries, 30 ms;
-//!   NAS-Bench-201 94.05 vs 94.14 at 100 queries; docs/BENCHMARKS.md). A generator that has collapsed onto
-//!   known architectures has its batch filled with random unseen ones.
+//!   NAS-Bench-201 94.05 vs 94.14 at 100 queries; docs/BENCHMARKS.md). A generator that
+//!   has collapsed onto known architectures has its batch filled with random unseen ones.
 //! - Sampling needs no gradients, so the decoder samples off the tape (the step input's
 //!   layer as a sum of three weight rows, the state's products over the batch); PPO's
 //!   epochs run it on the tape, teacher-forced. A test holds the two to the same
@@ -59,7 +59,7 @@ use rand::{Rng, RngCore};
 
 use super::Strategy;
 use super::graph::{DecisionGraph, GraphEncoder};
-use super::nets::{Mlp, softmax};
+use super::nets::{Mlp, draw, softmax_weights};
 use crate::history::{History, Record};
 use crate::space::{Arch, SearchSpace};
 
@@ -157,7 +157,7 @@ impl GaNas {
     pub fn with_config(space: &dyn SearchSpace, config: GaNasConfig) -> Self {
         let graph = DecisionGraph::new(space);
         let h = config.hidden;
-        let step_input = graph.label_len() + graph.max_options();
+        let step_input = Self::step_width(&graph);
         GaNas {
             config,
             generator: Generator {
@@ -183,15 +183,15 @@ impl GaNas {
 
     /// Width of a decoding step's input: the previous choice's one-hot, the place's, and
     /// the start architecture's choice at that place.
-    fn step_width(&self) -> usize {
-        self.graph.label_len() + self.graph.max_options()
+    fn step_width(graph: &DecisionGraph) -> usize {
+        graph.label_len() + graph.max_options()
     }
 
     /// The input of decoding step `t` for each sequence: the previous decision's choice,
     /// the place of the decision to make and the start's choice there, `[batch,
     /// step_width]`.
     fn step_input(&self, previous: &[Option<u8>], starts: &[&Arch], t: usize) -> Tensor {
-        let width = self.step_width();
+        let width = Self::step_width(&self.graph);
         let options = self.graph.max_options();
         let mut data = vec![0.0; previous.len() * width];
         for (b, (choice, start)) in previous.iter().zip(starts).enumerate() {
@@ -207,11 +207,18 @@ impl GaNas {
     /// The option probabilities of decision `t` from the GRU's `row` of logits, with the
     /// copy prior on the start's choice.
     fn probabilities(&self, row: &[f32], size: usize, start: &Arch, t: usize) -> Vec<f32> {
-        let mut logits = row[..size].to_vec();
-        if let Some(l) = logits.get_mut(usize::from(start.0[t])) {
+        let mut weights = row[..size].to_vec();
+        let total = self.prior_weights(&mut weights, start.0[t]);
+        weights.into_iter().map(|w| w / total).collect()
+    }
+
+    /// Turns a step's logits into the options' unnormalised softmax weights, in place,
+    /// after the copy prior on the start's choice `start`; returns their sum.
+    fn prior_weights(&self, logits: &mut [f32], start: u8) -> f32 {
+        if let Some(l) = logits.get_mut(usize::from(start)) {
             *l += self.config.copy_prior;
         }
-        softmax(&logits)
+        softmax_weights(logits)
     }
 
     fn gru_on_tape(&self, tape: &mut Tape<'_>) -> GruVars {
@@ -309,15 +316,7 @@ impl GaNas {
         rng: &mut dyn RngCore,
     ) -> Vec<Arch> {
         self.decode(space, starts, &mut |_, _, weights, total| {
-            let u = rng.random::<f32>() * total;
-            let mut acc = 0.0;
-            for (i, w) in weights.iter().enumerate() {
-                acc += w;
-                if u < acc {
-                    return i as u8;
-                }
-            }
-            (weights.len() - 1) as u8
+            draw(weights, total, rng)
         })
     }
 
@@ -349,6 +348,7 @@ impl GaNas {
         let mut choices = vec![Vec::with_capacity(self.sizes.len()); n];
         let mut gx = vec![0.0f32; n * 3 * hidden];
         let mut weights = vec![0.0f32; options];
+        let mut z = vec![0.0f32; n * hidden];
         for (t, &size) in self.sizes.iter().enumerate() {
             for (b, g) in gx.chunks_mut(3 * hidden).enumerate() {
                 g.copy_from_slice(input_b);
@@ -361,7 +361,6 @@ impl GaNas {
             }
             let gh = backend.matmul(&h, gates_w).expect("gate shapes");
             let (gh, hv) = (gh.data(), h.data());
-            let mut z = vec![0.0f32; n * hidden];
             let mut reset = vec![0.0f32; n * hidden];
             for b in 0..n {
                 for j in 0..hidden {
@@ -387,20 +386,11 @@ impl GaNas {
             h = Tensor::new(&[n, hidden], next).expect("rows");
             let logits = backend.matmul(&h, output_w).expect("output shapes");
             for (b, row) in logits.data().chunks(options).enumerate() {
-                // The softmax unnormalised, drawn from by its running sum.
                 let weights = &mut weights[..size];
                 for ((w, l), o) in weights.iter_mut().zip(row).zip(output_b) {
                     *w = l + o;
                 }
-                if let Some(w) = weights.get_mut(usize::from(starts[b].0[t])) {
-                    *w += self.config.copy_prior;
-                }
-                let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut total = 0.0;
-                for w in weights.iter_mut() {
-                    *w = (*w - max).exp();
-                    total += *w;
-                }
+                let total = self.prior_weights(weights, starts[b].0[t]);
                 let choice = choose(b, t, weights, total);
                 choices[b].push(choice);
                 previous[b] = Some(choice);
@@ -752,6 +742,11 @@ mod tests {
     use crate::space::{Nb201Space, OfaSpace};
     use rand::SeedableRng;
 
+    /// `count` random architectures of `space`.
+    fn random_archs(space: &dyn SearchSpace, count: usize, rng: &mut dyn RngCore) -> Vec<Arch> {
+        (0..count).map(|_| space.sample(rng)).collect()
+    }
+
     #[test]
     fn a_round_is_one_iteration_whose_spare_half_serves_the_next_round() {
         let space = Nb201Space::new();
@@ -863,9 +858,9 @@ mod tests {
         let space = OfaSpace::default();
         let ganas = GaNas::new(&space);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let starts: Vec<Arch> = (0..3).map(|_| space.sample(&mut rng)).collect();
+        let starts = random_archs(&space, 3, &mut rng);
         let starts: Vec<&Arch> = (0..7).map(|i| &starts[i % 3]).collect();
-        let targets: Vec<Arch> = (0..7).map(|_| space.sample(&mut rng)).collect();
+        let targets = random_archs(&space, 7, &mut rng);
         let mut seen = vec![vec![Vec::new(); ganas.sizes.len()]; targets.len()];
         let decoded = ganas.decode(&space, &starts, &mut |b, t, weights, total| {
             seen[b][t] = weights.iter().map(|w| w / total).collect();
@@ -900,7 +895,7 @@ mod tests {
         let space = OfaSpace::default();
         let ganas = GaNas::new(&space);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        let truth: Vec<Arch> = (0..10).map(|_| space.sample(&mut rng)).collect();
+        let truth = random_archs(&space, 10, &mut rng);
         let (samples, starts) = ganas.sample(&space, &truth, 200, &mut rng);
         let changed: Vec<usize> = samples
             .iter()

@@ -1,8 +1,10 @@
 //! Small multilayer perceptrons on the kernels crate's tape (CPU backend), for the learned
-//! strategies' actors, critics, generators and discriminators.
+//! strategies' actors, critics, generators and discriminators, and the softmax, sampling
+//! and loss helpers they share.
 
 use hwnas_kernels::optim::Adam;
 use hwnas_kernels::{Activation, Cpu, Tape, Tensor, Var};
+use rand::{Rng, RngCore};
 
 /// A ReLU MLP: linear layers with ReLU between them and none after the last.
 #[derive(Debug, Clone)]
@@ -106,10 +108,35 @@ impl Mlp {
 
 /// Numerically stable softmax.
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let mut weights = logits.to_vec();
+    let sum = softmax_weights(&mut weights);
+    weights.into_iter().map(|e| e / sum).collect()
+}
+
+/// The softmax of `logits` unnormalised, in place (`exp(l - max)`), and the weights' sum:
+/// what [`draw`] needs without a division per option.
+pub fn softmax_weights(logits: &mut [f32]) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
+    let mut sum = 0.0;
+    for l in logits.iter_mut() {
+        *l = (*l - max).exp();
+        sum += *l;
+    }
+    sum
+}
+
+/// Draws option `i` with probability `weights[i] / total` (inverse CDF over the running
+/// sum; the last option where rounding leaves the draw past the sum).
+pub fn draw(weights: &[f32], total: f32, rng: &mut dyn RngCore) -> u8 {
+    let u = rng.random::<f32>() * total;
+    let mut acc = 0.0;
+    for (i, w) in weights.iter().enumerate() {
+        acc += w;
+        if u < acc {
+            return i as u8;
+        }
+    }
+    weights.len().saturating_sub(1) as u8
 }
 
 /// Pinball (quantile) loss of predictions `q` for targets `y` at quantile `tau`, and its

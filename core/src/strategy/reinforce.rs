@@ -4,10 +4,10 @@
 
 use hwnas_kernels::Tensor;
 use hwnas_kernels::optim::Adam;
-use rand::{Rng, RngCore};
+use rand::RngCore;
 
 use super::Strategy;
-use super::nets::softmax;
+use super::nets::{draw, softmax};
 use crate::history::{History, Record};
 use crate::space::{Arch, SearchSpace};
 
@@ -68,17 +68,7 @@ impl Strategy for Reinforce {
         Arch(
             self.probabilities()
                 .iter()
-                .map(|p| {
-                    let u: f32 = rng.random();
-                    let mut acc = 0.0;
-                    for (i, pi) in p.iter().enumerate() {
-                        acc += pi;
-                        if u < acc {
-                            return i as u8;
-                        }
-                    }
-                    (p.len() - 1) as u8
-                })
+                .map(|p| draw(p, 1.0, rng))
                 .collect(),
         )
     }
