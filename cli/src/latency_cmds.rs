@@ -198,6 +198,10 @@ pub struct FitArgs {
     /// With --target: this many more architectures measured there to score the fit on.
     #[arg(long, default_value_t = 0)]
     held_out: usize,
+    /// With --target: exactly this many timed runs per measurement (by default adaptive,
+    /// 50 to 1,000 until the median is pinned down).
+    #[arg(long)]
+    runs: Option<usize>,
     /// Which measurements are chosen.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -221,6 +225,7 @@ pub fn latency(command: &LatencyCommand) -> Result<ExitCode> {
         seed: args.seed,
         out: args.out.clone(),
         held_out: args.held_out,
+        runs: args.runs,
     })?;
     emit(args.json, &report, FitReport::text)?;
     Ok(ExitCode::SUCCESS)

@@ -33,6 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     seed,
                     out: None,
                     held_out: 0,
+                    runs: None,
                 })?;
                 let score = report.score.ok_or("a table column is always scored")?;
                 spearman += score.spearman / seeds as f64;

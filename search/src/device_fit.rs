@@ -39,6 +39,9 @@ pub struct FitRequest {
     pub out: Option<PathBuf>,
     /// With `target`: further architectures measured there to score the fit on.
     pub held_out: usize,
+    /// With `target`: exactly this many timed runs per measurement instead of the adaptive
+    /// protocol (50 to 1,000 runs until the median is pinned down).
+    pub runs: Option<usize>,
 }
 
 /// The fit and its score on the architectures it did not measure.
@@ -78,6 +81,13 @@ pub fn fit_device(request: &FitRequest) -> Result<FitReport> {
             "samples",
             request.samples,
             format!("at most {MAX_FIT_SAMPLES} (the few-shot fit is for a few measurements)"),
+        ));
+    }
+    if let (Some(runs), None) = (request.runs, &request.target) {
+        return Err(Error::plan(
+            "runs",
+            runs,
+            "sets the timed runs of measurements on --target; a table column is not measured",
         ));
     }
     if request.target.is_some() && !matches!(request.space.as_str(), "nb201" | "ofa-mbv3") {
@@ -168,7 +178,15 @@ fn fit_on_board(
             &space.parse(&table.archs[row])?,
         )?)
     };
-    let protocol = hwnas_latency::profile::Protocol::default();
+    let protocol = crate::plan::ProtocolSettings {
+        runs: request.runs,
+        ..crate::plan::ProtocolSettings::default()
+    }
+    .protocol()?;
+    let overrides = Overrides {
+        runs: request.runs,
+        ..Overrides::default()
+    };
     let known = fewshot::Known::of(table, None)?;
     let reference = match target {
         "host" => {
@@ -192,7 +210,7 @@ fn fit_on_board(
                 both[0].stats.median_ms / both[1].stats.median_ms * reference_ms
             }
             None => {
-                let (measurement, by) = profile_through(target, &model, Overrides::default())?;
+                let (measurement, by) = profile_through(target, &model, overrides)?;
                 agent = by;
                 measurement.stats.median_ms
             }

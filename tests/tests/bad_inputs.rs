@@ -330,6 +330,16 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ),
     ("latency fit --table DIR/devices.csv", 2, &["--device"]),
     (
+        "latency fit --table DIR/devices.csv --device dev_b --runs 5",
+        1,
+        &["--runs", "--target"],
+    ),
+    (
+        "latency fit --table DIR/devices.csv --target host --samples 3 --runs 0",
+        1,
+        &["runs", "0", "1 to 100000"],
+    ),
+    (
         "latency fit --table DIR/devices.csv --space fbnet --target DIR/address.toml",
         1,
         &["--space fbnet", "nb201"],

@@ -260,6 +260,10 @@ fn this_machine_is_fitted_from_a_few_once_for_all_measurements() {
         "6",
         "--held-out",
         "4",
+        // 20 timed runs per model: the adaptive protocol's 50 or more, doubled by the
+        // interleaved profile's rewarms, made this the slowest test of CI.
+        "--runs",
+        "20",
         "--json",
     ])
     .output()
