@@ -332,7 +332,7 @@ pub enum Rewarm {
     /// activations in the caches, as when the model is profiled alone. Twice the runs.
     EachRun,
     /// Timed runs back to back with the other models': a small model beside a heavy one
-    /// runs on caches the heavy one filled and measures 20-45% slower than alone
+    /// runs on caches the heavy one filled and measures 20-60% slower than alone
     /// (`docs/BENCHMARKS.md`). For measuring that effect, not for tables.
     Never,
 }

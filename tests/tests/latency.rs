@@ -184,8 +184,8 @@ fn a_new_device_is_fitted_from_twenty_measurements() {
 /// with separate measurements (the heavier cell the slower in both). The two are as unlike
 /// as a subnet and the reference it is judged beside (about 2.5x). Interleaving rewarms each
 /// model before its timed run; without that, the smaller a model beside a heavy one, the
-/// more the heavy one's cache traffic slows it (a cell of skips by 20-45%, of 1x1
-/// convolutions by 30-50%: `paired_vs_alone` in docs/BENCHMARKS.md).
+/// more the heavy one's cache traffic slows it (a cell of skips by 20-55%, of 1x1
+/// convolutions by 50-60%: `paired_vs_alone` in docs/BENCHMARKS.md).
 #[test]
 fn two_models_profiled_interleaved_agree_with_separate_profiles() {
     let _machine = machine_alone();
