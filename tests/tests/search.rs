@@ -764,7 +764,19 @@ fn a_search_killed_at_random_moments_many_times_ends_as_the_uninterrupted_one() 
     let mut args = NOTE10_SEARCH.to_vec();
     args.extend(["--throttle-ms", "4", "--out", run.to_str().unwrap()]);
     let mut lines_at_kill = Vec::new();
+    let history_lines = || {
+        std::fs::read_to_string(run.join("history.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let mut attempts = 0;
     let final_output = loop {
+        attempts += 1;
+        assert!(
+            attempts <= 40,
+            "40 attempts landed only {kills} kills at {lines_at_kill:?} history lines"
+        );
         let mut child = hwnas(&args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -773,13 +785,25 @@ fn a_search_killed_at_random_moments_many_times_ends_as_the_uninterrupted_one() 
         if kills == 6 {
             break child.wait_with_output().unwrap();
         }
-        // A random moment: before the manifest, mid-record, near the end.
-        std::thread::sleep(Duration::from_millis(rng.random_range(5..400)));
+        // A random moment: every other kill at a random time (before the manifest, while
+        // starting up), the rest a few records further into the history than the last kill,
+        // so kills land mid-history however fast this machine starts a search.
+        if kills % 2 == 0 {
+            std::thread::sleep(Duration::from_millis(rng.random_range(5..150)));
+        } else {
+            let target = history_lines() + rng.random_range(1..=20);
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while history_lines() < target
+                && child.try_wait().unwrap().is_none()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             kills += 1;
-            let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap_or_default();
-            lines_at_kill.push(history.lines().count());
+            lines_at_kill.push(history_lines());
         }
         child.wait().unwrap();
         // Every later attempt continues the run (or starts it, if it never got going).
