@@ -154,13 +154,17 @@ proptest! {
     }
 
     /// Batch norm in training mode against its two-pass definition in `f64`, on tensors
-    /// large enough for the parallel path and small ones.
+    /// large enough for the parallel path and small ones, affine and non-affine (gamma 1,
+    /// beta 0: the output is the cache's normalised input).
     #[test]
     fn batch_norm_matches_its_definition(n in 1usize..5, c in 1usize..5, side in prop::sample::select(vec![2usize, 5, 96]),
-                                         seed in 0u64..1000) {
+                                         seed in 0u64..1000, affine in any::<bool>()) {
         let x = Tensor::randn(&[n, c, side, side], 2.0, seed);
-        let gamma = Tensor::randn(&[c], 1.0, seed + 1);
-        let beta = Tensor::randn(&[c], 1.0, seed + 2);
+        let (gamma, beta) = if affine {
+            (Tensor::randn(&[c], 1.0, seed + 1), Tensor::randn(&[c], 1.0, seed + 2))
+        } else {
+            (Tensor::new(&[c], vec![1.0; c]).unwrap(), Tensor::zeros(&[c]))
+        };
         let (y, cache) = cpu::batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
         let xs = f64s(&x);
         let plane = side * side;
@@ -178,6 +182,9 @@ proptest! {
             }
         }
         close("batch norm", y.data(), &want);
+        if !affine {
+            prop_assert_eq!(y.data(), cache.normalised.data());
+        }
     }
 }
 
