@@ -191,6 +191,62 @@ fn a_stopped_search_resumes_bit_for_bit() {
     assert!(OneShotRun::resume(&path, strategy("gdas")).is_err());
 }
 
+/// UNAS's paired probe (both forward passes, then each weighted backward pass) returns
+/// what a plain probe followed by a weighted one returns, and hands its closure the images'
+/// losses; weights of the wrong length are refused with the batch named.
+#[test]
+fn a_paired_weighted_probe_equals_a_probe_then_a_weighted_probe() {
+    let trainer = trainer();
+    let set = images(16, 5);
+    let norm = Normalisation::of(&set);
+    let first = set.batch(&(0..8).collect::<Vec<_>>(), &norm);
+    let second = set.batch(&(8..16).collect::<Vec<_>>(), &norm);
+    let routes = vec![Route::Dense(vec![0.1, 0.3, 0.2, 0.25, 0.15]); 6];
+    let weigh = |a: &[f32], b: &[f32]| -> (Vec<f32>, Vec<f32>) {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| if a > b { (1.5, -0.5) } else { (0.5, 0.5) })
+            .unzip()
+    };
+    let ta = trainer.probe(&Cpu, &first, &routes, false).unwrap();
+    let tb = trainer.probe(&Cpu, &second, &routes, false).unwrap();
+    let (wa, wb) = weigh(&ta.sample_losses, &tb.sample_losses);
+    assert!(
+        wa.contains(&1.5) && wa.contains(&0.5),
+        "both signs of the gap: {wa:?}"
+    );
+    let ga = trainer.probe_weighted(&Cpu, &first, &routes, &wa).unwrap();
+    let gb = trainer.probe_weighted(&Cpu, &second, &routes, &wb).unwrap();
+    let mut seen = Vec::new();
+    let (pa, pb) = trainer
+        .probe_paired_weighted(&Cpu, (&first, &second), &routes, |a, b| {
+            seen = vec![a.to_vec(), b.to_vec()];
+            weigh(a, b)
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![ta.sample_losses.clone(), tb.sample_losses.clone()]
+    );
+    for (paired, separate) in [(&pa, &ga), (&pb, &gb)] {
+        assert_eq!(paired.loss, separate.loss);
+        assert_eq!(paired.sample_losses, separate.sample_losses);
+        assert_eq!(paired.route_grads, separate.route_grads);
+        assert!(paired.route_grads.iter().flatten().any(|g| *g != 0.0));
+    }
+    let err = trainer
+        .probe_paired_weighted(&Cpu, (&first, &second), &routes, |a, _| {
+            (vec![1.0; a.len()], vec![1.0; 3])
+        })
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("3 weights for the second batch's 8 images"),
+        "{err}"
+    );
+}
+
 #[test]
 fn sparse_steps_hold_less_than_dense_ones_and_agree_with_fixed_routes() {
     let net = trainer().net;

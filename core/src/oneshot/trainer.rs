@@ -159,6 +159,44 @@ impl SupernetTrainer {
         )
     }
 
+    /// The route weights' gradients of two batches' losses, each image's cross-entropy
+    /// weighted by `weigh(first_losses, second_losses) -> (first_weights, second_weights)`
+    /// (UNAS pairs a training and a validation batch and weighs each image by the sign of
+    /// their losses' difference). Both forward passes run before either backward pass, so
+    /// each batch goes forward once, where [`Self::probe`] then
+    /// [`Self::probe_weighted`] would take two; the two tapes are held at once.
+    pub fn probe_paired_weighted(
+        &self,
+        backend: &dyn Backend,
+        (first, second): (&Batch, &Batch),
+        routes: &[Route],
+        weigh: impl FnOnce(&[f32], &[f32]) -> (Vec<f32>, Vec<f32>),
+    ) -> Result<(StepOutput, StepOutput)> {
+        let request = StepRequest {
+            routes,
+            bn: BnMode::Batch,
+            weight_grads: false,
+            route_grads: true,
+            sample_weights: None,
+        };
+        let mut a = self.net.begin_step(backend, first, &request)?;
+        let mut b = self.net.begin_step(backend, second, &request)?;
+        let (wa, wb) = weigh(&a.sample_losses()?, &b.sample_losses()?);
+        for (name, batch, w) in [("first", first, &wa), ("second", second, &wb)] {
+            if w.len() != batch.labels.len() {
+                return Err(crate::error::Error::Setting {
+                    name: "sample weights".into(),
+                    problem: format!(
+                        "{} weights for the {name} batch's {} images",
+                        w.len(),
+                        batch.labels.len()
+                    ),
+                });
+            }
+        }
+        Ok((a.finish(Some(&wa))?, b.finish(Some(&wb))?))
+    }
+
     /// The batch-norm statistics of the subnet `arch` with inherited weights, re-estimated
     /// on `batches` (its own, which differ from the supernet's running ones).
     pub fn recalibrate(

@@ -162,16 +162,20 @@ impl Unas {
     /// `f` at relaxed weights, differentiated with respect to them; `c` weighs latency.
     fn relaxed(&self, ctx: &mut StepContext<'_>, weights: &[Vec<f32>], c: f32) -> Result<Relaxed> {
         let routes: Vec<Route> = weights.iter().map(|w| Route::Dense(w.clone())).collect();
-        let t = ctx.trainer.probe(ctx.backend, ctx.train, &routes, false)?;
-        let v = ctx.trainer.probe(ctx.backend, ctx.valid, &routes, false)?;
-        let (mut value, wt, wv) =
-            generalisation_gap(&t.sample_losses, &v.sample_losses, self.settings.gap_weight);
-        let gt = ctx
-            .trainer
-            .probe_weighted(ctx.backend, ctx.train, &routes, &wt)?;
-        let gv = ctx
-            .trainer
-            .probe_weighted(ctx.backend, ctx.valid, &routes, &wv)?;
+        let lambda = self.settings.gap_weight;
+        let mut value = 0.0;
+        // One forward pass per batch: the gap's multipliers are chosen between the forward
+        // and the backward passes.
+        let (gt, gv) = ctx.trainer.probe_paired_weighted(
+            ctx.backend,
+            (ctx.train, ctx.valid),
+            &routes,
+            |t, v| {
+                let (gap, wt, wv) = generalisation_gap(t, v, lambda);
+                value = gap;
+                (wt, wv)
+            },
+        )?;
         let mut grad: Vec<Vec<f32>> = gt
             .route_grads
             .iter()

@@ -13,7 +13,7 @@ use hwnas_kernels::cpu::argmax;
 use hwnas_kernels::{Activation, Backend, Conv2dSpec, Var};
 use serde::{Deserialize, Serialize};
 
-use super::forward::{Forward, run_step};
+use super::forward::{Forward, PendingStep, begin_step};
 use super::params::ParamStore;
 use super::{Route, StepOutput, StepRequest};
 use crate::error::{Error, Result};
@@ -276,8 +276,19 @@ impl DartsSupernet {
         batch: &Batch,
         request: &StepRequest<'_>,
     ) -> Result<StepOutput> {
+        self.begin_step(backend, batch, request)?
+            .finish(request.sample_weights)
+    }
+
+    /// The forward half of [`Self::step`].
+    pub(crate) fn begin_step<'b, 's>(
+        &'s self,
+        backend: &'b dyn Backend,
+        batch: &Batch,
+        request: &StepRequest<'s>,
+    ) -> Result<PendingStep<'b, 's>> {
         let config = self.config;
-        run_step(
+        begin_step(
             &self.params,
             backend,
             batch,

@@ -133,17 +133,37 @@ impl Forward<'_, '_, '_> {
     }
 }
 
-/// Runs one step of a supernet whose edges have `candidates` candidates each: binds
-/// `params` and the request's route weights, builds the logits with `network`, and
-/// differentiates the mean cross-entropy where asked.
-pub(crate) fn run_step(
-    params: &ParamStore,
-    backend: &dyn Backend,
+/// A step whose forward pass has run: the tape holds the logits, and the loss, its
+/// backward pass and the readback wait for [`PendingStep::finish`]. It lets a caller choose
+/// each image's weight in the loss from the images' losses without a second forward pass
+/// (UNAS weighs a training and a validation batch by the sign of their paired losses'
+/// difference, so both forward passes run before either backward pass).
+pub(crate) struct PendingStep<'b, 's> {
+    tape: Tape<'b>,
+    binding: Binding<'s>,
+    stats: Vec<(String, Var)>,
+    route_vars: Vec<Option<Var>>,
+    logits: Var,
+    labels: Labels,
+    candidates: usize,
+    weight_grads: bool,
+    route_grads: bool,
+    /// Each image's cross-entropy, where the backend computes (once asked).
+    sample_losses: Option<Tensor>,
+}
+
+/// Runs the forward pass of one step of a supernet whose edges have `candidates`
+/// candidates each: binds `params` and the request's route weights and builds the logits
+/// with `network`. The request's `sample_weights` are not read here: they are
+/// [`PendingStep::finish`]'s, which differentiates the loss where asked.
+pub(crate) fn begin_step<'b, 's>(
+    params: &'s ParamStore,
+    backend: &'b dyn Backend,
     batch: &Batch,
-    request: &StepRequest<'_>,
+    request: &StepRequest<'s>,
     (edges, candidates): (usize, usize),
-    network: impl FnOnce(&mut Forward<'_, '_, '_>, Var) -> Result<Var>,
-) -> Result<StepOutput> {
+    network: impl FnOnce(&mut Forward<'_, 'b, 's>, Var) -> Result<Var>,
+) -> Result<PendingStep<'b, 's>> {
     if request.routes.len() != edges {
         return Err(Error::Setting {
             name: "routes".into(),
@@ -185,61 +205,114 @@ pub(crate) fn run_step(
     // The batch goes to the device once (the stem's forward and backward both read it).
     let x = f.tape.leaf(backend.to_device(&batch.images)?, false);
     let logits = network(&mut f, x)?;
-    // The labels too: the loss, its gradient and the accuracy count read them.
-    let labels = Labels::new(backend, &batch.labels)?;
-    let loss = match request.sample_weights {
-        None => f.tape.cross_entropy(logits, &labels)?,
-        Some(w) => f.tape.weighted_cross_entropy(logits, &labels, w)?,
-    };
     let Forward {
         binding,
         stats,
         route_vars,
         ..
     } = f;
-    if request.weight_grads || request.route_grads {
-        tape.backward(loss)?;
+    // The labels too: the loss, its gradient and the accuracy count read them.
+    let labels = Labels::new(backend, &batch.labels)?;
+    Ok(PendingStep {
+        tape,
+        binding,
+        stats,
+        route_vars,
+        logits,
+        labels,
+        candidates,
+        weight_grads: request.weight_grads,
+        route_grads: request.route_grads,
+        sample_losses: None,
+    })
+}
+
+impl PendingStep<'_, '_> {
+    /// Each image's cross-entropy (read back to the host).
+    pub fn sample_losses(&mut self) -> Result<Vec<f32>> {
+        self.per_sample()?;
+        let losses = self.sample_losses.as_ref().expect("computed above");
+        self.tape.backend().read_back(&[losses])?;
+        Ok(losses.data().to_vec())
     }
-    // What the host reads from the step, in one transfer after the backward pass (free on
-    // the CPU): the loss, each image's loss, the correct count and the route gradients. The
-    // logits and the batch statistics stay where they were computed.
-    let batch_stats: BatchStats = stats
-        .into_iter()
-        .filter_map(|(name, v)| {
-            tape.batch_stats(v)
-                .map(|(m, var)| (name, m.clone(), var.clone()))
-        })
-        .collect();
-    let route_grads: Vec<Option<&Tensor>> = match request.route_grads {
-        true => route_vars
-            .iter()
-            .map(|v| v.and_then(|v| tape.grad(v)))
-            .collect(),
-        false => Vec::new(),
-    };
-    let value = tape.value(logits);
-    let sample_losses = backend.per_sample_cross_entropy(value, &labels)?;
-    let correct = backend.correct_count(value, &labels)?;
-    let mut wanted = vec![tape.value(loss), &sample_losses, &correct];
-    wanted.extend(route_grads.iter().flatten());
-    backend.read_back(&wanted)?;
-    let mut output = StepOutput {
-        loss: tape.value(loss).data()[0],
-        sample_losses: sample_losses.data().to_vec(),
-        logits: value.clone(),
-        // A count below 2^24, exact in an f32.
-        correct: correct.data()[0] as usize,
-        route_grads: route_grads
-            .iter()
-            .map(|g| g.map_or_else(|| vec![0.0; candidates], |g| g.data().to_vec()))
-            .collect(),
-        weight_grads: Vec::new(),
-        batch_stats,
-        tape_bytes: 0,
-    };
-    if request.weight_grads {
-        output.weight_grads = binding.gradients(&tape)?;
+
+    fn per_sample(&mut self) -> Result<()> {
+        if self.sample_losses.is_none() {
+            let value = self.tape.value(self.logits);
+            let losses = self
+                .tape
+                .backend()
+                .per_sample_cross_entropy(value, &self.labels)?;
+            self.sample_losses = Some(losses);
+        }
+        Ok(())
     }
-    output.tape_bytes = tape.peak_bytes();
-    Ok(output)
+
+    /// The loss `(1/N) sum_i w_i CE_i` (`sample_weights`; `None`: the mean cross-entropy),
+    /// its backward pass where the request asked for gradients, and what the host reads.
+    pub fn finish(mut self, sample_weights: Option<&[f32]>) -> Result<StepOutput> {
+        self.per_sample()?;
+        let PendingStep {
+            mut tape,
+            binding,
+            stats,
+            route_vars,
+            logits,
+            labels,
+            candidates,
+            weight_grads,
+            route_grads,
+            sample_losses,
+        } = self;
+        let sample_losses = sample_losses.expect("computed above");
+        let loss = match sample_weights {
+            None => tape.cross_entropy(logits, &labels)?,
+            Some(w) => tape.weighted_cross_entropy(logits, &labels, w)?,
+        };
+        if weight_grads || route_grads {
+            tape.backward(loss)?;
+        }
+        let backend = tape.backend();
+        // What the host reads from the step, in one transfer after the backward pass (free
+        // on the CPU): the loss, each image's loss, the correct count and the route
+        // gradients. The logits and the batch statistics stay where they were computed.
+        let batch_stats: BatchStats = stats
+            .into_iter()
+            .filter_map(|(name, v)| {
+                tape.batch_stats(v)
+                    .map(|(m, var)| (name, m.clone(), var.clone()))
+            })
+            .collect();
+        let grads: Vec<Option<&Tensor>> = match route_grads {
+            true => route_vars
+                .iter()
+                .map(|v| v.and_then(|v| tape.grad(v)))
+                .collect(),
+            false => Vec::new(),
+        };
+        let value = tape.value(logits);
+        let correct = backend.correct_count(value, &labels)?;
+        let mut wanted = vec![tape.value(loss), &sample_losses, &correct];
+        wanted.extend(grads.iter().flatten());
+        backend.read_back(&wanted)?;
+        let mut output = StepOutput {
+            loss: tape.value(loss).data()[0],
+            sample_losses: sample_losses.data().to_vec(),
+            logits: value.clone(),
+            // A count below 2^24, exact in an f32.
+            correct: correct.data()[0] as usize,
+            route_grads: grads
+                .iter()
+                .map(|g| g.map_or_else(|| vec![0.0; candidates], |g| g.data().to_vec()))
+                .collect(),
+            weight_grads: Vec::new(),
+            batch_stats,
+            tape_bytes: 0,
+        };
+        if weight_grads {
+            output.weight_grads = binding.gradients(&tape)?;
+        }
+        output.tape_bytes = tape.peak_bytes();
+        Ok(output)
+    }
 }

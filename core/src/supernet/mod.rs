@@ -261,6 +261,21 @@ impl Supernet {
         }
     }
 
+    /// The forward half of [`Self::step`]: the loss's per-image weights are given to
+    /// [`forward::PendingStep::finish`] once the images' losses are known.
+    pub(crate) fn begin_step<'b, 's>(
+        &'s self,
+        backend: &'b dyn hwnas_kernels::Backend,
+        batch: &crate::images::batches::Batch,
+        request: &StepRequest<'s>,
+    ) -> crate::Result<forward::PendingStep<'b, 's>> {
+        match self {
+            Supernet::Nb201(net) => net.begin_step(backend, batch, request),
+            Supernet::Darts(net) => net.begin_step(backend, batch, request),
+            Supernet::Ofa(net) => net.begin_step(backend, batch, request),
+        }
+    }
+
     /// The routes of a discrete architecture of the space.
     pub fn fixed_routes(&self, arch: &crate::space::Arch) -> Vec<Route> {
         match self {

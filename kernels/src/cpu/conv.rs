@@ -345,12 +345,23 @@ fn add_bias(y: &mut [f32], bias: &Tensor, plane: usize, cout: usize) {
 }
 
 /// `y = conv2d(x, weight) (+ bias)`: x `[N, Cin, H, W]`, weight `[Cout, Cin/groups, k, k]`.
+/// Unit-stride "same" convolutions run on the direct kernels where the processor has them
+/// ([`super::conv_direct`]), everything else on [`conv2d_im2col`].
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     spec: &Conv2dSpec,
 ) -> Result<Tensor> {
+    check_bias(x, weight, bias, spec)?;
+    if let Some(y) = super::conv_direct::conv2d(x, weight, bias, spec) {
+        return Ok(y);
+    }
+    conv2d_im2col(x, weight, bias, spec)
+}
+
+/// Checks the operands of a convolution and the length of its bias.
+fn check_bias(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, spec: &Conv2dSpec) -> Result<()> {
     let g = Geometry::of(x, weight, spec)?;
     if let Some(b) = bias
         && b.len() != g.cout
@@ -361,6 +372,19 @@ pub fn conv2d(
             g.cout
         )));
     }
+    Ok(())
+}
+
+/// [`conv2d`] by im2col and GEMM, per image and group: every convolution (the general
+/// path, and the reference the direct kernels are checked against).
+pub fn conv2d_im2col(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    spec: &Conv2dSpec,
+) -> Result<Tensor> {
+    check_bias(x, weight, bias, spec)?;
+    let g = Geometry::of(x, weight, spec)?;
     let plane = g.oh * g.ow;
     let mut out = Tensor::zeros(&[g.n, g.cout, g.oh, g.ow]);
     let image_in = g.cin * g.h * g.w;
@@ -436,13 +460,28 @@ pub fn conv2d(
     Ok(out)
 }
 
-/// Gradients of a convolution: `(dx, dweight, dbias)` from the output gradient.
+/// Gradients of a convolution: `(dx, dweight, dbias)` from the output gradient, on the
+/// direct kernels where [`conv2d`] runs there, else by [`conv2d_backward_im2col`].
 pub fn conv2d_backward(
     x: &Tensor,
     weight: &Tensor,
     dy: &Tensor,
     spec: &Conv2dSpec,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    check_output_gradient(x, weight, dy, spec)?;
+    if let Some(grads) = super::conv_direct::conv2d_backward(x, weight, dy, spec) {
+        return Ok(grads);
+    }
+    conv2d_backward_im2col(x, weight, dy, spec)
+}
+
+/// Checks the operands of a convolution's backward pass.
+fn check_output_gradient(
+    x: &Tensor,
+    weight: &Tensor,
+    dy: &Tensor,
+    spec: &Conv2dSpec,
+) -> Result<()> {
     let g = Geometry::of(x, weight, spec)?;
     if dy.shape() != [g.n, g.cout, g.oh, g.ow] {
         return Err(Error::Shape(format!(
@@ -451,6 +490,18 @@ pub fn conv2d_backward(
             [g.n, g.cout, g.oh, g.ow]
         )));
     }
+    Ok(())
+}
+
+/// [`conv2d_backward`] by im2col and GEMM: every convolution.
+pub fn conv2d_backward_im2col(
+    x: &Tensor,
+    weight: &Tensor,
+    dy: &Tensor,
+    spec: &Conv2dSpec,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    check_output_gradient(x, weight, dy, spec)?;
+    let g = Geometry::of(x, weight, spec)?;
     let plane = g.oh * g.ow;
     let image_in = g.cin * g.h * g.w;
     let mut dx = Tensor::zeros(x.shape());

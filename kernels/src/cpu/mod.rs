@@ -9,6 +9,7 @@ const PARALLEL_MIN: usize = 1 << 15;
 pub mod allocator;
 pub mod broadcast;
 pub mod conv;
+pub mod conv_direct;
 pub mod gemm;
 pub mod layout;
 pub mod matmul;

@@ -126,6 +126,7 @@ pub fn avg_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Res
     let [n, c, h, w] = x.nchw()?;
     let Windows { oh, ow, rows, cols } = Windows::of(h, w, kernel, stride, padding)?;
     let mut out = Tensor::zeros(&[n, c, oh, ow]);
+    let shifts = unit_stride_shifts(stride, padding, kernel, w, ow);
     planes(x.data(), h * w, out.data_mut(), oh * ow, |plane, y| {
         // Per output row: the window's input rows added into one row, then each output's
         // columns of it summed.
@@ -137,12 +138,62 @@ pub fn avg_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Res
                     .zip(&plane[iy * w..][..w])
                     .for_each(|(a, v)| *a += v);
             }
+            if let Some(shifts) = &shifts {
+                // Unit stride: the window sums as whole shifted rows, in the same order
+                // (left to right) as one window at a time, so the bits are the same.
+                y_row.fill(0.0);
+                for s in shifts {
+                    y_row[s.outputs.clone()]
+                        .iter_mut()
+                        .zip(&acc[s.inputs.clone()])
+                        .for_each(|(v, a)| *v += a);
+                }
+                for (cs, v) in cols.iter().zip(y_row.iter_mut()) {
+                    *v /= (r.len() * cs.len()).max(1) as f32;
+                }
+                continue;
+            }
             for (cs, v) in cols.iter().zip(y_row.iter_mut()) {
                 *v = acc[cs.clone()].iter().sum::<f32>() / (r.len() * cs.len()).max(1) as f32;
             }
         }
     });
     Ok(out)
+}
+
+/// For a unit-stride pooling along one axis, per kernel tap `j` (in order), the outputs
+/// whose window holds input `o - padding + j` and those inputs: output `o` of
+/// `outputs` reads input `inputs.start + (o - outputs.start)`. `None` for other strides.
+fn unit_stride_shifts(
+    stride: usize,
+    padding: usize,
+    kernel: usize,
+    size: usize,
+    outputs: usize,
+) -> Option<Vec<Shift>> {
+    if stride != 1 {
+        return None;
+    }
+    Some(
+        (0..kernel)
+            .map(|j| {
+                let shift = j as isize - padding as isize;
+                let lo = (-shift).max(0) as usize;
+                let hi = (size as isize - shift).clamp(0, outputs as isize) as usize;
+                let lo = lo.min(hi);
+                Shift {
+                    outputs: lo..hi,
+                    inputs: (lo as isize + shift) as usize..(hi as isize + shift) as usize,
+                }
+            })
+            .collect(),
+    )
+}
+
+/// One kernel tap of a unit-stride pooling row: which outputs read which inputs.
+struct Shift {
+    outputs: std::ops::Range<usize>,
+    inputs: std::ops::Range<usize>,
 }
 
 /// Gradient of [`avg_pool`].
@@ -162,15 +213,32 @@ pub fn avg_pool_backward(
         )));
     }
     let mut dx = Tensor::zeros(x.shape());
+    let shifts = unit_stride_shifts(stride, padding, kernel, w, ow);
     planes(dy.data(), oh * ow, dx.data_mut(), h * w, |g, plane| {
         // Per output row: each output's share spread over its columns of one row, then
         // that row added into each of the window's input rows.
         let mut spread = vec![0.0f32; w];
+        let mut shares = vec![0.0f32; ow];
         for (r, g_row) in rows.iter().zip(g.chunks_exact(ow)) {
             spread.fill(0.0);
-            for (cs, &gv) in cols.iter().zip(g_row) {
-                let share = gv / (r.len() * cs.len()).max(1) as f32;
-                spread[cs.clone()].iter_mut().for_each(|d| *d += share);
+            if let Some(shifts) = &shifts {
+                // Unit stride: the shares spread as whole shifted rows; the taps from last
+                // to first add each input's shares in the outputs' order, as one output at a
+                // time does (the same bits).
+                for ((cs, &gv), share) in cols.iter().zip(g_row).zip(shares.iter_mut()) {
+                    *share = gv / (r.len() * cs.len()).max(1) as f32;
+                }
+                for s in shifts.iter().rev() {
+                    spread[s.inputs.clone()]
+                        .iter_mut()
+                        .zip(&shares[s.outputs.clone()])
+                        .for_each(|(d, v)| *d += v);
+                }
+            } else {
+                for (cs, &gv) in cols.iter().zip(g_row) {
+                    let share = gv / (r.len() * cs.len()).max(1) as f32;
+                    spread[cs.clone()].iter_mut().for_each(|d| *d += share);
+                }
             }
             for iy in r.clone() {
                 plane[iy * w..][..w]
