@@ -1,6 +1,7 @@
 //! Direct convolution for the supernets' common case: unit stride, "same" padding, one
-//! group, a 3 x 3 or 5 x 5 kernel (any dilation), at most 16 channels in and out, on planes
-//! of at least 8 x 8, where the processor has AVX2 and FMA.
+//! group, a 3 x 3 or 5 x 5 kernel (any dilation), few channels (up to 32 in and out on
+//! AVX-512, 16 on AVX2), rows of 13 to 16 columns or at least 26 (the kernels compute
+//! whole blocks of 16 columns: at most a quarter of them wasted), at least 8 rows.
 //!
 //! Why not im2col there: with a cell's few channels (8 to 32) the GEMM has as few rows,
 //! and unrolling the columns, packing them again inside the GEMM and copying the result
@@ -23,9 +24,6 @@ use crate::tensor::Tensor;
 
 /// Columns one output row block covers: two AVX vectors.
 const BLOCK: usize = 16;
-
-/// The most input or output channels the direct kernels take.
-const MAX_CHANNELS: usize = 16;
 
 /// The shape of a convolution the direct kernels serve, and its padded planes.
 #[derive(Debug, Clone, Copy)]
@@ -90,19 +88,29 @@ fn plan(x: &Tensor, weight: &Tensor, spec: &Conv2dSpec, isa: Option<Isa>) -> Opt
         && cin_w == cin
         && spec.dilation >= 1
         && spec.padding * 2 == spec.dilation * (k - 1);
-    // Measured (examples/conv_paths.rs): faster than im2col up to 16 channels a side
-    // (0.57-0.89 of its time forward and backward), slower at 32 (1.1-1.2), where the GEMM
-    // has rows enough to run at speed.
-    let few_channels = cin <= MAX_CHANNELS && cout <= MAX_CHANNELS;
-    if !same || !few_channels || h < 8 || w < 8 || n == 0 || cin == 0 || cout == 0 {
+    if !same || n == 0 || cin == 0 || cout == 0 {
         return None;
     }
     let isa = match isa {
         Some(isa) => available().contains(&isa).then_some(isa)?,
         None => *available().first()?,
     };
-    let pad = spec.padding;
     let wide = w.div_ceil(BLOCK) * BLOCK;
+    // Measured (examples/conv_paths.rs, batch 64, forward and backward): faster than im2col
+    // up to 32 channels a side on AVX-512 (0.35-0.73 of its time) and 16 on AVX2
+    // (0.57-0.89), slower beyond (64 on AVX-512: 1.08; 32 on AVX2: 1.1-1.2), where the GEMM
+    // has rows enough to run at speed; and slower where the rows are short against the
+    // 16-column blocks (an 8 x 8 plane computes 16 columns for 8: 1.30).
+    let max_channels = match isa {
+        Isa::Avx512 => 32,
+        Isa::Avx2 => 16,
+    };
+    let few_channels = cin <= max_channels && cout <= max_channels;
+    let little_waste = wide * 4 <= w * 5;
+    if !few_channels || !little_waste || h < 8 {
+        return None;
+    }
+    let pad = spec.padding;
     Some(Plan {
         n,
         cin,
@@ -731,9 +739,10 @@ mod tests {
             (3, 1, 8, 28, 28, 3, 1),
             (2, 8, 8, 28, 28, 3, 1),
             (2, 16, 5, 14, 14, 3, 1),
-            (2, 6, 7, 9, 11, 5, 1),
-            (2, 3, 6, 12, 20, 3, 2),
-            (1, 2, 3, 8, 33, 5, 2),
+            (2, 6, 7, 9, 13, 5, 1),
+            (2, 3, 6, 12, 30, 3, 2),
+            (1, 2, 3, 8, 60, 5, 2),
+            (2, 16, 16, 10, 16, 3, 1),
         ];
         for (case, &(n, cin, cout, h, w, k, dilation)) in cases.iter().enumerate() {
             let seed = case as u64;
@@ -764,8 +773,8 @@ mod tests {
         }
     }
 
-    /// Strided, grouped, pointwise, unpadded, 7 x 7-plane and 32-channel convolutions are
-    /// left to im2col.
+    /// Strided, grouped, pointwise, unpadded, 7 x 7-plane, short-row and many-channel
+    /// convolutions are left to im2col.
     #[test]
     fn other_convolutions_are_left_to_im2col() {
         let x = Tensor::randn(&[2, 4, 16, 16], 1.0, 1);
@@ -786,8 +795,20 @@ mod tests {
         assert!(conv2d(&x, &Tensor::randn(&[4, 4, 1, 1], 1.0, 3), None, &pointwise).is_none());
         let valid = Conv2dSpec { padding: 0, ..same };
         assert!(conv2d(&x, &w3, None, &valid).is_none());
-        let wide = Tensor::randn(&[2, 32, 16, 16], 1.0, 1);
+        let wide = Tensor::randn(&[2, 64, 16, 16], 1.0, 1);
+        let w64 = Tensor::randn(&[8, 64, 3, 3], 1.0, 2);
+        assert!(conv2d(&wide, &w64, None, &same).is_none());
+        // Rows of 8 or 20 columns would waste half or more of the 16-column blocks.
+        let eight = Tensor::randn(&[2, 4, 8, 8], 1.0, 1);
+        assert!(conv2d(&eight, &w3, None, &same).is_none());
+        let twenty = Tensor::randn(&[2, 4, 12, 20], 1.0, 1);
+        assert!(conv2d(&twenty, &w3, None, &same).is_none());
+        // 32 channels: served on AVX-512, left to im2col on AVX2.
+        let x32 = Tensor::randn(&[2, 32, 14, 14], 1.0, 1);
         let w32 = Tensor::randn(&[8, 32, 3, 3], 1.0, 2);
-        assert!(conv2d(&wide, &w32, None, &same).is_none());
+        for isa in available() {
+            let served = conv2d_on(Some(isa), &x32, &w32, None, &same).is_some();
+            assert_eq!(served, isa == Isa::Avx512, "{isa:?}");
+        }
     }
 }
