@@ -17,6 +17,12 @@
 //! from 0 after the warm-up (UNAS's `latency_coeff * min(step / latency_iter, 1)`). The
 //! weights train on the detached relaxed sample `zeta` (every candidate, weighted).
 //!
+//! The relaxed sample's two batches go forward once each, on two tapes held at once
+//! ([`super::SupernetTrainer::probe_paired_weighted`]): the gap's per-image weights need
+//! both batches' losses before either is differentiated. The architecture step's memory
+//! peak is thus about two dense forward passes' intermediates; the step's reported peak
+//! (`tape_bytes`) is the weight step's.
+//!
 //! Deviations, on purpose: the latency term uses the same sample as the loss (UNAS draws a
 //! second one for it), which saves a draw and keeps one estimator; the table is fitted by
 //! least squares to the target's latency (UNAS trains its linear surrogate by SGD on 10,000

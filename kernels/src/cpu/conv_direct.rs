@@ -1,15 +1,16 @@
 //! Direct convolution for the supernets' common case: unit stride, "same" padding, one
-//! group, a 3 x 3 or 5 x 5 kernel (any dilation), few channels (up to 32 in and out on
-//! AVX-512, 16 on AVX2), rows of 13 to 16 columns or at least 26 (the kernels compute
-//! whole blocks of 16 columns: at most a quarter of them wasted), at least 8 rows.
+//! group, a 3 x 3 or 5 x 5 kernel (any dilation whose padding is smaller than the plane),
+//! few channels (up to 32 in and out on AVX-512, 16 on AVX2), at least 8 rows, and rows
+//! whose width `w` rounded up to whole blocks of 16 columns is at most `5 w / 4` (the
+//! kernels compute whole blocks: at most a fifth of the columns computed are wasted).
 //!
 //! Why not im2col there: with a cell's few channels (8 to 32) the GEMM has as few rows,
 //! and unrolling the columns, packing them again inside the GEMM and copying the result
 //! back cost as much as the arithmetic (a profile of the reduced NAS-Bench-201 step: 36% of
 //! its time in the GEMM kernel and its packing, 25% in im2col, col2im, copies and fills).
 //! Here each image is copied once into a zero-padded plane, and every output row is
-//! accumulated in registers: 4 output channels x 16 columns, one broadcast weight per tap
-//! and channel. The input gradient is the same kernel on the padded output gradient with
+//! accumulated in registers (AVX-512: 8 output channels x 32 columns; AVX2: 4 x 16), one
+//! broadcast weight per tap and channel. The input gradient is the same kernel on the padded output gradient with
 //! the weights transposed and flipped; the weight gradient accumulates, per input channel
 //! and kernel row, the products of the output gradient's rows with the shifted input rows.
 //! Everything else (strided, grouped, pointwise, other kernels, other processors) stays
@@ -87,7 +88,10 @@ fn plan(x: &Tensor, weight: &Tensor, spec: &Conv2dSpec, isa: Option<Isa>) -> Opt
         && (k == 3 || k == 5)
         && cin_w == cin
         && spec.dilation >= 1
-        && spec.padding * 2 == spec.dilation * (k - 1);
+        && spec.padding.checked_mul(2).is_some()
+        && spec.padding.checked_mul(2) == spec.dilation.checked_mul(k - 1)
+        && spec.padding < h
+        && spec.padding < w;
     if !same || n == 0 || cin == 0 || cout == 0 {
         return None;
     }
@@ -176,7 +180,8 @@ fn images_per_task(n: usize) -> usize {
 }
 
 /// `y = conv2d(x, weight) (+ bias)` by the direct kernels, or `None` where they do not
-/// serve this convolution (the caller falls back to im2col).
+/// serve this convolution (the caller falls back to im2col) or the bias does not have one
+/// value per output channel.
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -195,6 +200,10 @@ fn conv2d_on(
     spec: &Conv2dSpec,
 ) -> Option<Tensor> {
     let p = plan(x, weight, spec, isa)?;
+    if bias.is_some_and(|b| b.len() != p.cout) {
+        // The caller's check names the mismatch.
+        return None;
+    }
     let wt = forward_weights(weight.data(), &p);
     let zeros = vec![0.0; p.cout];
     let bias = bias.map_or(&zeros[..], |b| b.data());
@@ -803,6 +812,25 @@ mod tests {
         assert!(conv2d(&eight, &w3, None, &same).is_none());
         let twenty = Tensor::randn(&[2, 4, 12, 20], 1.0, 1);
         assert!(conv2d(&twenty, &w3, None, &same).is_none());
+        // A dilation whose padding would overflow, or a padding as wide as the plane.
+        let huge = Conv2dSpec {
+            dilation: 1 << 63,
+            padding: 0,
+            ..same
+        };
+        assert!(conv2d(&x, &w3, None, &huge).is_none());
+        let wide_pad = Conv2dSpec {
+            dilation: 8,
+            padding: 8,
+            ..same
+        };
+        let x8 = Tensor::randn(&[2, 4, 8, 16], 1.0, 1);
+        assert!(conv2d(&x8, &w3, None, &wide_pad).is_none());
+        // A bias of the wrong length is left to the caller's check.
+        assert!(conv2d(&x, &w3, Some(&Tensor::zeros(&[3])), &same).is_none());
+        assert!(
+            conv2d(&x, &w3, Some(&Tensor::zeros(&[4])), &same).is_some() || available().is_empty()
+        );
         // 32 channels: served on AVX-512, left to im2col on AVX2.
         let x32 = Tensor::randn(&[2, 32, 14, 14], 1.0, 1);
         let w32 = Tensor::randn(&[8, 32, 3, 3], 1.0, 2);
