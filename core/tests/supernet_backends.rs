@@ -1,6 +1,7 @@
 //! The supernets on the WGSL kernels: one training step of each supernet (NAS-Bench-201
 //! dense and sparse, DARTS sparse, Once-for-All's sampled subnet) on the wgpu backend gives
-//! the CPU reference's loss, route gradients and weight gradients. Skipped, with the reason
+//! the CPU reference's loss, route gradients and weight gradients, and UNAS's paired probe its
+//! losses and route gradients. Skipped, with the reason
 //! on standard error, where wgpu finds no adapter (lavapipe serves CPU-only machines), and
 //! failed instead under `HWNAS_REQUIRE=gpu`.
 
@@ -186,5 +187,59 @@ fn running_statistics_on_the_device_follow_the_host() {
         let ((cm, cv), (gm, gv)) = (cpu.get(name).unwrap(), wgpu.get(name).unwrap());
         assert_close(&format!("{name} running mean"), gm, cm, 1e-4);
         assert_close(&format!("{name} running variance"), gv, cv, 1e-4);
+    }
+}
+
+/// UNAS's paired probe (two forward passes, one readback of both batches' losses, two
+/// weighted backward passes) on the WGSL kernels gives the CPU's losses and route gradients.
+#[test]
+fn the_paired_weighted_probe_runs_on_the_wgsl_kernels_as_on_the_cpu() {
+    let Some(gpu) = wgpu() else {
+        return;
+    };
+    let net = Nb201Supernet::new(
+        Nb201SupernetConfig {
+            in_channels: 1,
+            channels: 4,
+            cells: 1,
+            classes: 3,
+        },
+        1,
+    )
+    .unwrap();
+    let trainer = SupernetTrainer::new(Supernet::Nb201(net), WeightSchedule::default());
+    let routes: Vec<Route> = (0..6)
+        .map(|e| Route::Dense(vec![0.1, 0.15, 0.2, 0.25 + e as f32 * 0.01, 0.3]))
+        .collect();
+    let first = batch(8);
+    let second = Batch {
+        images: Tensor::randn(&[4, 1, 8, 8], 1.0, 12),
+        labels: vec![2, 0, 1, 1],
+    };
+    let weigh = |a: &[f32], b: &[f32]| -> (Vec<f32>, Vec<f32>) {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| if a > b { (1.5, -0.5) } else { (0.5, 0.5) })
+            .unzip()
+    };
+    let (ca, cb) = trainer
+        .probe_paired_weighted(&Cpu, (&first, &second), &routes, weigh)
+        .unwrap();
+    let (ga, gb) = trainer
+        .probe_paired_weighted(&gpu, (&first, &second), &routes, weigh)
+        .unwrap();
+    for (what, cpu, wgpu) in [("first", &ca, &ga), ("second", &cb, &gb)] {
+        assert_close(
+            &format!("{what} sample losses"),
+            &wgpu.sample_losses,
+            &cpu.sample_losses,
+            1e-5,
+        );
+        assert_close(
+            &format!("{what} route gradients"),
+            &wgpu.route_grads.concat(),
+            &cpu.route_grads.concat(),
+            1e-5,
+        );
     }
 }

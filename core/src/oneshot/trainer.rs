@@ -181,7 +181,8 @@ impl SupernetTrainer {
         };
         let mut a = self.net.begin_step(backend, first, &request)?;
         let mut b = self.net.begin_step(backend, second, &request)?;
-        let (wa, wb) = weigh(&a.sample_losses()?, &b.sample_losses()?);
+        let (la, lb) = crate::supernet::PendingStep::sample_losses_of_both(&mut a, &mut b)?;
+        let (wa, wb) = weigh(&la, &lb);
         for (name, batch, w) in [("first", first, &wa), ("second", second, &wb)] {
             if w.len() != batch.labels.len() {
                 return Err(crate::error::Error::Setting {

@@ -228,12 +228,18 @@ pub(crate) fn begin_step<'b, 's>(
 }
 
 impl PendingStep<'_, '_> {
-    /// Each image's cross-entropy (read back to the host).
-    pub fn sample_losses(&mut self) -> Result<Vec<f32>> {
-        self.per_sample()?;
-        let losses = self.sample_losses.as_ref().expect("computed above");
-        self.tape.backend().read_back(&[losses])?;
-        Ok(losses.data().to_vec())
+    /// Each image's cross-entropy of two pending steps on one backend, read back to the
+    /// host in one transfer.
+    pub fn sample_losses_of_both(
+        first: &mut Self,
+        second: &mut Self,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        first.per_sample()?;
+        second.per_sample()?;
+        let a = first.sample_losses.as_ref().expect("computed above");
+        let b = second.sample_losses.as_ref().expect("computed above");
+        first.tape.backend().read_back(&[a, b])?;
+        Ok((a.data().to_vec(), b.data().to_vec()))
     }
 
     fn per_sample(&mut self) -> Result<()> {

@@ -7,6 +7,7 @@ pub mod batchnorm;
 pub mod checkpoint;
 pub mod darts;
 mod forward;
+pub(crate) use forward::PendingStep;
 pub mod nb201;
 pub mod ofa;
 pub mod params;
