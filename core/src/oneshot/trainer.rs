@@ -179,9 +179,9 @@ impl SupernetTrainer {
             route_grads: true,
             sample_weights: None,
         };
-        let mut a = self.net.begin_step(backend, first, &request)?;
-        let mut b = self.net.begin_step(backend, second, &request)?;
-        let (la, lb) = crate::supernet::PendingStep::sample_losses_of_both(&mut a, &mut b)?;
+        let a = self.net.begin_step(backend, first, &request)?;
+        let b = self.net.begin_step(backend, second, &request)?;
+        let (la, lb) = crate::supernet::PendingStep::sample_losses_of_both(&a, &b)?;
         let (wa, wb) = weigh(&la, &lb);
         for (name, batch, w) in [("first", first, &wa), ("second", second, &wb)] {
             if w.len() != batch.labels.len() {

@@ -148,8 +148,8 @@ pub(crate) struct PendingStep<'b, 's> {
     candidates: usize,
     weight_grads: bool,
     route_grads: bool,
-    /// Each image's cross-entropy, where the backend computes (once asked).
-    sample_losses: Option<Tensor>,
+    /// Each image's cross-entropy, where the backend computes.
+    sample_losses: Tensor,
 }
 
 /// Runs the forward pass of one step of a supernet whose edges have `candidates`
@@ -213,6 +213,7 @@ pub(crate) fn begin_step<'b, 's>(
     } = f;
     // The labels too: the loss, its gradient and the accuracy count read them.
     let labels = Labels::new(backend, &batch.labels)?;
+    let sample_losses = backend.per_sample_cross_entropy(tape.value(logits), &labels)?;
     Ok(PendingStep {
         tape,
         binding,
@@ -223,41 +224,22 @@ pub(crate) fn begin_step<'b, 's>(
         candidates,
         weight_grads: request.weight_grads,
         route_grads: request.route_grads,
-        sample_losses: None,
+        sample_losses,
     })
 }
 
 impl PendingStep<'_, '_> {
     /// Each image's cross-entropy of two pending steps on one backend, read back to the
     /// host in one transfer.
-    pub fn sample_losses_of_both(
-        first: &mut Self,
-        second: &mut Self,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        first.per_sample()?;
-        second.per_sample()?;
-        let a = first.sample_losses.as_ref().expect("computed above");
-        let b = second.sample_losses.as_ref().expect("computed above");
+    pub fn sample_losses_of_both(first: &Self, second: &Self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (a, b) = (&first.sample_losses, &second.sample_losses);
         first.tape.backend().read_back(&[a, b])?;
         Ok((a.data().to_vec(), b.data().to_vec()))
     }
 
-    fn per_sample(&mut self) -> Result<()> {
-        if self.sample_losses.is_none() {
-            let value = self.tape.value(self.logits);
-            let losses = self
-                .tape
-                .backend()
-                .per_sample_cross_entropy(value, &self.labels)?;
-            self.sample_losses = Some(losses);
-        }
-        Ok(())
-    }
-
     /// The loss `(1/N) sum_i w_i CE_i` (`sample_weights`; `None`: the mean cross-entropy),
     /// its backward pass where the request asked for gradients, and what the host reads.
-    pub fn finish(mut self, sample_weights: Option<&[f32]>) -> Result<StepOutput> {
-        self.per_sample()?;
+    pub fn finish(self, sample_weights: Option<&[f32]>) -> Result<StepOutput> {
         let PendingStep {
             mut tape,
             binding,
@@ -270,7 +252,6 @@ impl PendingStep<'_, '_> {
             route_grads,
             sample_losses,
         } = self;
-        let sample_losses = sample_losses.expect("computed above");
         let loss = match sample_weights {
             None => tape.cross_entropy(logits, &labels)?,
             Some(w) => tape.weighted_cross_entropy(logits, &labels, w)?,

@@ -353,26 +353,12 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     spec: &Conv2dSpec,
 ) -> Result<Tensor> {
-    check_bias(x, weight, bias, spec)?;
+    // The direct kernels take only operands they can serve (a bad shape or bias falls
+    // through to im2col's checks, which name it).
     if let Some(y) = super::conv_direct::conv2d(x, weight, bias, spec) {
         return Ok(y);
     }
     conv2d_im2col(x, weight, bias, spec)
-}
-
-/// Checks the operands of a convolution and the length of its bias.
-fn check_bias(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, spec: &Conv2dSpec) -> Result<()> {
-    let g = Geometry::of(x, weight, spec)?;
-    if let Some(b) = bias
-        && b.len() != g.cout
-    {
-        return Err(Error::Shape(format!(
-            "conv2d: bias has {} values for {} output channels",
-            b.len(),
-            g.cout
-        )));
-    }
-    Ok(())
 }
 
 /// [`conv2d`] by im2col and GEMM, per image and group: every convolution (the general
@@ -383,8 +369,16 @@ pub fn conv2d_im2col(
     bias: Option<&Tensor>,
     spec: &Conv2dSpec,
 ) -> Result<Tensor> {
-    check_bias(x, weight, bias, spec)?;
     let g = Geometry::of(x, weight, spec)?;
+    if let Some(b) = bias
+        && b.len() != g.cout
+    {
+        return Err(Error::Shape(format!(
+            "conv2d: bias has {} values for {} output channels",
+            b.len(),
+            g.cout
+        )));
+    }
     let plane = g.oh * g.ow;
     let mut out = Tensor::zeros(&[g.n, g.cout, g.oh, g.ow]);
     let image_in = g.cin * g.h * g.w;
@@ -468,29 +462,11 @@ pub fn conv2d_backward(
     dy: &Tensor,
     spec: &Conv2dSpec,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    check_output_gradient(x, weight, dy, spec)?;
+    // As in `conv2d`: bad operands fall through to im2col's checks.
     if let Some(grads) = super::conv_direct::conv2d_backward(x, weight, dy, spec) {
         return Ok(grads);
     }
     conv2d_backward_im2col(x, weight, dy, spec)
-}
-
-/// Checks the operands of a convolution's backward pass.
-fn check_output_gradient(
-    x: &Tensor,
-    weight: &Tensor,
-    dy: &Tensor,
-    spec: &Conv2dSpec,
-) -> Result<()> {
-    let g = Geometry::of(x, weight, spec)?;
-    if dy.shape() != [g.n, g.cout, g.oh, g.ow] {
-        return Err(Error::Shape(format!(
-            "conv2d backward: dy {:?}, expected {:?}",
-            dy.shape(),
-            [g.n, g.cout, g.oh, g.ow]
-        )));
-    }
-    Ok(())
 }
 
 /// [`conv2d_backward`] by im2col and GEMM: every convolution.
@@ -500,8 +476,14 @@ pub fn conv2d_backward_im2col(
     dy: &Tensor,
     spec: &Conv2dSpec,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    check_output_gradient(x, weight, dy, spec)?;
     let g = Geometry::of(x, weight, spec)?;
+    if dy.shape() != [g.n, g.cout, g.oh, g.ow] {
+        return Err(Error::Shape(format!(
+            "conv2d backward: dy {:?}, expected {:?}",
+            dy.shape(),
+            [g.n, g.cout, g.oh, g.ow]
+        )));
+    }
     let plane = g.oh * g.ow;
     let image_in = g.cin * g.h * g.w;
     let mut dx = Tensor::zeros(x.shape());

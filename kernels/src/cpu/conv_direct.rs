@@ -226,7 +226,7 @@ fn conv2d_on(
 }
 
 /// Gradients of a convolution by the direct kernels, `(dx, dweight, dbias)`, or `None`
-/// where they do not serve it. `dy` must have the output's shape (the caller checks).
+/// where they do not serve it (a `dy` of another shape than the output's included).
 pub fn conv2d_backward(
     x: &Tensor,
     weight: &Tensor,
@@ -826,8 +826,15 @@ mod tests {
         };
         let x8 = Tensor::randn(&[2, 4, 8, 16], 1.0, 1);
         assert!(conv2d(&x8, &w3, None, &wide_pad).is_none());
-        // A bias of the wrong length is left to the caller's check.
+        // A bias of the wrong length, or an output gradient of the wrong shape, is left to
+        // im2col's checks, which name it.
         assert!(conv2d(&x, &w3, Some(&Tensor::zeros(&[3])), &same).is_none());
+        let err = crate::cpu::conv2d(&x, &w3, Some(&Tensor::zeros(&[3])), &same).unwrap_err();
+        assert!(err.to_string().contains("bias has 3 values"), "{err}");
+        let short_dy = Tensor::zeros(&[2, 4, 16, 15]);
+        assert!(conv2d_backward(&x, &w3, &short_dy, &same).is_none());
+        let err = crate::cpu::conv2d_backward(&x, &w3, &short_dy, &same).unwrap_err();
+        assert!(err.to_string().contains("conv2d backward: dy"), "{err}");
         assert!(
             conv2d(&x, &w3, Some(&Tensor::zeros(&[4])), &same).is_some() || available().is_empty()
         );
