@@ -1,20 +1,25 @@
 //! Direct convolution for the supernets' common case: unit stride, "same" padding, one
 //! group, a 3 x 3 or 5 x 5 kernel (any dilation whose padding is smaller than the plane),
-//! few channels (up to 32 in and out on AVX-512, 16 on AVX2), at least 8 rows, and rows
-//! whose width `w` rounded up to whole blocks of 16 columns is at most `5 w / 4` (the
-//! kernels compute whole blocks: at most a fifth of the columns computed are wasted).
+//! few channels (up to 32 in and out on AVX-512, 16 on AVX2), and planes whose flattened
+//! rows (below) waste at most [`MAX_WASTE`] of the columns computed.
 //!
 //! Why not im2col there: with a cell's few channels (8 to 32) the GEMM has as few rows,
 //! and unrolling the columns, packing them again inside the GEMM and copying the result
 //! back cost as much as the arithmetic (a profile of the reduced NAS-Bench-201 step: 36% of
 //! its time in the GEMM kernel and its packing, 25% in im2col, col2im, copies and fills).
-//! Here each image is copied once into a zero-padded plane, and every output row is
-//! accumulated in registers (AVX-512: 8 output channels x 32 columns; AVX2: 4 x 16), one
-//! broadcast weight per tap and channel. The input gradient is the same kernel on the padded output gradient with
-//! the weights transposed and flipped; the weight gradient accumulates, per input channel
-//! and kernel row, the products of the output gradient's rows with the shifted input rows.
-//! Everything else (strided, grouped, pointwise, other kernels, other processors) stays
-//! with im2col and GEMM.
+//!
+//! How: each image is copied once into zero-padded planes of `hp x wp` (`wp = w + 2 pad`),
+//! and each plane is then read as one flattened row: output position `q = y wp + x` of a
+//! plane reads input `q + ky d wp + kx d` for tap `(ky, kx)`, the same arithmetic for every
+//! `q`, so the kernels sweep `0..h wp` in whole vectors (AVX-512: 8 output channels x 32
+//! positions in registers; AVX2: 4 x 16), one broadcast weight per tap and channel, and
+//! only the columns `x < w` of each row are copied out. The `2 pad` columns per row that
+//! are computed and dropped are the price; a 7 x 7 plane computes 64 positions for 49
+//! (where vectors per row would compute 112). The input gradient is the same kernel on
+//! the padded output gradient with the weights transposed and flipped; the weight gradient
+//! accumulates, per input channel and tap, the products of the padded output gradient
+//! (zero at every dropped position) with the shifted input. Everything else (strided,
+//! grouped, pointwise, other kernels, other processors) stays with im2col and GEMM.
 
 #![allow(unsafe_code)]
 
@@ -23,8 +28,13 @@ use rayon::prelude::*;
 use crate::ops::Conv2dSpec;
 use crate::tensor::Tensor;
 
-/// Columns one output row block covers: two AVX vectors.
+/// Positions one vector pair covers on AVX2, one vector on AVX-512.
 const BLOCK: usize = 16;
+
+/// The largest share of computed positions that are dropped (padding columns and the
+/// last vector's tail) for which the direct kernels beat im2col (measured with
+/// examples/conv_paths.rs).
+const MAX_WASTE: f64 = 0.25;
 
 /// The shape of a convolution the direct kernels serve, and its padded planes.
 #[derive(Debug, Clone, Copy)]
@@ -37,17 +47,19 @@ struct Plan {
     k: usize,
     dilation: usize,
     pad: usize,
-    /// Output columns computed per row: `w` rounded up to [`BLOCK`].
-    wide: usize,
-    /// A padded plane's rows and columns.
-    hp: usize,
+    /// A padded plane's columns, `w + 2 pad`.
     wp: usize,
+    /// Flattened positions computed per plane: `h wp` rounded up to [`BLOCK`].
+    wide: usize,
+    /// The distance between two padded planes: `hp wp` and a zero tail that the last
+    /// vector's shifted reads reach into (`wide - h wp + 2 pad`).
+    plane: usize,
     isa: Isa,
 }
 
 impl Plan {
     fn padded_len(&self, channels: usize) -> usize {
-        channels * self.hp * self.wp
+        channels * self.plane
     }
 }
 
@@ -99,22 +111,23 @@ fn plan(x: &Tensor, weight: &Tensor, spec: &Conv2dSpec, isa: Option<Isa>) -> Opt
         Some(isa) => available().contains(&isa).then_some(isa)?,
         None => *available().first()?,
     };
-    let wide = w.div_ceil(BLOCK) * BLOCK;
     // Measured (examples/conv_paths.rs, batch 64, forward and backward): faster than im2col
-    // up to 32 channels a side on AVX-512 (0.35-0.73 of its time) and 16 on AVX2
-    // (0.57-0.89), slower beyond (64 on AVX-512: 1.08; 32 on AVX2: 1.1-1.2), where the GEMM
-    // has rows enough to run at speed; and slower where the rows are short against the
-    // 16-column blocks (an 8 x 8 plane computes 16 columns for 8: 1.30).
+    // up to 32 channels a side on AVX-512 and 16 on AVX2, slower beyond (64 on AVX-512:
+    // 1.08; 32 on AVX2: 1.1-1.2), where the GEMM has rows enough to run at speed.
     let max_channels = match isa {
         Isa::Avx512 => 32,
         Isa::Avx2 => 16,
     };
+    let pad = spec.padding;
+    let wp = w.checked_add(2 * pad)?;
+    let hp = h.checked_add(2 * pad)?;
+    let wide = h.checked_mul(wp)?.div_ceil(BLOCK).checked_mul(BLOCK)?;
+    let plane = hp.checked_mul(wp)?.checked_add(wide - h * wp + 2 * pad)?;
     let few_channels = cin <= max_channels && cout <= max_channels;
-    let little_waste = wide * 4 <= w * 5;
-    if !few_channels || !little_waste || h < 8 {
+    let waste = 1.0 - (h * w) as f64 / wide as f64;
+    if !few_channels || waste > MAX_WASTE {
         return None;
     }
-    let pad = spec.padding;
     Some(Plan {
         n,
         cin,
@@ -124,27 +137,45 @@ fn plan(x: &Tensor, weight: &Tensor, spec: &Conv2dSpec, isa: Option<Isa>) -> Opt
         k,
         dilation: spec.dilation,
         pad,
+        wp,
         wide,
-        hp: h + 2 * pad,
-        wp: wide + 2 * pad,
+        plane,
         isa,
     })
 }
 
-/// Copies `channels` planes of `h x w` into `padded` (`[channels, hp, wp]`), at row and
-/// column `pad`, zeros around them.
+/// Copies `channels` planes of `h x w` into `padded` (`channels` planes [`Plan::plane`]
+/// apart), at row and column `pad`, zeros around them and in each plane's tail.
 fn pad_planes(src: &[f32], channels: usize, p: &Plan, padded: &mut [f32]) {
-    padded.fill(0.0);
+    for c in 0..channels {
+        let plane = &mut padded[c * p.plane..][..p.plane];
+        // The top padding rows and the first row's left padding.
+        plane[..p.pad * p.wp + p.pad].fill(0.0);
+        for y in 0..p.h {
+            let at = (y + p.pad) * p.wp + p.pad;
+            plane[at..][..p.w].copy_from_slice(&src[(c * p.h + y) * p.w..][..p.w]);
+            // This row's right padding and the next row's left padding.
+            plane[at + p.w..][..2 * p.pad].fill(0.0);
+        }
+        // The bottom padding rows (after the last row's right and the next left padding)
+        // and the tail.
+        plane[(p.h + p.pad) * p.wp + p.pad..].fill(0.0);
+    }
+}
+
+/// Copies the columns `x < w` of each flattened row of `flat` (`channels` planes of
+/// [`Plan::wide`] positions) into `out` (`[channels, h, w]`).
+fn unflatten(flat: &[f32], channels: usize, p: &Plan, out: &mut [f32]) {
     for c in 0..channels {
         for y in 0..p.h {
-            let from = &src[(c * p.h + y) * p.w..][..p.w];
-            padded[(c * p.hp + y + p.pad) * p.wp + p.pad..][..p.w].copy_from_slice(from);
+            out[(c * p.h + y) * p.w..][..p.w]
+                .copy_from_slice(&flat[c * p.wide + y * p.wp..][..p.w]);
         }
     }
 }
 
 /// `weight [cout, cin, k, k]` as `[cin, k, k, cout]`, the order the forward kernel reads
-/// (the 4 output channels of a block side by side per tap).
+/// (the output channels of a block side by side per tap).
 fn forward_weights(weight: &[f32], p: &Plan) -> Vec<f32> {
     let kk = p.k * p.k;
     let mut t = vec![0.0; weight.len()];
@@ -216,10 +247,12 @@ fn conv2d_on(
         .enumerate()
         .for_each(|(chunk, y)| {
             let mut padded = vec![0.0; p.padded_len(p.cin)];
+            let mut flat = vec![0.0; p.cout * p.wide];
             for (b, y_b) in y.chunks_exact_mut(image_out).enumerate() {
                 let image = &x.data()[(chunk * per + b) * image_in..][..image_in];
                 pad_planes(image, p.cin, &p, &mut padded);
-                convolve(&padded, p.cin, p.cout, &wt, bias, &p, y_b);
+                convolve(&padded, p.cin, p.cout, &wt, bias, &p, &mut flat);
+                unflatten(&flat, p.cout, &p, y_b);
             }
         });
     Some(out)
@@ -262,26 +295,36 @@ fn conv2d_backward_on(
         .par_chunks_mut(per * image_in)
         .enumerate()
         .map(|(chunk, dx_chunk)| {
-            let mut padded_x = vec![0.0; p.padded_len(p.cin)];
-            let mut padded_dy = vec![0.0; p.padded_len(p.cout)];
+            let images = dx_chunk.len() / image_in;
+            let mut padded_x = vec![0.0; images * p.padded_len(p.cin)];
+            let mut padded_dy = vec![0.0; images * p.padded_len(p.cout)];
+            let mut flat = vec![0.0; p.cin * p.wide];
             let mut dw = vec![0.0; weight.len()];
             let mut db = vec![0.0; p.cout];
-            for (b, dx_b) in dx_chunk.chunks_exact_mut(image_in).enumerate() {
+            let (x_pads, dy_pads) = (
+                padded_x.chunks_exact_mut(p.padded_len(p.cin)),
+                padded_dy.chunks_exact_mut(p.padded_len(p.cout)),
+            );
+            for (b, ((dx_b, x_pad), dy_pad)) in dx_chunk
+                .chunks_exact_mut(image_in)
+                .zip(x_pads)
+                .zip(dy_pads)
+                .enumerate()
+            {
                 let i = chunk * per + b;
                 let dy_b = &dy.data()[i * image_out..][..image_out];
                 for (o, sum) in db.iter_mut().enumerate() {
                     *sum += super::reduce::sum(&dy_b[o * plane..][..plane]);
                 }
-                pad_planes(
-                    &x.data()[i * image_in..][..image_in],
-                    p.cin,
-                    &p,
-                    &mut padded_x,
-                );
-                pad_planes(dy_b, p.cout, &p, &mut padded_dy);
-                convolve(&padded_dy, p.cout, p.cin, &wb, &no_bias, &p, dx_b);
-                weight_gradient(&padded_dy, &padded_x, &p, &mut dw);
+                pad_planes(&x.data()[i * image_in..][..image_in], p.cin, &p, x_pad);
+                pad_planes(dy_b, p.cout, &p, dy_pad);
+                convolve(dy_pad, p.cout, p.cin, &wb, &no_bias, &p, &mut flat);
+                unflatten(&flat, p.cin, &p, dx_b);
             }
+            // All the task's images at once: each vector accumulator is summed across its
+            // lanes once per task, not once per image (on a 7 x 7 plane the sums across
+            // lanes would outnumber the products).
+            weight_gradient(&padded_dy, &padded_x, images, &p, &mut dw);
             (dw, db)
         })
         .collect();
@@ -298,7 +341,20 @@ fn conv2d_backward_on(
     ))
 }
 
-/// One image: `out [outs, h, w] = bias + conv(padded [ins, hp, wp], wt [ins, k, k, outs])`.
+/// What the forward kernels read: the padded planes, their count, the outputs' count,
+/// the weights `[ins, k, k, outs]`, the bias and the plan.
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    padded: &'a [f32],
+    ins: usize,
+    outs: usize,
+    wt: &'a [f32],
+    bias: &'a [f32],
+    p: &'a Plan,
+}
+
+/// One image: `flat [outs, wide] = bias + conv(padded [ins planes], wt [ins, k, k, outs])`
+/// at every flattened position (the caller keeps the columns below `w`).
 fn convolve(
     padded: &[f32],
     ins: usize,
@@ -306,15 +362,26 @@ fn convolve(
     wt: &[f32],
     bias: &[f32],
     p: &Plan,
-    out: &mut [f32],
+    flat: &mut [f32],
 ) {
     assert!(
         padded.len() >= p.padded_len(ins)
             && wt.len() >= ins * p.k * p.k * outs
             && bias.len() >= outs
-            && out.len() >= outs * p.h * p.w,
+            && flat.len() >= outs * p.wide,
         "direct convolution operands too short"
     );
+    let ops = Operands {
+        padded,
+        ins,
+        outs,
+        wt,
+        bias,
+        p,
+    };
+    // AVX-512 sweeps pairs of vectors, then a last single vector where `wide` is odd in
+    // vectors.
+    let pairs = p.wide / (2 * BLOCK) * (2 * BLOCK);
     let mut o = 0;
     while o < outs {
         let left = outs - o;
@@ -323,24 +390,31 @@ fn convolve(
         let block = unsafe {
             match p.isa {
                 Isa::Avx512 => {
-                    let two = p.wide.is_multiple_of(2 * BLOCK);
-                    let args = (padded, ins, outs, wt, bias, p, o);
-                    match (left, two) {
-                        (8.., true) => avx512::convolve_block::<8, 2>(args, out),
-                        (8.., false) => avx512::convolve_block::<8, 1>(args, out),
-                        (4.., true) => avx512::convolve_block::<4, 2>(args, out),
-                        (4.., false) => avx512::convolve_block::<4, 1>(args, out),
-                        (2.., true) => avx512::convolve_block::<2, 2>(args, out),
-                        (2.., false) => avx512::convolve_block::<2, 1>(args, out),
-                        (_, true) => avx512::convolve_block::<1, 2>(args, out),
-                        (_, false) => avx512::convolve_block::<1, 1>(args, out),
+                    let (pair, last) = (0..pairs, pairs..p.wide);
+                    match left {
+                        8.. => {
+                            avx512::convolve_block::<8, 2>(ops, o, pair, flat);
+                            avx512::convolve_block::<8, 1>(ops, o, last, flat)
+                        }
+                        4.. => {
+                            avx512::convolve_block::<4, 2>(ops, o, pair, flat);
+                            avx512::convolve_block::<4, 1>(ops, o, last, flat)
+                        }
+                        2.. => {
+                            avx512::convolve_block::<2, 2>(ops, o, pair, flat);
+                            avx512::convolve_block::<2, 1>(ops, o, last, flat)
+                        }
+                        _ => {
+                            avx512::convolve_block::<1, 2>(ops, o, pair, flat);
+                            avx512::convolve_block::<1, 1>(ops, o, last, flat)
+                        }
                     }
                 }
                 Isa::Avx2 => match left {
-                    4.. => avx::convolve_block::<4>(padded, ins, outs, wt, bias, p, o, out),
-                    3 => avx::convolve_block::<3>(padded, ins, outs, wt, bias, p, o, out),
-                    2 => avx::convolve_block::<2>(padded, ins, outs, wt, bias, p, o, out),
-                    _ => avx::convolve_block::<1>(padded, ins, outs, wt, bias, p, o, out),
+                    4.. => avx::convolve_block::<4>(ops, o, flat),
+                    3 => avx::convolve_block::<3>(ops, o, flat),
+                    2 => avx::convolve_block::<2>(ops, o, flat),
+                    _ => avx::convolve_block::<1>(ops, o, flat),
                 },
             }
         };
@@ -348,11 +422,12 @@ fn convolve(
     }
 }
 
-/// One image's weight gradient added into `dw [cout, cin, k, k]`.
-fn weight_gradient(padded_dy: &[f32], padded_x: &[f32], p: &Plan, dw: &mut [f32]) {
+/// The weight gradient of `images` images (their padded planes one after another) added
+/// into `dw [cout, cin, k, k]`.
+fn weight_gradient(padded_dy: &[f32], padded_x: &[f32], images: usize, p: &Plan, dw: &mut [f32]) {
     assert!(
-        padded_dy.len() >= p.padded_len(p.cout)
-            && padded_x.len() >= p.padded_len(p.cin)
+        padded_dy.len() >= images * p.padded_len(p.cout)
+            && padded_x.len() >= images * p.padded_len(p.cin)
             && dw.len() >= p.cout * p.cin * p.k * p.k,
         "direct convolution operands too short"
     );
@@ -363,18 +438,18 @@ fn weight_gradient(padded_dy: &[f32], padded_x: &[f32], p: &Plan, dw: &mut [f32]
         // SAFETY: as in `convolve`.
         let block = unsafe {
             match (p.isa, p.k, left) {
-                (Isa::Avx512, 3, 8..) => avx512::weight_block::<8, 3>(g, x, p, o, dw),
-                (Isa::Avx512, 3, 4..) => avx512::weight_block::<4, 3>(g, x, p, o, dw),
-                (Isa::Avx512, 3, 2..) => avx512::weight_block::<2, 3>(g, x, p, o, dw),
-                (Isa::Avx512, 3, _) => avx512::weight_block::<1, 3>(g, x, p, o, dw),
-                (Isa::Avx512, _, 4..) => avx512::weight_block::<4, 5>(g, x, p, o, dw),
-                (Isa::Avx512, _, 2..) => avx512::weight_block::<2, 5>(g, x, p, o, dw),
-                (Isa::Avx512, _, _) => avx512::weight_block::<1, 5>(g, x, p, o, dw),
-                (Isa::Avx2, 3, 4..) => avx::weight_block::<4, 3>(g, x, p, o, dw),
-                (Isa::Avx2, 3, 2..) => avx::weight_block::<2, 3>(g, x, p, o, dw),
-                (Isa::Avx2, 3, _) => avx::weight_block::<1, 3>(g, x, p, o, dw),
-                (Isa::Avx2, _, 2..) => avx::weight_block::<2, 5>(g, x, p, o, dw),
-                (Isa::Avx2, _, _) => avx::weight_block::<1, 5>(g, x, p, o, dw),
+                (Isa::Avx512, 3, 8..) => avx512::weight_block::<8, 3>(g, x, images, p, o, dw),
+                (Isa::Avx512, 3, 4..) => avx512::weight_block::<4, 3>(g, x, images, p, o, dw),
+                (Isa::Avx512, 3, 2..) => avx512::weight_block::<2, 3>(g, x, images, p, o, dw),
+                (Isa::Avx512, 3, _) => avx512::weight_block::<1, 3>(g, x, images, p, o, dw),
+                (Isa::Avx512, _, 4..) => avx512::weight_block::<4, 5>(g, x, images, p, o, dw),
+                (Isa::Avx512, _, 2..) => avx512::weight_block::<2, 5>(g, x, images, p, o, dw),
+                (Isa::Avx512, _, _) => avx512::weight_block::<1, 5>(g, x, images, p, o, dw),
+                (Isa::Avx2, 3, 4..) => avx::weight_block::<4, 3>(g, x, images, p, o, dw),
+                (Isa::Avx2, 3, 2..) => avx::weight_block::<2, 3>(g, x, images, p, o, dw),
+                (Isa::Avx2, 3, _) => avx::weight_block::<1, 3>(g, x, images, p, o, dw),
+                (Isa::Avx2, _, 2..) => avx::weight_block::<2, 5>(g, x, images, p, o, dw),
+                (Isa::Avx2, _, _) => avx::weight_block::<1, 5>(g, x, images, p, o, dw),
             }
         };
         o += block;
@@ -385,82 +460,74 @@ fn weight_gradient(padded_dy: &[f32], padded_x: &[f32], p: &Plan, dw: &mut [f32]
 mod avx {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, Plan};
+    use super::{BLOCK, Operands, Plan};
 
-    /// Output channels `o0..o0 + OB` of one image. Reads `padded[c][y + ky d][x + kx d]`
-    /// for `x < wide + (k - 1) d = wp` and `y < h + (k - 1) d = hp`, `wt[tap * outs + o]`
-    /// below `ins k k outs`; writes `out[o][y][x]` for `x < w` only.
+    /// Output channels `o0..o0 + OB` of one image at every flattened position. Reads
+    /// `padded[c plane + q + ky d wp + kx d]` for `q < wide`, which stays inside the
+    /// planes and their tails, `wt[tap * outs + o]` below `ins k k outs`; writes
+    /// `flat[o wide + q]`. Returns `OB`.
     ///
     /// # Safety
     /// The processor has AVX2 and FMA, and the slices hold what the plan says.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn convolve_block<const OB: usize>(
-        padded: &[f32],
-        ins: usize,
-        outs: usize,
-        wt: &[f32],
-        bias: &[f32],
-        p: &Plan,
+        Operands {
+            padded,
+            ins,
+            outs,
+            wt,
+            bias,
+            p,
+        }: Operands<'_>,
         o0: usize,
-        out: &mut [f32],
+        flat: &mut [f32],
     ) -> usize {
         let (k, d) = (p.k, p.dilation);
-        let plane_in = p.hp * p.wp;
         let src = padded.as_ptr();
         let wts = wt.as_ptr();
-        let mut spill = [0.0f32; BLOCK];
-        for y in 0..p.h {
-            for x0 in (0..p.wide).step_by(BLOCK) {
-                let mut acc = [[_mm256_setzero_ps(); 2]; OB];
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let b = _mm256_set1_ps(bias[o0 + j]);
-                    *a = [b, b];
-                }
-                for c in 0..ins {
-                    for ky in 0..k {
-                        // SAFETY: rows below hp, columns x0 + kx d + 15 < wp.
-                        let row = unsafe { src.add(c * plane_in + (y + ky * d) * p.wp + x0) };
-                        for kx in 0..k {
-                            let (v0, v1) = unsafe {
-                                (
-                                    _mm256_loadu_ps(row.add(kx * d)),
-                                    _mm256_loadu_ps(row.add(kx * d + 8)),
-                                )
-                            };
-                            let taps = unsafe { wts.add(((c * k + ky) * k + kx) * outs + o0) };
-                            for (j, a) in acc.iter_mut().enumerate() {
-                                let wv = unsafe { _mm256_broadcast_ss(&*taps.add(j)) };
-                                a[0] = _mm256_fmadd_ps(wv, v0, a[0]);
-                                a[1] = _mm256_fmadd_ps(wv, v1, a[1]);
-                            }
+        let dst = flat.as_mut_ptr();
+        for q0 in (0..p.wide).step_by(BLOCK) {
+            let mut acc = [[_mm256_setzero_ps(); 2]; OB];
+            for (j, a) in acc.iter_mut().enumerate() {
+                let b = _mm256_set1_ps(bias[o0 + j]);
+                *a = [b, b];
+            }
+            for c in 0..ins {
+                for ky in 0..k {
+                    // SAFETY: q0 + ky d wp + kx d + 15 < plane (see `Plan::plane`).
+                    let row = unsafe { src.add(c * p.plane + ky * d * p.wp + q0) };
+                    for kx in 0..k {
+                        let (v0, v1) = unsafe {
+                            (
+                                _mm256_loadu_ps(row.add(kx * d)),
+                                _mm256_loadu_ps(row.add(kx * d + 8)),
+                            )
+                        };
+                        let taps = unsafe { wts.add(((c * k + ky) * k + kx) * outs + o0) };
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            let wv = unsafe { _mm256_broadcast_ss(&*taps.add(j)) };
+                            a[0] = _mm256_fmadd_ps(wv, v0, a[0]);
+                            a[1] = _mm256_fmadd_ps(wv, v1, a[1]);
                         }
                     }
                 }
-                let n = (p.w - x0).min(BLOCK);
-                for (j, a) in acc.iter().enumerate() {
-                    let dst = &mut out[((o0 + j) * p.h + y) * p.w + x0..][..n];
-                    if n == BLOCK {
-                        unsafe {
-                            _mm256_storeu_ps(dst.as_mut_ptr(), a[0]);
-                            _mm256_storeu_ps(dst.as_mut_ptr().add(8), a[1]);
-                        }
-                    } else {
-                        unsafe {
-                            _mm256_storeu_ps(spill.as_mut_ptr(), a[0]);
-                            _mm256_storeu_ps(spill.as_mut_ptr().add(8), a[1]);
-                        }
-                        dst.copy_from_slice(&spill[..n]);
-                    }
+            }
+            for (j, a) in acc.iter().enumerate() {
+                // SAFETY: q0 + 15 < wide.
+                unsafe {
+                    let at = dst.add((o0 + j) * p.wide + q0);
+                    _mm256_storeu_ps(at, a[0]);
+                    _mm256_storeu_ps(at.add(8), a[1]);
                 }
             }
         }
         OB
     }
 
-    /// Adds `dw[o][c][ky][kx] += sum_{y, x} dy[o][y][x] x[c][y + ky d - pad][x + kx d - pad]`
-    /// for `o` in `o0..o0 + OB`, every `c`, from the padded planes (the output gradient's
-    /// columns `w..wide` are zeros there, so whole vectors are summed).
+    /// Adds `dw[o][c][ky][kx] += sum_{i, q} g[i][o][q] x[i][c][q + ky d wp + kx d]` over the
+    /// `images` images `i`, for `o` in `o0..o0 + OB` and every `c`, where `g[i][o][q]` is
+    /// the padded output gradient at `q + pad wp + pad`: the output gradient at flattened position `q`, and a padding zero
+    /// at every dropped position, so whole vectors are summed.
     ///
     /// # Safety
     /// The processor has AVX2 and FMA, and the slices hold what the plan says.
@@ -468,31 +535,29 @@ mod avx {
     pub(super) unsafe fn weight_block<const OB: usize, const K: usize>(
         padded_dy: &[f32],
         padded_x: &[f32],
+        images: usize,
         p: &Plan,
         o0: usize,
         dw: &mut [f32],
     ) -> usize {
         let d = p.dilation;
-        let plane = p.hp * p.wp;
         let (gy, gx) = (padded_dy.as_ptr(), padded_x.as_ptr());
+        let g_at = p.pad * p.wp + p.pad;
         for c in 0..p.cin {
             for ky in 0..K {
                 let mut acc = [[_mm256_setzero_ps(); K]; OB];
-                for y in 0..p.h {
-                    // SAFETY: dy rows y + pad < hp, columns pad + x + 7 < wp; x rows
-                    // y + ky d < hp, columns x + kx d + 7 < wp.
-                    let xrow = unsafe { gx.add(c * plane + (y + ky * d) * p.wp) };
-                    for x in (0..p.wide).step_by(8) {
+                for i in 0..images {
+                    // SAFETY: q + ky d wp + kx d + 7 < plane and q + pad wp + pad + 7 < plane
+                    // in image i < images.
+                    let xrow = unsafe { gx.add((i * p.cin + c) * p.plane + ky * d * p.wp) };
+                    let grow = unsafe { gy.add(i * p.cout * p.plane + g_at) };
+                    for q in (0..p.wide).step_by(8) {
                         let mut v = [_mm256_setzero_ps(); K];
                         for (kx, v) in v.iter_mut().enumerate() {
-                            *v = unsafe { _mm256_loadu_ps(xrow.add(x + kx * d)) };
+                            *v = unsafe { _mm256_loadu_ps(xrow.add(q + kx * d)) };
                         }
                         for (j, a) in acc.iter_mut().enumerate() {
-                            let g = unsafe {
-                                _mm256_loadu_ps(
-                                    gy.add((o0 + j) * plane + (y + p.pad) * p.wp + p.pad + x),
-                                )
-                            };
+                            let g = unsafe { _mm256_loadu_ps(grow.add((o0 + j) * p.plane + q)) };
                             for (a, v) in a.iter_mut().zip(&v) {
                                 *a = _mm256_fmadd_ps(g, *v, *a);
                             }
@@ -517,84 +582,65 @@ mod avx {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+    use std::ops::Range;
 
-    use super::{BLOCK, Plan};
+    use super::{BLOCK, Operands, Plan};
 
-    /// What [`convolve_block`] reads: the padded planes, their count, the outputs' count,
-    /// the weights `[ins, k, k, outs]`, the bias, the plan and the first output channel.
-    pub(super) type Operands<'a> = (
-        &'a [f32],
-        usize,
-        usize,
-        &'a [f32],
-        &'a [f32],
-        &'a Plan,
-        usize,
-    );
-
-    /// The lanes of a row's vector that hold output columns: `n` of 16 (none where `n` is 0
-    /// or less).
-    fn lanes(n: isize) -> __mmask16 {
-        match n {
-            ..=0 => 0,
-            16.. => 0xffff,
-            n => (1u16 << n) - 1,
-        }
-    }
-
-    /// Output channels `o0..o0 + OB` of one image, `XB` vectors of 16 columns per row
-    /// block. Reads `padded[c][y + ky d][x + kx d]` for `x < wide + (k - 1) d = wp` and
-    /// `y < h + (k - 1) d = hp`, `wt[tap * outs + o]` below `ins k k outs`; writes
-    /// `out[o][y][x]` for `x < w` only (masked stores). Returns `OB`.
+    /// Output channels `o0..o0 + OB` of one image at the flattened positions `range` (a
+    /// multiple of `16 XB` long, below `wide`), `XB` vectors at a time. Reads
+    /// `padded[c plane + q + ky d wp + kx d]`, which stays inside the planes and their
+    /// tails, `wt[tap * outs + o]` below `ins k k outs`; writes `flat[o wide + q]`.
+    /// Returns `OB`.
     ///
     /// # Safety
-    /// The processor has AVX-512F, `wide` is a multiple of `16 XB`, and the slices hold
-    /// what the plan says.
+    /// The processor has AVX-512F, `range` is as above, and the slices hold what the plan
+    /// says.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn convolve_block<const OB: usize, const XB: usize>(
-        (padded, ins, outs, wt, bias, p, o0): Operands<'_>,
-        out: &mut [f32],
+        Operands {
+            padded,
+            ins,
+            outs,
+            wt,
+            bias,
+            p,
+        }: Operands<'_>,
+        o0: usize,
+        range: Range<usize>,
+        flat: &mut [f32],
     ) -> usize {
         let (k, d) = (p.k, p.dilation);
-        let plane_in = p.hp * p.wp;
         let src = padded.as_ptr();
         let wts = wt.as_ptr();
-        let dst = out.as_mut_ptr();
-        for y in 0..p.h {
-            for x0 in (0..p.wide).step_by(BLOCK * XB) {
-                let mut acc = [[_mm512_setzero_ps(); XB]; OB];
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = [_mm512_set1_ps(bias[o0 + j]); XB];
-                }
-                for c in 0..ins {
-                    for ky in 0..k {
-                        // SAFETY: rows below hp, columns x0 + kx d + 16 XB - 1 < wp.
-                        let row = unsafe { src.add(c * plane_in + (y + ky * d) * p.wp + x0) };
-                        for kx in 0..k {
-                            let mut v = [_mm512_setzero_ps(); XB];
-                            for (b, v) in v.iter_mut().enumerate() {
-                                *v = unsafe { _mm512_loadu_ps(row.add(kx * d + b * BLOCK)) };
-                            }
-                            let taps = unsafe { wts.add(((c * k + ky) * k + kx) * outs + o0) };
-                            for (j, a) in acc.iter_mut().enumerate() {
-                                let wv = _mm512_set1_ps(unsafe { *taps.add(j) });
-                                for (a, v) in a.iter_mut().zip(&v) {
-                                    *a = _mm512_fmadd_ps(wv, *v, *a);
-                                }
+        let dst = flat.as_mut_ptr();
+        for q0 in range.step_by(BLOCK * XB) {
+            let mut acc = [[_mm512_setzero_ps(); XB]; OB];
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = [_mm512_set1_ps(bias[o0 + j]); XB];
+            }
+            for c in 0..ins {
+                for ky in 0..k {
+                    // SAFETY: q0 + ky d wp + kx d + 16 XB - 1 < plane (see `Plan::plane`).
+                    let row = unsafe { src.add(c * p.plane + ky * d * p.wp + q0) };
+                    for kx in 0..k {
+                        let mut v = [_mm512_setzero_ps(); XB];
+                        for (b, v) in v.iter_mut().enumerate() {
+                            *v = unsafe { _mm512_loadu_ps(row.add(kx * d + b * BLOCK)) };
+                        }
+                        let taps = unsafe { wts.add(((c * k + ky) * k + kx) * outs + o0) };
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            let wv = _mm512_set1_ps(unsafe { *taps.add(j) });
+                            for (a, v) in a.iter_mut().zip(&v) {
+                                *a = _mm512_fmadd_ps(wv, *v, *a);
                             }
                         }
                     }
                 }
-                for (j, a) in acc.iter().enumerate() {
-                    let row = ((o0 + j) * p.h + y) * p.w + x0;
-                    for (b, a) in a.iter().enumerate() {
-                        let n = p.w as isize - (x0 + b * BLOCK) as isize;
-                        let mask = lanes(n);
-                        if mask != 0 {
-                            // SAFETY: the masked lanes are columns below w of row y.
-                            unsafe { _mm512_mask_storeu_ps(dst.add(row + b * BLOCK), mask, *a) };
-                        }
-                    }
+            }
+            for (j, a) in acc.iter().enumerate() {
+                for (b, a) in a.iter().enumerate() {
+                    // SAFETY: q0 + 16 XB - 1 < wide.
+                    unsafe { _mm512_storeu_ps(dst.add((o0 + j) * p.wide + q0 + b * BLOCK), *a) };
                 }
             }
         }
@@ -609,31 +655,29 @@ mod avx512 {
     pub(super) unsafe fn weight_block<const OB: usize, const K: usize>(
         padded_dy: &[f32],
         padded_x: &[f32],
+        images: usize,
         p: &Plan,
         o0: usize,
         dw: &mut [f32],
     ) -> usize {
         let d = p.dilation;
-        let plane = p.hp * p.wp;
         let (gy, gx) = (padded_dy.as_ptr(), padded_x.as_ptr());
+        let g_at = p.pad * p.wp + p.pad;
         for c in 0..p.cin {
             for ky in 0..K {
                 let mut acc = [[_mm512_setzero_ps(); K]; OB];
-                for y in 0..p.h {
-                    // SAFETY: dy rows y + pad < hp, columns pad + x + 15 < wp; x rows
-                    // y + ky d < hp, columns x + kx d + 15 < wp.
-                    let xrow = unsafe { gx.add(c * plane + (y + ky * d) * p.wp) };
-                    for x in (0..p.wide).step_by(BLOCK) {
+                for i in 0..images {
+                    // SAFETY: q + ky d wp + kx d + 15 < plane and q + pad wp + pad + 15 <
+                    // plane in image i < images.
+                    let xrow = unsafe { gx.add((i * p.cin + c) * p.plane + ky * d * p.wp) };
+                    let grow = unsafe { gy.add(i * p.cout * p.plane + g_at) };
+                    for q in (0..p.wide).step_by(BLOCK) {
                         let mut v = [_mm512_setzero_ps(); K];
                         for (kx, v) in v.iter_mut().enumerate() {
-                            *v = unsafe { _mm512_loadu_ps(xrow.add(x + kx * d)) };
+                            *v = unsafe { _mm512_loadu_ps(xrow.add(q + kx * d)) };
                         }
                         for (j, a) in acc.iter_mut().enumerate() {
-                            let g = unsafe {
-                                _mm512_loadu_ps(
-                                    gy.add((o0 + j) * plane + (y + p.pad) * p.wp + p.pad + x),
-                                )
-                            };
+                            let g = unsafe { _mm512_loadu_ps(grow.add((o0 + j) * p.plane + q)) };
                             for (a, v) in a.iter_mut().zip(&v) {
                                 *a = _mm512_fmadd_ps(g, *v, *a);
                             }
@@ -656,16 +700,10 @@ mod avx512 {
 /// called.
 #[cfg(not(target_arch = "x86_64"))]
 mod avx {
-    use super::Plan;
+    use super::{Operands, Plan};
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn convolve_block<const OB: usize>(
-        _: &[f32],
-        _: usize,
-        _: usize,
-        _: &[f32],
-        _: &[f32],
-        _: &Plan,
+        _: Operands<'_>,
         _: usize,
         _: &mut [f32],
     ) -> usize {
@@ -675,6 +713,7 @@ mod avx {
     pub(super) unsafe fn weight_block<const OB: usize, const K: usize>(
         _: &[f32],
         _: &[f32],
+        _: usize,
         _: &Plan,
         _: usize,
         _: &mut [f32],
@@ -686,20 +725,14 @@ mod avx {
 /// As [`avx`]: never called off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
 mod avx512 {
-    use super::Plan;
+    use std::ops::Range;
 
-    pub(super) type Operands<'a> = (
-        &'a [f32],
-        usize,
-        usize,
-        &'a [f32],
-        &'a [f32],
-        &'a Plan,
-        usize,
-    );
+    use super::{Operands, Plan};
 
     pub(super) unsafe fn convolve_block<const OB: usize, const XB: usize>(
         _: Operands<'_>,
+        _: usize,
+        _: Range<usize>,
         _: &mut [f32],
     ) -> usize {
         unreachable!("the direct kernels run on x86-64 only")
@@ -708,6 +741,7 @@ mod avx512 {
     pub(super) unsafe fn weight_block<const OB: usize, const K: usize>(
         _: &[f32],
         _: &[f32],
+        _: usize,
         _: &Plan,
         _: usize,
         _: &mut [f32],
@@ -733,8 +767,9 @@ mod tests {
     }
 
     /// The direct kernels agree with im2col on every case they serve: kernels 3 and 5,
-    /// dilation 2, widths that are not whole blocks, channel counts that are not whole
-    /// blocks of 4 (one input channel: the stem), with and without bias.
+    /// dilation 2, flattened planes that are not whole pairs of vectors (7 x 7: 63
+    /// positions in 4 vectors; 8 x 8: 80 in 5), channel counts that are not whole blocks
+    /// of 4 (one input channel: the stem), with and without bias.
     #[test]
     fn the_direct_kernels_agree_with_im2col() {
         let isas = available();
@@ -748,7 +783,10 @@ mod tests {
             (3, 1, 8, 28, 28, 3, 1),
             (2, 8, 8, 28, 28, 3, 1),
             (2, 16, 5, 14, 14, 3, 1),
-            (2, 6, 7, 9, 13, 5, 1),
+            (2, 6, 7, 9, 21, 5, 1),
+            (2, 32, 32, 7, 7, 3, 1),
+            (3, 5, 9, 8, 8, 3, 1),
+            (2, 4, 4, 14, 14, 5, 1),
             (2, 3, 6, 12, 30, 3, 2),
             (1, 2, 3, 8, 60, 5, 2),
             (2, 16, 16, 10, 16, 3, 1),
@@ -771,7 +809,11 @@ mod tests {
             let (rx, rw, rb) = conv2d_backward_im2col(&x, &weight, &dy, &spec).unwrap();
             for &isa in &isas {
                 let what = format!("case {case} on {isa:?}");
-                let y = conv2d_on(Some(isa), &x, &weight, b, &spec).expect("served");
+                let Some(y) = conv2d_on(Some(isa), &x, &weight, b, &spec) else {
+                    // AVX2 serves at most 16 channels a side.
+                    assert!(isa == Isa::Avx2 && cin.max(cout) > 16, "{what}: not served");
+                    continue;
+                };
                 close(&format!("{what}: y"), &y, &y_ref);
                 let (dx, dw, db) =
                     conv2d_backward_on(Some(isa), &x, &weight, &dy, &spec).expect("served");
@@ -782,12 +824,11 @@ mod tests {
         }
     }
 
-    /// Strided, grouped, pointwise, unpadded, 7 x 7-plane, short-row and many-channel
+    /// Strided, grouped, pointwise, unpadded, small-plane and many-channel
     /// convolutions are left to im2col.
     #[test]
     fn other_convolutions_are_left_to_im2col() {
         let x = Tensor::randn(&[2, 4, 16, 16], 1.0, 1);
-        let small = Tensor::randn(&[2, 4, 7, 7], 1.0, 1);
         let w3 = Tensor::randn(&[4, 4, 3, 3], 1.0, 2);
         let same = Conv2dSpec {
             stride: 1,
@@ -797,7 +838,6 @@ mod tests {
         };
         let strided = Conv2dSpec { stride: 2, ..same };
         assert!(conv2d(&x, &w3, None, &strided).is_none());
-        assert!(conv2d(&small, &w3, None, &same).is_none());
         let grouped = Conv2dSpec { groups: 4, ..same };
         assert!(conv2d(&x, &Tensor::randn(&[4, 1, 3, 3], 1.0, 3), None, &grouped).is_none());
         let pointwise = Conv2dSpec { padding: 0, ..same };
@@ -807,11 +847,16 @@ mod tests {
         let wide = Tensor::randn(&[2, 64, 16, 16], 1.0, 1);
         let w64 = Tensor::randn(&[8, 64, 3, 3], 1.0, 2);
         assert!(conv2d(&wide, &w64, None, &same).is_none());
-        // Rows of 8 or 20 columns would waste half or more of the 16-column blocks.
-        let eight = Tensor::randn(&[2, 4, 8, 8], 1.0, 1);
-        assert!(conv2d(&eight, &w3, None, &same).is_none());
-        let twenty = Tensor::randn(&[2, 4, 12, 20], 1.0, 1);
-        assert!(conv2d(&twenty, &w3, None, &same).is_none());
+        // Planes whose padding columns would be too large a share of the positions
+        // computed: 4 x 4 (16 of 32), 5 x 5 kernels on 7 x 7 (49 of 80); 7 x 7 with a 3 x 3
+        // kernel (49 of 64) is served.
+        let four = Tensor::randn(&[2, 4, 4, 4], 1.0, 1);
+        assert!(conv2d(&four, &w3, None, &same).is_none());
+        let seven = Tensor::randn(&[2, 4, 7, 7], 1.0, 1);
+        let w5 = Tensor::randn(&[4, 4, 5, 5], 1.0, 2);
+        let same5 = Conv2dSpec { padding: 2, ..same };
+        assert!(conv2d(&seven, &w5, None, &same5).is_none());
+        assert!(conv2d(&seven, &w3, None, &same).is_some() || available().is_empty());
         // A dilation whose padding would overflow, or a padding as wide as the plane.
         let huge = Conv2dSpec {
             dilation: 1 << 63,

@@ -10,6 +10,7 @@ pub mod allocator;
 pub mod broadcast;
 pub mod conv;
 pub mod conv_direct;
+mod elementwise;
 pub mod gemm;
 pub mod layout;
 pub mod matmul;

@@ -1,20 +1,47 @@
 //! Activations, log-softmax and cross-entropy with integer labels.
 
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 
-use super::PARALLEL_MIN;
+use super::elementwise;
+
+/// Runs `$body` with the constant `$a` (upper case) bound to `$f` in each arm, so that every
+/// activation gets its own loop, vectorised, instead of one loop matching per element.
+macro_rules! per_activation {
+    ($f:expr, |$a:ident| $body:expr) => {
+        match $f {
+            Activation::Relu => {
+                const $a: Activation = Activation::Relu;
+                $body
+            }
+            Activation::Relu6 => {
+                const $a: Activation = Activation::Relu6;
+                $body
+            }
+            Activation::HardSwish => {
+                const $a: Activation = Activation::HardSwish;
+                $body
+            }
+            Activation::HardSigmoid => {
+                const $a: Activation = Activation::HardSigmoid;
+                $body
+            }
+            Activation::Sigmoid => {
+                const $a: Activation = Activation::Sigmoid;
+                $body
+            }
+            Activation::Tanh => {
+                const $a: Activation = Activation::Tanh;
+                $body
+            }
+        }
+    };
+}
 
 /// `f(x)` element-wise.
 pub fn activation(x: &Tensor, f: Activation) -> Tensor {
-    let data = if x.len() < PARALLEL_MIN {
-        x.data().iter().map(|&v| f.apply(v)).collect()
-    } else {
-        x.data().par_iter().map(|&v| f.apply(v)).collect()
-    };
+    let data = per_activation!(f, |A| elementwise::map(x.data(), |v| A.apply(v)));
     Tensor::new(x.shape(), data).expect("same shape")
 }
 
@@ -27,19 +54,8 @@ pub fn activation_backward(x: &Tensor, dy: &Tensor, f: Activation) -> Result<Ten
             dy.shape()
         )));
     }
-    let data = if x.len() < PARALLEL_MIN {
-        x.data()
-            .iter()
-            .zip(dy.data())
-            .map(|(&v, &g)| g * f.derivative(v))
-            .collect()
-    } else {
-        x.data()
-            .par_iter()
-            .zip(dy.data())
-            .map(|(&v, &g)| g * f.derivative(v))
-            .collect()
-    };
+    let data = per_activation!(f, |A| elementwise::zip_map(x.data(), dy.data(), |v, g| g
+        * A.derivative(v)));
     Tensor::new(x.shape(), data)
 }
 
@@ -65,19 +81,7 @@ pub fn activation_backward_with_output(
             dy.shape()
         )));
     }
-    let data = if y.len() < PARALLEL_MIN {
-        y.data()
-            .iter()
-            .zip(dy.data())
-            .map(|(&v, &g)| g * from_output(v))
-            .collect()
-    } else {
-        y.data()
-            .par_iter()
-            .zip(dy.data())
-            .map(|(&v, &g)| g * from_output(v))
-            .collect()
-    };
+    let data = elementwise::zip_map(y.data(), dy.data(), |v, g| g * from_output(v));
     Tensor::new(y.shape(), data)
 }
 
