@@ -23,8 +23,9 @@
 
 #![allow(unsafe_code)]
 
-use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
+use super::elementwise::fill_chunks;
 use crate::ops::Conv2dSpec;
 use crate::tensor::Tensor;
 
@@ -150,6 +151,9 @@ fn plan(x: &Tensor, weight: &Tensor, spec: &Conv2dSpec, isa: Option<Isa>) -> Opt
 /// its padding and tails stay zero from one image to the next.
 fn pad_planes(src: &[f32], channels: usize, p: &Plan, padded: &mut [f32]) {
     let (image, at) = (p.h * p.w, p.pad * p.wp + p.pad);
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and `copy_rows` writes only
+    // values read from `src` through it.
+    let padded = unsafe { &mut *(std::ptr::from_mut(padded) as *mut [MaybeUninit<f32>]) };
     for (c, plane) in padded.chunks_exact_mut(p.plane).take(channels).enumerate() {
         copy_rows(
             &src[c * image..][..image],
@@ -164,8 +168,9 @@ fn pad_planes(src: &[f32], channels: usize, p: &Plan, padded: &mut [f32]) {
 }
 
 /// Copies the columns `x < w` of each flattened row of `flat` (`channels` planes of
-/// [`Plan::wide`] positions) into `out` (`[channels, h, w]`).
-fn unflatten(flat: &[f32], channels: usize, p: &Plan, out: &mut [f32]) {
+/// [`Plan::wide`] positions) into `out` (`[channels, h, w]`), every element of which it
+/// writes.
+fn unflatten(flat: &[f32], channels: usize, p: &Plan, out: &mut [MaybeUninit<f32>]) {
     let image = p.h * p.w;
     for (c, out) in out.chunks_exact_mut(image).take(channels).enumerate() {
         copy_rows(
@@ -187,7 +192,7 @@ fn unflatten(flat: &[f32], channels: usize, p: &Plan, out: &mut [f32]) {
 fn copy_rows(
     src: &[f32],
     src_pitch: usize,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_pitch: usize,
     rows: usize,
     w: usize,
@@ -278,23 +283,23 @@ fn conv2d_on(
     let wt = forward_weights(weight.data(), &p);
     let zeros = vec![0.0; p.cout];
     let bias = bias.map_or(&zeros[..], |b| b.data());
-    let mut out = Tensor::zeros(&[p.n, p.cout, p.h, p.w]);
     let image_in = p.cin * p.h * p.w;
     let image_out = p.cout * p.h * p.w;
     let per = images_per_task(p.n);
-    out.data_mut()
-        .par_chunks_mut(per * image_out)
-        .enumerate()
-        .for_each(|(chunk, y)| {
-            let mut padded = vec![0.0; p.padded_len(p.cin)];
-            let mut flat = vec![0.0; p.cout * p.wide];
-            for (b, y_b) in y.chunks_exact_mut(image_out).enumerate() {
-                let image = &x.data()[(chunk * per + b) * image_in..][..image_in];
-                pad_planes(image, p.cin, &p, &mut padded);
-                convolve(&padded, p.cin, p.cout, &wt, bias, &p, &mut flat);
-                unflatten(&flat, p.cout, &p, y_b);
-            }
-        });
+    let convolve_images = |chunk: usize, y: &mut [MaybeUninit<f32>]| {
+        let mut padded = vec![0.0; p.padded_len(p.cin)];
+        let mut flat = vec![0.0; p.cout * p.wide];
+        for (b, y_b) in y.chunks_exact_mut(image_out).enumerate() {
+            let image = &x.data()[(chunk * per + b) * image_in..][..image_in];
+            pad_planes(image, p.cin, &p, &mut padded);
+            convolve(&padded, p.cin, p.cout, &wt, bias, &p, &mut flat);
+            unflatten(&flat, p.cout, &p, y_b);
+        }
+    };
+    // SAFETY: each chunk is whole images (`per` of them, fewer in the last), and
+    // `unflatten` writes every element of each image.
+    let (data, _) = unsafe { fill_chunks(p.n * image_out, per * image_out, convolve_images) };
+    let out = Tensor::new(&[p.n, p.cout, p.h, p.w], data).ok()?;
     Some(out)
 }
 
@@ -327,47 +332,45 @@ fn conv2d_backward_on(
     let image_in = p.cin * plane;
     let image_out = p.cout * plane;
     let per = images_per_task(p.n);
-    let mut dx = Tensor::zeros(x.shape());
     // Each task's weight and bias gradients, added in task order afterwards: the sums do
     // not depend on how the workers shared the tasks (runs are reproducible).
-    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
-        .data_mut()
-        .par_chunks_mut(per * image_in)
-        .enumerate()
-        .map(|(chunk, dx_chunk)| {
-            let images = dx_chunk.len() / image_in;
-            let mut padded_x = vec![0.0; images * p.padded_len(p.cin)];
-            let mut padded_dy = vec![0.0; images * p.padded_len(p.cout)];
-            let mut flat = vec![0.0; p.cin * p.wide];
-            let mut dw = vec![0.0; weight.len()];
-            let mut db = vec![0.0; p.cout];
-            let (x_pads, dy_pads) = (
-                padded_x.chunks_exact_mut(p.padded_len(p.cin)),
-                padded_dy.chunks_exact_mut(p.padded_len(p.cout)),
-            );
-            for (b, ((dx_b, x_pad), dy_pad)) in dx_chunk
-                .chunks_exact_mut(image_in)
-                .zip(x_pads)
-                .zip(dy_pads)
-                .enumerate()
-            {
-                let i = chunk * per + b;
-                let dy_b = &dy.data()[i * image_out..][..image_out];
-                for (o, sum) in db.iter_mut().enumerate() {
-                    *sum += super::reduce::sum(&dy_b[o * plane..][..plane]);
-                }
-                pad_planes(&x.data()[i * image_in..][..image_in], p.cin, &p, x_pad);
-                pad_planes(dy_b, p.cout, &p, dy_pad);
-                convolve(dy_pad, p.cout, p.cin, &wb, &no_bias, &p, &mut flat);
-                unflatten(&flat, p.cin, &p, dx_b);
+    let task = |chunk: usize, dx_chunk: &mut [MaybeUninit<f32>]| {
+        let images = dx_chunk.len() / image_in;
+        let mut padded_x = vec![0.0; images * p.padded_len(p.cin)];
+        let mut padded_dy = vec![0.0; images * p.padded_len(p.cout)];
+        let mut flat = vec![0.0; p.cin * p.wide];
+        let mut dw = vec![0.0; weight.len()];
+        let mut db = vec![0.0; p.cout];
+        let (x_pads, dy_pads) = (
+            padded_x.chunks_exact_mut(p.padded_len(p.cin)),
+            padded_dy.chunks_exact_mut(p.padded_len(p.cout)),
+        );
+        for (b, ((dx_b, x_pad), dy_pad)) in dx_chunk
+            .chunks_exact_mut(image_in)
+            .zip(x_pads)
+            .zip(dy_pads)
+            .enumerate()
+        {
+            let i = chunk * per + b;
+            let dy_b = &dy.data()[i * image_out..][..image_out];
+            for (o, sum) in db.iter_mut().enumerate() {
+                *sum += super::reduce::sum(&dy_b[o * plane..][..plane]);
             }
-            // All the task's images at once: each vector accumulator is summed across its
-            // lanes once per task, not once per image (on a 7 x 7 plane the sums across
-            // lanes would outnumber the products).
-            weight_gradient(&padded_dy, &padded_x, images, &p, &mut dw);
-            (dw, db)
-        })
-        .collect();
+            pad_planes(&x.data()[i * image_in..][..image_in], p.cin, &p, x_pad);
+            pad_planes(dy_b, p.cout, &p, dy_pad);
+            convolve(dy_pad, p.cout, p.cin, &wb, &no_bias, &p, &mut flat);
+            unflatten(&flat, p.cin, &p, dx_b);
+        }
+        // All the task's images at once: each vector accumulator is summed across its
+        // lanes once per task, not once per image (on a 7 x 7 plane the sums across
+        // lanes would outnumber the products).
+        weight_gradient(&padded_dy, &padded_x, images, &p, &mut dw);
+        (dw, db)
+    };
+    // SAFETY: each chunk is whole images (`per` of them, fewer in the last), and
+    // `unflatten` writes every element of each image's input gradient.
+    let (dx, partial) = unsafe { fill_chunks(p.n * image_in, per * image_in, task) };
+    let dx = Tensor::new(x.shape(), dx).ok()?;
     let mut dw = vec![0.0f32; weight.len()];
     let mut db = vec![0.0f32; p.cout];
     for (w_part, b_part) in partial {
@@ -499,6 +502,7 @@ fn weight_gradient(padded_dy: &[f32], padded_x: &[f32], images: usize, p: &Plan,
 #[cfg(target_arch = "x86_64")]
 mod avx {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     use super::{BLOCK, Operands, Plan};
 
@@ -510,7 +514,7 @@ mod avx {
     pub(super) unsafe fn copy_rows(
         src: &[f32],
         src_pitch: usize,
-        dst: &mut [f32],
+        dst: &mut [MaybeUninit<f32>],
         dst_pitch: usize,
         rows: usize,
         w: usize,
@@ -518,7 +522,7 @@ mod avx {
         let tail = w % 8;
         let lanes: [i32; 8] = std::array::from_fn(|i| if i < tail { -1 } else { 0 });
         let mask = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
-        let (from, to) = (src.as_ptr(), dst.as_mut_ptr());
+        let (from, to) = (src.as_ptr(), dst.as_mut_ptr().cast::<f32>());
         for r in 0..rows {
             // SAFETY: columns below w of row r, which the caller bounds.
             unsafe {
@@ -655,6 +659,7 @@ mod avx {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
     use std::ops::Range;
 
     use super::{BLOCK, Operands, Plan};
@@ -667,14 +672,14 @@ mod avx512 {
     pub(super) unsafe fn copy_rows(
         src: &[f32],
         src_pitch: usize,
-        dst: &mut [f32],
+        dst: &mut [MaybeUninit<f32>],
         dst_pitch: usize,
         rows: usize,
         w: usize,
     ) {
         let tail = w % BLOCK;
         let mask: __mmask16 = (1u16 << tail).wrapping_sub(1);
-        let (from, to) = (src.as_ptr(), dst.as_mut_ptr());
+        let (from, to) = (src.as_ptr(), dst.as_mut_ptr().cast::<f32>());
         for r in 0..rows {
             // SAFETY: columns below w of row r, which the caller bounds; masked lanes are
             // not touched.

@@ -58,17 +58,41 @@ pub(crate) fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) 
 /// `write` must initialise every element of the chunk it is given.
 #[allow(unsafe_code)]
 unsafe fn fill(len: usize, write: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+    // SAFETY: passed on to the caller.
+    let (out, _) = unsafe { fill_chunks(len, CHUNK, |i, chunk| write(i * CHUNK, chunk)) };
+    out
+}
+
+/// A buffer of `len` values, written in parallel by `write(i, chunk)` for its chunks of
+/// `chunk` elements (the last may be shorter; a single chunk is written on the calling
+/// thread), never zeroed first; returns it with what each call returned, in chunk order.
+///
+/// # Safety
+/// `write` must initialise every element of the chunk it is given.
+#[allow(unsafe_code)]
+pub(crate) unsafe fn fill_chunks<R: Send>(
+    len: usize,
+    chunk: usize,
+    write: impl Fn(usize, &mut [MaybeUninit<f32>]) -> R + Sync,
+) -> (Vec<f32>, Vec<R>) {
     let mut out: Vec<f32> = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(i, chunk)| write(i * CHUNK, chunk));
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let results = if len <= chunk {
+        // One chunk: on this thread, without waking the pool.
+        vec![write(0, spare)]
+    } else {
+        spare
+            .par_chunks_mut(chunk.max(1))
+            .enumerate()
+            .map(|(i, part)| write(i, part))
+            .collect()
+    };
     // SAFETY: the chunks partition the first `len` elements of the spare capacity, and
     // the caller's `write` initialised every element of each.
     unsafe {
         out.set_len(len);
     }
-    out
+    (out, results)
 }
 
 #[cfg(test)]

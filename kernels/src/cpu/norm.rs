@@ -1,9 +1,11 @@
 //! Batch normalisation in training mode (statistics of the batch, per channel over N, H and
 //! W) and its backward.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use super::{PARALLEL_MIN, reduce};
+use super::{PARALLEL_MIN, elementwise, reduce};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -45,34 +47,40 @@ fn per_channel<const K: usize>(
     sums
 }
 
-/// One plane's channel, its input planes and its output planes.
-type PlaneWork<'a, const I: usize, const O: usize> = (usize, [&'a [f32]; I], [&'a mut [f32]; O]);
+/// Values one parallel task of [`planes_into`] writes, in whole planes.
+const TASK_VALUES: usize = 1 << 14;
 
-/// Runs `f(channel, planes...)` on every plane of `outputs` beside the same plane of
-/// `inputs`, in parallel when large.
-fn each_plane<const I: usize, const O: usize>(
-    inputs: [&[f32]; I],
-    outputs: [&mut [f32]; O],
+/// A new buffer of `len` values, planes of `plane` values each, written by
+/// `write(i, out)` for every plane `i` — in parallel tasks of whole planes when large, and
+/// never zeroed first (a zeroing pass on the calling thread cost as much as the writes).
+///
+/// # Safety
+/// `write` must initialise every element of the plane it is given.
+#[allow(unsafe_code)]
+unsafe fn planes_into(
+    len: usize,
     plane: usize,
-    c: usize,
-    f: impl Fn(usize, [&[f32]; I], [&mut [f32]; O]) + Sync,
-) {
-    let len = inputs.first().map_or(0, |x| x.len());
-    let count = len / plane.max(1);
-    let mut outs: Vec<std::slice::ChunksMut<'_, f32>> =
-        outputs.into_iter().map(|o| o.chunks_mut(plane)).collect();
-    let mut work: Vec<PlaneWork<'_, I, O>> = Vec::with_capacity(count);
-    for i in 0..count {
-        let ins = std::array::from_fn(|k| &inputs[k][i * plane..][..plane]);
-        let mut taken = outs.iter_mut().map(|o| o.next().expect("same length"));
-        let outs: [&mut [f32]; O] = std::array::from_fn(|_| taken.next().expect("O outputs"));
-        work.push((i % c, ins, outs));
+    write: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    if plane == 0 || len == 0 {
+        return Vec::new();
     }
-    if len < PARALLEL_MIN {
-        work.into_iter().for_each(|(ch, i, o)| f(ch, i, o));
+    let per_task = (TASK_VALUES / plane).max(1);
+    let chunk = if len < PARALLEL_MIN {
+        len
     } else {
-        work.into_par_iter().for_each(|(ch, i, o)| f(ch, i, o));
-    }
+        per_task * plane
+    };
+    let first_plane = |t: usize| t * (chunk / plane);
+    let task = |t: usize, out: &mut [MaybeUninit<f32>]| {
+        for (j, out) in out.chunks_exact_mut(plane).enumerate() {
+            write(first_plane(t) + j, out);
+        }
+    };
+    // SAFETY: every chunk is whole planes (`len` is a whole number of them), and the
+    // caller's `write` initialises each.
+    let (values, _) = unsafe { elementwise::fill_chunks(len, chunk, task) };
+    values
 }
 
 /// `gamma * (x - mean) / sqrt(var + eps) + beta` with the batch's per-channel statistics.
@@ -93,56 +101,40 @@ pub fn batch_norm_train(
     });
     let var: Vec<f32> = squares.iter().map(|s| s / count).collect();
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let mut normalised = Tensor::zeros(x.shape());
     let (g, b) = (gamma.data(), beta.data());
+    let normalise = |i: usize, out: &mut [MaybeUninit<f32>]| {
+        let (m, s) = (mean[i % c], inv_std[i % c]);
+        for (o, v) in out.iter_mut().zip(of(i)) {
+            o.write((v - m) * s);
+        }
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `of(i)` is a whole plane, so every element of `out` is written.
+    let values = unsafe { planes_into(x.len(), plane, normalise) };
+    let normalised = Tensor::new(x.shape(), values)?;
+    let cache = BatchNormCache {
+        normalised: normalised.clone(),
+        inv_std: Tensor::new(&[c], inv_std)?,
+        mean: Tensor::new(&[c], mean)?,
+        var: Tensor::new(&[c], var)?,
+    };
     if g.iter().all(|&v| v == 1.0) && b.iter().all(|&v| v == 0.0) {
         // Non-affine (NAS-Bench-201's and DARTS's cells): the output is the normalised
         // input, held once and shared with the cache.
-        each_plane(
-            [x.data()],
-            [normalised.data_mut()],
-            plane,
-            c,
-            |ch, [xs], [xn]| {
-                let (m, s) = (mean[ch], inv_std[ch]);
-                for (v, xn) in xs.iter().zip(xn.iter_mut()) {
-                    *xn = (v - m) * s;
-                }
-            },
-        );
-        return Ok((
-            normalised.clone(),
-            BatchNormCache {
-                normalised,
-                inv_std: Tensor::new(&[c], inv_std)?,
-                mean: Tensor::new(&[c], mean)?,
-                var: Tensor::new(&[c], var)?,
-            },
-        ));
+        return Ok((normalised, cache));
     }
-    let mut y = Tensor::zeros(x.shape());
-    each_plane(
-        [x.data()],
-        [normalised.data_mut(), y.data_mut()],
-        plane,
-        c,
-        |ch, [xs], [xn, out]| {
-            let (m, s, g, b) = (mean[ch], inv_std[ch], g[ch], b[ch]);
-            for ((v, xn), out) in xs.iter().zip(xn.iter_mut()).zip(out.iter_mut()) {
-                *xn = (v - m) * s;
-                *out = g * *xn + b;
-            }
-        },
-    );
-    Ok((
-        y,
-        BatchNormCache {
-            normalised,
-            inv_std: Tensor::new(&[c], inv_std)?,
-            mean: Tensor::new(&[c], mean)?,
-            var: Tensor::new(&[c], var)?,
-        },
-    ))
+    let xhat = normalised.data();
+    let scale = |i: usize, out: &mut [MaybeUninit<f32>]| {
+        let (g, b) = (g[i % c], b[i % c]);
+        for (o, v) in out.iter_mut().zip(&xhat[i * plane..][..plane]) {
+            o.write(g * v + b);
+        }
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: as above, a whole plane of `xhat` per plane written.
+    let values = unsafe { planes_into(x.len(), plane, scale) };
+    let y = Tensor::new(x.shape(), values)?;
+    Ok((y, cache))
 }
 
 /// `(dx, dgamma, dbeta)`.
@@ -163,24 +155,26 @@ pub fn batch_norm_train_backward(
         );
         [reduce::dot(g, x), reduce::sum(g)]
     });
-    let mut dx = Tensor::zeros(dy.shape());
     let g = gamma.data();
     let inv_std = cache.inv_std.data();
-    each_plane(
-        [dy.data(), xhat],
-        [dx.data_mut()],
-        plane,
-        c,
-        |ch, [dys, xs], [out]| {
-            // dx = inv_std / m * (m dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with
-            // dxhat = gamma dy, sum(dxhat) = gamma dbeta and sum(dxhat xhat) = gamma dgamma.
-            let scale = inv_std[ch] / m * g[ch];
-            let (sum_dy, sum_dy_xhat) = (dbeta[ch], dgamma[ch]);
-            for ((o, d), x) in out.iter_mut().zip(dys).zip(xs) {
-                *o = scale * (m * d - sum_dy - x * sum_dy_xhat);
-            }
-        },
-    );
+    let input_gradient = |i: usize, out: &mut [MaybeUninit<f32>]| {
+        let ch = i % c;
+        // dx = inv_std / m * (m dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with
+        // dxhat = gamma dy, sum(dxhat) = gamma dbeta and sum(dxhat xhat) = gamma dgamma.
+        let scale = inv_std[ch] / m * g[ch];
+        let (sum_dy, sum_dy_xhat) = (dbeta[ch], dgamma[ch]);
+        let (dys, xs) = (
+            &dy.data()[i * plane..][..plane],
+            &xhat[i * plane..][..plane],
+        );
+        for ((o, d), x) in out.iter_mut().zip(dys).zip(xs) {
+            o.write(scale * (m * d - sum_dy - x * sum_dy_xhat));
+        }
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: whole planes of `dy` and `xhat` per plane written.
+    let values = unsafe { planes_into(dy.len(), plane, input_gradient) };
+    let dx = Tensor::new(dy.shape(), values)?;
     Ok((dx, Tensor::new(&[c], dgamma)?, Tensor::new(&[c], dbeta)?))
 }
 
@@ -250,4 +244,50 @@ pub fn batch_norm_inference_backward(
         dbeta[ch] += d;
     }
     Ok((dx, Tensor::new(&[c], dgamma)?, Tensor::new(&[c], dbeta)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Above the parallel size with many planes per task, with a partial last task, affine
+    /// and not: every value is the plain formula's.
+    #[test]
+    fn the_planes_written_in_parallel_are_the_plain_formulas() {
+        let shape = [40, 6, 13, 17];
+        let x = Tensor::randn(&shape, 2.0, 1);
+        let dy = Tensor::randn(&shape, 1.0, 2);
+        let plane = 13 * 17;
+        for (gamma, beta) in [
+            (
+                Tensor::new(&[6], vec![1.0; 6]).unwrap(),
+                Tensor::zeros(&[6]),
+            ),
+            (Tensor::randn(&[6], 1.0, 3), Tensor::randn(&[6], 1.0, 4)),
+        ] {
+            let affine = gamma.data() != [1.0; 6] || beta.data() != [0.0; 6];
+            let (y, cache) = batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
+            let (mean, inv_std) = (cache.mean.data(), cache.inv_std.data());
+            for (i, (&v, &out)) in x.data().iter().zip(y.data()).enumerate() {
+                let ch = (i / plane) % 6;
+                let xn = (v - mean[ch]) * inv_std[ch];
+                assert_eq!(cache.normalised.data()[i].to_bits(), xn.to_bits());
+                let want = if affine {
+                    gamma.data()[ch] * xn + beta.data()[ch]
+                } else {
+                    xn
+                };
+                assert_eq!(out.to_bits(), want.to_bits(), "y[{i}]");
+            }
+            let (dx, dgamma, dbeta) = batch_norm_train_backward(&cache, &gamma, &dy).unwrap();
+            let m = (40 * plane) as f32;
+            for (i, &d) in dx.data().iter().enumerate() {
+                let ch = (i / plane) % 6;
+                let scale = inv_std[ch] / m * gamma.data()[ch];
+                let xn = cache.normalised.data()[i];
+                let want = scale * (m * dy.data()[i] - dbeta.data()[ch] - xn * dgamma.data()[ch]);
+                assert_eq!(d.to_bits(), want.to_bits(), "dx[{i}]");
+            }
+        }
+    }
 }
