@@ -47,6 +47,7 @@ fn main() {
         ("reduced cell 32->32, 7x7", 32, 32, 7),
         ("full cell 16->16, 28x28", 16, 16, 28),
         ("full cell 32->32, 14x14", 32, 32, 14),
+        ("full cell 64->64, 7x7", 64, 64, 7),
     ];
     println!(
         "| convolution 3x3, batch 64 | forward + backward: direct ms | im2col ms | direct / im2col | forward alone: direct ms | im2col ms | direct / im2col |"

@@ -1,6 +1,6 @@
 //! Direct convolution for the supernets' common case: unit stride, "same" padding, one
 //! group, a 3 x 3 or 5 x 5 kernel (any dilation whose padding is smaller than the plane),
-//! few channels (up to 32 in and out on AVX-512, 16 on AVX2), and planes whose flattened
+//! few channels (up to 64 in and out on AVX-512, 16 on AVX2), and planes whose flattened
 //! rows (below) waste at most [`MAX_WASTE`] of the columns computed.
 //!
 //! Why not im2col there: with a cell's few channels (8 to 32) the GEMM has as few rows,
@@ -36,6 +36,11 @@ const BLOCK: usize = 16;
 /// last vector's tail) for which the direct kernels beat im2col (measured with
 /// examples/conv_paths.rs).
 const MAX_WASTE: f64 = 0.25;
+
+/// The bytes of output-gradient planes the weight-gradient kernel keeps in the
+/// first-level cache while it sweeps the input channels (of its 48 KiB on the processors
+/// measured, room left for the input planes).
+const GRADIENT_CACHE_BYTES: usize = 32 << 10;
 
 /// The shape of a convolution the direct kernels serve, and its padded planes.
 #[derive(Debug, Clone, Copy)]
@@ -112,11 +117,12 @@ fn plan(x: &Tensor, weight: &Tensor, spec: &Conv2dSpec, isa: Option<Isa>) -> Opt
         Some(isa) => available().contains(&isa).then_some(isa)?,
         None => *available().first()?,
     };
-    // Measured (examples/conv_paths.rs, batch 64, forward and backward): faster than im2col
-    // up to 32 channels a side on AVX-512 and 16 on AVX2, slower beyond (64 on AVX-512:
-    // 1.08; 32 on AVX2: 1.1-1.2), where the GEMM has rows enough to run at speed.
+    // Measured (examples/conv_paths.rs, batch 64, forward and backward, flattened planes):
+    // faster than im2col up to 64 channels a side on AVX-512 (0.34-0.95 of its time; 128
+    // at 7 x 7: 1.25, where the GEMM has rows enough to run at speed) and 16 on AVX2 (the
+    // per-row kernels' measurement: 32 channels 1.1-1.2).
     let max_channels = match isa {
-        Isa::Avx512 => 32,
+        Isa::Avx512 => 64,
         Isa::Avx2 => 16,
     };
     let pad = spec.padding;
@@ -422,13 +428,23 @@ fn convolve(
         bias,
         p,
     };
+    // The kernel size as a constant: the taps' loops unrolled.
+    match p.k {
+        3 => convolve_blocks::<3>(ops, flat),
+        _ => convolve_blocks::<5>(ops, flat),
+    }
+}
+
+/// [`convolve`] for kernels of `K x K`, block by block of output channels.
+fn convolve_blocks<const K: usize>(ops: Operands<'_>, flat: &mut [f32]) {
+    let (p, outs) = (ops.p, ops.outs);
     // AVX-512 sweeps pairs of vectors, then a last single vector where `wide` is odd in
     // vectors.
     let pairs = p.wide / (2 * BLOCK) * (2 * BLOCK);
     let mut o = 0;
     while o < outs {
         let left = outs - o;
-        // SAFETY: the assertion bounds every read and write (see the kernels' contracts),
+        // SAFETY: `convolve`'s assertion bounds every read and write (see the kernels' contracts),
         // and `plan` chose `p.isa` among the instructions this processor has.
         let block = unsafe {
             match p.isa {
@@ -436,28 +452,28 @@ fn convolve(
                     let (pair, last) = (0..pairs, pairs..p.wide);
                     match left {
                         8.. => {
-                            avx512::convolve_block::<8, 2>(ops, o, pair, flat);
-                            avx512::convolve_block::<8, 1>(ops, o, last, flat)
+                            avx512::convolve_block::<8, 2, K>(ops, o, pair, flat);
+                            avx512::convolve_block::<8, 1, K>(ops, o, last, flat)
                         }
                         4.. => {
-                            avx512::convolve_block::<4, 2>(ops, o, pair, flat);
-                            avx512::convolve_block::<4, 1>(ops, o, last, flat)
+                            avx512::convolve_block::<4, 2, K>(ops, o, pair, flat);
+                            avx512::convolve_block::<4, 1, K>(ops, o, last, flat)
                         }
                         2.. => {
-                            avx512::convolve_block::<2, 2>(ops, o, pair, flat);
-                            avx512::convolve_block::<2, 1>(ops, o, last, flat)
+                            avx512::convolve_block::<2, 2, K>(ops, o, pair, flat);
+                            avx512::convolve_block::<2, 1, K>(ops, o, last, flat)
                         }
                         _ => {
-                            avx512::convolve_block::<1, 2>(ops, o, pair, flat);
-                            avx512::convolve_block::<1, 1>(ops, o, last, flat)
+                            avx512::convolve_block::<1, 2, K>(ops, o, pair, flat);
+                            avx512::convolve_block::<1, 1, K>(ops, o, last, flat)
                         }
                     }
                 }
                 Isa::Avx2 => match left {
-                    4.. => avx::convolve_block::<4>(ops, o, flat),
-                    3 => avx::convolve_block::<3>(ops, o, flat),
-                    2 => avx::convolve_block::<2>(ops, o, flat),
-                    _ => avx::convolve_block::<1>(ops, o, flat),
+                    4.. => avx::convolve_block::<4, K>(ops, o, flat),
+                    3 => avx::convolve_block::<3, K>(ops, o, flat),
+                    2 => avx::convolve_block::<2, K>(ops, o, flat),
+                    _ => avx::convolve_block::<1, K>(ops, o, flat),
                 },
             }
         };
@@ -547,7 +563,7 @@ mod avx {
     /// # Safety
     /// The processor has AVX2 and FMA, and the slices hold what the plan says.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn convolve_block<const OB: usize>(
+    pub(super) unsafe fn convolve_block<const OB: usize, const K: usize>(
         Operands {
             padded,
             ins,
@@ -559,7 +575,7 @@ mod avx {
         o0: usize,
         flat: &mut [f32],
     ) -> usize {
-        let (k, d) = (p.k, p.dilation);
+        let (k, d) = (K, p.dilation);
         let src = padded.as_ptr();
         let wts = wt.as_ptr();
         let dst = flat.as_mut_ptr();
@@ -662,7 +678,7 @@ mod avx512 {
     use std::mem::MaybeUninit;
     use std::ops::Range;
 
-    use super::{BLOCK, Operands, Plan};
+    use super::{BLOCK, GRADIENT_CACHE_BYTES, Operands, Plan};
 
     /// [`super::copy_rows`] in vectors of 16, the last of each row masked.
     ///
@@ -708,7 +724,7 @@ mod avx512 {
     /// The processor has AVX-512F, `range` is as above, and the slices hold what the plan
     /// says.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn convolve_block<const OB: usize, const XB: usize>(
+    pub(super) unsafe fn convolve_block<const OB: usize, const XB: usize, const K: usize>(
         Operands {
             padded,
             ins,
@@ -721,7 +737,7 @@ mod avx512 {
         range: Range<usize>,
         flat: &mut [f32],
     ) -> usize {
-        let (k, d) = (p.k, p.dilation);
+        let (k, d) = (K, p.dilation);
         let src = padded.as_ptr();
         let wts = wt.as_ptr();
         let dst = flat.as_mut_ptr();
@@ -775,12 +791,12 @@ mod avx512 {
         let d = p.dilation;
         let (gy, gx) = (padded_dy.as_ptr(), padded_x.as_ptr());
         let g_at = p.pad * p.wp + p.pad;
-        for c in 0..p.cin {
-            for ky in 0..K {
-                let mut acc = [[_mm512_setzero_ps(); K]; OB];
-                for i in 0..images {
-                    // SAFETY: q + ky d wp + kx d + 15 < plane and q + pad wp + pad + 15 <
-                    // plane in image i < images.
+        // Adds images `first..last`' products for input channel `c` and kernel row `ky`.
+        let accumulate =
+            |a_reg: &mut [[__m512; K]; OB], c: usize, ky: usize, images: Range<usize>| {
+                for i in images {
+                    // SAFETY: q + ky d wp + kx d + 15 < plane and q + pad wp + pad + 15 < plane
+                    // in image i < images.
                     let xrow = unsafe { gx.add((i * p.cin + c) * p.plane + ky * d * p.wp) };
                     let grow = unsafe { gy.add(i * p.cout * p.plane + g_at) };
                     for q in (0..p.wide).step_by(BLOCK) {
@@ -788,7 +804,7 @@ mod avx512 {
                         for (kx, v) in v.iter_mut().enumerate() {
                             *v = unsafe { _mm512_loadu_ps(xrow.add(q + kx * d)) };
                         }
-                        for (j, a) in acc.iter_mut().enumerate() {
+                        for (j, a) in a_reg.iter_mut().enumerate() {
                             let g = unsafe { _mm512_loadu_ps(grow.add((o0 + j) * p.plane + q)) };
                             for (a, v) in a.iter_mut().zip(&v) {
                                 *a = _mm512_fmadd_ps(g, *v, *a);
@@ -796,12 +812,42 @@ mod avx512 {
                         }
                     }
                 }
-                for (j, a) in acc.iter().enumerate() {
-                    for (kx, lane) in a.iter().enumerate() {
-                        dw[(((o0 + j) * p.cin + c) * K + ky) * K + kx] +=
-                            _mm512_reduce_add_ps(*lane);
+            };
+        let mut add_sums = |c: usize, ky: usize, acc: &[[__m512; K]; OB]| {
+            for (j, a) in acc.iter().enumerate() {
+                for (kx, lane) in a.iter().enumerate() {
+                    dw[(((o0 + j) * p.cin + c) * K + ky) * K + kx] += _mm512_reduce_add_ps(*lane);
+                }
+            }
+        };
+        // As many images at a time as keep their output gradient's planes of this block in
+        // the first-level cache across every input channel and kernel row.
+        let group = (GRADIENT_CACHE_BYTES / (OB * p.plane * 4)).max(1);
+        if group >= images {
+            for c in 0..p.cin {
+                for ky in 0..K {
+                    let mut acc = [[_mm512_setzero_ps(); K]; OB];
+                    accumulate(&mut acc, c, ky, 0..images);
+                    add_sums(c, ky, &acc);
+                }
+            }
+        } else {
+            // All of them would spill to the second level (a 28 x 28 map's): a group at a
+            // time, the vector sums waiting in `sums` between groups.
+            let mut sums = vec![[[_mm512_setzero_ps(); K]; OB]; p.cin * K];
+            for first in (0..images).step_by(group) {
+                let last = (first + group).min(images);
+                for c in 0..p.cin {
+                    for ky in 0..K {
+                        let acc = &mut sums[c * K + ky];
+                        let mut a_reg = *acc;
+                        accumulate(&mut a_reg, c, ky, first..last);
+                        *acc = a_reg;
                     }
                 }
+            }
+            for (row, acc) in sums.iter().enumerate() {
+                add_sums(row / K, row % K, acc);
             }
         }
         OB
@@ -825,7 +871,7 @@ mod avx {
         unreachable!("the direct kernels run on x86-64 only")
     }
 
-    pub(super) unsafe fn convolve_block<const OB: usize>(
+    pub(super) unsafe fn convolve_block<const OB: usize, const K: usize>(
         _: Operands<'_>,
         _: usize,
         _: &mut [f32],
@@ -863,7 +909,7 @@ mod avx512 {
         unreachable!("the direct kernels run on x86-64 only")
     }
 
-    pub(super) unsafe fn convolve_block<const OB: usize, const XB: usize>(
+    pub(super) unsafe fn convolve_block<const OB: usize, const XB: usize, const K: usize>(
         _: Operands<'_>,
         _: usize,
         _: Range<usize>,
@@ -920,6 +966,7 @@ mod tests {
             (2, 16, 5, 14, 14, 3, 1),
             (2, 6, 7, 9, 21, 5, 1),
             (2, 32, 32, 7, 7, 3, 1),
+            (2, 64, 48, 7, 7, 3, 1),
             (3, 5, 9, 8, 8, 3, 1),
             (2, 4, 4, 14, 14, 5, 1),
             // Several images per task, one padded buffer for them.
@@ -981,9 +1028,9 @@ mod tests {
         assert!(conv2d(&x, &Tensor::randn(&[4, 4, 1, 1], 1.0, 3), None, &pointwise).is_none());
         let valid = Conv2dSpec { padding: 0, ..same };
         assert!(conv2d(&x, &w3, None, &valid).is_none());
-        let wide = Tensor::randn(&[2, 64, 16, 16], 1.0, 1);
-        let w64 = Tensor::randn(&[8, 64, 3, 3], 1.0, 2);
-        assert!(conv2d(&wide, &w64, None, &same).is_none());
+        let wide = Tensor::randn(&[2, 128, 16, 16], 1.0, 1);
+        let w128 = Tensor::randn(&[8, 128, 3, 3], 1.0, 2);
+        assert!(conv2d(&wide, &w128, None, &same).is_none());
         // Planes whose padding columns would be too large a share of the positions
         // computed: 4 x 4 (16 of 32), 5 x 5 kernels on 7 x 7 (49 of 80); 7 x 7 with a 3 x 3
         // kernel (49 of 64) is served.
@@ -1020,12 +1067,21 @@ mod tests {
         assert!(
             conv2d(&x, &w3, Some(&Tensor::zeros(&[4])), &same).is_some() || available().is_empty()
         );
-        // 32 channels: served on AVX-512, left to im2col on AVX2.
-        let x32 = Tensor::randn(&[2, 32, 14, 14], 1.0, 1);
-        let w32 = Tensor::randn(&[8, 32, 3, 3], 1.0, 2);
-        for isa in available() {
-            let served = conv2d_on(Some(isa), &x32, &w32, None, &same).is_some();
-            assert_eq!(served, isa == Isa::Avx512, "{isa:?}");
+        // 32 and 64 channels: served on AVX-512, left to im2col on AVX2.
+        for (x, w) in [
+            (
+                Tensor::randn(&[2, 32, 14, 14], 1.0, 1),
+                Tensor::randn(&[8, 32, 3, 3], 1.0, 2),
+            ),
+            (
+                Tensor::randn(&[2, 64, 7, 7], 1.0, 1),
+                Tensor::randn(&[64, 64, 3, 3], 1.0, 2),
+            ),
+        ] {
+            for isa in available() {
+                let served = conv2d_on(Some(isa), &x, &w, None, &same).is_some();
+                assert_eq!(served, isa == Isa::Avx512, "{isa:?}");
+            }
         }
     }
 }
